@@ -1,0 +1,86 @@
+"""Deterministic, compact JSON encoding of upstream messages.
+
+Keys are sorted, floats written with a fixed number of significant digits and strings
+ASCII-escaped, so the same message is the same bytes on CPython and on MicroPython
+(whose dicts are unordered, whose float repr and json.dumps differ).
+"""
+
+import math
+
+from agent.core.errors import EncodingError, PayloadTooLargeError
+
+FLOAT_DIGITS = 4  # significant digits kept for measured values
+FLOAT_MAX = 1e300  # larger magnitudes are refused: rounding them could overflow to inf
+
+
+def round_sig(x: float, digits: int = FLOAT_DIGITS) -> float:
+    """x rounded to digits significant digits; 0, inf and nan pass through."""
+    if x == 0 or not math.isfinite(x) or abs(x) >= FLOAT_MAX:
+        return x
+    exp = int(math.floor(math.log10(abs(x))))  # noqa: RUF046 (a float on some ports)
+    return round(x, digits - 1 - exp)
+
+
+_FLOAT_FORMAT = "%." + str(FLOAT_DIGITS) + "g"
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _string(text: str, out: list) -> None:
+    """A JSON string with everything outside printable ASCII as \\uXXXX escapes."""
+    out.append('"')
+    for ch in text:
+        code = ord(ch)
+        if 0x20 <= code < 0x7F:
+            out.append(_ESCAPES.get(ch, ch))
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif code > 0xFFFF:
+            code -= 0x10000
+            out.append("\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)))
+        else:
+            out.append("\\u%04x" % code)
+    out.append('"')
+
+
+def _encode(value: object, out: list) -> None:
+    if value is None or isinstance(value, bool):
+        out.append("null" if value is None else ("true" if value else "false"))
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        if not math.isfinite(value) or abs(value) >= FLOAT_MAX:
+            raise EncodingError("cannot encode " + repr(value) + "; expected a finite number below 1e300")
+        # %g, not repr: repr(round(x, n)) differs between the runtimes. 3.0 -> "3".
+        out.append(_FLOAT_FORMAT % value)
+    elif isinstance(value, str):
+        _string(value, out)
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(value)):
+            if not isinstance(key, str):
+                raise EncodingError("cannot encode key " + repr(key) + "; expected a string")
+            if i:
+                out.append(",")
+            _string(key, out)
+            out.append(":")
+            _encode(value[key], out)
+        out.append("}")
+    else:
+        raise EncodingError("cannot encode " + type(value).__name__ + "; expected JSON data")
+
+
+def encode(value: object, max_bytes: int) -> bytes:
+    """value as compact JSON bytes; EncodingError if longer than max_bytes."""
+    out: list = []
+    _encode(value, out)
+    data = "".join(out).encode()
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError("message of " + str(len(data)) + " bytes; expected at most " + str(max_bytes))
+    return data

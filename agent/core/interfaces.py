@@ -1,0 +1,35 @@
+"""The small interfaces where platforms plug into the pipeline, for type checkers only.
+
+Nothing here exists at run time: MicroPython has no typing module, so the protocols
+are defined under TYPE_CHECKING and named in string annotations.
+"""
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Driver(Protocol):
+        """A sensor: one reading of its channel at t_ms (NaN if it has none)."""
+
+        def read(self, t_ms: int) -> float: ...
+
+    class PhaseSource(Protocol):
+        """The appliance's program phase at t_ms ("idle", "drain", ...)."""
+
+        def phase(self, t_ms: int) -> str: ...
+
+    class Clock(Protocol):
+        def now_ms(self) -> int: ...
+
+        async def sleep_until(self, t_ms: int) -> None: ...
+
+    class Uplink(Protocol):
+        """Delivers one message; False when it could not (it will be offered again)."""
+
+        async def publish(self, topic: str, payload: bytes) -> bool: ...
+
+    class Observer(Protocol):
+        """Told about each pipeline step: ("tick", t_ms, phase), ("sample", channel, value),
+        ("decision", event, decision), ("sent", topic, payload)."""
+
+        def __call__(self, stage: str, a: object, b: object) -> None: ...

@@ -1,0 +1,23 @@
+"""Every bound the core enforces, declared in one place.
+
+Each limit has a test at the bound (tests/portable/cases.py and tests/test_limits.py).
+"""
+
+from agent.core.compat import const
+
+MAX_CHANNELS = const(16)  # channels per appliance profile
+MAX_PROCESSORS_PER_CHANNEL = const(4)
+MAX_CONSUMABLES = const(8)
+MAX_CATEGORIES = const(12)
+MAX_FIELDS_PER_CATEGORY = const(16)
+MAX_PHASES = const(16)
+MAX_ID_LEN = const(32)  # ids of channels, consumables, categories, phases
+MAX_TEXT_LEN = const(200)  # free text in profiles (purpose, names)
+MIN_SAMPLE_MHZ = const(10)  # 0.01 Hz: one sample every 100 s
+MAX_SAMPLE_MHZ = const(100_000)  # 100 Hz
+EVENT_QUEUE_LEN = const(32)  # events between processors and the privacy gate
+OUTBOX_LEN = const(64)  # messages waiting for the uplink
+UPLINK_RETRY_MS = const(1000)  # wait after a failed publish before offering it again
+MAX_PAYLOAD_BYTES = const(1024)  # one encoded message
+MAX_TOPIC_LEN = const(128)
+PROFILE_JSON_MAX_BYTES = const(16_384)  # compiled profile on flash

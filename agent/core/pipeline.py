@@ -1,0 +1,202 @@
+"""The agent's pipeline: sampler -> channel processors -> events -> privacy gate -> outbox.
+
+Three asyncio tasks joined by bounded channels. Drivers, the clock, the consent view
+and the uplink are passed in, so the pipeline itself does no I/O.
+"""
+
+import asyncio
+
+from agent.core import limits, processors
+from agent.core.channel import BoundedChannel
+from agent.core.compat import sleep_ms
+from agent.core.errors import ConfigError
+from agent.core.events import SENSOR_FAULT, Event
+from agent.core.gate import SENT, ConsentView, PrivacyGate
+from agent.core.outbox import Outbox
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from agent.core.interfaces import Clock, Driver, Observer, PhaseSource, Uplink
+
+# Sensor-fault events for one channel are at most this often.
+FAULT_HOLDOFF_MS = 60_000
+
+
+class SampleSchedule:
+    """Which channel is due when. Pure arithmetic: no sleeping, checkable on a host."""
+
+    def __init__(self, periods_ms: list, start_ms: int) -> None:
+        self.periods = periods_ms
+        self.due = [start_ms] * len(periods_ms)
+
+    def next_due(self) -> int:
+        return min(self.due)
+
+    def take_due(self, now_ms: int) -> list:
+        """Indexes of channels due at now_ms, each rescheduled one period on."""
+        ready = []
+        for i, due in enumerate(self.due):
+            if due <= now_ms:
+                ready.append(i)
+                # Skip missed slots instead of bursting to catch up.
+                while self.due[i] <= now_ms:
+                    self.due[i] += self.periods[i]
+        return ready
+
+
+class ChannelRuntime:
+    """One channel: its driver, valid range and processors."""
+
+    def __init__(self, spec: dict, driver: "Driver") -> None:
+        self.id = spec["id"]
+        self.driver = driver
+        self.period_ms = max(1, int(1000 / spec["sample_hz"]))
+        self.lo, self.hi = spec["range"]
+        self.procs = []
+        for p in spec["processors"]:
+            self.procs.append((processors.build(p["kind"], p["settings"]), p["category"]))
+        self.fault_category = self.procs[0][1] if self.procs else None
+        self.last_fault_ms = -(1 << 30)
+        self.samples = 0
+        self.rejected = 0
+        self.last_value = 0.0
+
+    def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> None:
+        """Feed one sample; out-of-range samples become sensor-fault events, not data."""
+        self.samples += 1
+        if not (self.lo <= value <= self.hi):
+            self.rejected += 1
+            if self.fault_category is not None and t_ms - self.last_fault_ms >= FAULT_HOLDOFF_MS:
+                self.last_fault_ms = t_ms
+                fields = {"value": value, "low": self.lo, "high": self.hi}
+                emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields))
+            return
+        self.last_value = value
+        for proc, category in self.procs:
+            out = proc.feed(t_ms, value, phase)
+            if out is not None:
+                emit(Event(out[0], category, self.id, t_ms, phase, out[1]))
+
+
+class Agent:
+    """Runs the pipeline for one validated profile.
+
+    drivers: channel id -> Driver. phase_source: None when the appliance reports no
+    phases. uplink: None keeps everything in the outbox. observer: told about each step
+    (demo, local store). See interfaces.py.
+    """
+
+    def __init__(
+        self,
+        profile: dict,
+        device_id: str,
+        drivers: dict,
+        clock: "Clock",
+        phase_source: "PhaseSource | None" = None,
+        uplink: "Uplink | None" = None,
+        consent: ConsentView | None = None,
+        observer: "Observer | None" = None,
+    ) -> None:
+        self.profile = profile
+        self.clock = clock
+        self.phase_source = phase_source
+        self.uplink = uplink
+        self.observer = observer
+        self.channels: list = []
+        for spec in profile["channels"]:
+            if spec["id"] not in drivers:
+                raise ConfigError("no driver for channel " + repr(spec["id"]))
+            self.channels.append(ChannelRuntime(spec, drivers[spec["id"]]))
+        self.consent = consent or ConsentView(profile["data_categories"])
+        self.gate = PrivacyGate(profile, device_id, self.consent)
+        self.events = BoundedChannel(limits.EVENT_QUEUE_LEN)
+        self.outbox = Outbox()
+        self.decisions: dict = {}
+        self._emit = self.events.put
+        self._outbox_ready = asyncio.Event()
+
+    def _tell(self, stage: str, a: object = None, b: object = None) -> None:
+        if self.observer is not None:
+            self.observer(stage, a, b)
+
+    def sample_once(self, now_ms: int, due: list) -> None:
+        """Read and process the channels with these indexes at now_ms."""
+        phase = self.phase_source.phase(now_ms) if self.phase_source is not None else ""
+        self._tell("tick", now_ms, phase)
+        for i in due:
+            ch = self.channels[i]
+            value = ch.driver.read(now_ms)
+            ch.process(now_ms, value, phase, self._emit)
+            self._tell("sample", ch, value)
+
+    def judge_pending(self) -> int:
+        """Pass every queued event through the gate; return how many were judged."""
+        n = 0
+        while len(self.events):
+            self._judge(self.events.get_nowait())
+            n += 1
+        return n
+
+    def _judge(self, event: object) -> None:
+        if not isinstance(event, Event):
+            raise TypeError("only events may reach the privacy gate, got " + repr(event))
+        decision = self.gate.judge(event)
+        self.decisions[decision.reason] = self.decisions.get(decision.reason, 0) + 1
+        self._tell("decision", event, decision)
+        if decision.reason == SENT:
+            self.outbox.push(decision.topic, decision.payload)
+            self._outbox_ready.set()
+
+    async def sampler(self, until_ms: int) -> None:
+        schedule = SampleSchedule([c.period_ms for c in self.channels], self.clock.now_ms())
+        while True:
+            t = schedule.next_due()
+            if t >= until_ms:
+                return
+            await self.clock.sleep_until(t)
+            now = self.clock.now_ms()
+            self.sample_once(now, schedule.take_due(now))
+            if len(self.events) or (self.uplink is not None and len(self.outbox)):
+                await sleep_ms(0)  # let the gate and the uplink take their turn
+
+    async def gatekeeper(self) -> None:
+        while True:
+            self._judge(await self.events.get())
+
+    async def flush(self) -> bool:
+        """Offer waiting messages to the uplink in order; False at the first failure."""
+        while len(self.outbox) and self.uplink is not None:
+            topic, payload = self.outbox.peek()
+            if not await self.uplink.publish(topic, payload):
+                return False
+            self.outbox.ack()
+            self._tell("sent", topic, payload)
+        return True
+
+    async def deliver(self) -> None:
+        """Hand outbox messages to the uplink as they come; retry after a failure."""
+        while self.uplink is not None:
+            if not len(self.outbox):
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+            elif not await self.flush():
+                await sleep_ms(limits.UPLINK_RETRY_MS)
+
+    async def run(self, duration_ms: int) -> None:
+        """Run the pipeline for duration_ms of clock time, then drain the events."""
+        until = self.clock.now_ms() + duration_ms
+        gate_task = asyncio.create_task(self.gatekeeper())
+        deliver_task = asyncio.create_task(self.deliver())
+        try:
+            await self.sampler(until)
+            self.judge_pending()
+            await self.flush()  # what the uplink does not take stays in the outbox
+        finally:
+            for task in (gate_task, deliver_task):
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass

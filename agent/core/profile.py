@@ -1,0 +1,132 @@
+"""The appliance profile schema and its cross-checks, on plain data.
+
+The host loads YAML (with line numbers) and devices load compiled JSON; both end here,
+so a device checks its profile exactly as the factory tool did.
+"""
+
+from agent.core import limits, processors
+from agent.core.errors import ProfileError
+from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, OneOf, Range, Str
+
+FORMAT_VERSION = 1
+
+# Driver kinds a profile may name. Implemented on the host: sim (simulated appliance)
+# and replay (CSV trace). The board runtime adds adc, i2c and pulse counters.
+DRIVERS = ("sim", "replay", "adc", "i2c", "pulse_counter", "linux_iio")
+
+_ID = Str(limits.MAX_ID_LEN, ident=True)
+_TEXT = Str(limits.MAX_TEXT_LEN)
+_TEXTS = Map({"en": _TEXT, "de": _TEXT})  # plain language, English and German
+
+_SETTING = Num(-1e9, 1e9)
+
+_PROCESSOR = Map(
+    {"kind": OneOf(processors.REGISTRY)},
+    {"category": (_ID, "maintenance"), "settings": (AnyMap(_SETTING, 8), {})},
+)
+
+_CHANNEL = Map(
+    {
+        "id": _ID,
+        "unit": Str(16),
+        "driver": OneOf(DRIVERS),
+        "sample_hz": Num(limits.MIN_SAMPLE_MHZ / 1000, limits.MAX_SAMPLE_MHZ / 1000, "samples per second"),
+        "range": Range(),
+    },
+    {
+        "driver_options": (AnyMap(_SETTING, 8), {}),
+        "label": (_TEXTS, None),
+        "processors": (ListOf(_PROCESSOR, 0, limits.MAX_PROCESSORS_PER_CHANNEL), []),
+    },
+)
+
+_CONSUMABLE = Map(
+    {
+        "id": _ID,
+        "name": _TEXTS,
+        "unit": Str(16),
+        "capacity": Num(0.001, 1e6),
+        "source": OneOf(("level_sensor", "dose_count", "wear")),
+    },
+    {
+        "channel": (_ID, None),
+        "dose_per_cycle": (Num(0, 1e6), None),
+        "lead_time_days": (Num(0, 60, "days"), 3),
+    },
+)
+
+_CATEGORY = Map(
+    {
+        "id": _ID,
+        "purpose": _TEXTS,
+        "fields": ListOf(_ID, 1, limits.MAX_FIELDS_PER_CATEGORY, unique=True),
+        "retention_days": Num(0, 3650, "days", integer=True),
+    },
+    {"optional": (Bool(), True)},
+)
+
+_UPLINK = Map(
+    {"host": Str(253), "port": Num(1, 65535, integer=True)},
+    {
+        "topic_prefix": (Str(32, ident=True), "wichtel"),
+        "max_payload": (Num(64, limits.MAX_PAYLOAD_BYTES, "bytes", integer=True), limits.MAX_PAYLOAD_BYTES),
+        "keepalive_s": (Num(10, 3600, "seconds", integer=True), 60),
+    },
+)
+
+_APPLIANCE = Map(
+    {"maker": _TEXT, "model": _TEXT, "hardware_revision": Str(32), "kind": _ID},
+)
+
+PROFILE = Map(
+    {
+        "wichtel_profile": Num(FORMAT_VERSION, FORMAT_VERSION, "profile format version", integer=True),
+        "appliance": _APPLIANCE,
+        "phases": ListOf(_ID, 1, limits.MAX_PHASES, unique=True),
+        "channels": ListOf(_CHANNEL, 1, limits.MAX_CHANNELS),
+        "data_categories": ListOf(_CATEGORY, 1, limits.MAX_CATEGORIES),
+        "uplink": _UPLINK,
+    },
+    {"consumables": (ListOf(_CONSUMABLE, 0, limits.MAX_CONSUMABLES), [])},
+)
+
+
+def validate(doc: object) -> dict:
+    """Check a whole profile; return it with defaults filled in, or raise ProfileError."""
+    prof = PROFILE(doc, ())
+    _check_unique(prof, "channels")
+    _check_unique(prof, "consumables")
+    _check_unique(prof, "data_categories")
+    channel_ids = [c["id"] for c in prof["channels"]]
+    category_ids = [c["id"] for c in prof["data_categories"]]
+    for i, ch in enumerate(prof["channels"]):
+        for j, proc in enumerate(ch["processors"]):
+            path = ("channels", i, "processors", j)
+            cls = processors.REGISTRY[proc["kind"]]
+            proc["settings"] = cls.SETTINGS(proc["settings"], path + ("settings",))  # type: ignore[attr-defined]
+            if proc["category"] not in category_ids:
+                raise ProfileError(path + ("category",), proc["category"], "the id of one of data_categories")
+    for i, con in enumerate(prof["consumables"]):
+        if con["source"] == "level_sensor" and con["channel"] is None:
+            raise ProfileError(("consumables", i, "channel"), None, "the id of the channel that measures the level")
+        if con["channel"] is not None and con["channel"] not in channel_ids:
+            raise ProfileError(("consumables", i, "channel"), con["channel"], "the id of one of channels")
+        if con["source"] == "dose_count" and con["dose_per_cycle"] is None:
+            raise ProfileError(("consumables", i, "dose_per_cycle"), None, "the amount used per cycle")
+    return prof
+
+
+def _check_unique(prof: dict, key: str) -> None:
+    seen = set()
+    for i, item in enumerate(prof[key]):
+        if item["id"] in seen:
+            raise ProfileError((key, i, "id"), item["id"], "an id not used earlier in " + key)
+        seen.add(item["id"])
+
+
+def channel(prof: dict, channel_id: str) -> dict:
+    """The channel of a validated profile with this id; KeyError when absent."""
+    for ch in prof["channels"]:
+        if ch["id"] == channel_id:
+            return ch  # type: ignore[no-any-return]
+    raise KeyError(channel_id)
