@@ -1,0 +1,97 @@
+"""What the agent measured, decided and would send, told as it happens (wichtel run/demo).
+
+An observer of the pipeline: it only reads what the pipeline tells it.
+"""
+
+import sys
+from typing import TextIO
+
+from agent.core import gate
+from agent.core.events import ANOMALY, READING, SENSOR_FAULT, Event
+from agent.core.gate import Decision
+from agent.core.pipeline import ChannelRuntime
+
+_WHY_KEPT = {
+    gate.NO_CONSENT: "kept on the device: you have not switched on",
+    gate.UNKNOWN_CATEGORY: "dropped: the profile declares no data category",
+    gate.TOO_LARGE: "dropped: the message would exceed its size limit for",
+    gate.UNENCODABLE: "dropped: a value cannot be encoded (not a finite number) for",
+}
+
+
+def clock_text(t_ms: int) -> str:
+    s = t_ms // 1000
+    return "day %d %02d:%02d" % (s // 86400, s // 3600 % 24, s // 60 % 60)
+
+
+class Narrator:
+    """Prints a line per decision and a summary of the measurements every report_ms."""
+
+    def __init__(self, profile: dict, report_ms: int = 3 * 3600 * 1000, out: TextIO | None = None) -> None:
+        self.profile = profile
+        self.report_ms = report_ms
+        self.out = out or sys.stdout
+        self.next_report = report_ms
+        self.units = {ch["id"]: ch["unit"] for ch in profile["channels"]}
+        self.purposes = {c["id"]: c["purpose"]["en"] for c in profile["data_categories"]}
+        self.sent = 0
+        self.kept = 0
+        self.anomalies = 0
+        self.latest: dict = {}
+        self.now = 0
+        self.phase = ""
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out)
+
+    def __call__(self, stage: str, a: object, b: object) -> None:
+        if stage == "sample" and isinstance(a, ChannelRuntime):
+            self.latest[a.id] = b
+        elif stage == "tick" and isinstance(a, int) and isinstance(b, str):
+            self.now, self.phase = a, b
+            if self.now >= self.next_report:
+                self.next_report += self.report_ms
+                parts = ["%s %.2f %s" % (k, v, self.units[k]) for k, v in sorted(self.latest.items())]
+                self.say("[%s] measured (phase %s): %s" % (clock_text(self.now), self.phase or "-", ", ".join(parts)))
+        elif stage == "decision" and isinstance(a, Event) and isinstance(b, Decision):
+            self._decision(a, b)
+        elif stage == "sent" and isinstance(b, bytes):
+            self.say("    -> handed to the uplink: %s %s" % (a, b.decode()))
+
+    def _decision(self, e: Event, decision: Decision) -> None:
+        f = e.fields
+        head = "[%s] " % clock_text(e.t_ms)
+        if e.kind == ANOMALY:
+            self.anomalies += 1
+            self.say(
+                head
+                + "decided: unusual %s in phase %s: %.3g %s, usual %.3g (%.1f standard deviations, sure %.0f%%)"
+                % (
+                    e.channel,
+                    e.phase,
+                    f["value"],
+                    self.units[e.channel],
+                    f["baseline"],
+                    f["deviation"],
+                    f["score"] * 100,
+                )
+            )
+        elif e.kind == SENSOR_FAULT:
+            self.say(
+                head
+                + "decided: %s reads %.3g, outside its valid range %g..%g: sensor fault"
+                % (e.channel, f["value"], f["low"], f["high"])
+            )
+        elif e.kind == READING:
+            pass
+        cat = e.category
+        if decision.reason == gate.SENT:
+            self.sent += 1
+            self.say(
+                "    would send to %s: %s\n      why: you switched on '%s' (%s)"
+                % (decision.topic, decision.payload.decode(), cat, self.purposes[cat])
+            )
+        else:
+            self.kept += 1
+            if e.kind != READING:
+                self.say("    %s '%s'" % (_WHY_KEPT[decision.reason], cat))

@@ -1,0 +1,66 @@
+"""Host runtime wiring: drivers, phase source and clock for a profile on a Pi or a PC.
+
+Chooses simulated appliances or a replayed trace; real Linux drivers plug in here.
+"""
+
+import csv
+
+from agent.core.clock import ManualClock, ScaledClock
+from agent.core.errors import ConfigError
+from agent.core.pipeline import SampleSchedule
+from agent.replay import ReplayDriver, Trace
+from agent.sim.appliances import make
+from agent.sim.engine import ApplianceSim, SimDriver
+
+
+def simulated(profile: dict, seed: int, faults: list, onset: int = 2, ramp: int = 2) -> tuple:
+    """(drivers, phase source) from the simulator of the profile's appliance kind."""
+    sim = make(profile["appliance"]["kind"], seed, faults, onset, ramp)
+    drivers = {}
+    for ch in profile["channels"]:
+        if ch["driver"] != "sim":
+            raise ConfigError(
+                "channel " + repr(ch["id"]) + " uses driver " + repr(ch["driver"]) + "; --simulate needs driver sim"
+            )
+        if not _sim_has(sim, ch["id"]):
+            raise ConfigError("the " + profile["appliance"]["kind"] + " simulator has no channel " + repr(ch["id"]))
+        drivers[ch["id"]] = SimDriver(sim, ch["id"])
+    return drivers, sim
+
+
+def _sim_has(sim: ApplianceSim, channel: str) -> bool:
+    th = sim.model.get("thermal")
+    return channel in sim.model["channels"] or channel in sim.levels or (th is not None and th["channel"] == channel)
+
+
+def replayed(profile: dict, path: str) -> tuple:
+    """(drivers, phase source) replaying a recorded trace file."""
+    cursor = Trace(path).cursor()
+    drivers = {ch["id"]: ReplayDriver(cursor, ch["id"]) for ch in profile["channels"]}
+    return drivers, cursor
+
+
+def clock(speed: float) -> ManualClock | ScaledClock:
+    """speed 0: as fast as the host computes; otherwise that many times real time."""
+    return ManualClock() if speed == 0 else ScaledClock(speed)
+
+
+def record(profile: dict, drivers: dict, phase_source: object, duration_ms: int, path: str) -> int:
+    """Write a replayable trace of duration_ms sampled at the profile's rates; return rows."""
+    ids = [ch["id"] for ch in profile["channels"]]
+    periods = [max(1, int(1000 / ch["sample_hz"])) for ch in profile["channels"]]
+    schedule = SampleSchedule(periods, 0)
+    rows = 0
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["t_ms", "phase"] + ids)
+        while schedule.next_due() < duration_ms:
+            t = schedule.next_due()
+            due = schedule.take_due(t)
+            phase = phase_source.phase(t)  # type: ignore[attr-defined]
+            cells = [""] * len(ids)
+            for i in due:
+                cells[i] = repr(round(drivers[ids[i]].read(t), 4))
+            out.writerow([t, phase] + cells)
+            rows += 1
+    return rows
