@@ -1,0 +1,40 @@
+"""Shared fixtures: compiled example profiles and the MicroPython runtime."""
+
+import os
+
+import pytest
+
+from agent import profile_loader
+from tests import micropython
+
+EXAMPLES = ("washing_machine", "coffee_machine", "dishwasher")
+
+
+@pytest.fixture(scope="session")
+def compiled_profiles(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A directory with the example profiles compiled to JSON, as devices get them."""
+    out = tmp_path_factory.mktemp("profiles")
+    for kind in EXAMPLES:
+        prof = profile_loader.load(profile_loader.example(kind))
+        (out / (kind + ".json")).write_bytes(profile_loader.compile_json(prof))
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def mp_runtime() -> object:
+    """The MicroPython runner; fails (does not skip) when the runtime is missing."""
+    missing = micropython.available()
+    if missing:
+        pytest.fail("MicroPython runtime unavailable: " + missing)
+    return micropython
+
+
+@pytest.fixture
+def write_file(tmp_path: "os.PathLike[str]") -> object:
+    def write(name: str, text: str) -> str:
+        path = os.path.join(tmp_path, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    return write

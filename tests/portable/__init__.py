@@ -1,0 +1,1 @@
+"""Portable test cases: the same functions run on CPython and on real MicroPython."""

@@ -1,0 +1,102 @@
+"""The wichtel command end to end: demo, run on each example, record and replay, bad input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agent import profile_loader
+from agent.cli import main
+from tests.conftest import EXAMPLES
+
+
+def _wichtel(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_demo_runs_to_completion_and_finds_the_clogging_pump() -> None:
+    proc = _wichtel("demo")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "measured (phase" in out
+    assert "decided: unusual motor_current in phase drain" in out
+    assert "would send to wichtel/demo-0001/maintenance" in out and "why: you switched on 'maintenance'" in out
+    assert "Off (the default, nothing optional leaves without consent): usage_statistics, consumables" in out
+    # Nothing but the consented category would leave.
+    sends = [line for line in out.splitlines() if "would send to" in line]
+    assert sends and all("/maintenance:" in line for line in sends)
+
+
+@pytest.mark.parametrize("kind", EXAMPLES)
+def test_run_simulates_each_example(kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--profile", profile_loader.example(kind), "--simulate", "--hours", "12", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Done:" in out and "0 messages would be sent" in out  # no consent given
+
+
+def test_replayed_trace_gives_the_same_decisions_as_the_live_simulation(
+    tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prof = profile_loader.example("washing_machine")
+    trace = os.path.join(str(tmp_path), "trace.csv")
+    common = ["--hours", "30", "--seed", "5", "--fault", "pump_clog"]
+    assert main(["simulate", "--profile", prof, "--output", trace, *common]) == 0
+    capsys.readouterr()
+    assert main(["run", "--profile", prof, "--simulate", "--consent", "maintenance", *common]) == 0
+    live = [line for line in capsys.readouterr().out.splitlines() if "decided:" in line]
+    assert main(["run", "--profile", prof, "--replay", trace, "--consent", "maintenance", "--hours", "30"]) == 0
+    replayed = [line for line in capsys.readouterr().out.splitlines() if "decided:" in line]
+    assert live and replayed == live
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        ("time,value\n1,2\n", ":1: expected the header t_ms,phase"),
+        ("t_ms,phase,motor_current\n0,idle,1.0\n1000,idle\n", ":3: expected 3 cells, got 2"),
+        ("t_ms,phase,motor_current\n0,idle,1.0\nsoon,idle,1.0\n", ":3: t_ms 'soon' is not a whole number"),
+        ("t_ms,phase,motor_current\n0,idle,1.0\n0,idle,1.0\n", ":3: t_ms 0 is not after"),
+        ("t_ms,phase,motor_current\n0,idle,lots\n", ":2: motor_current 'lots' is not a finite number"),
+        ("t_ms,phase,motor_current\n0,idle,inf\n", ":2: motor_current 'inf' is not a finite number"),
+    ],
+)
+def test_bad_trace_names_the_line(content: str, words: str, tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = os.path.join(str(tmp_path), "bad.csv")
+    with open(trace, "w") as f:
+        f.write(content)
+    code = main(["run", "--profile", profile_loader.example("washing_machine"), "--replay", trace, "--hours", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and trace + words in err
+
+
+def test_trace_missing_a_channel(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = os.path.join(str(tmp_path), "t.csv")
+    with open(trace, "w") as f:
+        f.write("t_ms,phase,motor_current\n0,idle,1.0\n")
+    code = main(["run", "--profile", profile_loader.example("washing_machine"), "--replay", trace])
+    assert code == 2 and "no column for channel 'drum_vibration'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--consent", "marketing"], "no such data category"),
+        (["--fault", "scale_buildup"], "does not apply to washing_machine"),
+    ],
+)
+def test_bad_run_arguments(args: list, words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--profile", profile_loader.example("washing_machine"), "--simulate", "--hours", "1", *args])
+    assert code == 2 and words in capsys.readouterr().err
+
+
+def test_speed_runs_faster_than_real_time(capsys: pytest.CaptureFixture[str]) -> None:
+    # 2 simulated minutes at 600x: well under a second of real time, all channels sampled.
+    code = main(["run", "--profile", profile_loader.example("coffee_machine"), "--simulate", "--speed", "600",
+                 "--hours", "0.0334"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    samples = int(out.split("Done: ", 1)[1].split(" ", 1)[0])
+    # 3.21 samples per simulated second for 120 s; slots missed on a busy machine are skipped.
+    assert 250 <= samples <= 390
