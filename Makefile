@@ -1,0 +1,41 @@
+# Wichtel: `make demo` runs the demo, `make test` runs the whole suite.
+# Each does its own set-up on a fresh Debian machine (Python 3.11, Node 20, root):
+# a virtual environment in .venv/, the Python packages, missing apt packages, and the
+# MicroPython WebAssembly runtime from npm.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+MP_STAMP := tools/mpwasm/node_modules/.installed
+# Debian packages the suite needs; installed only when missing.
+APT_PACKAGES :=
+
+.PHONY: demo test setup lint bench clean
+
+demo: setup
+	$(PY) -m agent demo
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+setup: $(PY_STAMP) $(MP_STAMP)
+	@./tools/ensure-apt.sh $(APT_PACKAGES)
+
+$(PY_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(MP_STAMP): tools/mpwasm/package.json tools/mpwasm/package-lock.json
+	npm ci --prefix tools/mpwasm --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: setup
+	$(PY) bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) tools/mpwasm/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
