@@ -1,7 +1,5 @@
 """The pipeline on the host: exact sampling, the uplink hand-off with retries, bounds under a flood."""
 
-import asyncio
-
 import pytest
 import yaml
 
@@ -18,11 +16,12 @@ def _washer() -> dict:
     return profile_loader.load(profile_loader.example("washing_machine"))
 
 
-def test_manual_clock_samples_each_channel_at_its_rate() -> None:
+@pytest.mark.asyncio
+async def test_manual_clock_samples_each_channel_at_its_rate() -> None:
     prof = _washer()
     drivers, sim = host.simulated(prof, 1, [])
     agent = Agent(prof, "d", drivers, ManualClock(), sim)
-    asyncio.run(agent.run(3600 * 1000))
+    await agent.run(3600 * 1000)
     counts = {c.id: c.samples for c in agent.channels}
     assert counts == {
         "motor_current": 3600, "drum_vibration": 3600, "inlet_flow": 1800, "heater_temp": 720, "detergent_level": 180,
@@ -44,7 +43,8 @@ class FlakyUplink:
         return True
 
 
-def test_uplink_gets_every_message_in_order_despite_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.asyncio
+async def test_uplink_gets_every_message_in_order_despite_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "UPLINK_RETRY_MS", 1)
     prof = _washer()
     drivers, sim = host.simulated(prof, 7, ["pump_clog"])
@@ -56,14 +56,11 @@ def test_uplink_gets_every_message_in_order_despite_failures(monkeypatch: pytest
     agent = Agent(prof, "d", drivers, ManualClock(), sim, uplink, consent,
                   lambda stage, a, b: seen.append(b.payload) if stage == "decision" and b.reason == SENT else None)  # type: ignore[attr-defined]  # fmt: skip
 
-    async def run() -> None:
-        await agent.run(24 * 3600 * 1000)
-        for _ in range(100):  # the last retries finish after the sampler stops
-            if not len(agent.outbox):
-                break
-            await agent.flush()
-
-    asyncio.run(run())
+    await agent.run(24 * 3600 * 1000)
+    for _ in range(100):  # the last retries finish after the sampler stops
+        if not len(agent.outbox):
+            break
+        await agent.flush()
     assert len(seen) > 20
     assert [p for _, p in uplink.received] == seen
     assert agent.outbox.delivered == len(seen) and len(agent.outbox) == 0
@@ -79,7 +76,8 @@ class Shouter(processors.Processor):
         return (ANOMALY, {"value": value})
 
 
-def test_event_flood_is_bounded_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.asyncio
+async def test_event_flood_is_bounded_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(processors.REGISTRY, Shouter.kind, Shouter)
     with open(profile_loader.example("washing_machine")) as f:
         doc = yaml.safe_load(f)
@@ -90,7 +88,7 @@ def test_event_flood_is_bounded_and_counted(monkeypatch: pytest.MonkeyPatch) -> 
     prof = profile_loader.core_profile.validate(doc)
     drivers = {ch["id"]: type("D", (), {"read": lambda self, t: 1.0})() for ch in prof["channels"]}
     agent = Agent(prof, "d", drivers, ManualClock())
-    asyncio.run(agent.run(10 * 1000))
+    await agent.run(10 * 1000)
     per_round = limits.MAX_CHANNELS * limits.MAX_PROCESSORS_PER_CHANNEL
     # Each round emits more than the channel holds: the excess is dropped and counted.
     assert agent.events.dropped == 10 * (per_round - limits.EVENT_QUEUE_LEN)
