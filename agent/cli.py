@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import sys
 
-from agent import host
+from agent import detect, host
+from agent.core.detectors import DETECTORS
 from agent.core.errors import ConfigError
 from agent.core.gate import ConsentView
 from agent.core.pipeline import Agent
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
             "--fault", action="append", default=[], choices=sorted(FAULTS), help="inject a fault (repeatable)"
         )
         sp.add_argument("--fault-onset", type=int, default=2, help="program cycle at which faults start (default 2)")
+        sp.add_argument(
+            "--fault-ramp", type=int, default=2, help="cycles until a fault is at full strength (default 2)"
+        )
         sp.add_argument("--hours", type=float, default=72.0, help="simulated hours to run (default 72)")
 
     run = sub.add_parser("run", help="run the agent on a profile")
@@ -65,9 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--output", required=True, metavar="TRACE.csv")
     sim_args(simulate)
 
+    detect = sub.add_parser("detect", help="score a timestamp,value CSV (the NAB format) with a detector")
+    detect.add_argument("file", nargs="?", metavar="FILE.csv")
+    detect.add_argument("--detector", default="wichtel", metavar="NAME", help="a name from --list (default wichtel)")
+    detect.add_argument("--output", metavar="scores.csv", help="write timestamp,value,anomaly_score (default: stdout)")
+    detect.add_argument("--list", action="store_true", help="list the detectors and exit")
+
     demo = sub.add_parser("demo", help="a simulated washing machine whose drain pump clogs")
     demo.add_argument("--speed", type=float, default=0.0, help="times real time; 0 = as fast as possible (default)")
-    demo.add_argument("--hours", type=float, default=84.0)
+    demo.add_argument("--hours", type=float, default=120.0)
     return p
 
 
@@ -76,7 +86,7 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     if args.replay:
         drivers, phases = host.replayed(profile, args.replay)
     else:
-        drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset)
+        drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset, args.fault_ramp)
     consent = ConsentView(profile["data_categories"])
     narrator = Narrator(profile)
     for cat in args.consent:
@@ -126,18 +136,27 @@ def main(argv: list | None = None) -> int:
             return 0
         if args.command == "simulate":
             profile = load(args.profile)
-            drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset)
+            drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset, args.fault_ramp)
             rows = host.record(profile, drivers, phases, int(args.hours * _HOUR_MS), args.output)
             print("%s: %d rows, %.0f simulated hours" % (args.output, rows, args.hours))
             return 0
+        if args.command == "detect":
+            if args.list:
+                for name in sorted(DETECTORS):
+                    print("%-10s %s" % (name, DETECTORS[name].SUMMARY))
+                return 0
+            if args.file is None:
+                raise UsageError("wichtel detect needs FILE.csv (or --list)")
+            return detect.run(args.file, args.output, args.detector)
         if args.command == "demo":
-            print("Wichtel demo: a washing machine whose drain pump starts to clog at its third wash.")
+            print("Wichtel demo: a washing machine whose drain pump starts to clog at its ninth wash.")
             demo_args = argparse.Namespace(
                 profile=example("washing_machine"),
                 replay=None,
                 seed=7,
                 fault=["pump_clog"],
-                fault_onset=2,
+                fault_onset=8,
+                fault_ramp=4,
                 consent=["maintenance"],
                 device_id="demo-0001",
                 speed=args.speed,

@@ -65,16 +65,8 @@ class Narrator:
             self.anomalies += 1
             self.say(
                 head
-                + "decided: unusual %s in phase %s: %.3g %s, usual %.3g (%.1f standard deviations, sure %.0f%%)"
-                % (
-                    e.channel,
-                    e.phase,
-                    f["value"],
-                    self.units[e.channel],
-                    f["baseline"],
-                    f["deviation"],
-                    f["score"] * 100,
-                )
+                + "decided: maintenance alert on %s, phase %s (%s, %.0f%% sure)\n      en: %s\n      de: %s"
+                % (e.channel, e.phase, f["detector"], f["score"] * 100, f["explanation_en"], f["explanation_de"])
             )
         elif e.kind == SENSOR_FAULT:
             self.say(
@@ -82,8 +74,6 @@ class Narrator:
                 + "decided: %s reads %.3g, outside its valid range %g..%g: sensor fault"
                 % (e.channel, f["value"], f["low"], f["high"])
             )
-        elif e.kind == READING:
-            pass
         cat = e.category
         if decision.reason == gate.SENT:
             self.sent += 1

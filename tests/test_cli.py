@@ -20,7 +20,9 @@ def test_demo_runs_to_completion_and_finds_the_clogging_pump() -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "measured (phase" in out
-    assert "decided: unusual motor_current in phase drain" in out
+    assert "decided: maintenance alert on motor_current, phase drain (cycle_feature" in out
+    assert "en: Draining took 30% longer than usual over the last 3 cycles" in out
+    assert "de: Abpumpen dauerte 30 % länger als üblich (in den letzten 3 Zyklen)" in out
     assert "would send to wichtel/demo-0001/maintenance" in out and "why: you switched on 'maintenance'" in out
     assert "Off (the default, nothing optional leaves without consent): usage_statistics, consumables" in out
     # Nothing but the consented category would leave.
@@ -41,12 +43,12 @@ def test_replayed_trace_gives_the_same_decisions_as_the_live_simulation(
 ) -> None:
     prof = profile_loader.example("washing_machine")
     trace = os.path.join(str(tmp_path), "trace.csv")
-    common = ["--hours", "30", "--seed", "5", "--fault", "pump_clog"]
+    common = ["--hours", "60", "--seed", "5", "--fault", "pump_clog", "--fault-onset", "6"]
     assert main(["simulate", "--profile", prof, "--output", trace, *common]) == 0
     capsys.readouterr()
     assert main(["run", "--profile", prof, "--simulate", "--consent", "maintenance", *common]) == 0
     live = [line for line in capsys.readouterr().out.splitlines() if "decided:" in line]
-    assert main(["run", "--profile", prof, "--replay", trace, "--consent", "maintenance", "--hours", "30"]) == 0
+    assert main(["run", "--profile", prof, "--replay", trace, "--consent", "maintenance", "--hours", "60"]) == 0
     replayed = [line for line in capsys.readouterr().out.splitlines() if "decided:" in line]
     assert live and replayed == live
 

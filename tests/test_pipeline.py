@@ -72,6 +72,9 @@ class Shouter(processors.Processor):
     kind = "test_shouter"
     SETTINGS = Map({})
 
+    def __init__(self, info: processors.ChannelInfo) -> None:
+        self.info = info
+
     def feed(self, t_ms: int, value: float, phase: str) -> tuple | None:
         return (ANOMALY, {"value": value})
 

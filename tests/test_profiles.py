@@ -54,9 +54,11 @@ MISTAKES = [
     ("bad id", ("  - id: drum_vibration", "  - id: Drum Vibration"), "channels[1].id", "identifier"),
     ("dangling category", ("        category: usage_statistics\n        settings: {window_s: 3600}\n  - id: drum",
                            "        category: marketing\n        settings: {window_s: 3600}\n  - id: drum"),
-     "channels[0].processors[1].category", "data_categories"),
-    ("bad setting", ("settings: {alpha: 0.0005, threshold: 5.5,", "settings: {alpha: 0.0005, threshold: 0,"),
-     "channels[0].processors[0].settings.threshold", "standard deviations"),
+     "channels[0].processors[2].category", "data_categories"),
+    ("bad setting", ("settings: {phase: drain, feature: duration}", "settings: {phase: drain, feature: colour}"),
+     "channels[0].processors[0].settings.feature", "one of duration, mean, peak"),
+    ("unknown phase", ("settings: {phase: drain, feature: duration}", "settings: {phase: rinse, feature: duration}"),
+     "channels[0].processors[0].settings.phase", "one of drain, fill, heat, idle, spin, wash"),
     ("duplicate key", ("  port: 8883\n", "  port: 8883\n  port: 1883\n"), "uplink.port", "given twice"),
 ]  # fmt: skip
 

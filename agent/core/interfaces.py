@@ -13,6 +13,13 @@ if TYPE_CHECKING:
 
         def read(self, t_ms: int) -> float: ...
 
+    class Detector(Protocol):
+        """A streaming anomaly detector (detectors.py): score in [0, 1] per sample."""
+
+        baseline: float
+
+        def score(self, t_ms: int, value: float, context: int) -> float: ...
+
     class PhaseSource(Protocol):
         """The appliance's program phase at t_ms ("idle", "drain", ...)."""
 

@@ -49,14 +49,15 @@ class SampleSchedule:
 class ChannelRuntime:
     """One channel: its driver, valid range and processors."""
 
-    def __init__(self, spec: dict, driver: "Driver") -> None:
+    def __init__(self, spec: dict, driver: "Driver", profile: dict) -> None:
         self.id = spec["id"]
         self.driver = driver
         self.period_ms = max(1, int(1000 / spec["sample_hz"]))
         self.lo, self.hi = spec["range"]
         self.procs = []
         for p in spec["processors"]:
-            self.procs.append((processors.build(p["kind"], p["settings"]), p["category"]))
+            info = processors.ChannelInfo(spec, profile["phases"], profile["phase_names"], p["hint"])
+            self.procs.append((processors.build(p["kind"], p["settings"], info), p["category"]))
         self.fault_category = self.procs[0][1] if self.procs else None
         self.last_fault_ms = -(1 << 30)
         self.samples = 0
@@ -77,7 +78,8 @@ class ChannelRuntime:
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
             if out is not None:
-                emit(Event(out[0], category, self.id, t_ms, phase, out[1]))
+                fields = out[1]
+                emit(Event(out[0], category, self.id, t_ms, fields.pop("phase", phase), fields))
 
 
 class Agent:
@@ -108,7 +110,7 @@ class Agent:
         for spec in profile["channels"]:
             if spec["id"] not in drivers:
                 raise ConfigError("no driver for channel " + repr(spec["id"]))
-            self.channels.append(ChannelRuntime(spec, drivers[spec["id"]]))
+            self.channels.append(ChannelRuntime(spec, drivers[spec["id"]], profile))
         self.consent = consent or ConsentView(profile["data_categories"])
         self.gate = PrivacyGate(profile, device_id, self.consent)
         self.events = BoundedChannel(limits.EVENT_QUEUE_LEN)

@@ -6,7 +6,7 @@ so a device checks its profile exactly as the factory tool did.
 
 from agent.core import limits, processors
 from agent.core.errors import ProfileError
-from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, OneOf, Range, Str
+from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Range, Str
 
 FORMAT_VERSION = 1
 
@@ -22,7 +22,12 @@ _SETTING = Num(-1e9, 1e9)
 
 _PROCESSOR = Map(
     {"kind": OneOf(processors.REGISTRY)},
-    {"category": (_ID, "maintenance"), "settings": (AnyMap(_SETTING, 8), {})},
+    {
+        "category": (_ID, "maintenance"),
+        "settings": (AnyMap(NumOrId(), 8), {}),
+        # The likely cause, for the person reading the event ("the drain pump may be clogging").
+        "hint": (_TEXTS, None),
+    },
 )
 
 _CHANNEL = Map(
@@ -87,7 +92,11 @@ PROFILE = Map(
         "data_categories": ListOf(_CATEGORY, 1, limits.MAX_CATEGORIES),
         "uplink": _UPLINK,
     },
-    {"consumables": (ListOf(_CONSUMABLE, 0, limits.MAX_CONSUMABLES), [])},
+    {
+        "consumables": (ListOf(_CONSUMABLE, 0, limits.MAX_CONSUMABLES), []),
+        # Names of phases for people, e.g. drain: {en: Drain, de: Abpumpen}.
+        "phase_names": (AnyMap(_TEXTS, limits.MAX_PHASES), {}),
+    },
 )
 
 
@@ -102,10 +111,13 @@ def validate(doc: object) -> dict:
     for i, ch in enumerate(prof["channels"]):
         for j, proc in enumerate(ch["processors"]):
             path = ("channels", i, "processors", j)
-            cls = processors.REGISTRY[proc["kind"]]
-            proc["settings"] = cls.SETTINGS(proc["settings"], path + ("settings",))  # type: ignore[attr-defined]
+            schema = processors.settings_schema(proc["kind"], prof["phases"])
+            proc["settings"] = schema(proc["settings"], path + ("settings",))
             if proc["category"] not in category_ids:
                 raise ProfileError(path + ("category",), proc["category"], "the id of one of data_categories")
+    for name in prof["phase_names"]:
+        if name not in prof["phases"]:
+            raise ProfileError(("phase_names", name), name, "one of phases")
     for i, con in enumerate(prof["consumables"]):
         if con["source"] == "level_sensor" and con["channel"] is None:
             raise ProfileError(("consumables", i, "channel"), None, "the id of the channel that measures the level")

@@ -148,6 +148,15 @@ class Map:
         return ", ".join(keys)
 
 
+class NumOrId:
+    """A setting: a number, or an identifier (e.g. a phase or detector name)."""
+
+    def __call__(self, value: object, path: tuple) -> object:
+        if isinstance(value, str):
+            return Str(32, ident=True)(value, path)
+        return Num(-1e9, 1e9)(value, path)
+
+
 class AnyMap:
     """A mapping of identifier keys to values checked by item (e.g. detector settings)."""
 

@@ -6,8 +6,9 @@ both (tests/test_portable.py). data_dir holds the compiled example profiles.
 
 import asyncio
 import json
+import math
 
-from agent.core import limits, processors
+from agent.core import detectors, limits, processors
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
 from agent.core.clock import ManualClock
@@ -146,7 +147,7 @@ def case_gate_sends_only_consented_and_declared(data_dir: str) -> list:
     prof = _profile(data_dir)
     consent = ConsentView(prof["data_categories"])
     gate = PrivacyGate(prof, "dev-1", consent)
-    fields = {"detector": "ewma", "value": 0.81234, "baseline": 0.45, "score": 0.9, "secret": "serial-123"}
+    fields = {"detector": "anomaly", "value": 0.81234, "baseline": 0.45, "score": 0.9, "secret": "serial-123"}
     event = Event(ANOMALY, "maintenance", "motor_current", 3_600_000, "drain", fields)
     assert gate.judge(event).reason == NO_CONSENT
     consent.set("maintenance", True)
@@ -171,39 +172,134 @@ def case_outbox_bound(data_dir: str) -> list:
     return [len(box), box.dropped, box.accepted]
 
 
-def case_ewma_flags_step_not_noise(data_dir: str) -> list:
-    det = processors.build("ewma", {"alpha": 0.01, "threshold": 6.0, "warmup": 50, "holdoff_s": 100})
+def _info(prof: dict, channel: str, hint: object = None) -> object:
+    ch = core_profile.channel(prof, channel)
+    return processors.ChannelInfo(ch, prof["phases"], prof["phase_names"], hint)
+
+
+def case_context_detector_scores_spike_not_noise(data_dir: str) -> list:
+    det = detectors.ContextDetector(0, hold_min=0, hold_fraction=0.0)
     rng = XorShift32(5)
-    alerts = []
+    scores = []
     for i in range(3000):
-        value = rng.gauss(10.0, 0.5) + (4.0 if i >= 2000 else 0.0)
-        out = det.feed(i * 1000, value, "wash")
-        if out is not None:
-            alerts.append([i, out[0], round(out[1]["baseline"], 1)])
-    assert alerts and alerts[0][0] == 2000 and alerts[0][1] == ANOMALY
-    # The lasting step is held off, not repeated on every sample.
-    assert len(alerts) <= 10
-    return alerts
+        value = rng.gauss(10.0, 0.5) + (6.0 if i == 2000 else 0.0)
+        scores.append(det.score(i * 60_000, value, 0))
+    assert all(0.0 <= s < 1.0 for s in scores)
+    top = max(range(3000), key=lambda i: scores[i])
+    assert top == 2000 and scores[2000] > 0.7
+    # Noise alone stays below the alarm level of 0.5.
+    assert max(scores[200:2000]) < 0.5
+    return [top, round(scores[2000], 6), round(sum(scores), 4)]
 
 
-def case_ewma_keeps_one_baseline_per_phase(data_dir: str) -> list:
-    det = processors.build("ewma", {"alpha": 0.05, "threshold": 5.0, "warmup": 20, "holdoff_s": 0})
+def case_context_detector_holds_off_after_an_alarm(data_dir: str) -> list:
+    det = detectors.ContextDetector(0)  # the NAB configuration: quiet after an alarm
+    rng = XorShift32(6)
+    scores = []
+    for i in range(1000):
+        spike = 8.0 if i in (600, 650) else 0.0
+        scores.append(det.score(i * 60_000, rng.gauss(10.0, 0.5) + spike, 0))
+    assert scores[600] > 0.6
+    # The second spike falls into the hold-off (at least hold_min = 100 samples).
+    assert max(scores[601:700]) == 0.0
+    return [round(scores[600], 6)]
+
+
+def case_context_detector_judges_each_context_on_its_own(data_dir: str) -> list:
+    det = detectors.ContextDetector(2, overall_weight=0.0, hold_min=0, hold_fraction=0.0)
     rng = XorShift32(9)
-    alerts = 0
-    for i in range(600):
-        phase = "spin" if (i // 50) % 2 else "drain"
-        level = 3.6 if phase == "spin" else 0.45
-        if det.feed(i * 1000, rng.gauss(level, 0.05), phase) is not None:
-            alerts += 1
-    assert alerts == 0
-    for i in range(limits.MAX_PHASES + 4):
-        det.feed(10**6 + i, 1.0, "p" + str(i))
-    assert len(det.baselines) == limits.MAX_PHASES
-    return [alerts, len(det.baselines)]
+    alarms = []
+    for i in range(4000):
+        phase = (i // 50) % 2
+        level = 3.6 if phase else 0.45
+        if i == 3500:
+            level = 0.9  # a drain pump drawing twice its usual current
+        if det.score(i * 1000, rng.gauss(level, 0.04), phase) >= 0.6:
+            alarms.append(i)
+    assert alarms == [3500], alarms
+    assert det.state_bytes() == 7 * 8 + 9 * 2
+    return alarms
+
+
+def case_detectors_identical_on_a_nab_like_series(data_dir: str) -> list:
+    out = []
+    for name in sorted(detectors.DETECTORS):
+        scorer = detectors.SeriesScorer(name)
+        rng = XorShift32(11)
+        total = 0.0
+        peak = (0.0, -1)
+        for i in range(2000):
+            t = 1_400_000_000_000 + i * 300_000
+            day = math.sin(2 * math.pi * (t % 86_400_000) / 86_400_000)
+            value = 50 + 20 * day + rng.gauss(0, 2) + (40 if 1500 <= i < 1510 else 0)
+            s = scorer(t, value)
+            assert 0.0 <= s <= 1.0
+            total += s
+            if s > peak[0]:
+                peak = (s, i)
+        if name == "wichtel":
+            assert 1500 <= peak[1] < 1510, (name, peak)
+        out.append([name, peak[1], round(peak[0], 6), round(total, 3)])
+    return out
+
+
+def case_cycle_feature_finds_slow_drift_with_explanation(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    hint = {"en": "the drain pump may be clogging.", "de": "die Laugenpumpe setzt sich womöglich zu."}
+    proc = processors.build(
+        "cycle_feature",
+        {"phase": "drain", "feature": "duration", "history": 12, "recent": 3, "threshold": 4.0,
+         "min_change_pct": 15, "holdoff_cycles": 5},
+        _info(prof, "motor_current", hint),
+    )  # fmt: skip
+    t = 0
+    events = []
+    for cycle in range(20):
+        drain_s = 90 + (cycle % 3) + (0 if cycle < 10 else 8 * (cycle - 9))
+        for phase, seconds in (("idle", 600), ("wash", 300), ("drain", drain_s), ("spin", 120)):
+            for _ in range(seconds):
+                out = proc.feed(t, 0.5, phase)
+                if out is not None:
+                    events.append([cycle, out[1]["phase"], round(out[1]["change_pct"]), out[1]["explanation_en"],
+                                   out[1]["explanation_de"]])  # fmt: skip
+                t += 1000
+    assert events, "no drift found"
+    first = events[0]
+    assert first[0] >= 11 and first[1] == "drain" and first[2] >= 15
+    assert first[3].startswith("Draining took ") and "% longer than usual over the last 3 cycles" in first[3]
+    assert first[3].endswith(" — the drain pump may be clogging.")
+    assert first[4].startswith("Abpumpen dauerte ") and "% länger als üblich (in den letzten 3 Zyklen)" in first[4]
+    # Deduplicated: not one event per cycle.
+    assert len(events) <= 4
+    return events
+
+
+def case_anomaly_processor_waits_for_each_phase_and_holds_off(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    settings = {"detector": "wichtel", "min_score": 0.7, "holdoff_s": 3600, "escalate": 0.2, "alarm": 3.5,
+                "warmup": 300, "phase_warmup": 100}  # fmt: skip
+    proc = processors.build("anomaly", settings, _info(prof, "inlet_flow"))
+    rng = XorShift32(3)
+    events = []
+    t = 0
+    for cycle in range(12):
+        for phase, seconds, flow in (("idle", 1200, 0.0), ("fill", 120, 8.0)):
+            for _ in range(seconds // 2):
+                leak = 0.5 if cycle >= 8 and phase == "idle" else 0.0
+                value = max(0.0, rng.gauss(flow, 0.4) if flow else 0.0) + leak
+                out = proc.feed(t, value, phase)
+                if out is not None:
+                    events.append([cycle, phase, out[1]["explanation_en"]])
+                t += 2000
+    assert events and events[0][0] == 8 and events[0][1] == "idle"
+    assert events[0][2].startswith("Water inlet flow during idle read 0.5 l/min; usual is about 0 l/min")
+    # One leak, one event an hour at most (cycles here are 44 minutes).
+    assert len(events) <= 3
+    return events
 
 
 def case_aggregate_windows(data_dir: str) -> list:
-    agg = processors.build("aggregate", {"window_s": 10})
+    agg = processors.build("aggregate", {"window_s": 10}, None)  # type: ignore[arg-type]
     outs = []
     for i in range(35):
         out = agg.feed(i * 1000, float(i % 10), "")
@@ -250,18 +346,18 @@ def case_simulator_injected_fault_changes_drain(data_dir: str) -> list:
 
 async def case_pipeline_finds_clogging_pump(data_dir: str) -> dict:
     prof = _profile(data_dir)
-    sim = make("washing_machine", 7, ["pump_clog"], 2, 2)
+    sim = make("washing_machine", 7, ["pump_clog"], 5, 2)
     drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in prof["channels"]}
     consent = ConsentView(prof["data_categories"])
     consent.set("maintenance", True)
     agent = Agent(prof, "dev-7", drivers, ManualClock(), sim, None, consent)
-    await agent.run(24 * 3600 * 1000)
+    await agent.run(60 * 3600 * 1000)
     payloads = []
     while len(agent.outbox):
         topic, payload = agent.outbox.peek()
         payloads.append(topic + " " + payload.decode())
         agent.outbox.ack()
-    assert any('"channel":"motor_current"' in p and '"phase":"drain"' in p for p in payloads), payloads
+    assert any('"detector":"cycle_feature"' in p and '"phase":"drain"' in p for p in payloads), payloads
     # Usage statistics were computed but stayed on the device: no consent.
     assert agent.decisions.get(NO_CONSENT, 0) > 0
     assert all(p.startswith("wichtel/dev-7/maintenance ") for p in payloads)

@@ -1,0 +1,192 @@
+"""Streaming anomaly detectors: one sample in, a score in [0, 1] out, in O(1) and fixed state.
+
+Each detector keeps a declared, fixed amount of state. `score(t_ms, value, context)`
+takes a context index (a program phase or a time-of-day slot, or 0) and returns the
+anomaly score of this sample. The NAB benchmark (bench/nab.py) scores them.
+"""
+
+import math
+from array import array
+
+from agent.core.compat import const
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent.core.interfaces import Detector
+
+_Z_CAP = 50.0  # a deviation beyond this many scales is no more informative
+_MAX_CONTEXTS = const(48)
+_DEFAULT_CONTEXTS = const(40)  # NAB: 36-minute slots of the day; 9 bytes each
+
+
+class ZScoreDetector:
+    """The textbook baseline: distance from an exponentially weighted mean in standard
+    deviations, mapped to [0, 1]. Kept to show what the stronger detector adds."""
+
+    NAME = "zscore"
+    SUMMARY = "baseline: deviation from an exponentially weighted mean, in standard deviations"
+    STATE_BYTES = 40
+
+    def __init__(self, alpha: float = 0.001, scale: float = 4.0) -> None:
+        self.alpha = alpha
+        self.scale = scale
+        self.n = 0
+        self.mean = 0.0
+        self.var = 0.0
+        self.baseline = 0.0
+        self.deviation = 0.0
+
+    def score(self, t_ms: int, value: float, context: int = 0) -> float:
+        self.n += 1
+        if self.n == 1:
+            self.mean = value
+        d = value - self.mean
+        z = abs(d) / (math.sqrt(self.var) + 1e-9) if self.n > 10 else 0.0
+        self.baseline = self.mean
+        self.deviation = min(z, _Z_CAP)
+        a = max(self.alpha, 1.0 / self.n)
+        self.mean += a * d
+        self.var = (1 - a) * (self.var + a * d * d)
+        return 1.0 - math.exp(-self.deviation / self.scale)
+
+
+class ContextDetector:
+    """Wichtel's detector: how far a sample is from what is usual, overall and in its
+    context, relative to how far samples usually stray in this series.
+
+    - A slow exponentially weighted mean and variance give the overall deviation.
+    - Per context (program phase, or time-of-day slot) a faster mean and variance give
+      the contextual deviation: a drain-pump current is judged against drains, an
+      evening value against evenings. Stored as float32 arrays: 8 bytes per context.
+    - The larger deviation is divided by a running high quantile of past deviations
+      (stochastic quantile tracking), so a naturally spiky series does not alarm on
+      every spike while a calm one is sensitive.
+    - After an alarm-level score the detector is quiet for a hold-off that grows with
+      the history it has seen (5% of it, at least `hold_min`, at most `hold_max`
+      samples): one event per anomaly, not a storm.
+    """
+
+    NAME = "wichtel"
+    SUMMARY = "contextual deviation against the series' own tail, with a hold-off after each alarm"
+
+    # Settings at their defaults live on the class, so a default detector carries only
+    # its learned state (MicroPython: each instance attribute costs a boxed float).
+    alpha = 0.0005  # overall baseline, per sample
+    context_alpha = 0.05  # per-context baseline, per sample of that context
+    quantile = 0.001  # tail of past deviations a deviation is measured against
+    quantile_rate = 0.05
+    floor_scale = 4.0  # the tail quantile counts only above this many scales
+    alarm = 3.5  # scaled deviation at which the score is 0.5 and a hold-off starts
+    hold_min = 100
+    hold_fraction = 0.05
+    hold_max = 5000
+    warmup = 100
+    context_warmup = 3  # samples a context needs before it is trusted
+    # Weight of the overall deviation beside the contextual one. 0 for program phases:
+    # a spinning drum is not unusual because the machine was idle a minute ago.
+    overall_weight = 1.0
+
+    def __init__(self, contexts: int = _DEFAULT_CONTEXTS, **settings: float) -> None:
+        if not 0 <= contexts <= _MAX_CONTEXTS:
+            raise ValueError("contexts must be 0.." + str(_MAX_CONTEXTS) + ", got " + str(contexts))
+        for key in settings:
+            if not hasattr(ContextDetector, key) or key.startswith("_"):
+                raise ValueError("unknown setting " + repr(key) + " for detector wichtel")
+            setattr(self, key, settings[key])
+        self.n = 0
+        self.mean = 0.0
+        self.var = 0.0
+        self.q = self.floor_scale
+        self.quiet = 0
+        self.ctx_mean = array("f", bytes(4 * contexts))
+        self.ctx_var = array("f", bytes(4 * contexts))
+        self.ctx_seen = bytearray(contexts)  # saturates at 255
+        # Of the last sample, for events: what was usual, and how far off it was.
+        self.baseline = 0.0
+        self.deviation = 0.0
+
+    def state_bytes(self) -> int:
+        """Bytes of learned state by content (the runtime's object headers come on top)."""
+        return 7 * 8 + 9 * len(self.ctx_seen)
+
+    def score(self, t_ms: int, value: float, context: int = 0) -> float:
+        self.n += 1
+        if self.n == 1:
+            self.mean = value
+        d = value - self.mean
+        sd = math.sqrt(self.var)
+        floor = 1e-6 + 1e-3 * abs(self.mean)
+        z = abs(d) / (sd + floor) * self.overall_weight
+        self.baseline = self.mean
+        a = max(self.alpha, 1.0 / self.n)
+        self.mean += a * d
+        self.var = (1 - a) * (self.var + a * d * d)
+        if len(self.ctx_seen):
+            z = self._context(value, context % len(self.ctx_seen), z, sd, floor)
+        if z > _Z_CAP:
+            z = _Z_CAP
+        # Track the (1 - quantile) quantile of z in multiplicative steps.
+        q = self.q
+        if z > q:
+            self.q = q * (1 + self.quantile_rate * (1 - self.quantile))
+        else:
+            self.q = q * (1 - self.quantile_rate * self.quantile)
+        r = z * self.floor_scale / max(q, self.floor_scale)
+        self.deviation = r
+        if self.n < self.warmup:
+            return 0.0
+        if self.quiet > 0:
+            self.quiet -= 1
+            return 0.0
+        if r > self.alarm * 0.9:
+            hold = int(self.hold_fraction * self.n)
+            self.quiet = min(self.hold_max, max(self.hold_min, hold))
+        return r / (r + self.alarm)
+
+    def _context(self, value: float, c: int, z: float, sd: float, floor: float) -> float:
+        seen = self.ctx_seen[c]
+        if seen == 0:
+            self.ctx_mean[c] = value
+        else:
+            d = value - self.ctx_mean[c]
+            if seen > self.context_warmup:
+                zc = abs(d) / (math.sqrt(self.ctx_var[c]) + floor + 0.1 * sd * self.overall_weight)
+                if zc > z:
+                    z = zc
+                    self.baseline = self.ctx_mean[c]
+            a = max(self.context_alpha, 1.0 / (seen + 1))
+            self.ctx_mean[c] += a * d
+            self.ctx_var[c] = (1 - a) * (self.ctx_var[c] + a * d * d)
+        if seen < 255:
+            self.ctx_seen[c] = seen + 1
+        return z
+
+
+DETECTORS: dict = {ContextDetector.NAME: ContextDetector, ZScoreDetector.NAME: ZScoreDetector}
+
+_DAY_MS = 86_400_000
+
+
+def time_of_day_slot(t_ms: int, slots: int) -> int:
+    """Context index for wall-clock time: the slot of the day (UTC) t_ms falls in."""
+    return (t_ms % _DAY_MS) * slots // _DAY_MS
+
+
+class SeriesScorer:
+    """Scores a timestamped series (t_ms, value) with a named detector.
+
+    The context of a sample is its time-of-day slot when the detector has contexts:
+    generic series (NAB, a user's CSV) carry wall-clock time, not program phases.
+    """
+
+    def __init__(self, name: str, settings: dict | None = None) -> None:
+        cls = DETECTORS.get(name)
+        if cls is None:
+            raise ValueError("unknown detector " + repr(name) + "; known: " + ", ".join(sorted(DETECTORS)))
+        self.detector: "Detector" = cls(**(settings or {}))
+        ctx = getattr(self.detector, "ctx_seen", None)
+        self.slots = len(ctx) if ctx is not None else 0
+
+    def __call__(self, t_ms: int, value: float) -> float:
+        context = time_of_day_slot(t_ms, self.slots) if self.slots else 0
+        return self.detector.score(t_ms, value, context)
