@@ -71,17 +71,19 @@ class ContextDetector:
 
     # Settings at their defaults live on the class, so a default detector carries only
     # its learned state (MicroPython: each instance attribute costs a boxed float).
-    alpha = 0.0005  # overall baseline, per sample
-    context_alpha = 0.05  # per-context baseline, per sample of that context
-    quantile = 0.001  # tail of past deviations a deviation is measured against
+    alpha = 0.0001  # overall baseline, per sample
+    context_alpha = 0.07  # per-context baseline, per sample of that context
+    quantile = 0.0007  # tail of past deviations a deviation is measured against
     quantile_rate = 0.05
-    floor_scale = 4.0  # the tail quantile counts only above this many scales
+    floor_scale = 3.0  # the tail quantile counts only above this many scales
     alarm = 3.5  # scaled deviation at which the score is 0.5 and a hold-off starts
     hold_min = 100
     hold_fraction = 0.05
     hold_max = 5000
     warmup = 100
-    context_warmup = 3  # samples a context needs before it is trusted
+    context_warmup = 3  # samples a context needs before its deviation counts
+    context_trust = 255  # samples after which it may also vouch for a value
+    context_trust_mix = 0.3
     # Weight of the overall deviation beside the contextual one. 0 for program phases:
     # a spinning drum is not unusual because the machine was idle a minute ago.
     overall_weight = 1.0
@@ -151,6 +153,9 @@ class ContextDetector:
             d = value - self.ctx_mean[c]
             if seen > self.context_warmup:
                 zc = abs(d) / (math.sqrt(self.ctx_var[c]) + floor + 0.1 * sd * self.overall_weight)
+                if seen >= self.context_trust and zc < z:
+                    # A mature context vouches in part for a value usual at this time or phase.
+                    z = zc * self.context_trust_mix + z * (1 - self.context_trust_mix)
                 if zc > z:
                     z = zc
                     self.baseline = self.ctx_mean[c]
