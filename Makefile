@@ -37,6 +37,7 @@ $(MP_STAMP): tools/mpwasm/package.json tools/mpwasm/package-lock.json
 bench: setup
 	$(PY) bench/pipeline.py
 	$(PY) bench/nab.py
+	$(PY) bench/consumables.py
 
 clean:
 	rm -rf $(VENV) tools/mpwasm/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import sys
 
-from agent import detect, host
+from agent import detect, host, state_store
+from agent.core.consumables import ReorderChoice
 from agent.core.detectors import DETECTORS
 from agent.core.errors import ConfigError
 from agent.core.gate import ConsentView
@@ -62,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         help="act as if the user switched on this data category",
     )
     run.add_argument("--device-id", default="sim-0001")
+    run.add_argument("--state", metavar="FILE", help="keep what the consumable trackers learn in FILE across runs")
+    run.add_argument(
+        "--reorder-choice", action="append", default=[], metavar="ID=MODE[:PRODUCT[@RETAILER]]",
+        help="the user's reorder choice for a consumable: off, remind (default) or share",
+    )  # fmt: skip
     sim_args(run)
 
     simulate = sub.add_parser("simulate", help="record a simulated appliance trace as CSV")
@@ -97,10 +103,23 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
             raise UsageError("--consent " + cat + ": the profile has no such data category; known: " + known) from None
         if narrate_consent:
             narrator.say("The user switched on '%s' on the local page: %s" % (cat, narrator.purposes[cat]))
+    choices = _choices(getattr(args, "reorder_choice", []), profile)
     off = [c["id"] for c in profile["data_categories"] if not consent.allows(c["id"])]
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
-    agent = Agent(profile, args.device_id, drivers, host.clock(args.speed), phases, None, consent, narrator)
+    agent = Agent(profile, args.device_id, drivers, host.clock(args.speed), phases, None, consent, narrator, choices)
+    state_file = getattr(args, "state", None)
+    if state_file:
+        saved, problem = state_store.load(state_file)
+        if problem:
+            narrator.say("State: " + problem + "; the consumable trackers start fresh.")
+        for message in agent.restore_consumables((saved or {}).get("consumables", {})):
+            narrator.say("State: " + message)
+        for stock in agent.stock:  # a choice given now wins over the stored one
+            if stock.tracker.id in choices:
+                stock.tracker.choice = choices[stock.tracker.id]
     asyncio.run(agent.run(int(args.hours * _HOUR_MS)))
+    if state_file:
+        state_store.save(state_file, {"consumables": agent.consumable_state()})
     samples = sum(c.samples for c in agent.channels)
     narrator.say(
         "Done: %d samples over %.0f simulated hours; %d unusual readings; %d messages would be sent, "
@@ -108,6 +127,22 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
         % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, len(agent.outbox))
     )
     return 0
+
+
+def _choices(specs: list, profile: dict) -> dict:
+    """--reorder-choice detergent=share:EcoWash@Corner shop -> {id: ReorderChoice}."""
+    known = [c["id"] for c in profile["consumables"]]
+    out = {}
+    for spec in specs:
+        cid, _, rest = spec.partition("=")
+        mode, _, item = rest.partition(":")
+        product, _, retailer = item.partition("@")
+        if cid not in known:
+            raise UsageError(
+                "--reorder-choice %s: the profile has no consumable %r; known: %s" % (spec, cid, ", ".join(known))
+            )
+        out[cid] = ReorderChoice(mode, product.strip(), retailer.strip())
+    return out
 
 
 def main(argv: list | None = None) -> int:

@@ -7,7 +7,7 @@ import sys
 from typing import TextIO
 
 from agent.core import gate
-from agent.core.events import ANOMALY, READING, SENSOR_FAULT, Event
+from agent.core.events import ANOMALY, CONSUMABLE, READING, SENSOR_FAULT, Event
 from agent.core.gate import Decision
 from agent.core.pipeline import ChannelRuntime
 
@@ -16,6 +16,7 @@ _WHY_KEPT = {
     gate.UNKNOWN_CATEGORY: "dropped: the profile declares no data category",
     gate.TOO_LARGE: "dropped: the message would exceed its size limit for",
     gate.UNENCODABLE: "dropped: a value cannot be encoded (not a finite number) for",
+    gate.LOCAL_ONLY: "shown on the local page only (your choice for reorders: remind me); nothing leaves",
 }
 
 
@@ -68,6 +69,12 @@ class Narrator:
                 + "decided: maintenance alert on %s, phase %s (%s, %.0f%% sure)\n      en: %s\n      de: %s"
                 % (e.channel, e.phase, f["detector"], f["score"] * 100, f["explanation_en"], f["explanation_de"])
             )
+        elif e.kind == CONSUMABLE:
+            self.say(
+                head
+                + "decided: %s for %s (%.0f%% left)\n      en: %s\n      de: %s"
+                % (f["event"].replace("_", " "), e.channel, f["level_pct"], f["explanation_en"], f["explanation_de"])
+            )
         elif e.kind == SENSOR_FAULT:
             self.say(
                 head
@@ -83,5 +90,7 @@ class Narrator:
             )
         else:
             self.kept += 1
-            if e.kind != READING:
+            if decision.reason == gate.LOCAL_ONLY:
+                self.say("    " + _WHY_KEPT[decision.reason])
+            elif e.kind != READING:
                 self.say("    %s '%s'" % (_WHY_KEPT[decision.reason], cat))

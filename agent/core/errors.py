@@ -29,6 +29,10 @@ class ConfigError(WichtelError):
     """A run-time configuration (driver, processor, limit) cannot be used."""
 
 
+class StateError(WichtelError):
+    """Stored learned state cannot be used (corrupted, or from another model)."""
+
+
 class EncodingError(WichtelError):
     """A value cannot be encoded as a message (not JSON data, not finite, out of range)."""
 

@@ -15,6 +15,7 @@ NO_CONSENT = "no_consent"
 UNKNOWN_CATEGORY = "unknown_category"
 TOO_LARGE = "too_large"
 UNENCODABLE = "unencodable"
+LOCAL_ONLY = "local_only"  # meant for the local page alone (category "")
 
 # Time upstream is coarsened to whole minutes: exact sample times tell about a household.
 TIME_GRAIN_MS = 60_000
@@ -65,6 +66,8 @@ class PrivacyGate:
         self.seq = 0
 
     def judge(self, event: Event) -> Decision:
+        if event.category == "":
+            return Decision(LOCAL_ONLY)
         allowed_fields = self.fields.get(event.category)
         if allowed_fields is None:
             return Decision(UNKNOWN_CATEGORY)

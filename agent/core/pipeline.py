@@ -9,8 +9,9 @@ import asyncio
 from agent.core import limits, processors
 from agent.core.channel import BoundedChannel
 from agent.core.compat import sleep_ms
-from agent.core.errors import ConfigError
-from agent.core.events import SENSOR_FAULT, Event
+from agent.core.consumables import ConsumableRuntime
+from agent.core.errors import ConfigError, StateError
+from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, ConsentView, PrivacyGate
 from agent.core.outbox import Outbox
 
@@ -64,8 +65,9 @@ class ChannelRuntime:
         self.rejected = 0
         self.last_value = 0.0
 
-    def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> None:
-        """Feed one sample; out-of-range samples become sensor-fault events, not data."""
+    def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> bool:
+        """Feed one sample; out-of-range samples become sensor-fault events, not data.
+        Returns whether the sample was valid."""
         self.samples += 1
         if not (self.lo <= value <= self.hi):
             self.rejected += 1
@@ -73,13 +75,14 @@ class ChannelRuntime:
                 self.last_fault_ms = t_ms
                 fields = {"value": value, "low": self.lo, "high": self.hi}
                 emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields))
-            return
+            return False
         self.last_value = value
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
             if out is not None:
                 fields = out[1]
                 emit(Event(out[0], category, self.id, t_ms, fields.pop("phase", phase), fields))
+        return True
 
 
 class Agent:
@@ -100,6 +103,7 @@ class Agent:
         uplink: "Uplink | None" = None,
         consent: ConsentView | None = None,
         observer: "Observer | None" = None,
+        choices: dict | None = None,
     ) -> None:
         self.profile = profile
         self.clock = clock
@@ -111,6 +115,9 @@ class Agent:
             if spec["id"] not in drivers:
                 raise ConfigError("no driver for channel " + repr(spec["id"]))
             self.channels.append(ChannelRuntime(spec, drivers[spec["id"]], profile))
+        idle = profile["phases"][0]
+        self.stock = [ConsumableRuntime(c, idle, (choices or {}).get(c["id"])) for c in profile["consumables"]]
+        self.last_phase = ""
         self.consent = consent or ConsentView(profile["data_categories"])
         self.gate = PrivacyGate(profile, device_id, self.consent)
         self.events = BoundedChannel(limits.EVENT_QUEUE_LEN)
@@ -127,11 +134,40 @@ class Agent:
         """Read and process the channels with these indexes at now_ms."""
         phase = self.phase_source.phase(now_ms) if self.phase_source is not None else ""
         self._tell("tick", now_ms, phase)
+        if phase != self.last_phase:
+            self.last_phase = phase
+            for stock in self.stock:
+                self._stock_events(stock, now_ms, stock.on_phase(now_ms, phase))
         for i in due:
             ch = self.channels[i]
             value = ch.driver.read(now_ms)
-            ch.process(now_ms, value, phase, self._emit)
+            valid = ch.process(now_ms, value, phase, self._emit)
             self._tell("sample", ch, value)
+            if valid:
+                for stock in self.stock:
+                    self._stock_events(stock, now_ms, stock.on_sample(ch.id, now_ms, value))
+
+    def consumable_state(self) -> dict:
+        """What the consumable trackers learned, to be kept across restarts."""
+        return {stock.tracker.id: stock.tracker.to_state() for stock in self.stock}
+
+    def restore_consumables(self, states: dict) -> list:
+        """Take back learned state; returns a message for each tracker that starts fresh."""
+        problems = []
+        for stock in self.stock:
+            state = states.get(stock.tracker.id)
+            if state is None:
+                continue
+            try:
+                stock.tracker.restore(state)
+            except StateError as e:
+                problems.append(str(e) + "; starting with a fresh model")
+        return problems
+
+    def _stock_events(self, stock: ConsumableRuntime, t_ms: int, events: list) -> None:
+        for kind, fields in events:
+            fields["event"] = kind
+            self._emit(Event(CONSUMABLE, stock.category_of(kind), fields["consumable"], t_ms, "", fields))
 
     def judge_pending(self) -> int:
         """Pass every queued event through the gate; return how many were judged."""

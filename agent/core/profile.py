@@ -57,6 +57,7 @@ _CONSUMABLE = Map(
         "channel": (_ID, None),
         "dose_per_cycle": (Num(0, 1e6), None),
         "lead_time_days": (Num(0, 60, "days"), 3),
+        "category": (_ID, "consumables"),
     },
 )
 
@@ -123,8 +124,16 @@ def validate(doc: object) -> dict:
             raise ProfileError(("consumables", i, "channel"), None, "the id of the channel that measures the level")
         if con["channel"] is not None and con["channel"] not in channel_ids:
             raise ProfileError(("consumables", i, "channel"), con["channel"], "the id of one of channels")
-        if con["source"] == "dose_count" and con["dose_per_cycle"] is None:
+        if con["source"] != "level_sensor" and con["dose_per_cycle"] is None:
             raise ProfileError(("consumables", i, "dose_per_cycle"), None, "the amount used per cycle")
+        if con["dose_per_cycle"] is not None and con["dose_per_cycle"] > con["capacity"]:
+            raise ProfileError(
+                ("consumables", i, "dose_per_cycle"),
+                con["dose_per_cycle"],
+                "at most the capacity " + str(con["capacity"]),
+            )
+        if con["category"] not in category_ids:
+            raise ProfileError(("consumables", i, "category"), con["category"], "the id of one of data_categories")
     return prof
 
 

@@ -70,6 +70,7 @@ class ApplianceSim:
 
     def _start_cycle(self) -> None:
         self.cycle += 1
+        self.dosed: list = []
         self.plan = []
         for name, seconds in self.model["program"]:
             factor = 1.0 + self._effect("duration", name)
@@ -88,7 +89,8 @@ class ApplianceSim:
         self.phase_name = name
         self.phase_end_ms = at_ms + ms
         for ch, spec in self.model.get("levels", {}).items():
-            if spec["dose_phase"] == name:
+            if spec["dose_phase"] == name and ch not in self.dosed:
+                self.dosed.append(ch)  # one dose per cycle, at the phase's first run
                 dose = self.rng.gauss(spec["dose"], spec["dose"] * 0.05)
                 self.levels[ch] = max(0.0, self.levels[ch] - dose)
 

@@ -8,12 +8,12 @@ import asyncio
 import json
 import math
 
-from agent.core import detectors, limits, processors
+from agent.core import consumables, detectors, limits, processors
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
 from agent.core.clock import ManualClock
 from agent.core.encoding import encode, round_sig
-from agent.core.errors import EncodingError, ProfileError
+from agent.core.errors import ConfigError, EncodingError, ProfileError, StateError
 from agent.core.events import ANOMALY, Event
 from agent.core.gate import NO_CONSENT, SENT, UNKNOWN_CATEGORY, ConsentView, PrivacyGate
 from agent.core.outbox import Outbox
@@ -367,3 +367,161 @@ async def case_pipeline_finds_clogging_pump(data_dir: str) -> dict:
         "payloads": payloads,
         "dropped_events": agent.events.dropped,
     }
+
+
+def _detergent(data_dir: str) -> dict:
+    return _profile(data_dir)["consumables"][0]
+
+
+def case_usage_model_learns_rhythm_and_ignores_vacations(data_dir: str) -> list:
+    m = consumables.UsageModel()
+    for day in range(70):
+        m.add_day(day, 60.0 if day % 7 < 5 else 150.0)
+    mean_before = m.mean
+    assert 80 < mean_before < 100
+    assert m.week[5] > 1.3 and m.week[0] < 0.9  # weekends use more
+    for day in range(70, 84):  # two weeks away
+        m.add_day(day, 0.0)
+    assert m.on_vacation() and abs(m.mean - mean_before) < 0.25 * mean_before
+    m.add_day(84, 900.0)  # guests: clipped before it teaches the mean
+    assert m.mean < 2 * mean_before
+    try:
+        m.add_day(85, -1.0)
+        raise AssertionError("negative usage accepted")
+    except ValueError as e:
+        assert "negative" in str(e)
+    return [round(m.mean, 3), [round(w, 3) for w in m.week]]
+
+
+def case_forecast_band_and_reorder_moment(data_dir: str) -> list:
+    m = consumables.UsageModel()
+    for day in range(30):
+        m.add_day(day, 50.0 + (10.0 if day % 2 else -10.0))
+    f = consumables.forecast(500.0, m, 30, 3.0, 0.02)
+    assert 9 <= f.days_left <= 11 and f.early <= f.days_left <= f.late
+    assert not f.reorder
+    f2 = consumables.forecast(160.0, m, 30, 3.0, 0.02)
+    assert f2.reorder and f2.p_out_in_lead >= 0.02
+    assert abs(consumables.normal_cdf(1.2816) - 0.9) < 1e-4 and abs(consumables.normal_cdf(0.0) - 0.5) < 1e-6
+    return [round(f.days_left, 4), round(f.early, 4), round(f.late, 4), round(f2.p_out_in_lead, 6)]
+
+
+def case_level_sensor_filters_noise_finds_refills_and_faults(data_dir: str) -> list:
+    spec = _detergent(data_dir)
+    tr = consumables.ConsumableTracker(spec)
+    rng = XorShift32(4)
+    kinds = []
+    level = 1500.0
+    t = 0
+    for day in range(12):
+        for use in range(4):
+            level -= 65.0
+            if level < 200:
+                level = 1500.0  # the user refills
+            t = day * consumables.DAY_MS + (8 + 3 * use) * 3_600_000
+            for ev in tr.reading(t, level + rng.gauss(0, 5)):
+                kinds.append([day, ev[0]])
+    assert [k for k in kinds if k[1] == consumables.REFILLED], kinds
+    assert [k for k in kinds if k[1] == consumables.REORDER], kinds
+    # Estimated level follows the truth within noise and one use of lag.
+    assert abs(tr.level - level) < 80
+    # An impossible jump and an impossible value are faults, not data.
+    jump = tr.reading(t + 1000, level - 0.6 * 1500) + tr.reading(t + 2000, level - 0.6 * 1500)
+    jump += tr.reading(t + 3000, level - 0.6 * 1500)
+    assert any(e[0] == consumables.FAULT and "fell by" in e[1]["explanation_en"] for e in jump)
+    bad = tr.reading(t + 4000, 5000.0)
+    assert bad[-1][0] == consumables.FAULT and "outside 0..1500" in bad[-1][1]["explanation_en"]
+    try:
+        tr.reading(t - 10, 700.0)
+        raise AssertionError("time going backwards was accepted")
+    except ValueError as e:
+        assert "backwards" in str(e)
+    return kinds
+
+
+def case_stuck_sensor_is_reported(data_dir: str) -> list:
+    tr = consumables.ConsumableTracker(_detergent(data_dir))
+    t = 0
+    for day in range(6):
+        for i in range(4):
+            t = day * consumables.DAY_MS + i * 3_600_000
+            tr.reading(t, 1400.0 - day * 200 - i * 50)
+    events = []
+    for i in range(60):
+        events += tr.reading(t + (i + 1) * 60_000, 321.0)
+    faults = [e for e in events if e[0] == consumables.FAULT]
+    assert len(faults) == 1 and "same value 50 times" in faults[0][1]["explanation_en"]
+    return [faults[0][1]["explanation_de"]]
+
+
+def case_counted_doses_and_bad_input(data_dir: str) -> list:
+    prof = _profile(data_dir, "coffee_machine")
+    spec = next(c for c in prof["consumables"] if c["id"] == "descaler")
+    tr = consumables.ConsumableTracker(spec)
+    for i in range(100):
+        tr.cycle(i * 3_600_000)
+    assert abs(tr.level - (500 - 100 * 0.4)) < 1e-6
+    errors = []
+    for call in (lambda: tr.cycle(10**9, 600.0), lambda: tr.refill(10**9, -5.0), lambda: tr.refill(10**9, 501.0)):
+        try:
+            call()
+        except ValueError as e:
+            errors.append(str(e))
+    assert len(errors) == 3
+    big = dict(spec)
+    big["dose_per_cycle"] = 900.0
+    try:
+        consumables.ConsumableTracker(big)
+        errors.append("no error")
+    except ConfigError as e:
+        errors.append(str(e))
+    assert "larger than its capacity" in errors[-1]
+    return errors
+
+
+def case_consumable_state_survives_and_rejects_garbage(data_dir: str) -> list:
+    spec = _detergent(data_dir)
+    tr = consumables.ConsumableTracker(spec, consumables.ReorderChoice(consumables.SHARE, "EcoWash", "Corner shop"))
+    for day in range(10):
+        tr.reading(day * consumables.DAY_MS + 1, 1400.0 - 60 * day)
+        tr.reading(day * consumables.DAY_MS + 2, 1400.0 - 60 * day)
+    state = json.loads(json.dumps(tr.to_state()))
+    fresh = consumables.ConsumableTracker(spec)
+    fresh.restore(state)
+    assert fresh.level == tr.level and fresh.usage.mean == tr.usage.mean
+    assert fresh.choice.mode == consumables.SHARE and fresh.choice.product == "EcoWash"
+    problems = []
+    for broken in ({}, {"v": 1}, dict(state, level=-5), dict(state, id="salt"), dict(state, usage=[1, 2]), [1, 2]):
+        other = consumables.ConsumableTracker(spec)
+        try:
+            other.restore(broken)
+            problems.append("accepted")
+        except StateError as e:
+            problems.append(str(e)[:40])
+        assert other.level == other.capacity  # nothing half-restored
+    assert "accepted" not in problems
+    return [round(fresh.usage.mean, 4), problems]
+
+
+def case_reorder_suggestion_stays_local_unless_shared(data_dir: str) -> list:
+    spec = _detergent(data_dir)
+    out = []
+    for mode in (consumables.REMIND, consumables.SHARE, consumables.OFF):
+        rt = consumables.ConsumableRuntime(spec, "idle", consumables.ReorderChoice(mode, "EcoWash", "Corner shop"))
+        events = []
+        for day in range(8):
+            for i in range(3):
+                t = day * consumables.DAY_MS + i * 3_600_000
+                events += rt.on_sample("detergent_level", t, 1500.0 - day * 180 - i * 60)
+        reorders = [e for e in events if e[0] == consumables.REORDER]
+        cats = [rt.category_of(e[0]) for e in reorders]
+        out.append([mode, len(reorders), cats])
+        if reorders and mode == consumables.SHARE:
+            assert reorders[0][1]["product"] == "EcoWash" and reorders[0][1]["retailer"] == "Corner shop"
+        if reorders and mode == consumables.REMIND:
+            assert "product" not in reorders[0][1]
+            assert "from EcoWash" not in reorders[0][1]["explanation_en"]
+    assert out[0][1] == 1 and out[0][2] == [""]
+    assert out[1][1] == 1 and out[1][2] == ["consumables"]
+    assert out[2][1] == 0
+    return out

@@ -1,0 +1,468 @@
+"""Consumables: level estimate, usage learning, empty-date forecast and the reorder moment.
+
+One ConsumableTracker per consumable, in fixed state. It takes level readings, doses
+and days, and returns events; it never buys anything. What happens with a reorder
+suggestion is the user's choice (ReorderChoice), stored on the device.
+"""
+
+import math
+from array import array
+
+from agent.core.errors import ConfigError, StateError
+
+DAY_MS = 86_400_000
+_Z90 = 1.2816  # 90% one-sided normal quantile: the band is the 10%..90% range
+MAX_HORIZON_DAYS = 730  # forecasts further out are reported as "more than two years"
+
+# Event kinds of a consumable (plain strings: the portable subset has no enum).
+LOW = "low_level"
+REORDER = "reorder_suggested"
+REFILLED = "refilled"
+FAULT = "sensor_fault"
+
+# What the user wants done when a reorder is due. Default: remind, locally.
+OFF = "off"
+REMIND = "remind"
+SHARE = "share"
+CHOICES = (OFF, REMIND, SHARE)
+
+
+def normal_cdf(x: float) -> float:
+    """P(Z <= x) for a standard normal Z (Abramowitz & Stegun 7.1.26, error < 1.5e-7).
+
+    Written out because math.erf is not built into every MicroPython port.
+    """
+    z = abs(x) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = 1.0 - poly * math.exp(-z * z)
+    return 0.5 * (1.0 + erf) if x >= 0 else 0.5 * (1.0 - erf)
+
+
+class ReorderChoice:
+    """The user's decision for one consumable: off, remind (local notice only) or share
+    (an upstream reorder suggestion, sent only with consent), with the product and the
+    retailer the user chose. Never preset to a brand."""
+
+    def __init__(self, mode: str = REMIND, product: str = "", retailer: str = "", risk: float = 0.005,
+                 lead_time_days: float | None = None) -> None:  # fmt: skip
+        if mode not in CHOICES:
+            raise ConfigError("reorder choice " + repr(mode) + " is not one of " + ", ".join(CHOICES))
+        if not 0.001 <= risk <= 0.5:
+            raise ConfigError("risk of running out " + repr(risk) + " must be from 0.001 to 0.5")
+        if lead_time_days is not None and not 0 <= lead_time_days <= 60:
+            raise ConfigError("lead time " + repr(lead_time_days) + " days must be from 0 to 60")
+        if len(product) > 80 or len(retailer) > 80:
+            raise ConfigError("product and retailer names are at most 80 characters")
+        self.mode = mode
+        self.product = product
+        self.retailer = retailer
+        self.risk = risk
+        self.lead_time_days = lead_time_days
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "product": self.product, "retailer": self.retailer, "risk": self.risk,
+                "lead_time_days": self.lead_time_days}  # fmt: skip
+
+
+class UsageModel:
+    """Daily usage learned from closed days: mean and variance (exponentially weighted,
+    about three weeks of memory), a factor per weekday, and vacations.
+
+    A run of unused days that would be very unlikely for this household is a vacation:
+    those days do not teach the model (coming home, the old rhythm resumes). A burst
+    (guests) is clipped to four standard deviations before it teaches the mean.
+    """
+
+    ALPHA = 1.0 / 21
+    WEEK_ALPHA = 1.0 / 8
+
+    RECENT_ALPHA = 0.5  # about two days: notices guests while they are there
+
+    def __init__(self) -> None:
+        self.mean = 0.0
+        self.var = 0.0
+        self.recent = 0.0
+        self.days = 0
+        self.zero_run = 0
+        self.week = array("f", [1.0] * 7)
+
+    def add_day(self, day: int, used: float) -> None:
+        if used < 0:
+            raise ValueError("usage of a day cannot be negative, got " + repr(used))
+        if used == 0:
+            self.zero_run += 1
+            if self.on_vacation():
+                return
+        else:
+            self.zero_run = 0
+        self.recent += self.RECENT_ALPHA * (used - self.recent) if self.days else used
+        self.days += 1
+        a = max(self.ALPHA, 1.0 / self.days)
+        if self.days > 7 and self.var > 0:
+            used = min(used, self.mean + 4 * math.sqrt(self.var))
+        d = used - self.mean
+        self.mean += a * d
+        self.var = (1 - a) * (self.var + a * d * d)
+        if self.days > 14 and self.mean > 0:
+            wd = day % 7
+            ratio = min(4.0, used / self.mean)
+            self.week[wd] += self.WEEK_ALPHA * (ratio - self.week[wd])
+            total = sum(self.week)
+            for i in range(7):
+                self.week[i] = self.week[i] * 7.0 / total
+
+    def on_vacation(self) -> bool:
+        """Unused for longer than this household would go by chance (p < 1%)."""
+        if self.days < 7 or self.mean <= 0:
+            return False
+        p_zero = self._p_zero_day()
+        return self.zero_run >= 3 and p_zero**self.zero_run < 0.01
+
+    def _p_zero_day(self) -> float:
+        # Chance of an unused day if uses were Poisson at the learned rate, per typical dose.
+        cv2 = self.var / (self.mean * self.mean) if self.mean > 0 else 1.0
+        uses = 1.0 / max(cv2, 0.05)
+        return min(0.9, math.exp(-uses))
+
+    def expected(self, day: int) -> float:
+        return self.mean * self.week[day % 7]
+
+    def rate_ahead(self, day: int, days: float) -> float:
+        """Expected use over the next `days` days from `day`: the weekday rhythm, or the
+        last days' pace when it is higher (guests stay a few days)."""
+        total = 0.0
+        k = 0
+        while k + 1 <= days:
+            total += self.expected(day + 1 + k)
+            k += 1
+        if days > k:
+            total += (days - k) * self.expected(day + 1 + k)
+        return max(total, self.recent * days)
+
+    def to_state(self) -> list:
+        return [self.mean, self.var, self.days, self.zero_run, list(self.week), self.recent]
+
+    @classmethod
+    def from_state(cls, s: object) -> "UsageModel":
+        m = cls()
+        try:
+            vals = list(s)  # type: ignore[call-overload]
+            week = [float(x) for x in vals[4]]
+            m.mean, m.var, m.recent = float(vals[0]), float(vals[1]), float(vals[5])
+            m.days, m.zero_run = int(vals[2]), int(vals[3])
+            ok = len(vals) == 6 and len(week) == 7 and all(0 <= x <= 7 for x in week)
+            ok = ok and min(m.mean, m.var, m.recent, m.days, m.zero_run) >= 0
+        except (TypeError, ValueError, IndexError):
+            ok = False
+        if not ok:
+            raise StateError("usage model state is not valid: " + repr(s)[:80])
+        for i in range(7):
+            m.week[i] = week[i]
+        return m
+
+
+class Forecast:
+    """When a consumable runs empty: expected day, a 10%..90% band, and whether to reorder."""
+
+    __slots__ = ("days_left", "early", "late", "p_out_in_lead", "reorder")
+
+    def __init__(self, days_left: float, early: float, late: float, p_out_in_lead: float, reorder: bool) -> None:
+        self.days_left = days_left
+        self.early = early
+        self.late = late
+        self.p_out_in_lead = p_out_in_lead
+        self.reorder = reorder
+
+
+def forecast(level: float, usage: UsageModel, today: int, lead_days: float, risk: float) -> Forecast:
+    """Days until empty from the learned usage (expected, and a 10%..90% band), and
+    whether to reorder now: when the chance of running out before a delivery ordered now
+    would arrive reaches the user's risk."""
+    if usage.mean <= 0 or usage.days < 3:
+        return Forecast(-1.0, -1.0, -1.0, 0.0, False)
+    # Cumulative use by the end of each coming day, with its spread: day-to-day
+    # variance plus 10% uncertainty of the learned rate itself.
+    crossing = [-1.0, -1.0, -1.0]  # expected, early (upper use), late (lower use)
+    prev = [0.0, 0.0, 0.0]
+    mean_used = 0.0
+    var_used = 0.0
+    k = 0
+    while crossing[2] < 0 and k < MAX_HORIZON_DAYS:
+        mean_used += usage.expected(today + k + 1)
+        var_used += usage.var
+        sd = math.sqrt(var_used + (0.1 * mean_used) ** 2)
+        for i, used in enumerate((mean_used, mean_used + _Z90 * sd, mean_used - _Z90 * sd)):
+            if crossing[i] < 0 and used >= level:
+                step = used - prev[i]
+                crossing[i] = k + ((level - prev[i]) / step if step > 0 else 0.0)
+            prev[i] = used
+        k += 1
+    p_lead = p_run_out(level, usage, lead_days, today)
+    return Forecast(crossing[0], crossing[1], crossing[2], p_lead, p_lead >= risk)
+
+
+def p_run_out(
+    level: float, usage: UsageModel, days: float, today: int = 0, used_today: float = 0.0, level_sd: float = 0.0
+) -> float:
+    """Chance that the next `days` days of learned usage need more than `level` (normal
+    approximation with 10% uncertainty of the rate itself, and `level_sd` for a level
+    that is counted rather than measured). What today has used beyond a usual day
+    counts against the rest of today too."""
+    if usage.mean <= 0 or usage.days < 3:
+        return 0.0
+    mean = usage.rate_ahead(today, days) + max(0.0, used_today - usage.expected(today))
+    sd = math.sqrt(usage.var * days + (0.1 * mean) ** 2 + level_sd * level_sd)
+    if sd <= 0:
+        return 1.0 if mean >= level else 0.0
+    return 1.0 - normal_cdf((level - mean) / sd)
+
+
+_WINDOW = 3  # readings in the median filter of a level sensor
+
+
+class ConsumableTracker:
+    """One consumable: its level, its learned usage, and the events a person should see.
+
+    spec: the profile's consumable entry (capacity, source, dose, lead time).
+    Level sensors go through a 5-reading median; a rise of more than 10% of capacity
+    that holds for the filter's majority is a refill; a fall of more than 40% of
+    capacity between two readings, a reading outside 0..capacity, or a sensor that
+    reports the identical value 50 times in a row while usage goes on is a sensor
+    fault, reported and not trusted.
+    """
+
+    def __init__(self, spec: dict, choice: ReorderChoice | None = None) -> None:
+        self.id = spec["id"]
+        self.name = spec["name"]
+        self.unit = spec["unit"]
+        self.capacity = float(spec["capacity"])
+        self.source = spec["source"]
+        self.dose = spec.get("dose_per_cycle")
+        if self.dose is not None and self.dose > self.capacity:
+            raise ConfigError(
+                "dose per cycle %s %s of %s is larger than its capacity %s"
+                % (self.dose, self.unit, self.id, self.capacity)
+            )
+        self.lead_days = float(spec.get("lead_time_days", 3))
+        self.choice = choice or ReorderChoice()
+        self.usage = UsageModel()
+        self.level = self.capacity
+        self.day = -1
+        self.used_today = 0.0
+        self.last_t = -1
+        self.readings = array("f", bytes(4 * _WINDOW))
+        self.n_readings = 0
+        self.same_count = 0
+        self.last_reading = math.nan
+        self.faulty = False
+        self.reorder_sent = False
+        self.low_sent = False
+
+    # -- inputs ---------------------------------------------------------------------
+    def reading(self, t_ms: int, value: float) -> list:
+        """A level sensor reading; returns the events it causes."""
+        events = self._advance(t_ms)
+        if not (math.isfinite(value) and -0.02 * self.capacity <= value <= 1.05 * self.capacity):
+            args = ("%.4g" % value, self.unit, "%.4g" % self.capacity)
+            en = "reading %s %s is outside 0..%s" % args
+            de = "Messwert %s %s liegt außerhalb von 0..%s" % args
+            return events + [self._fault(en, de)]
+        if value == self.last_reading and 0.01 * self.capacity < value < 0.99 * self.capacity:
+            # An empty or full tank reads the same for good reason; elsewhere it is stuck.
+            self.same_count += 1
+            if self.same_count == 50 and self.usage.mean > 0:
+                en = "the sensor reported the same value 50 times while the appliance was used"
+                de = "der Sensor meldete 50-mal denselben Wert, obwohl das Gerät benutzt wurde"
+                return events + [self._fault(en, de)]
+        else:
+            self.same_count = 0
+        self.last_reading = value
+        self.readings[self.n_readings % _WINDOW] = value
+        self.n_readings += 1
+        if self.n_readings < 3:
+            if self.n_readings == 1:
+                self.level = value
+            return events
+        window = sorted(self.readings[i] for i in range(min(self.n_readings, _WINDOW)))
+        filtered = window[len(window) // 2]
+        change = filtered - self.level
+        if change > 0.1 * self.capacity:
+            events += self._refilled(filtered)
+        elif change < -0.4 * self.capacity:
+            pct = -change / self.capacity * 100
+            events.append(
+                self._fault("the level fell by %.0f%% at once" % pct, "der Füllstand fiel auf einmal um %.0f %%" % pct)
+            )
+        elif change < 0:
+            self.used_today -= change
+            self.level = filtered
+        self.faulty = False if change >= -0.4 * self.capacity else self.faulty
+        return events + self._check()
+
+    def cycle(self, t_ms: int, dose: float | None = None) -> list:
+        """A program cycle used `dose` (default: the profile's dose per cycle)."""
+        events = self._advance(t_ms)
+        used = self.dose if dose is None else dose
+        if used is None or not (0 <= used <= self.capacity):
+            raise ValueError("dose %r of %s must be from 0 to its capacity %s" % (used, self.id, self.capacity))
+        self.used_today += used
+        self.level = max(0.0, self.level - used)
+        return events + self._check()
+
+    def refill(self, t_ms: int, level: float | None = None) -> list:
+        """The user says "I refilled" (to capacity, or to the given level)."""
+        events = self._advance(t_ms)
+        to = self.capacity if level is None else level
+        if not 0 <= to <= self.capacity:
+            raise ValueError("refill level %r must be from 0 to the capacity %s" % (to, self.capacity))
+        return events + self._refilled(to)
+
+    def tick(self, t_ms: int) -> list:
+        """Let time pass (days close and teach the usage model)."""
+        return self._advance(t_ms) + self._check()
+
+    # -- state ------------------------------------------------------------------------
+    def _advance(self, t_ms: int) -> list:
+        if self.last_t >= 0 and t_ms < self.last_t:
+            raise ValueError("time went backwards for %s: %d ms after %d ms" % (self.id, t_ms, self.last_t))
+        self.last_t = t_ms
+        day = t_ms // DAY_MS
+        if self.day < 0:
+            self.day = day
+        while self.day < day:
+            self.usage.add_day(self.day, self.used_today)
+            self.used_today = 0.0
+            self.day += 1
+        return []
+
+    def _refilled(self, to: float) -> list:
+        self.level = to
+        self.reorder_sent = False
+        self.low_sent = False
+        self.n_readings = 0
+        return [self._event(REFILLED, "%s refilled to %.0f%%" % (self.name["en"], to / self.capacity * 100),
+                            "%s auf %.0f %% aufgefüllt" % (self.name["de"], to / self.capacity * 100))]  # fmt: skip
+
+    def _fault(self, en: str, de: str) -> tuple:
+        self.faulty = True
+        en = self.name["en"] + " level sensor: " + en + "; the level is not trusted until it reads sensibly again."
+        de = (
+            "Füllstandssensor "
+            + self.name["de"]
+            + ": "
+            + de
+            + "; der Füllstand gilt als unsicher, bis er wieder plausibel ist."
+        )
+        return self._event(FAULT, en, de)
+
+    def _check(self) -> list:
+        if self.faulty or self.usage.mean <= 0:
+            return []
+        events = []
+        lead = self.choice.lead_time_days if self.choice.lead_time_days is not None else self.lead_days
+        # A counted level drifts from the truth: 10% of what was counted since the refill.
+        level_sd = 0.1 * (self.capacity - self.level) if self.source != "level_sensor" else 0.0
+        p_out = p_run_out(self.level, self.usage, lead, self.day, self.used_today, level_sd)
+        if not self.reorder_sent and self.choice.mode != OFF and p_out >= self.choice.risk:
+            self.reorder_sent = True
+            events.append(self._reorder_event(lead))
+        if not self.low_sent and self.level <= 0.15 * self.capacity:
+            self.low_sent = True
+            pct = self.level / self.capacity * 100
+            events.append(self._event(LOW, "%s is low: %.0f%% left" % (self.name["en"], pct),
+                                      "%s wird knapp: noch %.0f %%" % (self.name["de"], pct)))  # fmt: skip
+        return events
+
+    def _reorder_event(self, lead: float) -> tuple:
+        f = self.forecast()
+        days = "%.0f" % f.days_left
+        who_en = (" from " + self.choice.retailer) if self.choice.retailer else " from any shop you like"
+        who_de = (" bei " + self.choice.retailer) if self.choice.retailer else " bei einem Händler Ihrer Wahl"
+        what = self.choice.product or self.name["en"]
+        what_de = self.choice.product or self.name["de"]
+        band = ("%.0f" % f.early, "%.0f" % f.late)
+        en = "%s runs out in about %s days (%s to %s); " % ((self.name["en"], days) + band)
+        en += "a delivery takes %g days, so now is the time to reorder %s%s." % (lead, what, who_en)
+        de = "%s reicht noch etwa %s Tage (%s bis %s); " % ((self.name["de"], days) + band)
+        de += "eine Lieferung dauert %g Tage, jetzt ist der Moment, %s%s nachzubestellen." % (lead, what_de, who_de)
+        ev = self._event(REORDER, en, de)
+        ev[1]["days_left"] = f.days_left
+        ev[1]["choice"] = self.choice.mode
+        if self.choice.mode == SHARE:
+            ev[1]["product"] = self.choice.product
+            ev[1]["retailer"] = self.choice.retailer
+        return ev
+
+    def _event(self, kind: str, en: str, de: str) -> tuple:
+        return (kind, {"consumable": self.id, "level": self.level, "level_pct": self.level / self.capacity * 100,
+                       "explanation_en": en, "explanation_de": de})  # fmt: skip
+
+    def forecast(self) -> Forecast:
+        lead = self.choice.lead_time_days if self.choice.lead_time_days is not None else self.lead_days
+        return forecast(self.level, self.usage, self.day, lead, self.choice.risk)
+
+    def to_state(self) -> dict:
+        """Learned state, as plain data, to survive a restart."""
+        return {"v": 1, "id": self.id, "level": self.level, "day": self.day, "used_today": self.used_today,
+                "last_t": self.last_t, "usage": self.usage.to_state(), "reorder_sent": self.reorder_sent,
+                "low_sent": self.low_sent, "choice": self.choice.as_dict()}  # fmt: skip
+
+    def restore(self, state: object) -> None:
+        """Take back learned state; StateError (and nothing changed) if it is not valid."""
+        try:
+            ok = isinstance(state, dict) and state.get("v") == 1 and state.get("id") == self.id
+            level = float(state["level"])  # type: ignore[index]
+            ok = ok and 0 <= level <= self.capacity
+            usage = UsageModel.from_state(state["usage"])  # type: ignore[index]
+            choice = ReorderChoice(**state["choice"])  # type: ignore[index]
+            used = float(state["used_today"])  # type: ignore[index]
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            raise StateError("state of consumable %s is not valid: %s" % (self.id, e)) from e
+        if not ok or used < 0:
+            raise StateError("state of consumable %s is not valid" % self.id)
+        self.level, self.usage, self.choice = level, usage, choice
+        # After a restart the clock may start again from zero: the next input begins a
+        # new day count; what was learned stays.
+        self.day, self.last_t, self.used_today = -1, -1, 0.0
+        self.reorder_sent = bool(state["reorder_sent"])  # type: ignore[index]
+        self.low_sent = bool(state["low_sent"])  # type: ignore[index]
+
+
+class ConsumableRuntime:
+    """Wires one tracker into the pipeline: level readings from its channel, program
+    cycles from phase changes (for counted doses), and its events as pipeline events.
+
+    A reorder suggestion under "remind" is for the local page only (category ""); under
+    "share" it belongs to the consumable's data category, which the privacy gate lets
+    out only with consent. Other consumable events belong to that category too.
+    """
+
+    def __init__(self, spec: dict, idle_phase: str, choice: ReorderChoice | None = None) -> None:
+        self.tracker = ConsumableTracker(spec, choice)
+        self.channel = spec.get("channel") if spec["source"] == "level_sensor" else None
+        self.category = spec.get("category", "consumables")
+        self.idle = idle_phase
+        self.in_cycle = False
+
+    def on_sample(self, channel: str, t_ms: int, value: float) -> list:
+        if channel != self.channel:
+            return []
+        return self.tracker.reading(t_ms, value)
+
+    def on_phase(self, t_ms: int, phase: str) -> list:
+        """Counted doses: one per program cycle, when the appliance comes back to rest."""
+        if self.channel is not None or not phase:
+            return []
+        if phase != self.idle:
+            self.in_cycle = True
+            return []
+        if self.in_cycle:
+            self.in_cycle = False
+            return self.tracker.cycle(t_ms)
+        return self.tracker.tick(t_ms)
+
+    def category_of(self, kind: str) -> str:
+        if kind == REORDER and self.tracker.choice.mode != SHARE:
+            return ""
+        return self.category  # type: ignore[no-any-return]

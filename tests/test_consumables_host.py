@@ -1,0 +1,110 @@
+"""Consumables on the host: state on flash (restart, corruption), the user's reorder choice,
+profile checks, the demo's reorder suggestion and the benchmark's output."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agent import profile_loader, state_store
+from agent.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WASHER = profile_loader.example("washing_machine")
+
+
+def test_state_store_round_trip_and_atomic_replace(tmp_path: str) -> None:
+    path = os.path.join(str(tmp_path), "state.json")
+    assert state_store.load(path) == (None, None)
+    state_store.save(path, {"consumables": {"detergent": {"level": 12.5}}})
+    assert state_store.load(path) == ({"consumables": {"detergent": {"level": 12.5}}}, None)
+    assert os.listdir(str(tmp_path)) == ["state.json"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+    "damage,words",
+    [
+        (lambda t: t[: len(t) // 2], "corrupted"),
+        (lambda t: t.replace("12.5", "99.5"), "checksum mismatch"),
+        (lambda t: t.replace('"format": 1', '"format": 7'), "unknown format"),
+        (lambda t: "\x00\x01garbage", "corrupted"),
+    ],
+)
+def test_corrupted_state_is_reported_not_trusted(damage: object, words: str, tmp_path: str) -> None:
+    path = os.path.join(str(tmp_path), "state.json")
+    state_store.save(path, {"consumables": {"detergent": {"level": 12.5}}})
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(damage(text))  # type: ignore[operator]
+    data, problem = state_store.load(path)
+    assert data is None and words in problem
+
+
+def test_learned_state_survives_a_restart_and_corruption(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    state = os.path.join(str(tmp_path), "state.json")
+    args = ["run", "--profile", WASHER, "--simulate", "--state", state, "--seed", "3"]
+    assert main([*args, "--hours", "80", "--reorder-choice", "detergent=share:EcoWash@Corner shop"]) == 0
+    saved, problem = state_store.load(state)
+    assert problem is None
+    learned = saved["consumables"]["detergent"]
+    assert learned["usage"][0] > 0 and learned["choice"]["mode"] == "share"
+    capsys.readouterr()
+    # The next run starts from what was learned (no "fresh" message) and keeps the choice.
+    assert main([*args, "--hours", "1"]) == 0
+    assert "State:" not in capsys.readouterr().out
+    assert state_store.load(state)[0]["consumables"]["detergent"]["choice"]["product"] == "EcoWash"
+    with open(state, "w") as f:
+        f.write('{"format": 1, "sha256": "00", "data": "{}"}')
+    assert main([*args, "--hours", "1"]) == 0
+    assert "State: " + state + " is corrupted (checksum mismatch); the consumable trackers start fresh." in (
+        capsys.readouterr().out
+    )
+
+
+def test_a_reorder_choice_for_an_unknown_consumable_or_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["run", "--profile", WASHER, "--simulate", "--hours", "1"]
+    assert main([*base, "--reorder-choice", "milk=share"]) == 2
+    assert "has no consumable 'milk'" in capsys.readouterr().err
+    assert main([*base, "--reorder-choice", "detergent=always"]) == 2
+    assert "is not one of off, remind, share" in capsys.readouterr().err
+
+
+def test_profile_rejects_a_dose_larger_than_capacity(write_file: object, capsys: pytest.CaptureFixture[str]) -> None:
+    with open(profile_loader.example("coffee_machine"), encoding="utf-8") as f:
+        text = f.read().replace("dose_per_cycle: 0.4", "dose_per_cycle: 900")
+    path = write_file("coffee.yaml", text)  # type: ignore[operator]
+    assert main(["profile", "check", path]) == 2
+    err = capsys.readouterr().err
+    assert "consumables[1].dose_per_cycle: got 900 (int); expected at most the capacity 500" in err
+
+
+def test_demo_shows_the_reorder_suggestion_kept_local() -> None:
+    proc = subprocess.run([sys.executable, "-m", "agent", "demo"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    i = next(k for k, line in enumerate(lines) if "decided: reorder suggested for detergent" in line)
+    assert "so now is the time to reorder Liquid detergent from any shop you like." in lines[i + 1]
+    assert "bei einem Händler Ihrer Wahl nachzubestellen." in lines[i + 2]
+    assert "shown on the local page only (your choice for reorders: remind me); nothing leaves" in lines[i + 3]
+    assert not any("would send to wichtel/demo-0001/consumables" in line for line in lines)
+
+
+def test_consumables_benchmark_writes_the_interface(tmp_path: str) -> None:
+    out = os.path.join(str(tmp_path), "out.json")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "consumables.py"), "--households", "12", "--json", out],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "stock-out years" in proc.stdout
+    with open(out) as f:
+        result = json.load(f)
+    assert set(result) == {"detergent", "coffee_beans", "descaler", "salt", "rinse_aid"}
+    for r in result.values():
+        for key in ("stockout_share", "baseline_stockout_share", "overstock_days", "baseline_overstock_days",
+                    "empty_date_error_days_median"):  # fmt: skip
+            assert key in r
+        assert 0 <= r["stockout_share"] <= 1
