@@ -38,6 +38,7 @@ bench: setup
 	$(PY) bench/pipeline.py
 	$(PY) bench/nab.py
 	$(PY) bench/consumables.py
+	$(PY) bench/minimization.py
 
 clean:
 	rm -rf $(VENV) tools/mpwasm/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -5,13 +5,14 @@ Exit codes: 0 success, 2 bad input (profile, trace, arguments), 1 anything unexp
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 
-from agent import detect, host, state_store
+from agent import detect, device, host
 from agent.core.consumables import ReorderChoice
 from agent.core.detectors import DETECTORS
 from agent.core.errors import ConfigError
-from agent.core.gate import ConsentView
 from agent.core.pipeline import Agent
 from agent.demo import Narrator
 from agent.profile_loader import ProfileFileError, compile_json, example, load
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="act as if the user switched on this data category",
     )
     run.add_argument("--device-id", default="sim-0001")
-    run.add_argument("--state", metavar="FILE", help="keep what the consumable trackers learn in FILE across runs")
+    run.add_argument("--data-dir", metavar="DIR", help="the device's storage: consent, learned state, sent log")
     run.add_argument(
         "--reorder-choice", action="append", default=[], metavar="ID=MODE[:PRODUCT[@RETAILER]]",
         help="the user's reorder choice for a consumable: off, remind (default) or share",
@@ -74,6 +75,23 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--profile", required=True)
     simulate.add_argument("--output", required=True, metavar="TRACE.csv")
     sim_args(simulate)
+
+    con = sub.add_parser("consent", help="show or change which data categories may leave the device")
+    con_sub = con.add_subparsers(dest="action", required=True)
+    show = con_sub.add_parser("show", help="each data category, its state and what it is for")
+    show.add_argument("--lang", choices=("en", "de"), default="en")
+    cset = con_sub.add_parser("set", help="switch a category on or off (recorded with a receipt)")
+    cset.add_argument("category")
+    cset.add_argument("choice", choices=("on", "off"))
+    data_p = sub.add_parser("data", help="export or erase what the device holds about its use")
+    data_sub = data_p.add_subparsers(dest="action", required=True)
+    exp = data_sub.add_parser("export", help="everything the device holds, as one JSON file")
+    exp.add_argument("-o", "--output")
+    data_sub.add_parser("erase", help="wipe personal data and ask upstream to erase too")
+    for sp in (show, cset, exp, data_sub.choices["erase"]):
+        sp.add_argument("--profile", required=True)
+        sp.add_argument("--data-dir", required=True, metavar="DIR")
+        sp.add_argument("--device-id", default="sim-0001")
 
     detect = sub.add_parser("detect", help="score a timestamp,value CSV (the NAB format) with a detector")
     detect.add_argument("file", nargs="?", metavar="FILE.csv")
@@ -93,39 +111,80 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
         drivers, phases = host.replayed(profile, args.replay)
     else:
         drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset, args.fault_ramp)
-    consent = ConsentView(profile["data_categories"])
     narrator = Narrator(profile)
+    choices = _choices(getattr(args, "reorder_choice", []), profile)
+    agent, data, messages = device.open_device(
+        profile, getattr(args, "data_dir", None), args.device_id, drivers, host.clock(args.speed), phases, narrator,
+        choices,
+    )  # fmt: skip
+    for message in messages:
+        narrator.say(message)
     for cat in args.consent:
-        try:
-            consent.set(cat, True)
-        except KeyError:
-            known = ", ".join(c["id"] for c in profile["data_categories"])
-            raise UsageError("--consent " + cat + ": the profile has no such data category; known: " + known) from None
+        _consent(agent, data, cat, True)
         if narrate_consent:
             narrator.say("The user switched on '%s' on the local page: %s" % (cat, narrator.purposes[cat]))
-    choices = _choices(getattr(args, "reorder_choice", []), profile)
-    off = [c["id"] for c in profile["data_categories"] if not consent.allows(c["id"])]
+    off = [c["id"] for c in profile["data_categories"] if not agent.consent.allows(c["id"])]
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
-    agent = Agent(profile, args.device_id, drivers, host.clock(args.speed), phases, None, consent, narrator, choices)
-    state_file = getattr(args, "state", None)
-    if state_file:
-        saved, problem = state_store.load(state_file)
-        if problem:
-            narrator.say("State: " + problem + "; the consumable trackers start fresh.")
-        for message in agent.restore_consumables((saved or {}).get("consumables", {})):
-            narrator.say("State: " + message)
-        for stock in agent.stock:  # a choice given now wins over the stored one
-            if stock.tracker.id in choices:
-                stock.tracker.choice = choices[stock.tracker.id]
     asyncio.run(agent.run(int(args.hours * _HOUR_MS)))
-    if state_file:
-        state_store.save(state_file, {"consumables": agent.consumable_state()})
+    device.close_device(agent, data)
     samples = sum(c.samples for c in agent.channels)
     narrator.say(
         "Done: %d samples over %.0f simulated hours; %d unusual readings; %d messages would be sent, "
         "%d events kept on the device; %d waiting in the outbox for an uplink."
         % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, len(agent.outbox))
     )
+    return 0
+
+
+def _consent(agent: Agent, data: object, category: str, on: bool) -> dict:
+    try:
+        return device.set_consent(agent, data, category, on, agent.clock.now_ms(), int(time.time()))  # type: ignore[arg-type]
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+
+
+def _consent_command(args: argparse.Namespace) -> int:
+    profile = load(args.profile)
+    agent, data, messages = device.open_device(profile, args.data_dir, args.device_id)
+    for message in messages:
+        print(message)
+    if args.action == "set":
+        receipt = _consent(agent, data, args.category, args.choice == "on")
+        device.close_device(agent, data)
+        print("%s is now %s (receipt %d, text %s)" % (args.category, receipt["choice"], receipt["seq"],
+                                                      receipt["text_hash"][:12]))  # fmt: skip
+        if args.choice == "off":
+            print("Its waiting messages were removed; an erasure request for it is queued for upstream.")
+        return 0
+    lang = args.lang
+    for cat in profile["data_categories"]:
+        state = "always on" if cat["essential"] else agent.consent.choices()[cat["id"]]
+        print("%-18s %-9s %s" % (cat["id"], state, cat["title"][lang]))
+        print("%-28s %s" % ("", cat["purpose"][lang]))
+    return 0
+
+
+def _data_command(args: argparse.Namespace) -> int:
+    profile = load(args.profile)
+    agent, data, messages = device.open_device(profile, args.data_dir, args.device_id)
+    for message in messages:
+        print(message, file=sys.stderr)
+    if args.action == "export":
+        text = json.dumps(agent.export(), indent=1, sort_keys=True, ensure_ascii=False)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            print("%s: everything this device holds about its use (docs/export.md)" % args.output, file=sys.stderr)
+        else:
+            print(text)
+        return 0
+    agent.erase(agent.clock.now_ms())
+    pending = [m for m in agent.outbox.items() if b'"erasure_request"' in m[1]]
+    if data is not None:
+        data.erase()
+    device.close_device(agent, data)
+    print("Erased: consent history, learned models, stored events and the sent log. All optional categories are off.")
+    print("%d erasure requests wait for the uplink to tell upstream to erase what it holds." % len(pending))
     return 0
 
 
@@ -175,6 +234,10 @@ def main(argv: list | None = None) -> int:
             rows = host.record(profile, drivers, phases, int(args.hours * _HOUR_MS), args.output)
             print("%s: %d rows, %.0f simulated hours" % (args.output, rows, args.hours))
             return 0
+        if args.command == "consent":
+            return _consent_command(args)
+        if args.command == "data":
+            return _data_command(args)
         if args.command == "detect":
             if args.list:
                 for name in sorted(DETECTORS):

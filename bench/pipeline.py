@@ -25,7 +25,7 @@ import gc, json, time
 from agent.core import profile as core_profile
 from agent.core.clock import ManualClock
 from agent.core.compat import IS_MICROPYTHON, mem_alloc
-from agent.core.gate import ConsentView
+from agent.core.consent import ConsentLedger
 from agent.core.pipeline import Agent
 from agent.sim.appliances import make
 from agent.sim.engine import SimDriver
@@ -46,7 +46,7 @@ async def bench(data_dir, hours, simulated):
         drivers = {ch["id"]: Constant(1.0) for ch in prof["channels"]}
     gc.collect()
     before = mem_alloc()
-    consent = ConsentView(prof["data_categories"])
+    consent = ConsentLedger(prof["data_categories"])
     consent.set("maintenance", True)
     agent = Agent(prof, "bench", drivers, ManualClock(), sim, None, consent)
     built = mem_alloc()

@@ -45,7 +45,7 @@ def test_corrupted_state_is_reported_not_trusted(damage: object, words: str, tmp
 
 def test_learned_state_survives_a_restart_and_corruption(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
     state = os.path.join(str(tmp_path), "state.json")
-    args = ["run", "--profile", WASHER, "--simulate", "--state", state, "--seed", "3"]
+    args = ["run", "--profile", WASHER, "--simulate", "--data-dir", str(tmp_path), "--seed", "3"]
     assert main([*args, "--hours", "80", "--reorder-choice", "detergent=share:EcoWash@Corner shop"]) == 0
     saved, problem = state_store.load(state)
     assert problem is None
@@ -59,7 +59,7 @@ def test_learned_state_survives_a_restart_and_corruption(tmp_path: str, capsys: 
     with open(state, "w") as f:
         f.write('{"format": 1, "sha256": "00", "data": "{}"}')
     assert main([*args, "--hours", "1"]) == 0
-    assert "State: " + state + " is corrupted (checksum mismatch); the consumable trackers start fresh." in (
+    assert "State: " + state + " is corrupted (checksum mismatch); the device starts with fresh models." in (
         capsys.readouterr().out
     )
 

@@ -52,14 +52,18 @@ MISTAKES = [
     ("missing field", ("  model: WM 8 Eco\n", ""), "appliance.model", "required"),
     ("out-of-range rate", ("    sample_hz: 0.5\n", "    sample_hz: 500\n"), "channels[2].sample_hz", "0.01 to 100"),
     ("bad id", ("  - id: drum_vibration", "  - id: Drum Vibration"), "channels[1].id", "identifier"),
-    ("dangling category", ("        category: usage_statistics\n        settings: {window_s: 3600}\n  - id: drum",
-                           "        category: marketing\n        settings: {window_s: 3600}\n  - id: drum"),
+    ("dangling category", ("        category: usage_statistics\n        settings: {window_s: 21600}\n  - id: drum",
+                           "        category: marketing\n        settings: {window_s: 21600}\n  - id: drum"),
      "channels[0].processors[2].category", "data_categories"),
     ("bad setting", ("settings: {phase: drain, feature: duration}", "settings: {phase: drain, feature: colour}"),
      "channels[0].processors[0].settings.feature", "one of duration, mean, peak"),
     ("unknown phase", ("settings: {phase: drain, feature: duration}", "settings: {phase: rinse, feature: duration}"),
      "channels[0].processors[0].settings.phase", "one of drain, fill, heat, idle, spin, wash"),
     ("duplicate key", ("  port: 8883\n", "  port: 8883\n  port: 1883\n"), "uplink.port", "given twice"),
+    ("identifying field", ("fields: [channel, min, mean, max, time]", "fields: [channel, min, mean, max, serial]"),
+     "data_categories[2].fields[4]", "does not identify a device, network or person"),
+    ("two essentials", ("  - id: maintenance\n", "  - id: maintenance\n    essential: true\n"),
+     "data_categories[1].essential", "exactly one essential category"),
 ]  # fmt: skip
 
 

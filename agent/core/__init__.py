@@ -2,3 +2,5 @@
 
 It does no I/O: it takes numbers, bytes and times and returns decisions, or raises.
 """
+
+VERSION = "0.1.0"

@@ -245,7 +245,12 @@ class ConsumableTracker:
                 % (self.dose, self.unit, self.id, self.capacity)
             )
         self.lead_days = float(spec.get("lead_time_days", 3))
+        self.reset()
         self.choice = choice or ReorderChoice()
+
+    def reset(self) -> None:
+        """Forget everything learned (erasure); the user's reorder choice goes too."""
+        self.choice = ReorderChoice()
         self.usage = UsageModel()
         self.level = self.capacity
         self.day = -1

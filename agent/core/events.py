@@ -35,5 +35,9 @@ class Event:
             "fields": self.fields,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Event":
+        return cls(d["kind"], d["category"], d["channel"], d["t_ms"], d["phase"], d["fields"])
+
     def __repr__(self) -> str:
         return "Event(" + self.kind + ", " + self.channel + ", t=" + str(self.t_ms) + ")"

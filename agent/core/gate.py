@@ -1,10 +1,17 @@
 """The privacy gate: the one place that decides what may leave the device.
 
-An event leaves only if its data category is consented to, and then only the fields
-that category declares, coarsened. Nothing optional is allowed by default.
+An event leaves only if its data category is consented to (and the event is not from
+before the consent), and then only the fields that category allowlists, minimized as
+the category declares: values rounded to its steps, time coarsened to its grain, a
+pseudonymous id instead of the device id where the purpose allows, within its daily
+byte budget. Every message is tagged with its category (topic and body).
 """
 
+import binascii
+import hashlib
+
 from agent.core import limits
+from agent.core.consent import ConsentLedger
 from agent.core.encoding import encode, round_sig
 from agent.core.errors import EncodingError, PayloadTooLargeError
 from agent.core.events import Event
@@ -12,97 +19,106 @@ from agent.core.events import Event
 # Reasons for a decision, stable strings for the local page and the demo.
 SENT = "sent"
 NO_CONSENT = "no_consent"
+BEFORE_CONSENT = "before_consent"  # recorded before the category was switched on
 UNKNOWN_CATEGORY = "unknown_category"
 TOO_LARGE = "too_large"
 UNENCODABLE = "unencodable"
+OVER_BUDGET = "over_budget"  # the category's bytes for the day are used up
 LOCAL_ONLY = "local_only"  # meant for the local page alone (category "")
 
-# Time upstream is coarsened to whole minutes: exact sample times tell about a household.
-TIME_GRAIN_MS = 60_000
-
-
-class ConsentView:
-    """Which data categories may leave now. The consent issue backs this by a ledger.
-
-    Required (non-optional) categories are on; every optional category is off until
-    the user switches it on.
-    """
-
-    def __init__(self, categories: list) -> None:
-        self._allowed = {}
-        for cat in categories:
-            self._allowed[cat["id"]] = not cat["optional"]
-
-    def allows(self, category: str) -> bool:
-        return self._allowed.get(category, False)
-
-    def set(self, category: str, allowed: bool) -> None:
-        if category not in self._allowed:
-            raise KeyError(category)
-        self._allowed[category] = allowed
+DAY_MS = 86_400_000
 
 
 class Decision:
     """What the gate did with one event, and why."""
 
-    __slots__ = ("payload", "reason", "topic")
+    __slots__ = ("category", "payload", "reason", "topic")
 
-    def __init__(self, reason: str, topic: str = "", payload: bytes = b"") -> None:
+    def __init__(self, reason: str, topic: str = "", payload: bytes = b"", category: str = "") -> None:
         self.reason = reason
         self.topic = topic
         self.payload = payload
+        self.category = category
 
 
 class PrivacyGate:
     """Consent check and minimization between events and the outbox."""
 
-    def __init__(self, profile: dict, device_id: str, consent: ConsentView) -> None:
+    def __init__(self, profile: dict, device_id: str, consent: ConsentLedger, pseudonym_key: bytes = b"") -> None:
         self.consent = consent
-        self.prefix = profile["uplink"]["topic_prefix"] + "/" + device_id + "/"
+        self.root = profile["uplink"]["topic_prefix"] + "/"
+        self.device_id = device_id
         self.max_payload = profile["uplink"]["max_payload"]
-        self.fields = {}
-        for cat in profile["data_categories"]:
-            self.fields[cat["id"]] = cat["fields"]
+        self.cats = {c["id"]: c for c in profile["data_categories"]}
+        self.essential = next((c["id"] for c in profile["data_categories"] if c["essential"]), "")
+        self.key = pseudonym_key or device_id.encode()
         self.seq = 0
+        self.spent: dict = {}  # category -> [day, bytes]
+
+    def sender(self, category: str) -> str:
+        """The id a category's messages carry: the device id, or a pseudonym that is the
+        same for this device and category but links to nothing else."""
+        if not self.cats[category]["pseudonymous"]:
+            return self.device_id
+        digest = hashlib.sha256(self.key + b"/" + category.encode()).digest()
+        return binascii.hexlify(digest[:8]).decode()
 
     def judge(self, event: Event) -> Decision:
         if event.category == "":
             return Decision(LOCAL_ONLY)
-        allowed_fields = self.fields.get(event.category)
-        if allowed_fields is None:
+        cat = self.cats.get(event.category)
+        if cat is None:
             return Decision(UNKNOWN_CATEGORY)
         if not self.consent.allows(event.category):
             return Decision(NO_CONSENT)
+        if event.t_ms < self.consent.since_ms(event.category):
+            return Decision(BEFORE_CONSENT)
         body = {}
-        for name in allowed_fields:
-            value = self._field(event, name)
+        for name in cat["fields"]:
+            value = self._field(event, name, cat)
             if value is not None:
                 body[name] = value
-        self.seq += 1
-        msg = {"v": 1, "seq": self.seq, "kind": event.kind, "data": body}
+        return self._message(event.category, event.kind, body, event.t_ms)
+
+    def control(self, kind: str, data: dict, t_ms: int) -> Decision:
+        """A message of the essential category: consent receipts, erasure requests, status."""
+        return self._message(self.essential, kind, data, t_ms)
+
+    def _message(self, category: str, kind: str, body: dict, t_ms: int) -> Decision:
+        msg = {"v": 1, "seq": self.seq + 1, "cat": category, "kind": kind, "data": body}
         try:
             payload = encode(msg, self.max_payload)
         except PayloadTooLargeError:
-            self.seq -= 1
             return Decision(TOO_LARGE)
         except EncodingError:
-            self.seq -= 1
             return Decision(UNENCODABLE)
-        topic = self.prefix + event.category
+        topic = self.root + self.sender(category) + "/" + category
         if len(topic) > limits.MAX_TOPIC_LEN:
-            self.seq -= 1
             return Decision(TOO_LARGE)
-        return Decision(SENT, topic, payload)
+        day = t_ms // DAY_MS
+        spent = self.spent.get(category)
+        if spent is None or spent[0] != day:
+            spent = [day, 0]
+            self.spent[category] = spent
+        if spent[1] + len(payload) > self.cats[category]["daily_budget_bytes"]:
+            return Decision(OVER_BUDGET)
+        spent[1] += len(payload)
+        self.seq += 1
+        return Decision(SENT, topic, payload, category)
 
     @staticmethod
-    def _field(event: Event, name: str) -> object:
+    def _field(event: Event, name: str, cat: dict) -> object:
         if name == "channel":
             return event.channel
         if name == "phase":
             return event.phase
-        if name == "time_min":
-            return event.t_ms // TIME_GRAIN_MS
+        if name == "time":
+            grain = cat["time_grain_s"]
+            return event.t_ms // 1000 // grain * grain
         value = event.fields.get(name)
         if isinstance(value, float):
+            step = cat["round"].get(name)
+            if step:
+                return round(value / step) * step
             return round_sig(value, 3)
         return value

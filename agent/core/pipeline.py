@@ -6,20 +6,25 @@ and the uplink are passed in, so the pipeline itself does no I/O.
 
 import asyncio
 
-from agent.core import limits, processors
+from agent.core import VERSION, limits, processors
 from agent.core.channel import BoundedChannel
 from agent.core.compat import sleep_ms
+from agent.core.consent import ConsentLedger
 from agent.core.consumables import ConsumableRuntime
 from agent.core.errors import ConfigError, StateError
 from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
-from agent.core.gate import SENT, ConsentView, PrivacyGate
+from agent.core.gate import SENT, PrivacyGate
 from agent.core.outbox import Outbox
+from agent.core.ring import RingBuffer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from agent.core.gate import Decision
     from agent.core.interfaces import Clock, Driver, Observer, PhaseSource, Uplink
+
+DAY_MS = 86_400_000
 
 # Sensor-fault events for one channel are at most this often.
 FAULT_HOLDOFF_MS = 60_000
@@ -101,9 +106,10 @@ class Agent:
         clock: "Clock",
         phase_source: "PhaseSource | None" = None,
         uplink: "Uplink | None" = None,
-        consent: ConsentView | None = None,
+        consent: ConsentLedger | None = None,
         observer: "Observer | None" = None,
         choices: dict | None = None,
+        pseudonym_key: bytes = b"",
     ) -> None:
         self.profile = profile
         self.clock = clock
@@ -118,8 +124,12 @@ class Agent:
         idle = profile["phases"][0]
         self.stock = [ConsumableRuntime(c, idle, (choices or {}).get(c["id"])) for c in profile["consumables"]]
         self.last_phase = ""
-        self.consent = consent or ConsentView(profile["data_categories"])
-        self.gate = PrivacyGate(profile, device_id, self.consent)
+        self.status_day = -1
+        self.consent = consent or ConsentLedger(profile["data_categories"], device_id)
+        self.gate = PrivacyGate(profile, device_id, self.consent, pseudonym_key)
+        # What the device holds for the local page: recent events and every message that left.
+        self.local_events = RingBuffer(limits.LOCAL_EVENTS_LEN)
+        self.sent_log = RingBuffer(limits.SENT_LOG_LEN)
         self.events = BoundedChannel(limits.EVENT_QUEUE_LEN)
         self.outbox = Outbox()
         self.decisions: dict = {}
@@ -134,6 +144,12 @@ class Agent:
         """Read and process the channels with these indexes at now_ms."""
         phase = self.phase_source.phase(now_ms) if self.phase_source is not None else ""
         self._tell("tick", now_ms, phase)
+        day = now_ms // DAY_MS
+        if day != self.status_day:
+            # Once a device-day the essential category says the device is well and current.
+            self.status_day = day
+            status = {"status": "ok", "firmware": VERSION, "update": "none"}
+            self._queue(self.gate.control("status", status, now_ms))
         if phase != self.last_phase:
             self.last_phase = phase
             for stock in self.stock:
@@ -182,10 +198,67 @@ class Agent:
             raise TypeError("only events may reach the privacy gate, got " + repr(event))
         decision = self.gate.judge(event)
         self.decisions[decision.reason] = self.decisions.get(decision.reason, 0) + 1
+        self.local_events.push(event)
         self._tell("decision", event, decision)
+        self._queue(decision)
+
+    def _queue(self, decision: "Decision") -> None:
         if decision.reason == SENT:
-            self.outbox.push(decision.topic, decision.payload)
+            self.outbox.push(decision.topic, decision.payload, decision.category)
             self._outbox_ready.set()
+
+    def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
+        """The user's choice, at once: a receipt goes upstream (essential); switching off
+        purges that category's waiting messages and asks upstream to erase its data."""
+        receipt = self.consent.receipt(category, allowed, t_ms, wall_s)
+        self.apply_consent(receipt)
+        return receipt
+
+    def apply_consent(self, receipt: dict) -> None:
+        """Put a checked (and, on a device, already stored) receipt into effect."""
+        self.consent.apply(receipt)
+        category = receipt["category"]
+        allowed = receipt["choice"] == "on"
+        t_ms = receipt["t_ms"]
+        fields = ("category", "choice", "text_hash", "text_version")
+        self._queue(self.gate.control("consent_receipt", {k: receipt[k] for k in fields}, t_ms))
+        if not allowed:
+            self.outbox.purge(category)
+            self._queue(self.gate.control("erasure_request", {"category": category, "scope": "category"}, t_ms))
+
+    def erase(self, t_ms: int) -> None:
+        """Wipe what the device holds about its use and ask upstream to erase everything.
+        Consent returns to privacy by default (essential on, the rest off)."""
+        for cid in list(self.consent.categories):
+            if cid not in self.consent.essential:
+                self.outbox.purge(cid)
+        self.local_events.clear()
+        self.sent_log.clear()
+        self.consent.reset()
+        self.consent.history = []
+        for stock in self.stock:
+            stock.tracker.reset()
+        for cid in sorted(self.consent.categories):
+            if cid not in self.consent.essential:
+                self._queue(self.gate.control("erasure_request", {"category": cid, "scope": "all"}, t_ms))
+
+    def export(self) -> dict:
+        """Everything the device holds about its use, as plain data (docs/export.md)."""
+        return {
+            "format": "wichtel-export/1",
+            "device": self.gate.device_id,
+            "appliance": self.profile["appliance"],
+            "consent": {"current": self.consent.choices(), "history": list(self.consent.history)},
+            "data_categories": [
+                {k: c[k] for k in ("id", "title", "purpose", "fields", "retention_days", "upstream_retention_days",
+                                   "recipients", "essential")}
+                for c in self.profile["data_categories"]
+            ],
+            "learned": {"consumables": self.consumable_state()},
+            "events": [e.as_dict() for e in self.local_events.items()],
+            "outbox": [{"topic": t, "category": c, "payload": p.decode()} for t, p, c in self.outbox.items()],
+            "sent": list(self.sent_log.items()),
+        }  # fmt: skip
 
     async def sampler(self, until_ms: int) -> None:
         schedule = SampleSchedule([c.period_ms for c in self.channels], self.clock.now_ms())
@@ -206,10 +279,12 @@ class Agent:
     async def flush(self) -> bool:
         """Offer waiting messages to the uplink in order; False at the first failure."""
         while len(self.outbox) and self.uplink is not None:
-            topic, payload = self.outbox.peek()
+            topic, payload, category = self.outbox.peek()
             if not await self.uplink.publish(topic, payload):
                 return False
             self.outbox.ack()
+            self.sent_log.push({"t_ms": self.clock.now_ms(), "category": category, "topic": topic,
+                                "size": len(payload), "content": payload.decode()})  # fmt: skip
             self._tell("sent", topic, payload)
         return True
 

@@ -61,14 +61,38 @@ _CONSUMABLE = Map(
     },
 )
 
+# Field names that identify a device, a network or a person never leave, whatever a
+# profile says: the gate sends only allowlisted fields, and these cannot be allowlisted.
+FORBIDDEN_FIELDS = ("serial", "serial_number", "mac", "ip", "ip_address", "ssid", "bssid", "wifi", "device_id",
+                    "email", "owner", "name", "address", "location", "gps", "phone")  # fmt: skip
+
+
+class _Field:
+    def __call__(self, value: object, path: tuple) -> str:
+        name = _ID(value, path)
+        if name in FORBIDDEN_FIELDS:
+            raise ProfileError(path, value, "a field that does not identify a device, network or person")
+        return name
+
+
 _CATEGORY = Map(
     {
         "id": _ID,
+        "title": _TEXTS,
         "purpose": _TEXTS,
-        "fields": ListOf(_ID, 1, limits.MAX_FIELDS_PER_CATEGORY, unique=True),
+        "fields": ListOf(_Field(), 1, limits.MAX_FIELDS_PER_CATEGORY, unique=True),
         "retention_days": Num(0, 3650, "days", integer=True),
     },
-    {"optional": (Bool(), True)},
+    {
+        "essential": (Bool(), False),
+        "upstream_retention_days": (Num(0, 3650, "days", integer=True), 30),
+        "recipients": (ListOf(_TEXT, 0, 4), []),
+        "time_grain_s": (Num(1, 86_400, "seconds", integer=True), 3600),
+        "round": (AnyMap(Num(0, 1e6), limits.MAX_FIELDS_PER_CATEGORY), {}),
+        "pseudonymous": (Bool(), False),
+        "daily_budget_bytes": (Num(0, 1_000_000, "bytes per day", integer=True), 4096),
+        "version": (Num(1, 1_000_000, integer=True), 1),
+    },
 )
 
 _UPLINK = Map(
@@ -116,6 +140,14 @@ def validate(doc: object) -> dict:
             proc["settings"] = schema(proc["settings"], path + ("settings",))
             if proc["category"] not in category_ids:
                 raise ProfileError(path + ("category",), proc["category"], "the id of one of data_categories")
+    essential = [i for i, c in enumerate(prof["data_categories"]) if c["essential"]]
+    if len(essential) != 1:
+        where = ("data_categories", essential[1] if essential else 0, "essential")
+        raise ProfileError(where, len(essential), "exactly one essential category (security, updates, consent)")
+    for i, cat in enumerate(prof["data_categories"]):
+        for name in cat["round"]:
+            if name not in cat["fields"]:
+                raise ProfileError(("data_categories", i, "round", name), name, "one of the category's fields")
     for name in prof["phase_names"]:
         if name not in prof["phases"]:
             raise ProfileError(("phase_names", name), name, "one of phases")

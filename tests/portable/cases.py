@@ -8,14 +8,15 @@ import asyncio
 import json
 import math
 
-from agent.core import consumables, detectors, limits, processors
+from agent.core import consent, consumables, detectors, journal, limits, processors
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
 from agent.core.clock import ManualClock
+from agent.core.consent import ConsentLedger
 from agent.core.encoding import encode, round_sig
 from agent.core.errors import ConfigError, EncodingError, ProfileError, StateError
 from agent.core.events import ANOMALY, Event
-from agent.core.gate import NO_CONSENT, SENT, UNKNOWN_CATEGORY, ConsentView, PrivacyGate
+from agent.core.gate import BEFORE_CONSENT, NO_CONSENT, OVER_BUDGET, SENT, UNKNOWN_CATEGORY, PrivacyGate
 from agent.core.outbox import Outbox
 from agent.core.pipeline import Agent, SampleSchedule
 from agent.core.ring import RingBuffer
@@ -83,8 +84,8 @@ def case_profile_examples_validate(data_dir: str) -> list:
         prof = _profile(data_dir, kind)
         assert prof["appliance"]["kind"] == kind
         # Optional categories are off by default: nothing optional leaves unasked.
-        consent = ConsentView(prof["data_categories"])
-        assert not any(consent.allows(c["id"]) for c in prof["data_categories"])
+        consent = ConsentLedger(prof["data_categories"])
+        assert [c["id"] for c in prof["data_categories"] if consent.allows(c["id"])] == ["essential"]
         out.append([kind, len(prof["channels"]), len(prof["data_categories"])])
     return out
 
@@ -145,20 +146,38 @@ def case_encoding_is_deterministic(data_dir: str) -> list:
 
 def case_gate_sends_only_consented_and_declared(data_dir: str) -> list:
     prof = _profile(data_dir)
-    consent = ConsentView(prof["data_categories"])
-    gate = PrivacyGate(prof, "dev-1", consent)
-    fields = {"detector": "anomaly", "value": 0.81234, "baseline": 0.45, "score": 0.9, "secret": "serial-123"}
-    event = Event(ANOMALY, "maintenance", "motor_current", 3_600_000, "drain", fields)
+    consent = ConsentLedger(prof["data_categories"], "dev-1")
+    gate = PrivacyGate(prof, "dev-1", consent, b"k" * 16)
+    fields = {"detector": "anomaly", "value": 0.81234, "baseline": 0.45, "score": 0.9, "secret": "serial-123",
+              "change_pct": 37.4}  # fmt: skip
+    event = Event(ANOMALY, "maintenance", "motor_current", 5_400_000, "drain", fields)
     assert gate.judge(event).reason == NO_CONSENT
-    consent.set("maintenance", True)
+    consent.set("maintenance", True, 5_000_000)
     sent = gate.judge(event)
-    assert sent.reason == SENT and sent.topic == "wichtel/dev-1/maintenance"
+    assert sent.reason == SENT and sent.topic == "wichtel/dev-1/maintenance" and sent.category == "maintenance"
     body = json.loads(sent.payload)
-    # Only the category's declared fields leave, time coarsened to minutes.
-    assert "secret" not in body["data"] and body["data"]["time_min"] == 60
-    stray = Event(ANOMALY, "marketing", "motor_current", 0, "", fields)
+    # Only the category's declared fields leave: rounded, time coarsened to its hour.
+    assert "secret" not in body["data"] and body["data"]["time"] == 3600
+    assert body["data"]["change_pct"] == 35 and body["cat"] == "maintenance"
+    # Data from before the consent never leaves.
+    early = Event(ANOMALY, "maintenance", "motor_current", 4_000_000, "drain", fields)
+    assert gate.judge(early).reason == BEFORE_CONSENT
+    stray = Event(ANOMALY, "marketing", "motor_current", 6_000_000, "", fields)
     assert gate.judge(stray).reason == UNKNOWN_CATEGORY
-    return [sent.topic, sent.payload.decode()]
+    # Statistics go out under a pseudonym: stable, not the device id.
+    consent.set("usage_statistics", True, 0)
+    stats = Event("reading", "usage_statistics", "inlet_flow", 7_200_000, "", {"mean": 3.26, "min": 0.0, "max": 8.1})
+    d = gate.judge(stats)
+    pseudonym = d.topic.split("/")[1]
+    assert d.reason == SENT and pseudonym != "dev-1" and len(pseudonym) == 16
+    assert gate.judge(stats).topic == d.topic
+    assert json.loads(d.payload)["data"]["mean"] == 3.5  # rounded to 0.5
+    # The daily budget caps a category.
+    n = 0
+    while gate.judge(stats).reason == SENT:
+        n += 1
+    assert gate.judge(stats).reason == OVER_BUDGET and n > 10
+    return [sent.topic, sent.payload.decode(), d.payload.decode(), n]
 
 
 def case_outbox_bound(data_dir: str) -> list:
@@ -166,9 +185,9 @@ def case_outbox_bound(data_dir: str) -> list:
     for i in range(limits.OUTBOX_LEN + 5):
         box.push("t", str(i).encode())
     assert len(box) == limits.OUTBOX_LEN and box.dropped == 5
-    assert box.peek() == ("t", b"5")
+    assert box.peek() == ("t", b"5", "")
     box.ack()
-    assert box.delivered == 1 and box.peek() == ("t", b"6")
+    assert box.delivered == 1 and box.peek() == ("t", b"6", "")
     return [len(box), box.dropped, box.accepted]
 
 
@@ -348,19 +367,21 @@ async def case_pipeline_finds_clogging_pump(data_dir: str) -> dict:
     prof = _profile(data_dir)
     sim = make("washing_machine", 7, ["pump_clog"], 5, 2)
     drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in prof["channels"]}
-    consent = ConsentView(prof["data_categories"])
+    consent = ConsentLedger(prof["data_categories"])
     consent.set("maintenance", True)
     agent = Agent(prof, "dev-7", drivers, ManualClock(), sim, None, consent)
     await agent.run(60 * 3600 * 1000)
     payloads = []
     while len(agent.outbox):
-        topic, payload = agent.outbox.peek()
+        topic, payload, _ = agent.outbox.peek()
         payloads.append(topic + " " + payload.decode())
         agent.outbox.ack()
     assert any('"detector":"cycle_feature"' in p and '"phase":"drain"' in p for p in payloads), payloads
     # Usage statistics were computed but stayed on the device: no consent.
     assert agent.decisions.get(NO_CONSENT, 0) > 0
-    assert all(p.startswith("wichtel/dev-7/maintenance ") for p in payloads)
+    # Besides maintenance alerts, only the essential daily status leaves.
+    assert all(p.startswith("wichtel/dev-7/maintenance ") or p.startswith("wichtel/dev-7/essential ") for p in payloads)
+    assert sum(1 for p in payloads if '"kind":"status"' in p) == 3
     return {
         "samples": sum(c.samples for c in agent.channels),
         "decisions": agent.decisions,
@@ -525,3 +546,71 @@ def case_reorder_suggestion_stays_local_unless_shared(data_dir: str) -> list:
     assert out[1][1] == 1 and out[1][2] == ["consumables"]
     assert out[2][1] == 0
     return out
+
+
+def case_consent_ledger_receipts_and_replay(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    led = ConsentLedger(prof["data_categories"], "dev-9")
+    assert led.choices() == {"essential": "on", "maintenance": "off", "usage_statistics": "off", "consumables": "off"}
+    r1 = led.set("maintenance", True, 1000, 1_700_000_000)
+    led.set("usage_statistics", True, 2000)
+    led.set("usage_statistics", False, 3000)
+    assert r1["text_hash"] == consent.text_hash(core_profile_category(prof, "maintenance"))
+    assert r1["device"] == "dev-9" and r1["choice"] == "on" and r1["seq"] == 1
+    try:
+        led.set("essential", False, 4000)
+        raise AssertionError("essential switched off")
+    except ConfigError as e:
+        assert "cannot be off" in str(e)
+    records = [ConsentLedger.record(r) for r in led.history]
+    again = ConsentLedger(prof["data_categories"], "dev-9")
+    assert again.replay(records) == []
+    assert again.choices() == led.choices() and again.since_ms("maintenance") == 0
+    # A damaged record: back to privacy by default, and said so.
+    bad = ConsentLedger(prof["data_categories"], "dev-9")
+    problems = bad.replay(records[:1] + [b'{"category": "maintenance", "choice": "maybe"}'])
+    assert problems and not bad.allows("maintenance") and bad.allows("essential")
+    return [r1["text_hash"][:16], problems]
+
+
+def core_profile_category(prof: dict, cid: str) -> dict:
+    return next(c for c in prof["data_categories"] if c["id"] == cid)
+
+
+def case_journal_recovers_up_to_a_torn_record(data_dir: str) -> list:
+    data = journal.encode(b"one") + journal.encode(b"two") + journal.encode(b"three")
+    recs, good, problem = journal.decode(data)
+    assert recs == [b"one", b"two", b"three"] and good == len(data) and problem is None
+    torn = data[:-2]
+    recs, good, problem = journal.decode(torn)
+    assert recs == [b"one", b"two"] and "cut off" in problem
+    flipped = bytearray(data)
+    flipped[len(journal.encode(b"one")) + 9] ^= 1
+    recs, good, problem = journal.decode(bytes(flipped))
+    assert recs == [b"one"] and "checksum" in problem
+    return [good, problem]
+
+
+async def case_withdrawal_purges_and_requests_erasure(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    sim = make("washing_machine", 7, ["pump_clog"], 5, 2)
+    drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in prof["channels"]}
+    agent = Agent(prof, "dev-7", drivers, ManualClock(), sim)
+    agent.set_consent("maintenance", True, 0)
+    agent.set_consent("usage_statistics", True, 0)
+    await agent.run(60 * 3600 * 1000)
+    cats = [m[2] for m in agent.outbox.items()]
+    assert "usage_statistics" in cats and "maintenance" in cats
+    agent.set_consent("usage_statistics", False, 60 * 3600 * 1000)
+    after = agent.outbox.items()
+    assert "usage_statistics" not in [m[2] for m in after]
+    last = json.loads(after[-1][1])
+    assert last["kind"] == "erasure_request" and last["data"] == {"category": "usage_statistics", "scope": "category"}
+    assert after[-1][0] == "wichtel/dev-7/essential"
+    exported = agent.export()
+    assert exported["consent"]["current"]["usage_statistics"] == "off" and len(exported["consent"]["history"]) == 3
+    agent.erase(61 * 3600 * 1000)
+    assert agent.consent.choices()["maintenance"] == "off" and agent.export()["events"] == []
+    kinds = [json.loads(m[1])["kind"] for m in agent.outbox.items()]
+    assert kinds.count("erasure_request") >= 4
+    return [cats.count("maintenance"), cats.count("usage_statistics"), kinds[-3:]]

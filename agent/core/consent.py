@@ -1,0 +1,124 @@
+"""The consent ledger: the user's current choice per data category and its history.
+
+Privacy by default: the essential category is always on, every optional one starts off.
+Each change yields a consent receipt (category, choice, time, version and hash of the
+text the user saw, device id). The ledger is rebuilt from its receipts; persistence is
+the host's job (agent/core/journal.py gives the record format).
+"""
+
+import binascii
+import hashlib
+import json
+
+from agent.core.errors import ConfigError
+
+ON = "on"
+OFF = "off"
+
+
+def text_hash(category: dict) -> str:
+    """SHA-256 of the title and purpose texts the user is shown, in both languages."""
+    h = hashlib.sha256()
+    for lang in ("en", "de"):
+        h.update(category["title"][lang].encode())
+        h.update(b"\n")
+        h.update(category["purpose"][lang].encode())
+        h.update(b"\n")
+    return binascii.hexlify(h.digest()).decode()
+
+
+class ConsentLedger:
+    """Current consent per category, from which the privacy gate decides."""
+
+    def __init__(self, categories: list, device_id: str = "") -> None:
+        self.device_id = device_id
+        self.categories = {}
+        for cat in categories:
+            self.categories[cat["id"]] = cat
+        self.essential = [c["id"] for c in categories if c.get("essential")]
+        self.history: list = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Privacy by default: essential on, everything optional off (first boot, factory
+        reset, a ledger that cannot be read)."""
+        self._on = {}
+        self._since = {}
+        for cid in self.categories:
+            self._on[cid] = cid in self.essential
+            self._since[cid] = 0
+
+    def allows(self, category: str) -> bool:
+        return self._on.get(category, False)
+
+    def since_ms(self, category: str) -> int:
+        """When the category was last switched on (data from before must not leave)."""
+        return self._since.get(category, 0)
+
+    def choices(self) -> dict:
+        return {cid: (ON if on else OFF) for cid, on in self._on.items()}
+
+    def set(self, category: str, allowed: bool, t_ms: int = 0, wall_s: int = 0) -> dict:
+        """Record the user's choice; returns its receipt. Raises ConfigError for an
+        unknown category or for switching off the essential one."""
+        receipt = self.receipt(category, allowed, t_ms, wall_s)
+        self.apply(receipt)
+        return receipt
+
+    def receipt(self, category: str, allowed: bool, t_ms: int = 0, wall_s: int = 0) -> dict:
+        """The receipt of a choice, checked but not yet in effect (so it can be stored
+        first: a power cut then loses nothing the user was told)."""
+        cat = self.categories.get(category)
+        if cat is None:
+            raise ConfigError("no data category " + repr(category) + "; known: " + ", ".join(sorted(self.categories)))
+        if category in self.essential and not allowed:
+            raise ConfigError("the essential category " + repr(category) + " keeps the device safe and cannot be off")
+        receipt = {
+            "category": category,
+            "choice": ON if allowed else OFF,
+            "t_ms": t_ms,
+            "time": wall_s,
+            "text_version": cat.get("version", 1),
+            "text_hash": text_hash(cat),
+            "device": self.device_id,
+            "seq": len(self.history) + 1,
+        }
+        return receipt
+
+    def apply(self, receipt: dict) -> None:
+        self._apply(receipt)
+        self.history.append(receipt)
+
+    def _apply(self, receipt: dict) -> None:
+        cid = receipt["category"]
+        on = receipt["choice"] == ON
+        if on and not self._on.get(cid):
+            self._since[cid] = receipt["t_ms"]
+        self._on[cid] = on or cid in self.essential
+
+    def replay(self, records: list) -> list:
+        """Rebuild from stored receipts (JSON bytes), oldest first; returns problems.
+        Any problem resets to privacy by default: a doubtful ledger never grants."""
+        self.reset()
+        self.history = []
+        for i, raw in enumerate(records):
+            try:
+                receipt = json.loads(raw)
+                ok = receipt["category"] in self.categories and receipt["choice"] in (ON, OFF)
+            except (ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                self.reset()
+                self.history = []
+                return ["consent record %d is not valid; all optional categories are off" % (i + 1)]
+            self._apply(receipt)
+            self.history.append(receipt)
+        # Those choices were made before this start: this run's data all comes after.
+        for cid in self._since:
+            self._since[cid] = 0
+        return []
+
+    @staticmethod
+    def record(receipt: dict) -> bytes:
+        """A receipt as journal payload."""
+        return json.dumps(receipt).encode()

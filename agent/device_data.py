@@ -1,0 +1,99 @@
+"""The device's own storage on the host: consent journal, learned state, sent log, keys.
+
+One directory per device. The consent journal is append-only (agent/core/journal.py
+records, each write synced); everything else is a checked snapshot (state_store).
+Problems are reported in plain words and never turn into more consent than was given.
+"""
+
+import os
+
+from agent import state_store
+from agent.core import journal
+from agent.core.consent import ConsentLedger
+
+JOURNAL = "consent.journal"
+STATE = "state.json"
+KEY = "pseudonym.key"
+
+
+class DeviceData:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    # -- consent -----------------------------------------------------------------------
+    def load_consent(self, ledger: ConsentLedger) -> list:
+        """Rebuild the ledger from the journal; returns problems (a missing journal is a
+        first boot, not a problem)."""
+        try:
+            with open(self._path(JOURNAL), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            ledger.reset()
+            return ["cannot read the consent journal (%s); all optional categories are off" % e]
+        records, good, problem = journal.decode(data)
+        problems = []
+        if problem is not None:
+            if good + journal.HEADER + journal.MAX_RECORD >= len(data) and "cut off" in problem:
+                # A write that a power cut interrupted: that change never happened.
+                problems.append("the last consent change was not completely written (%s) and is ignored" % problem)
+            else:
+                ledger.reset()
+                self._rewrite([])
+                return ["the consent journal is damaged (%s); all optional categories are off" % problem]
+            self._rewrite(records)
+        return problems + ledger.replay(records)
+
+    def append_receipt(self, receipt: dict) -> None:
+        with open(self._path(JOURNAL), "ab") as f:
+            f.write(journal.encode(ConsentLedger.record(receipt)))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _rewrite(self, records: list) -> None:
+        tmp = self._path(JOURNAL + ".tmp")
+        with open(tmp, "wb") as f:
+            for rec in records:
+                f.write(journal.encode(rec))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path(JOURNAL))
+
+    # -- learned state, sent log ---------------------------------------------------------
+    def load_state(self) -> tuple:
+        return state_store.load(self._path(STATE))
+
+    def save_state(self, data: dict) -> None:
+        state_store.save(self._path(STATE), data)
+
+    def pseudonym_key(self) -> bytes:
+        """A random per-device secret for pseudonymous ids, made once (and anew on erase)."""
+        path = self._path(KEY)
+        try:
+            with open(path, "rb") as f:
+                key = f.read(64)
+            if len(key) == 32:
+                return key
+        except FileNotFoundError:
+            pass
+        key = os.urandom(32)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return key
+
+    def erase(self) -> None:
+        """Wipe the personal data: consent history, learned state, sent log, pseudonym key."""
+        for name in (JOURNAL, STATE, KEY):
+            try:
+                os.remove(self._path(name))
+            except FileNotFoundError:
+                pass
