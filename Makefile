@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 MP_STAMP := tools/mpwasm/node_modules/.installed
 # Debian packages the suite needs; installed only when missing.
-APT_PACKAGES :=
+APT_PACKAGES := mosquitto
 
 .PHONY: demo test setup lint bench clean
 

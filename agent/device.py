@@ -6,12 +6,16 @@ stores it again. The CLI's run, consent and data commands all go through here.
 """
 
 import math
+import os
 
+from agent.core import limits
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
 from agent.core.events import Event
+from agent.core.outbox import Outbox
 from agent.core.pipeline import Agent
 from agent.device_data import DeviceData
+from agent.outbox_files import FileStore
 
 
 class _NoSensor:
@@ -33,8 +37,12 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
         messages += ["Consent: " + m for m in data.load_consent(ledger)]
         key = data.pseudonym_key()
     drivers = drivers or {ch["id"]: _NoSensor() for ch in profile["channels"]}
+    outbox = None
+    if data is not None:
+        outbox = Outbox(limits.OUTBOX_LEN, FileStore(os.path.join(data.root, "outbox")))
+        messages += ["Outbox: " + m for m in outbox.problems]
     agent = Agent(profile, device_id, drivers, clock or ManualClock(), phases, None, ledger, observer,  # type: ignore[arg-type]
-                  choices, key)  # fmt: skip
+                  choices, key, outbox)  # fmt: skip
     if data is not None:
         saved, problem = data.load_state()
         if problem:
@@ -51,8 +59,6 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
                 agent.local_events.push(Event.from_dict(item))
             except (KeyError, TypeError):
                 messages.append("State: a stored event could not be read and was left out.")
-        for topic, payload, category in saved.get("outbox", []):
-            agent.outbox.push(topic, payload.encode(), category)
     return agent, data, messages
 
 
@@ -63,8 +69,8 @@ def close_device(agent: Agent, data: DeviceData | None) -> None:
         "consumables": agent.consumable_state(),
         "sent": agent.sent_log.items(),
         "events": [e.as_dict() for e in agent.local_events.items()],
-        "outbox": [[t, p.decode(), c] for t, p, c in agent.outbox.items()],
     })  # fmt: skip
+    agent.outbox.sync()
 
 
 def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:

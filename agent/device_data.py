@@ -91,7 +91,8 @@ class DeviceData:
         return key
 
     def erase(self) -> None:
-        """Wipe the personal data: consent history, learned state, sent log, pseudonym key."""
+        """Wipe the personal data: consent history, learned state, sent log, pseudonym key.
+        (Waiting messages, the erasure requests among them, stay in the outbox.)"""
         for name in (JOURNAL, STATE, KEY):
             try:
                 os.remove(self._path(name))

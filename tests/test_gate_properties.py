@@ -72,14 +72,15 @@ def test_no_message_ever_leaves_that_the_consent_state_did_not_allow(steps: list
         assert decision.category == cat and decision.topic.endswith("/" + cat)
         assert len(decision.payload) <= PROFILE["uplink"]["max_payload"]
         message = json.loads(decision.payload)
-        assert message["cat"] == cat and set(message) == {"v", "seq", "cat", "kind", "data"}
+        expected_keys = {"v", "seq", "cat", "kind", "data"} | ({"pid"} if CATEGORIES[cat]["pseudonymous"] else set())
+        assert message["cat"] == cat and set(message) == expected_keys
         assert set(message["data"]) <= set(CATEGORIES[cat]["fields"])
         assert "LEAK" not in decision.payload.decode("ascii")
         if "time" in message["data"]:
             grain = CATEGORIES[cat]["time_grain_s"]
             assert message["data"]["time"] % grain == 0 and message["data"]["time"] <= event.t_ms // 1000
         if CATEGORIES[cat]["pseudonymous"]:
-            assert "/dev/" not in decision.topic
+            assert message["pid"] != "dev" and len(message["pid"]) == 16
 
 
 @settings(max_examples=200, deadline=None)

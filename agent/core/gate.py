@@ -3,7 +3,7 @@
 An event leaves only if its data category is consented to (and the event is not from
 before the consent), and then only the fields that category allowlists, minimized as
 the category declares: values rounded to its steps, time coarsened to its grain, a
-pseudonymous id instead of the device id where the purpose allows, within its daily
+pseudonymous id where the purpose allows, within its daily
 byte budget. Every message is tagged with its category (topic and body).
 """
 
@@ -46,7 +46,8 @@ class PrivacyGate:
 
     def __init__(self, profile: dict, device_id: str, consent: ConsentLedger, pseudonym_key: bytes = b"") -> None:
         self.consent = consent
-        self.root = profile["uplink"]["topic_prefix"] + "/"
+        # One topic tree per device: the broker's ACL lets a device write only below it.
+        self.root = profile["uplink"]["topic_prefix"] + "/v1/" + device_id + "/"
         self.device_id = device_id
         self.max_payload = profile["uplink"]["max_payload"]
         self.cats = {c["id"]: c for c in profile["data_categories"]}
@@ -55,11 +56,11 @@ class PrivacyGate:
         self.seq = 0
         self.spent: dict = {}  # category -> [day, bytes]
 
-    def sender(self, category: str) -> str:
-        """The id a category's messages carry: the device id, or a pseudonym that is the
-        same for this device and category but links to nothing else."""
-        if not self.cats[category]["pseudonymous"]:
-            return self.device_id
+    def pseudonym(self, category: str) -> str:
+        """For a pseudonymous category: an id that is the same for this device and
+        category but links to nothing else. The message carries it as "pid"; the
+        operator's broker forwards such categories to their recipients without the
+        topic's device id (docs/asyncapi.yaml)."""
         digest = hashlib.sha256(self.key + b"/" + category.encode()).digest()
         return binascii.hexlify(digest[:8]).decode()
 
@@ -86,13 +87,15 @@ class PrivacyGate:
 
     def _message(self, category: str, kind: str, body: dict, t_ms: int) -> Decision:
         msg = {"v": 1, "seq": self.seq + 1, "cat": category, "kind": kind, "data": body}
+        if self.cats[category]["pseudonymous"]:
+            msg["pid"] = self.pseudonym(category)
         try:
             payload = encode(msg, self.max_payload)
         except PayloadTooLargeError:
             return Decision(TOO_LARGE)
         except EncodingError:
             return Decision(UNENCODABLE)
-        topic = self.root + self.sender(category) + "/" + category
+        topic = self.root + category
         if len(topic) > limits.MAX_TOPIC_LEN:
             return Decision(TOO_LARGE)
         day = t_ms // DAY_MS

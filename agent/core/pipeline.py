@@ -14,7 +14,7 @@ from agent.core.consumables import ConsumableRuntime
 from agent.core.errors import ConfigError, StateError
 from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, PrivacyGate
-from agent.core.outbox import Outbox
+from agent.core.outbox import CRITICAL, HIGH, LOW, NORMAL, Outbox
 from agent.core.ring import RingBuffer
 
 TYPE_CHECKING = False
@@ -110,6 +110,7 @@ class Agent:
         observer: "Observer | None" = None,
         choices: dict | None = None,
         pseudonym_key: bytes = b"",
+        outbox: Outbox | None = None,
     ) -> None:
         self.profile = profile
         self.clock = clock
@@ -131,10 +132,11 @@ class Agent:
         self.local_events = RingBuffer(limits.LOCAL_EVENTS_LEN)
         self.sent_log = RingBuffer(limits.SENT_LOG_LEN)
         self.events = BoundedChannel(limits.EVENT_QUEUE_LEN)
-        self.outbox = Outbox()
+        self.outbox = outbox if outbox is not None else Outbox()
         self.decisions: dict = {}
         self._emit = self.events.put
         self._outbox_ready = asyncio.Event()
+        self._synced = 0
 
     def _tell(self, stage: str, a: object = None, b: object = None) -> None:
         if self.observer is not None:
@@ -149,7 +151,7 @@ class Agent:
             # Once a device-day the essential category says the device is well and current.
             self.status_day = day
             status = {"status": "ok", "firmware": VERSION, "update": "none"}
-            self._queue(self.gate.control("status", status, now_ms))
+            self._queue(self.gate.control("status", status, now_ms), "status")
         if phase != self.last_phase:
             self.last_phase = phase
             for stock in self.stock:
@@ -202,10 +204,19 @@ class Agent:
         self._tell("decision", event, decision)
         self._queue(decision)
 
-    def _queue(self, decision: "Decision") -> None:
-        if decision.reason == SENT:
-            self.outbox.push(decision.topic, decision.payload, decision.category)
-            self._outbox_ready.set()
+    def _queue(self, decision: "Decision", kind: str = "") -> None:
+        if decision.reason != SENT:
+            return
+        if kind in ("consent_receipt", "erasure_request"):
+            priority = CRITICAL
+        elif kind == "status" or decision.category == "maintenance":
+            priority = HIGH
+        elif decision.category == "usage_statistics":
+            priority = LOW
+        else:
+            priority = NORMAL
+        self.outbox.push(decision.topic, decision.payload, decision.category, priority)
+        self._outbox_ready.set()
 
     def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
         """The user's choice, at once: a receipt goes upstream (essential); switching off
@@ -221,10 +232,11 @@ class Agent:
         allowed = receipt["choice"] == "on"
         t_ms = receipt["t_ms"]
         fields = ("category", "choice", "text_hash", "text_version")
-        self._queue(self.gate.control("consent_receipt", {k: receipt[k] for k in fields}, t_ms))
+        self._queue(self.gate.control("consent_receipt", {k: receipt[k] for k in fields}, t_ms), "consent_receipt")
         if not allowed:
             self.outbox.purge(category)
-            self._queue(self.gate.control("erasure_request", {"category": category, "scope": "category"}, t_ms))
+            erasure = {"category": category, "scope": "category"}
+            self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
 
     def erase(self, t_ms: int) -> None:
         """Wipe what the device holds about its use and ask upstream to erase everything.
@@ -240,7 +252,8 @@ class Agent:
             stock.tracker.reset()
         for cid in sorted(self.consent.categories):
             if cid not in self.consent.essential:
-                self._queue(self.gate.control("erasure_request", {"category": cid, "scope": "all"}, t_ms))
+                erasure = {"category": cid, "scope": "all"}
+                self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
 
     def export(self) -> dict:
         """Everything the device holds about its use, as plain data (docs/export.md)."""
@@ -269,6 +282,9 @@ class Agent:
             await self.clock.sleep_until(t)
             now = self.clock.now_ms()
             self.sample_once(now, schedule.take_due(now))
+            if self.outbox.accepted != self._synced:
+                self._synced = self.outbox.accepted
+                self.outbox.sync()
             if len(self.events) or (self.uplink is not None and len(self.outbox)):
                 await sleep_ms(0)  # let the gate and the uplink take their turn
 
@@ -279,10 +295,11 @@ class Agent:
     async def flush(self) -> bool:
         """Offer waiting messages to the uplink in order; False at the first failure."""
         while len(self.outbox) and self.uplink is not None:
-            topic, payload, category = self.outbox.peek()
+            self.outbox.sync()  # durable before it is offered
+            mid, _, category, topic, payload, _ = self.outbox.peek_entry()
             if not await self.uplink.publish(topic, payload):
                 return False
-            self.outbox.ack()
+            self.outbox.ack(mid)
             self.sent_log.push({"t_ms": self.clock.now_ms(), "category": category, "topic": topic,
                                 "size": len(payload), "content": payload.decode()})  # fmt: skip
             self._tell("sent", topic, payload)

@@ -154,7 +154,7 @@ def case_gate_sends_only_consented_and_declared(data_dir: str) -> list:
     assert gate.judge(event).reason == NO_CONSENT
     consent.set("maintenance", True, 5_000_000)
     sent = gate.judge(event)
-    assert sent.reason == SENT and sent.topic == "wichtel/dev-1/maintenance" and sent.category == "maintenance"
+    assert sent.reason == SENT and sent.topic == "wichtel/v1/dev-1/maintenance" and sent.category == "maintenance"
     body = json.loads(sent.payload)
     # Only the category's declared fields leave: rounded, time coarsened to its hour.
     assert "secret" not in body["data"] and body["data"]["time"] == 3600
@@ -168,9 +168,9 @@ def case_gate_sends_only_consented_and_declared(data_dir: str) -> list:
     consent.set("usage_statistics", True, 0)
     stats = Event("reading", "usage_statistics", "inlet_flow", 7_200_000, "", {"mean": 3.26, "min": 0.0, "max": 8.1})
     d = gate.judge(stats)
-    pseudonym = d.topic.split("/")[1]
+    pseudonym = json.loads(d.payload)["pid"]
     assert d.reason == SENT and pseudonym != "dev-1" and len(pseudonym) == 16
-    assert gate.judge(stats).topic == d.topic
+    assert json.loads(gate.judge(stats).payload)["pid"] == pseudonym
     assert json.loads(d.payload)["data"]["mean"] == 3.5  # rounded to 0.5
     # The daily budget caps a category.
     n = 0
@@ -380,7 +380,9 @@ async def case_pipeline_finds_clogging_pump(data_dir: str) -> dict:
     # Usage statistics were computed but stayed on the device: no consent.
     assert agent.decisions.get(NO_CONSENT, 0) > 0
     # Besides maintenance alerts, only the essential daily status leaves.
-    assert all(p.startswith("wichtel/dev-7/maintenance ") or p.startswith("wichtel/dev-7/essential ") for p in payloads)
+    assert all(
+        p.startswith("wichtel/v1/dev-7/maintenance ") or p.startswith("wichtel/v1/dev-7/essential ") for p in payloads
+    )
     assert sum(1 for p in payloads if '"kind":"status"' in p) == 3
     return {
         "samples": sum(c.samples for c in agent.channels),
@@ -606,7 +608,7 @@ async def case_withdrawal_purges_and_requests_erasure(data_dir: str) -> list:
     assert "usage_statistics" not in [m[2] for m in after]
     last = json.loads(after[-1][1])
     assert last["kind"] == "erasure_request" and last["data"] == {"category": "usage_statistics", "scope": "category"}
-    assert after[-1][0] == "wichtel/dev-7/essential"
+    assert after[-1][0] == "wichtel/v1/dev-7/essential"
     exported = agent.export()
     assert exported["consent"]["current"]["usage_statistics"] == "off" and len(exported["consent"]["history"]) == 3
     agent.erase(61 * 3600 * 1000)
