@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--device-id", default="sim-0001")
     run.add_argument("--data-dir", metavar="DIR", help="the device's storage: consent, learned state, sent log")
+    run.add_argument("--broker", metavar="HOST:PORT", help="send what the privacy gate lets out to this MQTT broker")
+    run.add_argument("--ca", help="the broker's CA certificate (PEM), pinned")
+    run.add_argument("--cert", help="this device's certificate (PEM)")
+    run.add_argument("--key", help="this device's private key (PEM)")
     run.add_argument(
         "--reorder-choice", action="append", default=[], metavar="ID=MODE[:PRODUCT[@RETAILER]]",
         help="the user's reorder choice for a consumable: off, remind (default) or share",
@@ -125,7 +129,7 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
             narrator.say("The user switched on '%s' on the local page: %s" % (cat, narrator.purposes[cat]))
     off = [c["id"] for c in profile["data_categories"] if not agent.consent.allows(c["id"])]
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
-    asyncio.run(agent.run(int(args.hours * _HOUR_MS)))
+    asyncio.run(_run_agent(agent, args, narrator))
     device.close_device(agent, data)
     samples = sum(c.samples for c in agent.channels)
     narrator.say(
@@ -134,6 +138,34 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
         % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, len(agent.outbox))
     )
     return 0
+
+
+async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator) -> None:
+    broker = getattr(args, "broker", None)
+    if not broker:
+        await agent.run(int(args.hours * _HOUR_MS))
+        return
+    from agent.uplink_paho import PahoUplink, UplinkConfig  # paho only where an uplink is wanted
+
+    host_name, _, port = broker.rpartition(":")
+    if not (host_name and port.isdigit() and args.ca and args.cert and args.key):
+        raise UsageError("--broker HOST:PORT needs --ca, --cert and --key: the uplink is mutual TLS only")
+    cfg = UplinkConfig(host_name, int(port), args.device_id, args.ca, args.cert, args.key,
+                       root=agent.profile["uplink"]["topic_prefix"])  # fmt: skip
+    uplink = PahoUplink(cfg, report=narrator.say)
+    agent.uplink = uplink
+    uplink.start()
+    try:
+        await agent.run(int(args.hours * _HOUR_MS))
+        # What is waiting goes out if the broker can be reached within a few seconds.
+        for _ in range(50):
+            if not len(agent.outbox):
+                break
+            if uplink.connected.is_set():
+                await agent.flush()
+            await asyncio.sleep(0.1)
+    finally:
+        await uplink.stop()
 
 
 def _consent(agent: Agent, data: object, category: str, on: bool) -> dict:

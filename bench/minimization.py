@@ -52,7 +52,7 @@ class CountingUplink:
         self.bytes = 0
         self.messages: list = []
 
-    async def publish(self, topic: str, payload: bytes) -> bool:
+    async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool:
         self.bytes += mqtt_size(topic, payload)
         self.messages.append((topic, payload))
         return True

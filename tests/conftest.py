@@ -30,6 +30,21 @@ def mp_runtime() -> object:
 
 
 @pytest.fixture
+def broker(tmp_path: "os.PathLike[str]") -> object:
+    """A real Mosquitto with TLS, client certificates and a per-device ACL."""
+    import shutil
+
+    from agent.local_broker import Broker
+
+    if shutil.which("mosquitto") is None:
+        pytest.fail("mosquitto is not installed: run `make test` (it installs the Debian package)")
+    b = Broker(str(tmp_path))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
 def write_file(tmp_path: "os.PathLike[str]") -> object:
     def write(name: str, text: str) -> str:
         path = os.path.join(tmp_path, name)

@@ -36,7 +36,7 @@ class FlakyUplink:
         self.failures = failures
         self.received: list = []
 
-    async def publish(self, topic: str, payload: bytes) -> bool:
+    async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool:
         if self.failures:
             self.failures -= 1
             return False

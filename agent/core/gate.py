@@ -82,10 +82,12 @@ class PrivacyGate:
         return self._message(event.category, event.kind, body, event.t_ms)
 
     def control(self, kind: str, data: dict, t_ms: int) -> Decision:
-        """A message of the essential category: consent receipts, erasure requests, status."""
-        return self._message(self.essential, kind, data, t_ms)
+        """A message of the essential category: consent receipts, erasure requests, status.
+        Receipts and erasure requests are owed to the user: no daily budget stops them."""
+        owed = kind in ("consent_receipt", "erasure_request")
+        return self._message(self.essential, kind, data, t_ms, budgeted=not owed)
 
-    def _message(self, category: str, kind: str, body: dict, t_ms: int) -> Decision:
+    def _message(self, category: str, kind: str, body: dict, t_ms: int, budgeted: bool = True) -> Decision:
         msg = {"v": 1, "seq": self.seq + 1, "cat": category, "kind": kind, "data": body}
         if self.cats[category]["pseudonymous"]:
             msg["pid"] = self.pseudonym(category)
@@ -103,7 +105,7 @@ class PrivacyGate:
         if spent is None or spent[0] != day:
             spent = [day, 0]
             self.spent[category] = spent
-        if spent[1] + len(payload) > self.cats[category]["daily_budget_bytes"]:
+        if budgeted and spent[1] + len(payload) > self.cats[category]["daily_budget_bytes"]:
             return Decision(OVER_BUDGET)
         spent[1] += len(payload)
         self.seq += 1

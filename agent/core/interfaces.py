@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     class Uplink(Protocol):
         """Delivers one message; False when it could not (it will be offered again)."""
 
-        async def publish(self, topic: str, payload: bytes) -> bool: ...
+        async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool: ...
 
     class Observer(Protocol):
         """Told about each pipeline step: ("tick", t_ms, phase), ("sample", channel, value),

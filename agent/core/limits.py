@@ -17,6 +17,7 @@ MIN_SAMPLE_MHZ = const(10)  # 0.01 Hz: one sample every 100 s
 MAX_SAMPLE_MHZ = const(100_000)  # 100 Hz
 EVENT_QUEUE_LEN = const(32)  # events between processors and the privacy gate
 OUTBOX_LEN = const(64)  # messages waiting for the uplink
+OUTBOX_CRITICAL_RESERVE = const(64)  # more room for consent receipts and erasure requests
 SENT_LOG_LEN = const(256)  # messages that left, kept for the user to see
 LOCAL_EVENTS_LEN = const(128)  # recent events kept on the device for the local page
 UPLINK_RETRY_MS = const(1000)  # wait after a failed publish before offering it again

@@ -109,10 +109,18 @@ class Outbox:
         return self.seg
 
     def push(self, topic: str, payload: bytes, category: str = "", priority: int = NORMAL) -> int:
-        """Keep a message until acknowledged; returns its id. Call sync() to make it durable."""
+        """Keep a message until acknowledged; returns its id. Call sync() to make it durable.
+
+        Consent receipts and erasure requests may use a reserve beyond the capacity;
+        when even that is full, OverflowError tells the caller to try again later."""
         while len(self.pending) >= self.capacity:
-            if not self._drop_one(priority):
-                raise OverflowError("outbox full of messages that may not be dropped")
+            if self._drop_one(priority):
+                continue
+            if priority >= CRITICAL and len(self.pending) < self.capacity + limits.OUTBOX_CRITICAL_RESERVE:
+                break
+            raise OverflowError(
+                "the outbox holds %d messages that may not be dropped; try again later" % len(self.pending)
+            )
         mid = self.next_id
         self.next_id += 1
         seg = self._write(["m", mid, priority, category, topic, payload.decode()])

@@ -297,7 +297,7 @@ class Agent:
         while len(self.outbox) and self.uplink is not None:
             self.outbox.sync()  # durable before it is offered
             mid, _, category, topic, payload, _ = self.outbox.peek_entry()
-            if not await self.uplink.publish(topic, payload):
+            if not await self.uplink.publish(topic, payload, mid):
                 return False
             self.outbox.ack(mid)
             self.sent_log.push({"t_ms": self.clock.now_ms(), "category": category, "topic": topic,

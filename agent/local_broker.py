@@ -1,0 +1,174 @@
+"""A local Mosquitto for tests and the demo: TLS with client certificates, identity as
+user name and a per-device ACL, on a free loopback port, with its own small PKI; and
+the operator's service, a subscriber that reads the devices' trees.
+"""
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from provisioning import pki
+
+DEVICES = ("dev-1", "dev-2")
+ACL = """# Devices: write their own tree, read their own commands.
+pattern write wichtel/v1/%u/#
+pattern read wichtel/v1/%u/cmd/#
+# The operator's service reads everything and sends commands.
+user service
+topic read wichtel/v1/#
+topic write wichtel/v1/+/cmd/#
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def available() -> bool:
+    return shutil.which("mosquitto") is not None
+
+
+class Broker:
+    def __init__(self, directory: str) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ca = pki.make_ca()
+        self.ca_path, _ = self.ca.write(directory, "ca")
+        pki.issue(self.ca, "localhost", server_names=["localhost", "127.0.0.1"]).write(directory, "server")
+        self.certs = {}
+        for name in (*DEVICES, "service"):
+            self.certs[name] = pki.issue(self.ca, name, client=True).write(directory, name)
+        self.certs["expired"] = pki.issue(self.ca, "dev-1", client=True, days=1, not_before_days=-30).write(
+            directory, "expired"
+        )
+        other = pki.make_ca("Someone else's CA")
+        self.other_ca_path, _ = other.write(directory, "other-ca")
+        self.certs["wrong-ca"] = pki.issue(other, "dev-1", client=True).write(directory, "wrong-ca")
+        # A broker certificate for another host: a client must refuse it.
+        self.wrong_host_dir = os.path.join(directory, "wrong-host")
+        os.makedirs(self.wrong_host_dir)
+        pki.issue(self.ca, "elsewhere.example", server_names=["elsewhere.example"]).write(self.wrong_host_dir, "server")
+        with open(os.path.join(directory, "acl"), "w") as f:
+            f.write(ACL)
+        self.log = os.path.join(directory, "mosquitto.log")
+        self.conf = self._config(directory)
+
+    def _config(self, cert_dir: str) -> str:
+        path = os.path.join(self.dir, "mosquitto-%s.conf" % os.path.basename(cert_dir))
+        with open(path, "w") as f:
+            if os.geteuid() == 0:
+                # Run as root, mosquitto would switch to its own user, who cannot read the test's files.
+                f.write("user root\n")
+            f.write(
+                "per_listener_settings false\n"
+                "persistence true\npersistence_location %s/\nautosave_interval 1\n"
+                "allow_anonymous false\n"
+                "acl_file %s\n"
+                "listener %d 127.0.0.1\n"
+                "cafile %s\ncertfile %s\nkeyfile %s\n"
+                "require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n"
+                "log_dest file %s\nlog_type error\nlog_type warning\nlog_type notice\n"
+                % (
+                    self.dir,
+                    os.path.join(self.dir, "acl"),
+                    self.port,
+                    self.ca_path,
+                    os.path.join(cert_dir, "server.crt"),
+                    os.path.join(cert_dir, "server.key"),
+                    self.log,
+                )
+            )
+        return path
+
+    def start(self, wrong_host: bool = False) -> None:
+        conf = self._config(self.wrong_host_dir) if wrong_host else self.conf
+        self.proc = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("mosquitto exited with %s; see %s" % (self.proc.returncode, self.log))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not listen on port %d" % self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Service:
+    """The operator's side: subscribes to the devices' trees over mutual TLS."""
+
+    def __init__(self, broker: Broker, topic: str = "wichtel/v1/#", name: str = "service") -> None:
+        crt, key = broker.certs[name]
+        self.messages: list = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name + "-sub", protocol=mqtt.MQTTv5)
+        # A persistent session: what arrives while the service is away waits for it.
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        connect_props = Properties(PacketTypes.CONNECT)
+        connect_props.SessionExpiryInterval = 3600
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(broker.ca_path)
+        ctx.load_cert_chain(crt, key)
+        self.client.tls_set_context(ctx)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.ready.set()
+        self.topic = topic
+        self.client.on_connect = lambda c, *a: c.subscribe(self.topic, qos=1)
+        self.client.connect("localhost", broker.port, clean_start=False, properties=connect_props)
+        self.client.loop_start()
+        if not self.ready.wait(10):
+            raise RuntimeError("the service did not subscribe")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        user = dict(getattr(props, "UserProperty", []) or []) if props is not None else {}
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload, msg.retain, user.get("id")))
+
+    def wait_for(self, count: int, timeout: float = 20.0, topic_part: str = "") -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.received(topic_part)
+            if len(got) >= count:
+                return got
+            time.sleep(0.02)
+        return self.received(topic_part)
+
+    def received(self, topic_part: str = "") -> list:
+        with self.lock:
+            return [m for m in self.messages if topic_part in m[0]]
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

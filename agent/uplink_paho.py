@@ -1,0 +1,267 @@
+"""The uplink on the Pi: paho-mqtt 2 over mutual TLS, driven from the agent's asyncio loop.
+
+paho's socket is watched with the event loop's reader and writer callbacks (no thread),
+its housekeeping runs once a second. TLS 1.2 or newer with the device certificate, the
+broker CA pinned and the host name checked; no plaintext, ever. Connects with
+exponential backoff and full jitter; a last will marks the device offline. publish()
+resolves when the broker acknowledged (QoS 1); a refusal (MQTT 5 reason code >= 0x80),
+a lost link or a timeout returns False, so the message stays in the outbox.
+"""
+
+import asyncio
+import random
+import ssl
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+ACK_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10.0
+
+
+class UplinkConfig:
+    def __init__(self, host: str, port: int, device_id: str, ca: str, cert: str, key: str, *,
+                 root: str = "wichtel", keepalive: int = 30, mqtt5: bool = True) -> None:  # fmt: skip
+        self.host = host
+        self.port = port
+        self.device_id = device_id
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+        self.root = root
+        self.keepalive = keepalive
+        self.mqtt5 = mqtt5
+
+    @property
+    def tree(self) -> str:
+        return "%s/v1/%s/" % (self.root, self.device_id)
+
+
+def tls_context(cfg: UplinkConfig) -> ssl.SSLContext:
+    """TLS 1.2+, the broker's CA only (not the system store), host name checked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=cfg.ca)
+    ctx.load_cert_chain(cfg.cert, cfg.key)
+    return ctx
+
+
+def backoff_delay(attempt: int, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
+    return rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(attempt, 16))))
+
+
+class PahoUplink:
+    """The agent's uplink (interfaces.Uplink) over paho-mqtt."""
+
+    def __init__(
+        self,
+        cfg: UplinkConfig,
+        on_command: Callable[[str, bytes], None] | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.on_command = on_command
+        self.report: Callable[[str], None] = report or (lambda text: None)
+        self.connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._acks: dict = {}
+        self._loop = asyncio.get_running_loop()
+        self._rng = random.Random()
+        self.connects = 0
+        self.failures = 0
+        self.last_error = ""
+        self._task: asyncio.Task | None = None
+        self._misc: asyncio.Task | None = None
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        proto = mqtt.MQTTv5 if self.cfg.mqtt5 else mqtt.MQTTv311
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.cfg.device_id, protocol=proto)
+        c.tls_set_context(tls_context(self.cfg))
+        c.will_set(self.cfg.tree + "status/availability", b"offline", qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        # paho may call these from the connecting thread: hand them to the loop.
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
+        return c
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._keep_connected())
+        self._misc = asyncio.ensure_future(self._housekeeping())
+
+    async def stop(self) -> None:
+        for task in (self._task, self._misc):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if self.connected.is_set():
+            info = self.client.publish(self.cfg.tree + "status/availability", b"offline", qos=1, retain=True)
+            self._write()
+            await asyncio.sleep(0)
+            del info
+        self.client.disconnect()
+        self._fail_pending()
+
+    async def _keep_connected(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.last_error = ""
+                await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT_S)
+                await self._first(self.connected, self._lost, CONNECT_TIMEOUT_S)
+                if not self.connected.is_set():
+                    # With TLS 1.3 a refused client certificate shows only after the handshake.
+                    raise ConnectionError(self.last_error or "the broker closed the connection")
+                attempt = 0
+                await self._lost.wait()
+            except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as e:
+                self.failures += 1
+                self.last_error = "%s: %s" % (type(e).__name__, e)
+                self.report("uplink: cannot connect to %s:%d (%s)" % (self.cfg.host, self.cfg.port, self.last_error))
+            self._lost.clear()
+            self.connected.clear()
+            self._fail_pending()
+            await asyncio.sleep(backoff_delay(attempt, self._rng))
+            attempt += 1
+
+    @staticmethod
+    async def _first(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+        waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _connect(self) -> None:
+        self._lost.clear()
+        # The TCP connect and TLS handshake block: they run beside the loop, not in it.
+        await self._loop.run_in_executor(None, self._blocking_connect)
+
+    def _blocking_connect(self) -> None:
+        self.client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            rc = self.client.loop_misc()  # keepalive pings; finds a dead link
+            if rc != mqtt.MQTT_ERR_SUCCESS and self.connected.is_set():
+                self._mark_lost("keepalive: " + mqtt.error_string(rc))
+
+    # -- paho callbacks (all on the loop's thread) -------------------------------------------
+    def _watch(self, how: str, sock: object, *callback: object) -> None:
+        """Add or remove a reader or writer; a socket closed meanwhile is simply ignored."""
+        try:
+            getattr(self._loop, how)(sock, *callback)
+        except (ValueError, OSError):
+            pass
+
+    def _on_register_write(self, client: mqtt.Client, userdata: object, sock: object) -> None:
+        self._loop.call_soon_threadsafe(self._watch, "add_writer", sock, self._write)
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: object, sock: object) -> None:
+        self._loop.call_soon_threadsafe(self._watch, "remove_writer", sock)
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: object, sock: object) -> None:
+        self._loop.call_soon_threadsafe(self._watch, "add_reader", sock, self._read)
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: object, sock: object) -> None:
+        self._watch("remove_reader", sock)
+        self._watch("remove_writer", sock)
+
+    def _read(self) -> None:
+        rc = self.client.loop_read()
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            self._mark_lost("read: " + mqtt.error_string(rc))
+
+    def _write(self) -> None:
+        rc = self.client.loop_write()
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            self._mark_lost("write: " + mqtt.error_string(rc))
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            self.last_error = "broker refused: %s" % reason
+            self.report("uplink: " + self.last_error)
+            self._mark_lost(self.last_error)
+            return
+        self.connects += 1
+        client.subscribe(self.cfg.tree + "cmd/#", qos=1)
+        client.publish(self.cfg.tree + "status/availability", b"online", qos=1, retain=True)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        self._mark_lost("disconnected: %s" % reason)
+
+    def _mark_lost(self, why: str) -> None:
+        if self.connected.is_set():
+            self.report("uplink: link lost (%s)" % why)
+        elif not self.last_error:
+            self.last_error = why
+        self.connected.clear()
+        self._lost.set()
+        self._fail_pending()
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
+        fut = self._acks.pop(mid, None)
+        if fut is None or fut.done():
+            return
+        failed = getattr(reason, "is_failure", False)
+        if failed:
+            self.report("uplink: broker refused message %d: %s" % (mid, reason))
+        fut.set_result(not failed)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self.on_command is not None:
+            self.on_command(msg.topic, bytes(msg.payload))
+
+    def _fail_pending(self) -> None:
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_result(False)
+        self._acks.clear()
+
+    # -- the agent's interface ---------------------------------------------------------------
+    async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool:
+        """Send with QoS 1; True once the broker acknowledged. msg_id (the outbox's id,
+        increasing across restarts) travels as the MQTT 5 user property "id" so the
+        receiver can drop duplicates."""
+        if not self.connected.is_set():
+            return False
+        props = None
+        if self.cfg.mqtt5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = 7 * 86400
+            if msg_id:
+                props.UserProperty = ("id", str(msg_id))
+        info = self.client.publish(topic, payload, qos=1, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.report("uplink: publish failed: %s" % mqtt.error_string(info.rc))
+            return False
+        fut = self._loop.create_future()
+        self._acks[info.mid] = fut
+        self._write()
+        try:
+            return bool(await asyncio.wait_for(fut, ACK_TIMEOUT_S))
+        except TimeoutError:
+            self._acks.pop(info.mid, None)
+            self.report("uplink: no acknowledgement for message %d within %d s" % (info.mid, ACK_TIMEOUT_S))
+            return False
