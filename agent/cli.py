@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (profile, trace, arguments), 1 anything unexp
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -236,6 +237,48 @@ def _choices(specs: list, profile: dict) -> dict:
     return out
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """The washing machine with a clogging pump, its uplink to a local Mosquitto with TLS."""
+    import tempfile
+
+    from agent import local_broker
+
+    print("Wichtel demo: a washing machine whose drain pump starts to clog at its ninth wash.")
+    demo_args = argparse.Namespace(
+        profile=example("washing_machine"), replay=None, seed=7, fault=["pump_clog"], fault_onset=8, fault_ramp=4,
+        consent=["maintenance"], device_id="dev-1", speed=args.speed, hours=args.hours, broker=None,
+    )  # fmt: skip
+    if not local_broker.available():
+        print("(Mosquitto is not installed here: the demo runs without an uplink; `make demo` installs it.)")
+        return _run(demo_args, narrate_consent=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = local_broker.Broker(tmp)
+        broker.start()
+        service = local_broker.Service(broker)
+        try:
+            crt, key = broker.certs["dev-1"]
+            demo_args.broker, demo_args.ca, demo_args.cert, demo_args.key = (
+                "localhost:%d" % broker.port, broker.ca_path, crt, key)  # fmt: skip
+            demo_args.data_dir = os.path.join(tmp, "device")
+            print("A local Mosquitto listens on port %d with TLS, client certificates and a per-device ACL."
+                  % broker.port)  # fmt: skip
+            code = _run(demo_args, narrate_consent=True)
+            arrived = [m for m in service.wait_for(0, 2) if "/status/" not in m[0]]
+        finally:
+            service.close()
+            broker.stop()
+    counts: dict = {}
+    for topic, _, _, _ in arrived:
+        cat = topic.rsplit("/", 1)[1]
+        counts[cat] = counts.get(cat, 0) + 1
+    print("Arrived upstream at the operator's service: %d messages (%s)."
+          % (len(arrived), ", ".join("%d %s" % (n, c) for c, n in sorted(counts.items())) or "none"))  # fmt: skip
+    for topic, payload, _, _ in arrived:
+        if topic.endswith("/maintenance"):
+            print("  " + topic + " " + payload.decode())
+    return code
+
+
 def main(argv: list | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -279,20 +322,7 @@ def main(argv: list | None = None) -> int:
                 raise UsageError("wichtel detect needs FILE.csv (or --list)")
             return detect.run(args.file, args.output, args.detector)
         if args.command == "demo":
-            print("Wichtel demo: a washing machine whose drain pump starts to clog at its ninth wash.")
-            demo_args = argparse.Namespace(
-                profile=example("washing_machine"),
-                replay=None,
-                seed=7,
-                fault=["pump_clog"],
-                fault_onset=8,
-                fault_ramp=4,
-                consent=["maintenance"],
-                device_id="demo-0001",
-                speed=args.speed,
-                hours=args.hours,
-            )
-            return _run(demo_args, narrate_consent=True)
+            return _demo(args)
         return _run(args)
     except (ProfileFileError, TraceError, ConfigError, UsageError) as e:
         print("wichtel: " + str(e), file=sys.stderr)

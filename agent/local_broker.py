@@ -70,7 +70,7 @@ class Broker:
                 f.write("user root\n")
             f.write(
                 "per_listener_settings false\n"
-                "persistence true\npersistence_location %s/\nautosave_interval 1\n"
+                "persistence true\npersistence_location %s/\nautosave_interval 1\nset_tcp_nodelay true\n"
                 "allow_anonymous false\n"
                 "acl_file %s\n"
                 "listener %d 127.0.0.1\n"
@@ -125,6 +125,7 @@ class Service:
     def __init__(self, broker: Broker, topic: str = "wichtel/v1/#", name: str = "service") -> None:
         crt, key = broker.certs[name]
         self.messages: list = []
+        self.times: list = []  # when each message arrived (perf_counter)
         self.lock = threading.Lock()
         self.ready = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name + "-sub", protocol=mqtt.MQTTv5)
@@ -152,6 +153,7 @@ class Service:
         user = dict(getattr(props, "UserProperty", []) or []) if props is not None else {}
         with self.lock:
             self.messages.append((msg.topic, msg.payload, msg.retain, user.get("id")))
+            self.times.append(time.perf_counter())
 
     def wait_for(self, count: int, timeout: float = 20.0, topic_part: str = "") -> list:
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ a lost link or a timeout returns False, so the message stays in the outbox.
 
 import asyncio
 import random
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -77,6 +78,7 @@ class PahoUplink:
         self.connects = 0
         self.failures = 0
         self.last_error = ""
+        self._stopping = False
         self._task: asyncio.Task | None = None
         self._misc: asyncio.Task | None = None
         self.client = self._make_client()
@@ -103,6 +105,7 @@ class PahoUplink:
         self._misc = asyncio.ensure_future(self._housekeeping())
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in (self._task, self._misc):
             if task is not None:
                 task.cancel()
@@ -179,6 +182,11 @@ class PahoUplink:
         self._loop.call_soon_threadsafe(self._watch, "remove_writer", sock)
 
     def _on_socket_open(self, client: mqtt.Client, userdata: object, sock: object) -> None:
+        try:
+            # Several messages in flight: without this, Nagle holds small packets back.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+        except (OSError, AttributeError):
+            pass
         self._loop.call_soon_threadsafe(self._watch, "add_reader", sock, self._read)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: object, sock: object) -> None:
@@ -212,7 +220,7 @@ class PahoUplink:
         self._mark_lost("disconnected: %s" % reason)
 
     def _mark_lost(self, why: str) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stopping:
             self.report("uplink: link lost (%s)" % why)
         elif not self.last_error:
             self.last_error = why

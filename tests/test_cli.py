@@ -23,11 +23,13 @@ def test_demo_runs_to_completion_and_finds_the_clogging_pump() -> None:
     assert "decided: maintenance alert on motor_current, phase drain (cycle_feature" in out
     assert "en: Draining took 30% longer than usual over the last 3 cycles" in out
     assert "de: Abpumpen dauerte 30 % länger als üblich (in den letzten 3 Zyklen)" in out
-    assert "would send to wichtel/v1/demo-0001/maintenance" in out and "why: you switched on 'maintenance'" in out
+    assert "would send to wichtel/v1/dev-1/maintenance" in out and "why: you switched on 'maintenance'" in out
     assert "Off (the default, nothing optional leaves without consent): usage_statistics, consumables" in out
-    # Nothing but the consented category would leave.
+    # Nothing but the consented category would leave, and it arrived at the local broker.
     sends = [line for line in out.splitlines() if "would send to" in line]
     assert sends and all("/maintenance:" in line for line in sends)
+    assert "A local Mosquitto listens on port" in out
+    assert "Arrived upstream at the operator's service: " in out and "4 maintenance" in out
 
 
 @pytest.mark.parametrize("kind", EXAMPLES)

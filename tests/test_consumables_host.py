@@ -89,7 +89,7 @@ def test_demo_shows_the_reorder_suggestion_kept_local() -> None:
     assert "so now is the time to reorder Liquid detergent from any shop you like." in lines[i + 1]
     assert "bei einem Händler Ihrer Wahl nachzubestellen." in lines[i + 2]
     assert "shown on the local page only (your choice for reorders: remind me); nothing leaves" in lines[i + 3]
-    assert not any("would send to wichtel/v1/demo-0001/consumables" in line for line in lines)
+    assert not any("would send to wichtel/v1/dev-1/consumables" in line for line in lines)
 
 
 def test_consumables_benchmark_writes_the_interface(tmp_path: str) -> None:

@@ -127,3 +127,16 @@ def test_agent_killed_at_random_moments_loses_nothing(broker: object, tmp_path: 
             assert json.load(f)["outbox"] == []
     finally:
         service.close()
+
+
+def test_uplink_benchmark_interface(tmp_path: str) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = os.path.join(str(tmp_path), "u.json")
+    proc = subprocess.run([sys.executable, os.path.join(root, "bench", "uplink.py"), "--messages", "300",
+                           "--json", out], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with open(out) as f:
+        result = json.load(f)
+    for key in ("msgs_per_s", "p99_ms_at_100_per_s", "reconnect_s"):
+        assert result[key] > 0
+        assert "portable_" + key in result

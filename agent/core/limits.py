@@ -20,6 +20,7 @@ OUTBOX_LEN = const(64)  # messages waiting for the uplink
 OUTBOX_CRITICAL_RESERVE = const(64)  # more room for consent receipts and erasure requests
 SENT_LOG_LEN = const(256)  # messages that left, kept for the user to see
 LOCAL_EVENTS_LEN = const(128)  # recent events kept on the device for the local page
+UPLINK_WINDOW = const(16)  # messages in flight to the broker at once
 UPLINK_RETRY_MS = const(1000)  # wait after a failed publish before offering it again
 MAX_PAYLOAD_BYTES = const(1024)  # one encoded message
 MAX_TOPIC_LEN = const(128)

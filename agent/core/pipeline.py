@@ -293,16 +293,22 @@ class Agent:
             self._judge(await self.events.get())
 
     async def flush(self) -> bool:
-        """Offer waiting messages to the uplink in order; False at the first failure."""
+        """Offer waiting messages to the uplink in order, up to UPLINK_WINDOW in flight at
+        once; False at the first failure. Messages after a failed one are not counted as
+        delivered even if the broker took them: they go again (the receiver drops
+        duplicates by id), so each category's order holds."""
         while len(self.outbox) and self.uplink is not None:
             self.outbox.sync()  # durable before it is offered
-            mid, _, category, topic, payload, _ = self.outbox.peek_entry()
-            if not await self.uplink.publish(topic, payload, mid):
-                return False
-            self.outbox.ack(mid)
-            self.sent_log.push({"t_ms": self.clock.now_ms(), "category": category, "topic": topic,
-                                "size": len(payload), "content": payload.decode()})  # fmt: skip
-            self._tell("sent", topic, payload)
+            batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
+            results = await asyncio.gather(*[self.uplink.publish(e[3], e[4], e[0]) for e in batch])
+            for i, entry in enumerate(batch):
+                if not results[i]:
+                    return False
+                mid, _, category, topic, payload, _ = entry
+                self.outbox.ack(mid)
+                self.sent_log.push({"t_ms": self.clock.now_ms(), "category": category, "topic": topic,
+                                    "size": len(payload), "content": payload.decode()})  # fmt: skip
+                self._tell("sent", topic, payload)
         return True
 
     async def deliver(self) -> None:

@@ -1,0 +1,151 @@
+"""Uplink benchmark: the full path gate -> outbox (files, fsync batching) -> paho -> Mosquitto
+(TLS, loopback) -> a subscriber.
+
+Reports messages per second, latency from event to subscriber (p50/p99 at 100 msg/s),
+time from a broker restart to the first delivered message, and MQTT bytes per message.
+The portable MicroPython client is not built yet: its figures are reported as null.
+
+usage: python bench/uplink.py [--messages N] [--json out.json]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from agent import local_broker, profile_loader  # noqa: E402
+from agent.core.clock import ScaledClock  # noqa: E402
+from agent.core.consent import ConsentLedger  # noqa: E402
+from agent.core.events import ANOMALY, Event  # noqa: E402
+from agent.core.outbox import Outbox  # noqa: E402
+from agent.core.pipeline import Agent  # noqa: E402
+from agent.outbox_files import FileStore  # noqa: E402
+from agent.uplink_paho import PahoUplink, UplinkConfig  # noqa: E402
+
+
+class _Flat:
+    def read(self, t_ms: int) -> float:
+        return 1.0
+
+
+def _agent(broker: local_broker.Broker, tmp: str) -> tuple:
+    prof = profile_loader.load(profile_loader.example("washing_machine"))
+    for cat in prof["data_categories"]:
+        cat["daily_budget_bytes"] = 1_000_000  # the benchmark measures the path, not the budget
+    crt, key = broker.certs["dev-1"]
+    uplink = PahoUplink(UplinkConfig("localhost", broker.port, "dev-1", broker.ca_path, crt, key))
+    ledger = ConsentLedger(prof["data_categories"], "dev-1")
+    ledger.set("maintenance", True, 0)
+    drivers = {ch["id"]: _Flat() for ch in prof["channels"]}
+    outbox = Outbox(100_000, FileStore(os.path.join(tmp, "outbox")))
+    return Agent(prof, "dev-1", drivers, ScaledClock(1.0), None, uplink, ledger, outbox=outbox), uplink
+
+
+def _event(i: int) -> Event:
+    fields = {"detector": "anomaly", "value": 0.5 + i % 7, "baseline": 0.45, "score": 0.9}
+    return Event(ANOMALY, "maintenance", "motor_current", i, "drain", fields)
+
+
+async def _run(broker: local_broker.Broker, service: local_broker.Service, tmp: str, n: int) -> dict:
+    agent, uplink = _agent(broker, tmp)
+    uplink.start()
+    await asyncio.wait_for(uplink.connected.wait(), 10)
+    deliver = asyncio.ensure_future(agent.deliver())
+    out: dict = {}
+    try:
+        # Throughput: n events as fast as they come, one fsync per batch of 100.
+        t0 = time.perf_counter()
+        for i in range(n):
+            agent._judge(_event(i))
+            if i % 100 == 99:
+                agent.outbox.sync()
+                await asyncio.sleep(0)
+        agent.outbox.sync()
+        while len(agent.outbox):
+            await asyncio.sleep(0.001)
+        got = await asyncio.to_thread(service.wait_for, n, 60, "/maintenance")
+        out["msgs_per_s"] = len(got) / (time.perf_counter() - t0)
+        sizes = [2 + 2 + len(t) + len(p) + 12 for t, p, _, _ in got]  # + MQTT 5 properties (id, expiry)
+        out["bytes_per_message"] = statistics.mean(sizes)
+        # Latency at 100 msg/s: event made -> subscriber has it.
+        sent_at: dict = {}
+        base = len(service.received("/maintenance"))
+        first = len(service.messages)
+        for i in range(300):
+            ev = _event(10_000_000 + i)
+            ev.fields["value"] = float(i)
+            sent_at[float(i)] = time.perf_counter()
+            agent._judge(ev)
+            agent.outbox.sync()
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(service.wait_for, base + 300, 30, "/maintenance")
+        lat = []
+        with service.lock:
+            arrivals = list(zip(service.messages[first:], service.times[first:], strict=True))
+        for (topic, payload, _, _), t_recv in arrivals:
+            if topic.endswith("/maintenance"):
+                v = json.loads(payload)["data"]["value"]
+                if v in sent_at:
+                    lat.append((t_recv - sent_at.pop(v)) * 1000)
+        lat.sort()
+        out["p50_ms_at_100_per_s"] = lat[len(lat) // 2]
+        out["p99_ms_at_100_per_s"] = lat[int(len(lat) * 0.99) - 1]
+        # Reconnect: the broker restarts; how long from its start to the first delivery.
+        broker.stop()
+        await asyncio.sleep(0.5)
+        agent._judge(_event(20_000_000))
+        agent.outbox.sync()
+        before = len(service.received("/maintenance"))
+        t_start = time.perf_counter()
+        await asyncio.to_thread(broker.start)
+        while len(service.received("/maintenance")) <= before and time.perf_counter() - t_start < 60:
+            await asyncio.sleep(0.01)
+        out["reconnect_s"] = time.perf_counter() - t_start
+    finally:
+        deliver.cancel()
+        await uplink.stop()
+        agent.outbox.sync()
+    return out
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Messages per second, latency and reconnect through Mosquitto.")
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--json", metavar="OUT")
+    args = parser.parse_args(argv)
+    if not local_broker.available():
+        print("mosquitto is not installed; run `make test` or `apt-get install mosquitto`", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = local_broker.Broker(tmp)
+        broker.start()
+        service = local_broker.Service(broker)
+        try:
+            result = asyncio.run(_run(broker, service, tmp, args.messages))
+        finally:
+            service.close()
+            broker.stop()
+    for key in ("msgs_per_s", "p99_ms_at_100_per_s", "reconnect_s"):
+        result["portable_" + key] = None  # the portable client is not built yet
+    print("paho uplink, TLS on loopback, %d messages:" % args.messages)
+    print("  %.0f msg/s; p50 %.1f ms and p99 %.1f ms at 100 msg/s; reconnect %.2f s after the broker is back;"
+          " %.0f MQTT bytes per message" % (result["msgs_per_s"], result["p50_ms_at_100_per_s"],
+                                             result["p99_ms_at_100_per_s"], result["reconnect_s"],
+                                             result["bytes_per_message"]))  # fmt: skip
+    print("  portable client: not built yet (null)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1, sort_keys=True)
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
