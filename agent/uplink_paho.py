@@ -184,7 +184,7 @@ class PahoUplink:
     def _on_socket_open(self, client: mqtt.Client, userdata: object, sock: object) -> None:
         try:
             # Several messages in flight: without this, Nagle holds small packets back.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass
         self._loop.call_soon_threadsafe(self._watch, "add_reader", sock, self._read)
