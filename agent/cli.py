@@ -153,7 +153,7 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator)
         raise UsageError("--broker HOST:PORT needs --ca, --cert and --key: the uplink is mutual TLS only")
     cfg = UplinkConfig(host_name, int(port), args.device_id, args.ca, args.cert, args.key,
                        root=agent.profile["uplink"]["topic_prefix"])  # fmt: skip
-    uplink = PahoUplink(cfg, report=narrator.say)
+    uplink = PahoUplink(cfg, on_command=agent.on_command, report=narrator.say)
     agent.uplink = uplink
     uplink.start()
     try:

@@ -52,6 +52,7 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
         for stock in agent.stock:  # a choice given now wins over the stored one
             if choices and stock.tracker.id in choices:
                 stock.tracker.choice = choices[stock.tracker.id]
+        agent.commands.last_seq = int(saved.get("command_seq", 0))
         for item in saved.get("sent", []):
             agent.sent_log.push(item)
         for item in saved.get("events", []):
@@ -69,6 +70,7 @@ def close_device(agent: Agent, data: DeviceData | None) -> None:
         "consumables": agent.consumable_state(),
         "sent": agent.sent_log.items(),
         "events": [e.as_dict() for e in agent.local_events.items()],
+        "command_seq": agent.commands.last_seq,
     })  # fmt: skip
     agent.outbox.sync()
 

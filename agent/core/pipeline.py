@@ -8,6 +8,7 @@ import asyncio
 
 from agent.core import VERSION, limits, processors
 from agent.core.channel import BoundedChannel
+from agent.core.commands import CONFIG, STATUS_REPORT, CommandDesk, CommandError
 from agent.core.compat import sleep_ms
 from agent.core.consent import ConsentLedger
 from agent.core.consumables import ConsumableRuntime
@@ -126,6 +127,8 @@ class Agent:
         self.stock = [ConsumableRuntime(c, idle, (choices or {}).get(c["id"])) for c in profile["consumables"]]
         self.last_phase = ""
         self.status_day = -1
+        self.status_interval_h = 24
+        self.commands = CommandDesk(device_id)
         self.consent = consent or ConsentLedger(profile["data_categories"], device_id)
         self.gate = PrivacyGate(profile, device_id, self.consent, pseudonym_key)
         # What the device holds for the local page: recent events and every message that left.
@@ -146,12 +149,11 @@ class Agent:
         """Read and process the channels with these indexes at now_ms."""
         phase = self.phase_source.phase(now_ms) if self.phase_source is not None else ""
         self._tell("tick", now_ms, phase)
-        day = now_ms // DAY_MS
-        if day != self.status_day:
-            # Once a device-day the essential category says the device is well and current.
-            self.status_day = day
-            status = {"status": "ok", "firmware": VERSION, "update": "none"}
-            self._queue(self.gate.control("status", status, now_ms), "status")
+        period = now_ms // (self.status_interval_h * 3_600_000)
+        if period != self.status_day:
+            # Once a day (or as configured) the essential category says the device is well.
+            self.status_day = period
+            self._queue_status(now_ms)
         if phase != self.last_phase:
             self.last_phase = phase
             for stock in self.stock:
@@ -203,6 +205,30 @@ class Agent:
         self.local_events.push(event)
         self._tell("decision", event, decision)
         self._queue(decision)
+
+    def _queue_status(self, t_ms: int) -> None:
+        status = {"status": "ok", "firmware": VERSION, "update": "none"}
+        self._queue(self.gate.control("status", status, t_ms), "status")
+
+    def on_command(self, topic: str, payload: bytes) -> None:
+        """An inbound command: checked, carried out if valid, answered either way. Never
+        raises: a bad command changes nothing and cannot stop the agent."""
+        t_ms = self.clock.now_ms()
+        name = topic.rsplit("/", 1)[-1][:40]
+        try:
+            name, args, seq = self.commands.check(topic, payload)
+        except CommandError as e:
+            self.commands.note(None, name, "refused: " + str(e))
+            reply = {"command": name, "ok": False, "error": str(e)[:200]}
+            self._queue(self.gate.control("command_reply", reply, t_ms), "command_reply")
+            return
+        if name == STATUS_REPORT:
+            self._queue_status(t_ms)
+        elif name == CONFIG:
+            self.status_interval_h = args.get("status_interval_h", self.status_interval_h)
+        self.commands.note(seq, name, "done")
+        reply = {"command": name, "ok": True, "seq": seq}
+        self._queue(self.gate.control("command_reply", reply, t_ms), "command_reply")
 
     def _queue(self, decision: "Decision", kind: str = "") -> None:
         if decision.reason != SENT:

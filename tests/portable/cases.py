@@ -8,7 +8,7 @@ import asyncio
 import json
 import math
 
-from agent.core import consent, consumables, detectors, journal, limits, processors
+from agent.core import commands, consent, consumables, detectors, journal, limits, processors
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
 from agent.core.clock import ManualClock
@@ -616,3 +616,32 @@ async def case_withdrawal_purges_and_requests_erasure(data_dir: str) -> list:
     kinds = [json.loads(m[1])["kind"] for m in agent.outbox.items()]
     assert kinds.count("erasure_request") >= 4
     return [cats.count("maintenance"), cats.count("usage_statistics"), kinds[-3:]]
+
+
+def case_command_desk_accepts_only_valid_commands(data_dir: str) -> list:
+    desk = commands.CommandDesk("dev-1")
+    base = "wichtel/v1/dev-1/cmd/"
+
+    def cmd(seq: object, args: object = None, device: str = "dev-1") -> bytes:
+        return json.dumps({"device": device, "seq": seq, "args": {} if args is None else args}).encode()
+
+    outcomes = []
+    for topic, payload in (
+        (base + "status_report", cmd(1)),
+        (base + "status_report", cmd(1)),
+        (base + "status_report", cmd(2, device="dev-2")),
+        (base + "status_report", b"\xff{"),
+        (base + "status_report", b"[" * 2000),
+        (base + "config", cmd(3, {"consent": True})),
+        (base + "config", cmd(4, {"status_interval_h": 12})),
+        ("wichtel/v1/dev-2/cmd/status_report", cmd(5)),
+        (base + "status_report", cmd(True)),
+    ):
+        try:
+            outcomes.append(["ok", list(desk.check(topic, payload))])
+        except commands.CommandError as e:
+            outcomes.append(["refused", str(e)[:30]])
+    assert [o[0] for o in outcomes] == ["ok", "refused", "refused", "refused", "refused", "refused", "ok", "refused",
+                                        "refused"]  # fmt: skip
+    assert desk.last_seq == 4
+    return outcomes
