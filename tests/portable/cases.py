@@ -8,7 +8,7 @@ import asyncio
 import json
 import math
 
-from agent.core import commands, consent, consumables, detectors, journal, limits, processors
+from agent.core import commands, consent, consumables, detectors, journal, limits, mqtt, processors
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
 from agent.core.clock import ManualClock
@@ -645,3 +645,41 @@ def case_command_desk_accepts_only_valid_commands(data_dir: str) -> list:
                                         "refused"]  # fmt: skip
     assert desk.last_seq == 4
     return outcomes
+
+
+class _Bytes:
+    """A stream reader over fixed bytes, as asyncio's StreamReader reads."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    async def readexactly(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise EOFError("stream ended")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+async def case_mqtt_packets_encode_and_parse(data_dir: str) -> list:
+    pkt = mqtt.publish_packet("wichtel/v1/dev-1/essential", b'{"v":1}', 1, 7)
+    first, body = await mqtt.read_packet(_Bytes(pkt))
+    assert mqtt.parse_publish(first, body) == ("wichtel/v1/dev-1/essential", b'{"v":1}', 1, 7)
+    big = mqtt.publish_packet("t", b"x" * 300, 0, 0)
+    assert big[1:3] == bytes([0xAF, 0x02])  # remaining length 2 + 1 + 300 = 303, in two bytes
+    conn = mqtt.connect_packet("dev-1", 30, "wichtel/v1/dev-1/status/availability", b"offline")
+    assert conn[0] == 0x10 and b"MQTT" in conn and conn.endswith(b"offline")
+    refused = []
+    for bad in (bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]), bytes([0x30]) + mqtt._remaining(mqtt.MAX_PACKET + 1)):
+        try:
+            await mqtt.read_packet(_Bytes(bad))
+        except mqtt.MqttError as e:
+            refused.append(str(e)[:40])
+    assert len(refused) == 2
+    try:
+        mqtt.parse_publish(0x32, b"\x00\x09abc")
+        raise AssertionError("short publish accepted")
+    except mqtt.MqttError as e:
+        refused.append(str(e))
+    return [list(pkt[:4]), list(conn[:12]), refused]
