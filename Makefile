@@ -39,6 +39,7 @@ bench: setup
 	$(PY) bench/nab.py
 	$(PY) bench/consumables.py
 	$(PY) bench/minimization.py
+	$(PY) bench/uplink.py
 
 clean:
 	rm -rf $(VENV) tools/mpwasm/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -132,6 +132,8 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
     asyncio.run(_run_agent(agent, args, narrator))
     device.close_device(agent, data)
+    for problem in agent.outbox.problems:
+        narrator.say("Outbox: " + problem)
     samples = sum(c.samples for c in agent.channels)
     narrator.say(
         "Done: %d samples over %.0f simulated hours; %d unusual readings; %d messages would be sent, "

@@ -57,8 +57,20 @@ class FileStore:
             pass
 
     def sync(self) -> None:
-        for f in self._dirty.values():
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
+        """Make every append durable; an error (disk full) is raised after all files closed."""
+        files = list(self._dirty.values())
         self._dirty.clear()
+        error = None
+        for f in files:
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as e:
+                error = error or e
+            finally:
+                try:
+                    f.close()
+                except OSError as e:
+                    error = error or e
+        if error is not None:
+            raise error

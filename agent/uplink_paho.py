@@ -154,6 +154,11 @@ class PahoUplink:
 
     async def _connect(self) -> None:
         self._lost.clear()
+        # A fresh paho client per attempt: no state (ping timers, packet ids) from a dead link.
+        old = self.client
+        self.client = self._make_client()
+        old.on_socket_close = None
+        old.on_disconnect = None
         # The TCP connect and TLS handshake block: they run beside the loop, not in it.
         await self._loop.run_in_executor(None, self._blocking_connect)
 

@@ -125,6 +125,11 @@ class PortableMqttClient:
     async def open(self, host: str, port: int, ssl: object, will_topic: str = "", will: bytes = b"") -> None:
         """Connect; the broker's certificate is checked against host (use its name, not an address)."""
         self.reader, self.writer = await asyncio.open_connection(host, port, ssl=ssl)
+        try:
+            # TCP_NODELAY (IPPROTO_TCP 6, option 1 on Linux and lwIP): small packets at once.
+            self.writer.get_extra_info("socket").setsockopt(6, 1, 1)  # type: ignore[attr-defined,unused-ignore]
+        except (AttributeError, OSError, TypeError, ValueError):
+            pass  # a port without it still works, with Nagle's delays
         await self._send(connect_packet(self.client_id, self.keepalive, will_topic, will))
         first, body = await read_packet(self.reader)
         if first != CONNACK or len(body) != 2:

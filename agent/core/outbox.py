@@ -84,6 +84,8 @@ class Outbox:
                         self.next_id = max(self.next_id, mid + 1)
                     elif kind in ("a", "d"):
                         by_id.pop(rec[1], None)
+                        # Ids must keep rising even when every message was delivered.
+                        self.next_id = max(self.next_id, rec[1] + 1)
                 except (ValueError, TypeError, IndexError, KeyError, AttributeError):
                     self.problems.append("outbox segment %d holds an unreadable record; it is skipped" % seg)
             if problem is not None:
@@ -104,9 +106,18 @@ class Outbox:
         if self.seg_size + len(data) > SEGMENT_BYTES and self.seg_size:
             self.seg += 1
             self.seg_size = 0
-        self.store.append(self.seg, data)  # type: ignore[attr-defined]
+        try:
+            self.store.append(self.seg, data)  # type: ignore[attr-defined]
+        except OSError as e:
+            # Storage failed (a full disk): the message stays in memory, and this is said.
+            self._problem("cannot store the outbox: %s; messages are kept in memory only" % e)
         self.seg_size += len(data)
         return self.seg
+
+    def _problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+            del self.problems[:-8]
 
     def push(self, topic: str, payload: bytes, category: str = "", priority: int = NORMAL) -> int:
         """Keep a message until acknowledged; returns its id. Call sync() to make it durable.
@@ -143,7 +154,10 @@ class Outbox:
         return True
 
     def sync(self) -> None:
-        self.store.sync()  # type: ignore[attr-defined]
+        try:
+            self.store.sync()  # type: ignore[attr-defined]
+        except OSError as e:
+            self._problem("cannot store the outbox: %s; messages are kept in memory only" % e)
 
     # -- reading and acknowledging --------------------------------------------------------------
     def peek(self) -> tuple:
