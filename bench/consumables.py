@@ -11,7 +11,6 @@ usage: python bench/consumables.py [--households N] [--json out.json] [--workers
 """
 
 import argparse
-import json
 import math
 import multiprocessing
 import os
@@ -25,6 +24,7 @@ sys.path.insert(0, ROOT)
 
 from agent import profile_loader  # noqa: E402
 from agent.core import consumables as cons  # noqa: E402
+from bench import report  # noqa: E402
 
 DAY = cons.DAY_MS
 YEAR_DAYS = 365
@@ -281,10 +281,7 @@ def main(argv: list | None = None) -> int:
                                                               "meets_forecast_target")))
         for n, r in results.items()))  # fmt: skip
     print("run time %.0f s" % (time.perf_counter() - t0))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, sort_keys=True)
-    print(json.dumps(results, sort_keys=True))
+    report.emit(results, args.json)
     return 0
 
 

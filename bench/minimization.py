@@ -13,7 +13,6 @@ usage: python bench/minimization.py [--json out.json] [--days N]
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from agent.core.consumables import SHARE, ReorderChoice  # noqa: E402
 from agent.core.encoding import encode  # noqa: E402
 from agent.core.pipeline import Agent  # noqa: E402
 from agent.sim.appliances import FAULTS  # noqa: E402
+from bench import report  # noqa: E402
 
 KINDS = ("washing_machine", "coffee_machine", "dishwasher")
 DEVICE = "dev-0001"
@@ -139,10 +139,7 @@ def main(argv: list | None = None) -> int:
         print("%-16s %12d %12d %10d %10d %8.0fx" % ((kind,) + sizes) + " %5d/%d" % (r["faults_delivered"],
               r["faults_injected"]))  # fmt: skip
     print("run time %.0f s" % (time.perf_counter() - t0))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, sort_keys=True)
-    print(json.dumps(results, sort_keys=True))
+    report.emit(results, args.json)
     return 0
 
 

@@ -30,6 +30,7 @@ from agent.core.outbox import Outbox  # noqa: E402
 from agent.core.pipeline import Agent  # noqa: E402
 from agent.outbox_files import FileStore  # noqa: E402
 from agent.uplink_paho import PahoUplink, UplinkConfig  # noqa: E402
+from bench import report  # noqa: E402
 
 
 class _Flat:
@@ -203,10 +204,7 @@ def main(argv: list | None = None) -> int:
                                              result["bytes_per_message"]))  # fmt: skip
     figures = (result["portable_msgs_per_s"], result["portable_p99_ms_at_100_per_s"], result["portable_reconnect_s"])
     print("portable client on CPython: %.0f msg/s; p99 %.1f ms at 100 msg/s; reconnect %.2f s" % figures)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, sort_keys=True)
-    print(json.dumps(result, sort_keys=True))
+    report.emit(result, args.json)
     return 0
 
 
