@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     exp = data_sub.add_parser("export", help="everything the device holds, as one JSON file")
     exp.add_argument("-o", "--output")
     data_sub.add_parser("erase", help="wipe personal data and ask upstream to erase too")
-    for sp in (show, cset, exp, data_sub.choices["erase"]):
+    data_sub.add_parser("factory-reset", help="erase, and the device identity except what provisioning made permanent")
+    for sp in (show, cset, exp, data_sub.choices["erase"], data_sub.choices["factory-reset"]):
         sp.add_argument("--profile", required=True)
         sp.add_argument("--data-dir", required=True, metavar="DIR")
         sp.add_argument("--device-id", default="sim-0001")
@@ -215,10 +216,15 @@ def _data_command(args: argparse.Namespace) -> int:
         return 0
     agent.erase(agent.clock.now_ms())
     pending = [m for m in agent.outbox.items() if b'"erasure_request"' in m[1]]
+    removed: list = []
     if data is not None:
-        data.erase()
+        removed = data.factory_reset() if args.action == "factory-reset" else []
+        if args.action == "erase":
+            data.erase()
     device.close_device(agent, data)
     print("Erased: consent history, learned models, stored events and the sent log. All optional categories are off.")
+    if args.action == "factory-reset":
+        print("Identity material removed: %s." % (", ".join(removed) or "none"))
     print("%d erasure requests wait for the uplink to tell upstream to erase what it holds." % len(pending))
     return 0
 

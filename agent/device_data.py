@@ -5,6 +5,7 @@ records, each write synced); everything else is a checked snapshot (state_store)
 Problems are reported in plain words and never turn into more consent than was given.
 """
 
+import json
 import os
 
 from agent import state_store
@@ -89,6 +90,28 @@ class DeviceData:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         return key
+
+    def factory_reset(self) -> list:
+        """erase(), and the device's identity material (identity/) too, except the files
+        that provisioning lists as permanent in identity/permanent.json. Returns what was
+        removed from identity/."""
+        self.erase()
+        ident = os.path.join(self.root, "identity")
+        if not os.path.isdir(ident):
+            return []
+        keep = {"permanent.json"}
+        try:
+            with open(os.path.join(ident, "permanent.json"), encoding="utf-8") as f:
+                listed = json.load(f)
+            keep |= {name for name in listed if isinstance(name, str)}
+        except (OSError, ValueError, TypeError):
+            pass  # no (readable) list: nothing but the list itself is permanent
+        removed = []
+        for name in sorted(os.listdir(ident)):
+            if name not in keep:
+                os.remove(os.path.join(ident, name))
+                removed.append(name)
+        return removed
 
     def erase(self) -> None:
         """Wipe the personal data: consent history, learned state, sent log, pseudonym key.

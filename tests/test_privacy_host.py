@@ -153,3 +153,22 @@ def test_minimization_benchmark_interface(tmp_path: str) -> None:
                     "faults_delivered"):  # fmt: skip
             assert key in r
         assert r["all_bytes"] < r["telemetry_300s_bytes"] < r["raw_bytes"]
+
+
+def test_factory_reset_keeps_only_permanent_identity(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(tmp_path)
+    ident = os.path.join(d, "identity")
+    os.makedirs(ident)
+    for name in ("device.crt", "device.key", "factory-id.txt"):
+        with open(os.path.join(ident, name), "w") as f:
+            f.write(name)
+    with open(os.path.join(ident, "permanent.json"), "w") as f:
+        json.dump(["factory-id.txt"], f)
+    base = ["--profile", WASHER, "--data-dir", d]
+    assert main(["consent", "set", "maintenance", "on", *base]) == 0
+    assert main(["data", "factory-reset", *base]) == 0
+    out = capsys.readouterr().out
+    assert "Identity material removed: device.crt, device.key." in out
+    assert sorted(os.listdir(ident)) == ["factory-id.txt", "permanent.json"]
+    led = _ledger()
+    assert DeviceData(d).load_consent(led) == [] and led.choices()["maintenance"] == "off"
