@@ -13,6 +13,8 @@ from agent.core.pipeline import ChannelRuntime
 
 _WHY_KEPT = {
     gate.NO_CONSENT: "kept on the device: you have not switched on",
+    gate.BEFORE_CONSENT: "kept on the device: it was recorded before you switched on",
+    gate.OVER_BUDGET: "kept on the device: today's data budget is used up for",
     gate.UNKNOWN_CATEGORY: "dropped: the profile declares no data category",
     gate.TOO_LARGE: "dropped: the message would exceed its size limit for",
     gate.UNENCODABLE: "dropped: a value cannot be encoded (not a finite number) for",

@@ -108,3 +108,24 @@ def test_speed_runs_faster_than_real_time(capsys: pytest.CaptureFixture[str]) ->
     samples = int(out.split("Done: ", 1)[1].split(" ", 1)[0])
     # 3.21 samples per simulated second for 120 s; slots missed on a busy machine are skipped.
     assert 250 <= samples <= 390
+
+
+def test_the_narrator_explains_every_reason_the_gate_gives() -> None:
+    import io
+
+    from agent.core import gate
+    from agent.core.events import ANOMALY, Event
+    from agent.demo import Narrator
+
+    reasons = [v for k, v in vars(gate).items() if k.isupper() and isinstance(v, str) and k != "DAY_MS"]
+    assert "over_budget" in reasons and "before_consent" in reasons
+    prof = profile_loader.load(profile_loader.example("washing_machine"))
+    out = io.StringIO()
+    narrator = Narrator(prof, out=out)
+    fields = {"detector": "anomaly", "score": 0.9, "explanation_en": "en", "explanation_de": "de"}
+    for reason in reasons:
+        if reason != gate.SENT:
+            narrator(
+                "decision", Event(ANOMALY, "maintenance", "motor_current", 0, "drain", fields), gate.Decision(reason)
+            )
+    assert out.getvalue().count("decided:") == len(reasons) - 1
