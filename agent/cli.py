@@ -217,10 +217,10 @@ def _data_command(args: argparse.Namespace) -> int:
     agent.erase(agent.clock.now_ms())
     pending = [m for m in agent.outbox.items() if b'"erasure_request"' in m[1]]
     removed: list = []
-    if data is not None:
-        removed = data.factory_reset() if args.action == "factory-reset" else []
-        if args.action == "erase":
-            data.erase()
+    if data is not None and args.action == "factory-reset":
+        removed = data.factory_reset()
+    elif data is not None:
+        data.erase()
     device.close_device(agent, data)
     print("Erased: consent history, learned models, stored events and the sent log. All optional categories are off.")
     if args.action == "factory-reset":

@@ -1,7 +1,6 @@
 """Consumables on the host: state on flash (restart, corruption), the user's reorder choice,
 profile checks, the demo's reorder suggestion and the benchmark's output."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import pytest
 
 from agent import profile_loader, state_store
 from agent.cli import main
+from tests.benchmarks import run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WASHER = profile_loader.example("washing_machine")
@@ -93,15 +93,8 @@ def test_demo_shows_the_reorder_suggestion_kept_local() -> None:
 
 
 def test_consumables_benchmark_writes_the_interface(tmp_path: str) -> None:
-    out = os.path.join(str(tmp_path), "out.json")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "consumables.py"), "--households", "12", "--json", out],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "stock-out years" in proc.stdout
-    with open(out) as f:
-        result = json.load(f)
+    stdout, result = run_bench("consumables.py", str(tmp_path), "--households", "12")
+    assert "stock-out years" in stdout
     assert set(result) == {"detergent", "coffee_beans", "descaler", "salt", "rinse_aid"}
     for r in result.values():
         for key in ("stockout_share", "baseline_stockout_share", "overstock_days", "baseline_overstock_days",

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from agent.cli import main
 from agent.core.detectors import DETECTORS, SeriesScorer
 from agent.sim.rng import XorShift32
+from tests.benchmarks import run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -135,15 +136,8 @@ def test_nab_benchmark_on_a_tiny_corpus(tmp_path: str) -> None:
         windows[name] = [[start, end]]
     with open(os.path.join(root, "labels", "combined_windows.json"), "w") as f:
         json.dump(windows, f)
-    out = os.path.join(root, "out.json")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "nab.py"), "--data", root, "--json", out],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "(published)" in proc.stdout and "Numenta HTM" in proc.stdout
-    with open(out) as f:
-        result = json.load(f)
+    stdout, result = run_bench("nab.py", root, "--data", root)
+    assert "(published)" in stdout and "Numenta HTM" in stdout
     assert set(result["scores"]) == {"standard", "reward_low_FP", "reward_low_FN"}
     # Both spikes are found at the start of their windows' second half: a high score.
     assert result["scores"]["standard"] > 80

@@ -15,6 +15,7 @@ from agent.cli import main
 from agent.core import journal
 from agent.core.consent import ConsentLedger
 from agent.device_data import JOURNAL, DeviceData
+from tests.benchmarks import run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WASHER = profile_loader.example("washing_machine")
@@ -141,12 +142,7 @@ def test_cli_consent_export_and_erase(tmp_path: str, capsys: pytest.CaptureFixtu
 
 
 def test_minimization_benchmark_interface(tmp_path: str) -> None:
-    out = os.path.join(str(tmp_path), "m.json")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "minimization.py"), "--days", "0.5",
-                           "--json", out], capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    with open(out) as f:
-        result = json.load(f)
+    _, result = run_bench("minimization.py", str(tmp_path), "--days", "0.5")
     assert set(result) == {"washing_machine", "coffee_machine", "dishwasher"}
     for r in result.values():
         for key in ("raw_bytes", "essential_bytes", "all_bytes", "telemetry_300s_bytes", "faults_injected",

@@ -21,6 +21,7 @@ from agent.core.pipeline import Agent
 from agent.local_broker import Service
 from agent.outbox_files import FileStore
 from agent.uplink_paho import PahoUplink, UplinkConfig
+from tests.benchmarks import run_bench
 
 WASHER = profile_loader.example("washing_machine")
 
@@ -140,13 +141,7 @@ def test_agent_killed_at_random_moments_loses_nothing(broker: object, tmp_path: 
 
 
 def test_uplink_benchmark_interface(tmp_path: str) -> None:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = os.path.join(str(tmp_path), "u.json")
-    proc = subprocess.run([sys.executable, os.path.join(root, "bench", "uplink.py"), "--messages", "300",
-                           "--json", out], capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    with open(out) as f:
-        result = json.load(f)
+    _, result = run_bench("uplink.py", str(tmp_path), "--messages", "300")
     for key in ("msgs_per_s", "p99_ms_at_100_per_s", "reconnect_s"):
         assert result[key] > 0
         assert "portable_" + key in result
