@@ -7,7 +7,7 @@ from agent import host, profile_loader
 from agent.core import limits, processors
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
-from agent.core.events import ANOMALY
+from agent.core.events import ANOMALY, Event
 from agent.core.gate import SENT
 from agent.core.pipeline import Agent
 from agent.core.schema import Map
@@ -101,3 +101,26 @@ async def test_event_flood_is_bounded_and_counted(monkeypatch: pytest.MonkeyPatc
     # Each round emits more than the channel holds: the excess is dropped and counted.
     assert agent.events.dropped == 10 * (per_round - limits.EVENT_QUEUE_LEN)
     assert sum(agent.decisions.values()) == 10 * limits.EVENT_QUEUE_LEN
+
+
+@pytest.mark.asyncio
+async def test_sent_log_and_local_events_are_bounded() -> None:
+    prof = _washer()
+    drivers, sim = host.simulated(prof, 1, [])
+    uplink = FlakyUplink(failures=0)
+    agent = Agent(prof, "d", drivers, ManualClock(), sim, uplink)
+    for _ in range(limits.SENT_LOG_LEN // 20 + 2):
+        for i in range(20):
+            agent.set_consent("maintenance", i % 2 == 0, 0)
+        await agent.flush()
+    assert len(uplink.received) > limits.SENT_LOG_LEN
+    assert len(agent.sent_log) == limits.SENT_LOG_LEN
+    # The newest are kept.
+    assert agent.sent_log.items()[-1]["content"].encode() == uplink.received[-1][1]
+    for batch in range(limits.LOCAL_EVENTS_LEN // 20 + 2):
+        for i in range(20):
+            agent.events.put(Event(ANOMALY, "maintenance", "motor_current", batch * 20 + i, "drain", {"value": 1.0}))
+        agent.judge_pending()
+    assert sum(agent.decisions.values()) > limits.LOCAL_EVENTS_LEN
+    assert len(agent.local_events) == limits.LOCAL_EVENTS_LEN
+    assert agent.local_events.items()[-1].t_ms == (limits.LOCAL_EVENTS_LEN // 20 + 2) * 20 - 1
