@@ -175,7 +175,7 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator)
 def _consent(agent: Agent, data: object, category: str, on: bool) -> dict:
     try:
         return device.set_consent(agent, data, category, on, agent.clock.now_ms(), int(time.time()))  # type: ignore[arg-type]
-    except ConfigError as e:
+    except (ConfigError, OverflowError) as e:
         raise UsageError(str(e)) from None
 
 

@@ -77,8 +77,9 @@ def close_device(agent: Agent, data: DeviceData | None) -> None:
 
 def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:
     """The user's choice: checked, stored in the journal, then put into effect."""
-    receipt = agent.consent.receipt(category, allowed, t_ms, wall_s)
+    receipt = agent.consent_receipt(category, allowed, t_ms, wall_s)
     if data is not None:
         data.append_receipt(receipt)
-    agent.apply_consent(receipt)
+    if agent.apply_consent(receipt) and data is not None:
+        data.rewrite_consent(agent.consent.history)
     return receipt

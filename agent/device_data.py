@@ -48,13 +48,20 @@ class DeviceData:
                 self._rewrite([])
                 return ["the consent journal is damaged (%s); all optional categories are off" % problem]
             self._rewrite(records)
-        return problems + ledger.replay(records)
+        replayed = ledger.replay(records)
+        if not replayed and len(ledger.history) < len(records):
+            self.rewrite_consent(ledger.history)  # older receipts let go (CONSENT_HISTORY_LEN)
+        return problems + replayed
 
     def append_receipt(self, receipt: dict) -> None:
         with open(self._path(JOURNAL), "ab") as f:
             f.write(journal.encode(ConsentLedger.record(receipt)))
             f.flush()
             os.fsync(f.fileno())
+
+    def rewrite_consent(self, history: list) -> None:
+        """Replace the journal by the receipts the ledger keeps (atomically)."""
+        self._rewrite([ConsentLedger.record(r) for r in history])
 
     def _rewrite(self, records: list) -> None:
         tmp = self._path(JOURNAL + ".tmp")

@@ -18,10 +18,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 30.0
-ACK_TIMEOUT_S = 10.0
-CONNECT_TIMEOUT_S = 10.0
+from agent.core.limits import ACK_TIMEOUT_MS, CONNECT_TIMEOUT_MS
+from agent.core.uplink import backoff_ms
+
+ACK_TIMEOUT_S = ACK_TIMEOUT_MS / 1000
+CONNECT_TIMEOUT_S = CONNECT_TIMEOUT_MS / 1000
 
 
 class UplinkConfig:
@@ -51,11 +52,6 @@ def tls_context(cfg: UplinkConfig) -> ssl.SSLContext:
     ctx.load_verify_locations(cafile=cfg.ca)
     ctx.load_cert_chain(cfg.cert, cfg.key)
     return ctx
-
-
-def backoff_delay(attempt: int, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
-    return rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(attempt, 16))))
 
 
 class PahoUplink:
@@ -140,7 +136,7 @@ class PahoUplink:
             self._lost.clear()
             self.connected.clear()
             self._fail_pending()
-            await asyncio.sleep(backoff_delay(attempt, self._rng))
+            await asyncio.sleep(backoff_ms(attempt, self._rng.random()) / 1000)
             attempt += 1
 
     @staticmethod
@@ -159,6 +155,14 @@ class PahoUplink:
         self.client = self._make_client()
         old.on_socket_close = None
         old.on_disconnect = None
+        sock = old.socket()
+        if sock is not None:  # a link paho did not close itself (a failed handshake, a timeout)
+            self._watch("remove_reader", sock)
+            self._watch("remove_writer", sock)
+            try:
+                sock.close()
+            except OSError:
+                pass
         # The TCP connect and TLS handshake block: they run beside the loop, not in it.
         await self._loop.run_in_executor(None, self._blocking_connect)
 

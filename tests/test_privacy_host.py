@@ -12,8 +12,10 @@ import pytest
 
 from agent import profile_loader
 from agent.cli import main
-from agent.core import journal
+from agent.core import journal, limits
 from agent.core.consent import ConsentLedger
+from agent.device import close_device, open_device
+from agent.device import set_consent as device_set_consent
 from agent.device_data import JOURNAL, DeviceData
 from tests.benchmarks import run_bench
 
@@ -41,6 +43,35 @@ def test_journal_round_trip(tmp_path: str) -> None:
     assert DeviceData(str(tmp_path)).load_consent(led) == []
     assert led.choices()["maintenance"] == "on" and led.choices()["usage_statistics"] == "off"
     assert len(led.history) == 3
+
+
+def test_the_journal_stays_within_its_bound_and_keeps_every_choice(tmp_path: str) -> None:
+    root = str(tmp_path)
+    agent, data, _ = open_device(PROFILE, root, "dev")
+    try:
+        device_set_consent(agent, data, "consumables", True, 0, 0)
+        for i in range(3 * limits.CONSENT_HISTORY_LEN):
+            while len(agent.outbox):  # as if delivered: receipts are never dropped, so the outbox would fill
+                agent.outbox.ack()
+            device_set_consent(agent, data, "maintenance", i % 2 == 0, 0, 0)
+            # The file never holds more than the bound (plus the one just appended).
+            with open(os.path.join(root, JOURNAL), "rb") as f:
+                assert len(journal.decode(f.read())[0]) <= limits.CONSENT_HISTORY_LEN + 1
+    finally:
+        close_device(agent, data)
+    led = _ledger()
+    assert DeviceData(root).load_consent(led) == []
+    assert led.choices() == agent.consent.choices()
+    assert led.choices()["consumables"] == "on" and led.choices()["maintenance"] == "off"
+    assert [r["seq"] for r in led.history] == [r["seq"] for r in agent.consent.history]
+    # A journal written longer than the bound (an older version) is trimmed at load.
+    long = _with_receipts(str(tmp_path / "old"), [("maintenance", i % 2 == 0) for i in range(100)])
+    assert len(journal.decode(long)[0]) == 100
+    led = _ledger()
+    assert DeviceData(str(tmp_path / "old")).load_consent(led) == []
+    with open(os.path.join(str(tmp_path / "old"), JOURNAL), "rb") as f:
+        assert len(journal.decode(f.read())[0]) == len(led.history) <= limits.CONSENT_HISTORY_LEN
+    assert led.choices()["maintenance"] == "off"
 
 
 def test_a_write_cut_at_any_byte_loses_only_that_change(tmp_path: str) -> None:

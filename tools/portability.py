@@ -19,7 +19,7 @@ CORE = os.path.join(ROOT, "agent", "core")
 # Modules the core may import at run time (see docs/architecture.md).
 ALLOWED = {
     "asyncio", "json", "struct", "math", "time", "hashlib", "binascii", "collections",
-    "io", "os", "errno", "re", "gc", "micropython", "sys", "array",
+    "io", "os", "errno", "re", "gc", "micropython", "sys", "array", "random",
 }  # fmt: skip
 # Only under `if TYPE_CHECKING:`: they do not exist on MicroPython.
 TYPE_ONLY = {"typing"}

@@ -11,6 +11,7 @@ import hashlib
 import json
 
 from agent.core.errors import ConfigError
+from agent.core.limits import CONSENT_HISTORY_LEN
 
 ON = "on"
 OFF = "off"
@@ -37,6 +38,7 @@ class ConsentLedger:
             self.categories[cat["id"]] = cat
         self.essential = [c["id"] for c in categories if c.get("essential")]
         self.history: list = []
+        self.next_seq = 1
         self.reset()
 
     def reset(self) -> None:
@@ -81,15 +83,38 @@ class ConsentLedger:
             "text_version": cat.get("version", 1),
             "text_hash": text_hash(cat),
             "device": self.device_id,
-            "seq": len(self.history) + 1,
+            "seq": self.next_seq,
         }
         return receipt
 
-    def apply(self, receipt: dict) -> None:
+    def apply(self, receipt: dict) -> bool:
+        """Put a receipt into effect and keep it; True if older receipts were let go to
+        stay within CONSENT_HISTORY_LEN (then the stored journal should be rewritten)."""
         self._apply(receipt)
         self.history.append(receipt)
+        return self._bound()
+
+    def _bound(self) -> bool:
+        """Keep the newest receipts and, whatever their age, each category's latest one
+        (so a replay of the kept history gives the same choices)."""
+        if len(self.history) <= CONSENT_HISTORY_LEN:
+            return False
+        recent = CONSENT_HISTORY_LEN - len(self.categories)
+        keep: list = []
+        seen: dict = {}
+        for i in range(len(self.history) - 1, -1, -1):
+            r = self.history[i]
+            if len(keep) < recent or r["category"] not in seen:
+                keep.append(r)
+            seen[r["category"]] = True
+        keep.reverse()
+        self.history = keep
+        return True
 
     def _apply(self, receipt: dict) -> None:
+        seq = receipt.get("seq", 0)
+        if isinstance(seq, int) and seq >= self.next_seq:
+            self.next_seq = seq + 1
         cid = receipt["category"]
         on = receipt["choice"] == ON
         if on and not self._on.get(cid):
@@ -101,6 +126,7 @@ class ConsentLedger:
         Any problem resets to privacy by default: a doubtful ledger never grants."""
         self.reset()
         self.history = []
+        self.next_seq = 1
         for i, raw in enumerate(records):
             try:
                 receipt = json.loads(raw)
@@ -113,6 +139,7 @@ class ConsentLedger:
                 return ["consent record %d is not valid; all optional categories are off" % (i + 1)]
             self._apply(receipt)
             self.history.append(receipt)
+        self._bound()
         # Those choices were made before this start: this run's data all comes after.
         for cid in self._since:
             self._since[cid] = 0

@@ -154,16 +154,16 @@ class PortableMqttClient:
         if not self.connected:
             return False
         pid = self._pid() if qos else 0
-        ev = asyncio.Event()
+        waiter = [asyncio.Event(), False]  # set on PUBACK (True) or when the link ends (False)
         if qos:
-            self._acks[pid] = ev
+            self._acks[pid] = waiter
         try:
             await self._send(publish_packet(topic, payload, qos, pid, retain))
             if not qos:
                 return True
-            await asyncio.wait_for(ev.wait(), timeout)
-            return True
-        except (TimeoutError, OSError):
+            await asyncio.wait_for(waiter[0].wait(), timeout)  # type: ignore[attr-defined]
+            return bool(waiter[1])
+        except (asyncio.TimeoutError, OSError):  # noqa: UP041 (MicroPython has no builtin TimeoutError)
             return False
         finally:
             self._acks.pop(pid, None)
@@ -176,14 +176,15 @@ class PortableMqttClient:
                 body: bytes
                 try:
                     first, body = await asyncio.wait_for(read_packet(self.reader), self.keepalive / 2)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # noqa: UP041 (as above)
                     await self._send(bytes([PINGREQ, 0]))
                     first, body = await asyncio.wait_for(read_packet(self.reader), self.keepalive / 2)
                 kind = first & 0xF0
                 if kind == PUBACK and len(body) == 2:
-                    ev = self._acks.get(struct.unpack("!H", body)[0])
-                    if ev is not None:
-                        ev.set()
+                    waiter = self._acks.get(struct.unpack("!H", body)[0])
+                    if waiter is not None:
+                        waiter[1] = True
+                        waiter[0].set()
                 elif kind == PUBLISH:
                     topic, payload, qos, pid = parse_publish(first, body)
                     if qos:
@@ -192,6 +193,13 @@ class PortableMqttClient:
                         self.on_message(topic, payload)  # type: ignore[operator]
         finally:
             self.connected = False
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """The link ended: every publish still waiting returns False at once (the message
+        stays in the outbox) instead of waiting for its timeout."""
+        for waiter in self._acks.values():
+            waiter[0].set()
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -201,6 +209,7 @@ class PortableMqttClient:
             except OSError:
                 pass
             self.connected = False
+            self._fail_pending()
             self.writer.close()  # type: ignore[attr-defined]
             try:
                 await self.writer.wait_closed()  # type: ignore[attr-defined]

@@ -139,6 +139,14 @@ class Outbox:
         self.accepted += 1
         return mid
 
+    def critical_room(self) -> int:
+        """How many more CRITICAL messages push() takes now (others give way to them)."""
+        critical = 0
+        for e in self.pending:
+            if e[1] >= CRITICAL:
+                critical += 1
+        return self.capacity + limits.OUTBOX_CRITICAL_RESERVE - critical
+
     def _drop_one(self, incoming: int = CRITICAL) -> bool:
         """Drop the oldest message of the lowest priority below CRITICAL (and not above
         the incoming message's priority); False if nothing may go."""

@@ -247,13 +247,26 @@ class Agent:
     def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
         """The user's choice, at once: a receipt goes upstream (essential); switching off
         purges that category's waiting messages and asks upstream to erase its data."""
-        receipt = self.consent.receipt(category, allowed, t_ms, wall_s)
+        receipt = self.consent_receipt(category, allowed, t_ms, wall_s)
         self.apply_consent(receipt)
         return receipt
 
-    def apply_consent(self, receipt: dict) -> None:
-        """Put a checked (and, on a device, already stored) receipt into effect."""
-        self.consent.apply(receipt)
+    def consent_receipt(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
+        """The checked receipt of a choice, not yet in effect. OverflowError, before
+        anything changes, when the outbox has no room for the receipt (and erasure
+        request): receipts are never dropped, so the user is asked to try again later."""
+        receipt = self.consent.receipt(category, allowed, t_ms, wall_s)
+        if self.outbox.critical_room() < (1 if allowed else 2):
+            raise OverflowError(
+                "the device holds %d messages that must reach the manufacturer first; try again later"
+                % len(self.outbox)
+            )
+        return receipt
+
+    def apply_consent(self, receipt: dict) -> bool:
+        """Put a checked (and, on a device, already stored) receipt into effect. True if
+        the ledger let old receipts go (ConsentLedger.apply): rewrite the stored journal."""
+        trimmed = self.consent.apply(receipt)
         category = receipt["category"]
         allowed = receipt["choice"] == "on"
         t_ms = receipt["t_ms"]
@@ -263,6 +276,7 @@ class Agent:
             self.outbox.purge(category)
             erasure = {"category": category, "scope": "category"}
             self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+        return trimmed
 
     def erase(self, t_ms: int) -> None:
         """Wipe what the device holds about its use and ask upstream to erase everything.

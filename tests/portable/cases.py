@@ -8,7 +8,7 @@ import asyncio
 import json
 import math
 
-from agent.core import commands, consent, consumables, detectors, journal, limits, mqtt, processors
+from agent.core import commands, consent, consumables, detectors, journal, limits, mqtt, processors, uplink
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
 from agent.core.clock import ManualClock
@@ -189,6 +189,64 @@ def case_outbox_bound(data_dir: str) -> list:
     box.ack()
     assert box.delivered == 1 and box.peek() == ("t", b"6", "")
     return [len(box), box.dropped, box.accepted]
+
+
+def case_consent_history_bound_keeps_each_categorys_latest(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    ledger = ConsentLedger(prof["data_categories"], "dev-1")
+    ledger.set("consumables", True, 1)  # the oldest receipt, and this category's latest
+    sizes = []
+    for i in range(limits.CONSENT_HISTORY_LEN + 10):
+        ledger.set("maintenance", i % 2 == 0, 2 + i)
+        sizes.append(len(ledger.history))
+    assert sizes[limits.CONSENT_HISTORY_LEN - 2] == limits.CONSENT_HISTORY_LEN
+    assert max(sizes) == limits.CONSENT_HISTORY_LEN  # trimmed each time it would pass the bound
+    assert ledger.history[0]["category"] == "consumables" and ledger.allows("consumables")
+    seqs = [r["seq"] for r in ledger.history]
+    assert seqs == sorted(seqs) and seqs[-1] == limits.CONSENT_HISTORY_LEN + 11
+    # A replay of what is kept gives the same choices, and numbering goes on.
+    again = ConsentLedger(prof["data_categories"], "dev-1")
+    assert again.replay([ConsentLedger.record(r) for r in ledger.history]) == []
+    assert again.choices() == ledger.choices()
+    assert again.set("maintenance", True, 99)["seq"] == seqs[-1] + 1
+    return [len(ledger.history), seqs[0], seqs[1], seqs[-1]]
+
+
+def case_consent_waits_when_the_outbox_has_no_room(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    drivers = {}
+    for ch in prof["channels"]:
+        drivers[ch["id"]] = None
+    agent = Agent(prof, "dev-1", drivers, ManualClock(), None, None, ConsentLedger(prof["data_categories"], "dev-1"))
+    n = 0
+    refused = ""
+    while not refused:
+        try:
+            agent.set_consent("maintenance", n % 2 == 0, n)
+            n += 1
+        except OverflowError as e:
+            refused = str(e)
+    assert "try again later" in refused
+    room = limits.OUTBOX_LEN + limits.OUTBOX_CRITICAL_RESERVE
+    # Receipts (1 when on) and erasure requests (+1 when off) fill the outbox and its reserve.
+    assert len(agent.outbox) in (room, room - 1) and agent.outbox.critical_room() < 2
+    # The refused choice changed nothing: not the ledger, not its history.
+    assert agent.consent.history[-1]["seq"] == n and agent.consent.next_seq == n + 1
+    assert agent.consent.allows("maintenance") == ((n - 1) % 2 == 0)
+    agent.outbox.ack()
+    agent.outbox.ack()
+    agent.set_consent("maintenance", n % 2 == 0, n)
+    return [n, len(agent.outbox)]
+
+
+def case_backoff_is_full_jitter_within_its_bounds(data_dir: str) -> list:
+    ceilings = [uplink.backoff_ms(a, 0.999999) for a in range(12)]
+    assert [uplink.backoff_ms(a, 0.0) for a in range(40)] == [0] * 40
+    assert ceilings[0] < limits.BACKOFF_BASE_MS and ceilings[1] < 2 * limits.BACKOFF_BASE_MS
+    assert ceilings == sorted(ceilings)
+    assert uplink.backoff_ms(10**6, 0.999999) <= limits.BACKOFF_CAP_MS
+    assert uplink.backoff_ms(3, 0.5) == 4 * limits.BACKOFF_BASE_MS  # half of base * 2**3
+    return ceilings
 
 
 def _info(prof: dict, channel: str, hint: object = None) -> object:

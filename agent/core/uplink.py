@@ -1,0 +1,132 @@
+"""The portable uplink: one PortableMqttClient kept connected, for boards without paho.
+
+Reconnects with exponential backoff and full jitter (backoff_ms, shared with the paho
+uplink), subscribes to the device's command tree and marks it online after each
+connect; a last will marks it offline. publish() is the agent's Uplink interface.
+"""
+
+import asyncio
+
+from agent.core.compat import sleep_ms
+from agent.core.limits import ACK_TIMEOUT_MS, BACKOFF_BASE_MS, BACKOFF_CAP_MS, CONNECT_TIMEOUT_MS
+from agent.core.mqtt import MqttError, PortableMqttClient
+
+
+def backoff_ms(attempt: int, unit: float) -> int:
+    """Full jitter: the wait before reconnect attempt `attempt` (0 = first retry), given
+    a uniform random unit in [0, 1). Bounded by BACKOFF_CAP_MS whatever the attempt."""
+    ceiling = BACKOFF_BASE_MS << min(attempt, 16)
+    if ceiling > BACKOFF_CAP_MS:
+        ceiling = BACKOFF_CAP_MS
+    return int(unit * ceiling)
+
+
+def _default_rand() -> float:
+    import random
+
+    return random.random()
+
+
+class PortableUplink:
+    """The agent's uplink over the portable MQTT 3.1.1 client.
+
+    ssl_context: a callable returning the platform's TLS context for each attempt (CA
+    pinned, client certificate loaded); host is checked against the broker's
+    certificate, so give its name. rand: uniform [0, 1) source for the jitter.
+    """
+
+    def __init__(self, host: str, port: int, device_id: str, ssl_context: object, *, root: str = "wichtel",
+                 keepalive: int = 30, on_command: object = None, report: object = None,
+                 rand: object = None) -> None:  # fmt: skip
+        self.host = host
+        self.port = port
+        self.device_id = device_id
+        self.ssl_context = ssl_context
+        self.tree = "%s/v1/%s/" % (root, device_id)
+        self.keepalive = keepalive
+        self.on_command = on_command
+        self.report = report
+        self.rand = rand if rand is not None else _default_rand
+        self.client: PortableMqttClient | None = None
+        self.connects = 0
+        self.failures = 0
+        self.attempt = 0
+        self.last_error = ""
+        self.waits_ms: list = []  # the last few backoff waits, newest last (for status and tests)
+        self._task: object = None
+        self._stopping = False
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.connected
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_connected())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        client = self.client
+        if client is not None and client.connected:
+            await client.publish(self.tree + "status/availability", b"offline", 1, True, 2.0)
+        if self._task is not None:
+            self._task.cancel()  # type: ignore[attr-defined]
+            try:
+                await self._task  # type: ignore[misc]
+            except asyncio.CancelledError:
+                pass
+        if client is not None:
+            await client.close()
+
+    def _say(self, text: str) -> None:
+        if self.report is not None:
+            self.report(text)  # type: ignore[operator]
+
+    async def _session(self) -> None:
+        """One connection, from open to the end of the link."""
+        client = PortableMqttClient(self.device_id, self.keepalive, self.on_command)
+        self.client = client
+        try:
+            ctx = self.ssl_context()  # type: ignore[operator]
+            await asyncio.wait_for(
+                client.open(self.host, self.port, ctx, self.tree + "status/availability", b"offline"),
+                CONNECT_TIMEOUT_MS / 1000,
+            )
+            await client.subscribe(self.tree + "cmd/#", 1)
+            pump = asyncio.create_task(client.pump())
+            if not await client.publish(self.tree + "status/availability", b"online", 1, True, ACK_TIMEOUT_MS / 1000):
+                raise MqttError("the broker did not acknowledge the availability message")
+            self.connects += 1
+            self.attempt = 0
+            self.last_error = ""
+            await pump  # returns or raises when the link ends
+            raise MqttError("the broker closed the connection")
+        finally:
+            self.client = None
+            await client.close()
+
+    async def _keep_connected(self) -> None:
+        while not self._stopping:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except (asyncio.TimeoutError, OSError, EOFError, MqttError, ValueError) as e:  # noqa: UP041
+                # MicroPython has no builtin TimeoutError, only asyncio's; ssl.SSLError is an
+                # OSError on CPython, a refused handshake an OSError or ValueError on MicroPython.
+                self.failures += 1
+                self.last_error = "%s: %s" % (type(e).__name__, e)
+                self._say("uplink: link to %s:%d ended (%s)" % (self.host, self.port, self.last_error))
+            wait = backoff_ms(self.attempt, self.rand())  # type: ignore[operator]
+            self.waits_ms.append(wait)
+            if len(self.waits_ms) > 8:
+                self.waits_ms.pop(0)
+            self.attempt += 1
+            await sleep_ms(wait)
+
+    async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool:
+        """QoS 1; True once the broker acknowledged. MQTT 3.1.1 has no user properties:
+        the receiver deduplicates by the body's category and sequence number."""
+        client = self.client
+        if client is None or not client.connected:
+            return False
+        return await client.publish(topic, payload, 1, False, ACK_TIMEOUT_MS / 1000)
