@@ -76,7 +76,7 @@ class ContextDetector:
     # Settings at their defaults live on the class, so a default detector carries only
     # its learned state (MicroPython: each instance attribute costs a boxed float).
     alpha = 0.0001  # overall baseline, per sample
-    context_alpha = 0.07  # per-context baseline, per sample of that context
+    context_alpha = 0.04  # per-context baseline, per sample of that context
     quantile = 0.0007  # tail of past deviations a deviation is measured against
     quantile_rate = 0.1
     floor_scale = 3.0  # the tail quantile counts only above this many scales
@@ -93,7 +93,7 @@ class ContextDetector:
     # a spinning drum is not unusual because the machine was idle a minute ago.
     overall_weight = 1.0
     level_alpha = 0.3  # fast mean of the level score, per sample
-    level_weight = 0.5  # of the level score; it counts only with the overall deviation
+    level_weight = 0.4  # of the level score; it counts only with the overall deviation
 
     def __init__(self, contexts: int = _DEFAULT_CONTEXTS, **settings: float) -> None:
         if not 0 <= contexts <= _MAX_CONTEXTS:
