@@ -61,6 +61,10 @@ class ContextDetector:
     - The larger deviation is divided by a running high quantile of past deviations
       (stochastic quantile tracking), so a naturally spiky series does not alarm on
       every spike while a calm one is sensitive.
+    - A level score beside it: a fast exponentially weighted mean against the slow one,
+      in units of that fast mean's own spread, calibrated against its own running tail
+      quantile. It finds a shift that no single sample shows; the larger of the two
+      calibrated scores counts.
     - After an alarm-level score the detector is quiet for a hold-off that grows with
       the history it has seen (5% of it, at least `hold_min`, at most `hold_max`
       samples): one event per anomaly, not a storm.
@@ -72,13 +76,14 @@ class ContextDetector:
     # Settings at their defaults live on the class, so a default detector carries only
     # its learned state (MicroPython: each instance attribute costs a boxed float).
     alpha = 0.0001  # overall baseline, per sample
-    context_alpha = 0.07  # per-context baseline, per sample of that context
+    context_alpha = 0.04  # per-context baseline, per sample of that context
     quantile = 0.0007  # tail of past deviations a deviation is measured against
-    quantile_rate = 0.05
+    quantile_rate = 0.1
     floor_scale = 3.0  # the tail quantile counts only above this many scales
-    alarm = 3.5  # scaled deviation at which the score is 0.5 and a hold-off starts
+    alarm = 3.5  # scaled deviation at which the score is 0.5
+    hold_trigger = 0.8  # share of `alarm` at which a hold-off starts
     hold_min = 100
-    hold_fraction = 0.05
+    hold_fraction = 0.03
     hold_max = 5000
     warmup = 100
     context_warmup = 3  # samples a context needs before its deviation counts
@@ -87,6 +92,8 @@ class ContextDetector:
     # Weight of the overall deviation beside the contextual one. 0 for program phases:
     # a spinning drum is not unusual because the machine was idle a minute ago.
     overall_weight = 1.0
+    level_alpha = 0.3  # fast mean of the level score, per sample
+    level_weight = 0.4  # of the level score; it counts only with the overall deviation
 
     def __init__(self, contexts: int = _DEFAULT_CONTEXTS, **settings: float) -> None:
         if not 0 <= contexts <= _MAX_CONTEXTS:
@@ -99,6 +106,8 @@ class ContextDetector:
         self.mean = 0.0
         self.var = 0.0
         self.q = self.floor_scale
+        self.level = 0.0  # fast mean
+        self.level_q = self.floor_scale  # tail quantile of the level score
         self.quiet = 0
         self.ctx_mean = array("f", bytes(4 * contexts))
         self.ctx_var = array("f", bytes(4 * contexts))
@@ -109,41 +118,54 @@ class ContextDetector:
 
     def state_bytes(self) -> int:
         """Bytes of learned state by content (the runtime's object headers come on top)."""
-        return 7 * 8 + 9 * len(self.ctx_seen)
+        return 9 * 8 + 9 * len(self.ctx_seen)
 
     def score(self, t_ms: int, value: float, context: int = 0) -> float:
         self.n += 1
         if self.n == 1:
             self.mean = value
+            self.level = value
         d = value - self.mean
         sd = math.sqrt(self.var)
         floor = 1e-6 + 1e-3 * abs(self.mean)
         z = abs(d) / (sd + floor) * self.overall_weight
+        # The fast mean of white noise strays sqrt(la / (2 - la)) sd from the slow one.
+        la = self.level_alpha
+        self.level += la * (value - self.level)
+        zl = abs(self.level - self.mean) / (sd + floor) * math.sqrt((2 - la) / la)
+        zl *= self.level_weight * self.overall_weight
         self.baseline = self.mean
         a = max(self.alpha, 1.0 / self.n)
         self.mean += a * d
         self.var = (1 - a) * (self.var + a * d * d)
         if len(self.ctx_seen):
             z = self._context(value, context % len(self.ctx_seen), z, sd, floor)
-        if z > _Z_CAP:
-            z = _Z_CAP
-        # Track the (1 - quantile) quantile of z in multiplicative steps.
-        q = self.q
-        if z > q:
-            self.q = q * (1 + self.quantile_rate * (1 - self.quantile))
-        else:
-            self.q = q * (1 - self.quantile_rate * self.quantile)
-        r = z * self.floor_scale / max(q, self.floor_scale)
+        r = self._calibrated(z, self.q)
+        self.q = self._track(min(z, _Z_CAP), self.q)
+        rl = self._calibrated(zl, self.level_q)
+        self.level_q = self._track(min(zl, _Z_CAP), self.level_q)
+        if rl > r:
+            r = rl
         self.deviation = r
         if self.n < self.warmup:
             return 0.0
         if self.quiet > 0:
             self.quiet -= 1
             return 0.0
-        if r > self.alarm * 0.9:
+        if r > self.alarm * self.hold_trigger:
             hold = int(self.hold_fraction * self.n)
             self.quiet = min(self.hold_max, max(self.hold_min, hold))
         return r / (r + self.alarm)
+
+    def _calibrated(self, z: float, q: float) -> float:
+        """z against the series' own tail quantile q, in units of `floor_scale` scales."""
+        return min(z, _Z_CAP) * self.floor_scale / max(q, self.floor_scale)
+
+    def _track(self, z: float, q: float) -> float:
+        """One multiplicative step of the (1 - quantile) quantile estimate q towards z."""
+        if z > q:
+            return q * (1 + self.quantile_rate * (1 - self.quantile))
+        return q * (1 - self.quantile_rate * self.quantile)
 
     def _context(self, value: float, c: int, z: float, sd: float, floor: float) -> float:
         seen = self.ctx_seen[c]
