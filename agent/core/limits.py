@@ -25,3 +25,4 @@ UPLINK_RETRY_MS = const(1000)  # wait after a failed publish before offering it 
 MAX_PAYLOAD_BYTES = const(1024)  # one encoded message
 MAX_TOPIC_LEN = const(128)
 PROFILE_JSON_MAX_BYTES = const(16_384)  # compiled profile on flash
+CONSUMABLE_HISTORY_DAYS = const(84)  # closed days of use kept per consumable (12 weeks)
