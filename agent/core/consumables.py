@@ -8,6 +8,7 @@ suggestion is the user's choice (ReorderChoice), stored on the device.
 import math
 from array import array
 
+from agent.core import limits
 from agent.core.errors import ConfigError, StateError
 
 DAY_MS = 86_400_000
@@ -65,72 +66,160 @@ class ReorderChoice:
                 "lead_time_days": self.lead_time_days}  # fmt: skip
 
 
-class UsageModel:
-    """Daily usage learned from closed days: mean and variance (exponentially weighted,
-    about three weeks of memory), a factor per weekday, and vacations.
+_ABSENT = -1.0  # a day of the history that does not count: a vacation, or not yet seen
+_BLOCKS = 6  # weeks whose median sets the usual pace (a change of program shows after three)
+_SHRINK = 2.0  # a weekday's factor starts from the overall pace, worth this many days
+_BURST = 1.3  # the last two days' pace above the rhythm by this much: guests are here
 
-    A run of unused days that would be very unlikely for this household is a vacation:
-    those days do not teach the model (coming home, the old rhythm resumes). A burst
-    (guests) is clipped to four standard deviations before it teaches the mean.
+
+class UsageModel:
+    """Daily usage learned from the last HISTORY_DAYS closed days, kept in a ring.
+
+    From the ring, at each closed day: the usual daily pace (median of weekly means,
+    so guests and a change of program weigh as they should), a factor per weekday, the
+    day-to-day spread, and the demand of every past window of a few days relative to
+    what the rhythm expected (guests included: that is the household's own tail).
+    A run of unused days that would be very unlikely for this household on those
+    weekdays is a vacation: the whole run leaves the history. Bounded state: the ring,
+    seven factors, a few numbers.
     """
 
-    ALPHA = 1.0 / 21
-    WEEK_ALPHA = 1.0 / 8
-
-    RECENT_ALPHA = 0.5  # about two days: notices guests while they are there
-
     def __init__(self) -> None:
+        self.hist = array("f", [_ABSENT] * limits.CONSUMABLE_HISTORY_DAYS)
+        self.days = 0  # closed days seen; the newest is at hist[(days - 1) % len]
+        self.last_day = -1
+        self.zero_run = 0
         self.mean = 0.0
         self.var = 0.0
-        self.recent = 0.0
-        self.days = 0
-        self.zero_run = 0
         self.week = array("f", [1.0] * 7)
+        self.first_use = 0.3  # time of day (fraction) of the first and last use
+        self.last_use = 0.9
+        self._ratios = array("f")  # window demand / expected, sorted; for _ratio_len days
+        self._ratio_len = 0
 
-    def add_day(self, day: int, used: float) -> None:
+    # -- learning ---------------------------------------------------------------------
+    def add_day(self, day: int, used: float, first: float = -1.0, last: float = -1.0) -> None:
+        """A closed day: what it used, and (if known) when the first and last use were,
+        as fractions of the day. Days not reported in between (the device was off) do
+        not count; a day number from a clock that started again follows the last day."""
         if used < 0:
             raise ValueError("usage of a day cannot be negative, got " + repr(used))
+        n = len(self.hist)
+        if self.last_day >= 0 and day > self.last_day + 1:
+            for _ in range(min(day - self.last_day - 1, n)):
+                self.hist[self.days % n] = _ABSENT
+                self.days += 1
+        self.hist[self.days % n] = used
+        self.days += 1
+        self.last_day = day
         if used == 0:
             self.zero_run += 1
             if self.on_vacation():
-                return
+                for k in range(min(self.zero_run, n)):
+                    self.hist[(self.days - 1 - k) % n] = _ABSENT
         else:
             self.zero_run = 0
-        self.recent += self.RECENT_ALPHA * (used - self.recent) if self.days else used
-        self.days += 1
-        a = max(self.ALPHA, 1.0 / self.days)
-        if self.days > 7 and self.var > 0:
-            used = min(used, self.mean + 4 * math.sqrt(self.var))
-        d = used - self.mean
-        self.mean += a * d
-        self.var = (1 - a) * (self.var + a * d * d)
-        if self.days > 14 and self.mean > 0:
-            wd = day % 7
-            ratio = min(4.0, used / self.mean)
-            self.week[wd] += self.WEEK_ALPHA * (ratio - self.week[wd])
-            total = sum(self.week)
-            for i in range(7):
-                self.week[i] = self.week[i] * 7.0 / total
+        if used > 0 and 0 <= first <= last <= 1:
+            self.first_use += 0.1 * (first - self.first_use)
+            self.last_use += 0.1 * (last - self.last_use)
+        self._learn()
+        self._ratio_len = 0
+
+    def _at(self, k: int) -> float:
+        """Use of the day k days before the newest (0: the newest)."""
+        n = len(self.hist)
+        return self.hist[(self.days - 1 - k) % n] if k < min(self.days, n) else _ABSENT
+
+    def _newest_first(self, span: int) -> list:
+        n = len(self.hist)
+        h = self.hist
+        top = self.days - 1
+        return [h[(top - k) % n] for k in range(min(span, self.days, n))]
+
+    def _learn(self) -> None:
+        vals = self._newest_first(7 * _BLOCKS)
+        span = len(vals)
+        blocks = []
+        total = 0.0
+        count = 0
+        for b in range(0, span, 7):
+            s = 0.0
+            c = 0
+            for v in vals[b : b + 7]:
+                if v >= 0:
+                    s += v
+                    c += 1
+            total += s
+            count += c
+            if c >= 4:
+                blocks.append(s / c)
+        if count == 0:
+            return
+        if blocks:
+            blocks.sort()
+            m = len(blocks)
+            self.mean = blocks[m // 2] if m % 2 else 0.5 * (blocks[m // 2 - 1] + blocks[m // 2])
+        else:
+            self.mean = total / count
+        if self.mean <= 0:
+            return
+        sums = [0.0] * 7
+        counts = [0] * 7
+        wd = self.last_day % 7
+        for v in vals:
+            if v >= 0:
+                sums[wd] += v
+                counts[wd] += 1
+            wd = (wd - 1) % 7
+        e = [(sums[w] + _SHRINK * self.mean) / (counts[w] + _SHRINK) for w in range(7)]
+        norm = sum(e) / 7
+        for w in range(7):
+            self.week[w] = e[w] / norm
+        sq = 0.0
+        wd = self.last_day % 7
+        for v in vals:
+            if v >= 0:
+                d = v - self.mean * self.week[wd]
+                sq += d * d
+            wd = (wd - 1) % 7
+        self.var = sq / count
 
     def on_vacation(self) -> bool:
-        """Unused for longer than this household would go by chance (p < 1%)."""
-        if self.days < 7 or self.mean <= 0:
+        """Unused for longer than this household would go by chance (p < 1%), judged on
+        how often it leaves each of those weekdays unused."""
+        if self.days < 7 or self.zero_run < 3:
             return False
-        p_zero = self._p_zero_day()
-        return self.zero_run >= 3 and p_zero**self.zero_run < 0.01
+        zeros = [0] * 7
+        seen = [0] * 7
+        for k in range(self.zero_run, min(self.days, len(self.hist))):
+            v = self._at(k)
+            if v >= 0:
+                wd = (self.last_day - k) % 7
+                seen[wd] += 1
+                zeros[wd] += v == 0
+        p = 1.0
+        for k in range(self.zero_run):
+            wd = (self.last_day - k) % 7
+            p *= (zeros[wd] + 0.5) / (seen[wd] + 1.0)
+        return p < 0.01
 
-    def _p_zero_day(self) -> float:
-        # Chance of an unused day if uses were Poisson at the learned rate, per typical dose.
-        cv2 = self.var / (self.mean * self.mean) if self.mean > 0 else 1.0
-        uses = 1.0 / max(cv2, 0.05)
-        return min(0.9, math.exp(-uses))
-
+    # -- expectations -------------------------------------------------------------------
     def expected(self, day: int) -> float:
         return self.mean * self.week[day % 7]
 
+    def pace(self) -> float:
+        """The last two days' use against what the rhythm expected (1: as usual)."""
+        used = 0.0
+        exp = 0.0
+        for k in range(2):
+            v = self._at(k)
+            if v >= 0:
+                used += v
+                exp += self.expected(self.last_day - k)
+        return used / exp if exp > 0 else 1.0
+
     def rate_ahead(self, day: int, days: float) -> float:
-        """Expected use over the next `days` days from `day`: the weekday rhythm, or the
-        last days' pace when it is higher (guests stay a few days)."""
+        """Expected use over the next `days` days after `day`, by the weekday rhythm."""
         total = 0.0
         k = 0
         while k + 1 <= days:
@@ -138,27 +227,64 @@ class UsageModel:
             k += 1
         if days > k:
             total += (days - k) * self.expected(day + 1 + k)
-        return max(total, self.recent * days)
+        return total
 
+    def window_ratios(self, days: int) -> array:
+        """Demand of every past run of `days` days (no vacation in it) over what the
+        rhythm expects for those weekdays, sorted. Cached until the next closed day."""
+        if self._ratio_len == days:
+            return self._ratios
+        vals = self._newest_first(len(self.hist))
+        ratios = []
+        s = 0.0
+        e = 0.0
+        run = 0  # days since the last absent one, newest first
+        wd = self.last_day % 7
+        for k in range(len(vals)):
+            v = vals[k]
+            if v < 0:
+                s, e, run = 0.0, 0.0, 0
+            else:
+                s += v
+                e += self.mean * self.week[wd]
+                run += 1
+                if run > days:
+                    old = vals[k - days]
+                    s -= old
+                    e -= self.mean * self.week[(wd + days) % 7]
+                if run >= days and e > 0:
+                    ratios.append(s / e)
+            wd = (wd - 1) % 7
+        ratios.sort()
+        self._ratios = array("f", ratios)
+        self._ratio_len = days
+        return self._ratios
+
+    # -- state ------------------------------------------------------------------------
     def to_state(self) -> list:
-        return [self.mean, self.var, self.days, self.zero_run, list(self.week), self.recent]
+        n = len(self.hist)
+        newest_first = [self._at(k) for k in range(min(self.days, n))]
+        return [self.days, self.last_day, self.zero_run, self.first_use, self.last_use, newest_first]
 
     @classmethod
     def from_state(cls, s: object) -> "UsageModel":
         m = cls()
         try:
             vals = list(s)  # type: ignore[call-overload]
-            week = [float(x) for x in vals[4]]
-            m.mean, m.var, m.recent = float(vals[0]), float(vals[1]), float(vals[5])
-            m.days, m.zero_run = int(vals[2]), int(vals[3])
-            ok = len(vals) == 6 and len(week) == 7 and all(0 <= x <= 7 for x in week)
-            ok = ok and min(m.mean, m.var, m.recent, m.days, m.zero_run) >= 0
+            days, last_day, zero_run = int(vals[0]), int(vals[1]), int(vals[2])
+            first, last = float(vals[3]), float(vals[4])
+            hist = [float(x) for x in vals[5]]
+            ok = len(vals) == 6 and len(hist) == min(days, len(m.hist)) and min(days, zero_run) >= 0
+            ok = ok and last_day >= -1 and 0 <= first <= last <= 1 and all(x >= 0 or x == _ABSENT for x in hist)
         except (TypeError, ValueError, IndexError):
             ok = False
         if not ok:
             raise StateError("usage model state is not valid: " + repr(s)[:80])
-        for i in range(7):
-            m.week[i] = week[i]
+        n = len(m.hist)
+        for k in range(len(hist)):
+            m.hist[(days - 1 - k) % n] = hist[k]
+        m.days, m.last_day, m.zero_run, m.first_use, m.last_use = days, last_day, zero_run, first, last
+        m._learn()
         return m
 
 
@@ -176,17 +302,17 @@ class Forecast:
 
 
 def forecast(level: float, usage: UsageModel, today: int, lead_days: float, risk: float) -> Forecast:
-    """Days until empty from the learned usage (expected, and a 10%..90% band), and
-    whether to reorder now: when the chance of running out before a delivery ordered now
-    would arrive reaches the user's risk."""
+    """Days from the end of `today` until empty by the learned rhythm (expected, and a
+    10%..90% band), and whether to reorder now: when the chance of running out before a
+    delivery ordered now would arrive reaches the user's risk. Within the day it runs
+    out, the moment falls between the household's usual first and last use."""
     if usage.mean <= 0 or usage.days < 3:
         return Forecast(-1.0, -1.0, -1.0, 0.0, False)
-    # Cumulative use by the end of each coming day, with its spread: day-to-day
-    # variance plus 10% uncertainty of the learned rate itself.
     crossing = [-1.0, -1.0, -1.0]  # expected, early (upper use), late (lower use)
     prev = [0.0, 0.0, 0.0]
     mean_used = 0.0
     var_used = 0.0
+    span = max(0.0, usage.last_use - usage.first_use)
     k = 0
     while crossing[2] < 0 and k < MAX_HORIZON_DAYS:
         mean_used += usage.expected(today + k + 1)
@@ -195,27 +321,56 @@ def forecast(level: float, usage: UsageModel, today: int, lead_days: float, risk
         for i, used in enumerate((mean_used, mean_used + _Z90 * sd, mean_used - _Z90 * sd)):
             if crossing[i] < 0 and used >= level:
                 step = used - prev[i]
-                crossing[i] = k + ((level - prev[i]) / step if step > 0 else 0.0)
+                part = (level - prev[i]) / step if step > 0 else 0.0
+                crossing[i] = k + usage.first_use + span * part
             prev[i] = used
         k += 1
     p_lead = p_run_out(level, usage, lead_days, today)
     return Forecast(crossing[0], crossing[1], crossing[2], p_lead, p_lead >= risk)
 
 
+def _tail(x: float) -> float:
+    return 1.0 - normal_cdf(x)
+
+
 def p_run_out(
     level: float, usage: UsageModel, days: float, today: int = 0, used_today: float = 0.0, level_sd: float = 0.0
 ) -> float:
-    """Chance that the next `days` days of learned usage need more than `level` (normal
-    approximation with 10% uncertainty of the rate itself, and `level_sd` for a level
-    that is counted rather than measured). What today has used beyond a usual day
-    counts against the rest of today too."""
+    """Chance that the next `days` days need more than `level`.
+
+    The household's own past windows of that length, scaled to what the rhythm expects
+    now, each smoothed by the uncertainty of the level and the pace (a bootstrap with
+    a kernel); a normal approximation of day-to-day spread as a floor; and, while the
+    last two days ran well above the rhythm (guests), that pace carried on. What today
+    has used beyond a usual day counts against the rest of today too."""
     if usage.mean <= 0 or usage.days < 3:
         return 0.0
-    mean = usage.rate_ahead(today, days) + max(0.0, used_today - usage.expected(today))
-    sd = math.sqrt(usage.var * days + (0.1 * mean) ** 2 + level_sd * level_sd)
+    excess = max(0.0, used_today - usage.expected(today))
+    mean = usage.rate_ahead(today, days)
+    pace = usage.pace()
+    if pace >= _BURST:
+        mean *= min(pace, 4.0)
+    total = mean + excess
+    sd = math.sqrt(usage.var * days + (0.1 * total) ** 2 + level_sd * level_sd)
     if sd <= 0:
-        return 1.0 if mean >= level else 0.0
-    return 1.0 - normal_cdf((level - mean) / sd)
+        return 1.0 if total >= level else 0.0
+    p = _tail((level - total) / sd)
+    ratios = usage.window_ratios(max(1, math.ceil(days)))
+    n = len(ratios)
+    if n >= 7:
+        base = usage.rate_ahead(today, days)
+        kern = math.sqrt((0.05 * base) ** 2 + level_sd * level_sd) or 1e-9
+        # Windows far below the level add nothing: walk down from the largest.
+        s = 0.0
+        i = n - 1
+        while i >= 0:
+            x = (level - excess - ratios[i] * base) / kern
+            if x > 6:
+                break
+            s += _tail(x)
+            i -= 1
+        p = max(p, s / n)
+    return p
 
 
 _WINDOW = 3  # readings in the median filter of a level sensor
@@ -255,6 +410,8 @@ class ConsumableTracker:
         self.level = self.capacity
         self.day = -1
         self.used_today = 0.0
+        self.first_use = -1.0  # today's first and last use, as fractions of the day
+        self.last_use = -1.0
         self.last_t = -1
         self.readings = array("f", bytes(4 * _WINDOW))
         self.n_readings = 0
@@ -302,6 +459,7 @@ class ConsumableTracker:
         elif change < 0:
             self.used_today -= change
             self.level = filtered
+            self._used_at(t_ms)
         self.faulty = False if change >= -0.4 * self.capacity else self.faulty
         return events + self._check()
 
@@ -312,6 +470,7 @@ class ConsumableTracker:
         if used is None or not (0 <= used <= self.capacity):
             raise ValueError("dose %r of %s must be from 0 to its capacity %s" % (used, self.id, self.capacity))
         self.used_today += used
+        self._used_at(t_ms)
         self.level = max(0.0, self.level - used)
         return events + self._check()
 
@@ -336,10 +495,17 @@ class ConsumableTracker:
         if self.day < 0:
             self.day = day
         while self.day < day:
-            self.usage.add_day(self.day, self.used_today)
+            self.usage.add_day(self.day, self.used_today, self.first_use, self.last_use)
             self.used_today = 0.0
+            self.first_use = self.last_use = -1.0
             self.day += 1
         return []
+
+    def _used_at(self, t_ms: int) -> None:
+        frac = (t_ms % DAY_MS) / DAY_MS
+        if self.first_use < 0:
+            self.first_use = frac
+        self.last_use = frac
 
     def _refilled(self, to: float) -> list:
         self.level = to
@@ -368,8 +534,11 @@ class ConsumableTracker:
         lead = self.choice.lead_time_days if self.choice.lead_time_days is not None else self.lead_days
         # A counted level drifts from the truth: 10% of what was counted since the refill.
         level_sd = 0.1 * (self.capacity - self.level) if self.source != "level_sensor" else 0.0
-        p_out = p_run_out(self.level, self.usage, lead, self.day, self.used_today, level_sd)
-        if not self.reorder_sent and self.choice.mode != OFF and p_out >= self.choice.risk:
+        if (
+            not self.reorder_sent
+            and self.choice.mode != OFF
+            and p_run_out(self.level, self.usage, lead, self.day, self.used_today, level_sd) >= self.choice.risk
+        ):
             self.reorder_sent = True
             events.append(self._reorder_event(lead))
         if not self.low_sent and self.level <= 0.15 * self.capacity:
@@ -430,6 +599,7 @@ class ConsumableTracker:
         # After a restart the clock may start again from zero: the next input begins a
         # new day count; what was learned stays.
         self.day, self.last_t, self.used_today = -1, -1, 0.0
+        self.first_use = self.last_use = -1.0
         self.reorder_sent = bool(state["reorder_sent"])  # type: ignore[index]
         self.low_sent = bool(state["low_sent"])  # type: ignore[index]
 

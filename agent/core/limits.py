@@ -30,3 +30,4 @@ ACK_TIMEOUT_MS = const(10000)  # a QoS 1 message not acknowledged by then stays 
 MAX_PAYLOAD_BYTES = const(1024)  # one encoded message
 MAX_TOPIC_LEN = const(128)
 PROFILE_JSON_MAX_BYTES = const(16_384)  # compiled profile on flash
+CONSUMABLE_HISTORY_DAYS = const(84)  # closed days of use kept per consumable (12 weeks)

@@ -478,6 +478,28 @@ def case_usage_model_learns_rhythm_and_ignores_vacations(data_dir: str) -> list:
     return [round(m.mean, 3), [round(w, 3) for w in m.week]]
 
 
+def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
+    bound = limits.CONSUMABLE_HISTORY_DAYS
+    m = consumables.UsageModel()
+    for day in range(bound):
+        m.add_day(day, 150.0 if 10 <= day < 13 else 50.0)  # guests on days 10..12
+    assert len(m.hist) == bound and len(m.to_state()[5]) == bound
+    assert abs(m.mean - 50.0) < 1e-6  # the usual pace: guests do not move the median week
+    with_guests = consumables.p_run_out(200.0, m, 3.0, bound - 1)
+    assert m.window_ratios(3)[-1] > 2.5 and with_guests >= 0.01  # the household's own tail
+    for day in range(bound, bound + 13):
+        m.add_day(day, 50.0)
+    assert len(m.to_state()[5]) == bound  # the oldest days made room: nothing grows
+    forgotten = consumables.p_run_out(200.0, m, 3.0, bound + 12)
+    assert m.window_ratios(3)[-1] < 1.01 and forgotten < with_guests / 10
+    m.add_day(bound + 13, 200.0)
+    m.add_day(bound + 14, 200.0)  # guests are here now: their pace carries on
+    assert m.pace() > 3 and consumables.p_run_out(200.0, m, 3.0, bound + 14) > 0.5
+    restored = consumables.UsageModel.from_state(json.loads(json.dumps(m.to_state())))
+    assert list(restored.hist) == list(m.hist) and restored.mean == m.mean
+    return [round(with_guests, 6), round(forgotten, 6), round(m.mean, 3)]
+
+
 def case_forecast_band_and_reorder_moment(data_dir: str) -> list:
     m = consumables.UsageModel()
     for day in range(30):
