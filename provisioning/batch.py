@@ -26,6 +26,7 @@ from agent import setup_code
 from provisioning import bundle, keys, pki
 from provisioning.authority import Authority, append_rows, read_rows
 from provisioning.errors import BatchError, BundleError, DiskFullError, SerialError
+from provisioning.serials import device_id as device_id_of
 
 FORMAT = 1
 BATCH_FILE = "batch.json"
@@ -54,7 +55,7 @@ class Issuer:
 
     def make(self, serial: str, public: ec.EllipticCurvePublicKey | None = None) -> bundle.Device:
         """Host-generated key unless public (from a device's CSR) is given."""
-        device_id = serial.lower()
+        device_id = device_id_of(serial)
         key = None if public is not None else pki.new_key()
         cert = pki.device_certificate(self.issuing, public or key.public_key(), device_id, serial, self.org)  # type: ignore[union-attr]
         code = setup_code.new_code()

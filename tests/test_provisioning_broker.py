@@ -7,11 +7,12 @@ import os
 import shutil
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from agent import local_broker, profile_loader
 from agent.cli import main
 from agent.uplink_paho import PahoUplink, UplinkConfig
-from provisioning import authority, batch, broker_files, bundle, keys, pki
+from provisioning import authority, batch, bundle, keys, pki
 
 PROFILE = profile_loader.example("washing_machine")
 # paho leaves the socket of a refused TLS handshake to the garbage collector (tests/test_uplink.py).
@@ -44,9 +45,8 @@ class Fleet:
         key = pki.new_key()
         cert = pki.device_certificate(auth.issuing, key.public_key(), "service", "SERVICE", auth.org)
         keys.write_key(os.path.join(tmp, "service.key"), key)
-        keys.write_atomic(os.path.join(tmp, "service.crt"), cert.public_bytes(pki.serialization.Encoding.PEM))
+        keys.write_atomic(os.path.join(tmp, "service.crt"), cert.public_bytes(serialization.Encoding.PEM))
         self.broker.certs["service"] = (os.path.join(tmp, "service.crt"), os.path.join(tmp, "service.key"))
-        self.broker.ca_path = os.path.join(self.files, broker_files.CHAIN)
 
     def refresh_broker_files(self) -> None:
         argv = ["provision", "broker", "--pki", self.pki, "--out", self.files, "--host", "localhost"]
