@@ -11,18 +11,29 @@ from provisioning import authority, batch, broker_files, bundle, enroll, flash, 
 from provisioning.errors import ProvisioningError
 from provisioning.progress import ProgressBar
 
+PKI_ENV = "WICHTEL_PKI"
+DEFAULT_PKI = "pki"
+DEFAULT_ORG = "Wichtel"
+
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     prov = sub.add_parser("provision", help="factory provisioning: PKI, device bundles, batches, flashing")
     ps = prov.add_subparsers(dest="action", required=True)
 
     def pki_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--pki", required=True, metavar="DIR", help="the manufacturer's PKI directory")
+        p.add_argument(
+            "--pki",
+            default=os.environ.get(PKI_ENV, DEFAULT_PKI),
+            metavar="DIR",
+            help="the manufacturer's PKI directory (default: $%s, else ./%s)" % (PKI_ENV, DEFAULT_PKI),
+        )
         p.add_argument("--passphrase-env", metavar="NAME", help="read the CA keys' passphrase from this variable")
 
     init = ps.add_parser("init", help="make the manufacturer PKI: root, issuing CA, update-signing keys")
     pki_args(init)
-    init.add_argument("--org", required=True, help="the manufacturer's name, as it goes into certificates")
+    init.add_argument(
+        "--org", default=DEFAULT_ORG, help="the manufacturer's name in certificates (default %s)" % DEFAULT_ORG
+    )
     init.add_argument("--ask-passphrase", action="store_true", help="ask for a passphrase for the keys (not echoed)")
 
     def device_args(p: argparse.ArgumentParser) -> None:

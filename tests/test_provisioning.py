@@ -586,3 +586,18 @@ def test_key_files_are_never_world_readable_even_with_a_loose_umask(tmp_path: "o
     finally:
         os.umask(old)
     assert serialization.load_pem_private_key(read_bytes(path), None)
+
+
+def test_init_and_batch_run_with_their_defaults_and_no_questions(
+    tmp_path: "os.PathLike[str]", capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WICHTEL_PKI", raising=False)
+    assert cli(capsys, "provision", "init")[0] == 0
+    assert authority.open_authority(os.path.join(tmp_path, "pki"), None).org == "Wichtel"
+    code, _, err = cli(capsys, "provision", "batch", "--profile", PROFILE, "--count", "2", "--out", "out")
+    assert code == 0, err
+    assert len(rows(os.path.join(tmp_path, "out", batch.MANIFEST))) == 2
+    monkeypatch.setenv("WICHTEL_PKI", os.path.join(tmp_path, "elsewhere"))
+    assert cli(capsys, "provision", "init")[0] == 0
+    assert os.path.exists(os.path.join(tmp_path, "elsewhere", "authority.json"))
