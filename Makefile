@@ -40,6 +40,7 @@ bench: setup
 	$(PY) bench/consumables.py
 	$(PY) bench/minimization.py
 	$(PY) bench/uplink.py
+	$(PY) bench/provisioning.py
 
 clean:
 	rm -rf $(VENV) tools/mpwasm/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

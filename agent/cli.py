@@ -19,6 +19,7 @@ from agent.demo import Narrator
 from agent.profile_loader import ProfileFileError, compile_json, example, load
 from agent.replay import TraceError
 from agent.sim.appliances import FAULTS
+from provisioning import cli as provision_cli
 
 EXIT_BAD_INPUT = 2
 _HOUR_MS = 3600 * 1000
@@ -52,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--hours", type=float, default=72.0, help="simulated hours to run (default 72)")
 
     run = sub.add_parser("run", help="run the agent on a profile")
-    run.add_argument("--profile", required=True)
+    run.add_argument("--profile", help="the appliance profile (needed unless --bundle gives it)")
+    run.add_argument("--bundle", metavar="DIR", help="a provisioned device bundle: profile, id, broker, TLS files")
     src = run.add_mutually_exclusive_group(required=True)
     src.add_argument("--simulate", action="store_true", help="read a simulated appliance")
     src.add_argument("--replay", metavar="TRACE.csv", help="read a recorded trace")
@@ -104,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     detect.add_argument("--detector", default="wichtel", metavar="NAME", help="a name from --list (default wichtel)")
     detect.add_argument("--output", metavar="scores.csv", help="write timestamp,value,anomaly_score (default: stdout)")
     detect.add_argument("--list", action="store_true", help="list the detectors and exit")
+
+    provision_cli.add_commands(sub)
 
     demo = sub.add_parser("demo", help="a simulated washing machine whose drain pump clogs")
     demo.add_argument("--speed", type=float, default=0.0, help="times real time; 0 = as fast as possible (default)")
@@ -170,6 +174,27 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator)
             await asyncio.sleep(0.1)
     finally:
         await uplink.stop()
+
+
+def _from_bundle(args: argparse.Namespace) -> argparse.Namespace:
+    """run --bundle DIR: profile, device id, broker and TLS files from the bundle (verified
+    first); the bundle is the data directory unless --data-dir says otherwise."""
+    if not args.bundle:
+        if not args.profile:
+            raise UsageError("wichtel run needs --profile (or --bundle DIR of a provisioned device)")
+        return args
+    from provisioning.bundle import for_run
+    from provisioning.errors import ProvisioningError
+
+    try:
+        settings = for_run(args.bundle)
+    except ProvisioningError as e:
+        raise UsageError("--bundle %s: %s" % (args.bundle, e)) from e
+    for name, value in settings.items():
+        if name != "broker" or not args.broker:  # an explicit --broker wins (a test or staging broker)
+            setattr(args, name, value)
+    args.data_dir = args.data_dir or args.bundle
+    return args
 
 
 def _consent(agent: Agent, data: object, category: str, on: bool) -> dict:
@@ -331,7 +356,9 @@ def main(argv: list | None = None) -> int:
             return detect.run(args.file, args.output, args.detector)
         if args.command == "demo":
             return _demo(args)
-        return _run(args)
+        if args.command == "provision":
+            return provision_cli.run(args)
+        return _run(_from_bundle(args))
     except (ProfileFileError, TraceError, ConfigError, UsageError) as e:
         print("wichtel: " + str(e), file=sys.stderr)
         return EXIT_BAD_INPUT

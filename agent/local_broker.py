@@ -13,17 +13,10 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from provisioning import pki
+from provisioning import broker_rules, pki
 
 DEVICES = ("dev-1", "dev-2")
-ACL = """# Devices: write their own tree, read their own commands.
-pattern write wichtel/v1/%u/#
-pattern read wichtel/v1/%u/cmd/#
-# The operator's service reads everything and sends commands.
-user service
-topic read wichtel/v1/#
-topic write wichtel/v1/+/cmd/#
-"""
+ACL = broker_rules.acl()
 
 
 def free_port() -> int:
@@ -37,14 +30,27 @@ def available() -> bool:
 
 
 class Broker:
-    def __init__(self, directory: str) -> None:
+    """A Mosquitto on a loopback port. With fleet_dir (the output of `wichtel provision
+    broker`) it uses the manufacturer's files: CA chain, server certificate, CRL and ACL;
+    otherwise a small PKI of its own with two devices, a service and some bad certificates."""
+
+    def __init__(self, directory: str, fleet_dir: str | None = None) -> None:
         self.dir = directory
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log = os.path.join(directory, "mosquitto.log")
+        self.certs: dict = {}
+        if fleet_dir is not None:
+            self.ca_path = os.path.join(fleet_dir, "ca-chain.pem")
+            self.crl_path = os.path.join(fleet_dir, "crl.pem")
+            self.acl_path = os.path.join(fleet_dir, "acl")
+            self.conf = self._config(fleet_dir)
+            return
+        self.crl_path = ""
+        self.acl_path = os.path.join(directory, "acl")
         self.ca = pki.make_ca()
         self.ca_path, _ = self.ca.write(directory, "ca")
         pki.issue(self.ca, "localhost", server_names=["localhost", "127.0.0.1"]).write(directory, "server")
-        self.certs = {}
         for name in (*DEVICES, "service"):
             self.certs[name] = pki.issue(self.ca, name, client=True).write(directory, name)
         self.certs["expired"] = pki.issue(self.ca, "dev-1", client=True, days=1, not_before_days=-30).write(
@@ -57,9 +63,8 @@ class Broker:
         self.wrong_host_dir = os.path.join(directory, "wrong-host")
         os.makedirs(self.wrong_host_dir)
         pki.issue(self.ca, "elsewhere.example", server_names=["elsewhere.example"]).write(self.wrong_host_dir, "server")
-        with open(os.path.join(directory, "acl"), "w") as f:
+        with open(self.acl_path, "w") as f:
             f.write(ACL)
-        self.log = os.path.join(directory, "mosquitto.log")
         self.conf = self._config(directory)
 
     def _config(self, cert_dir: str) -> str:
@@ -69,24 +74,14 @@ class Broker:
                 # Run as root, mosquitto would switch to its own user, who cannot read the test's files.
                 f.write("user root\n")
             f.write(
-                "per_listener_settings false\n"
                 "persistence true\npersistence_location %s/\nautosave_interval 1\nset_tcp_nodelay true\n"
-                "allow_anonymous false\n"
-                "acl_file %s\n"
-                "listener %d 127.0.0.1\n"
-                "cafile %s\ncertfile %s\nkeyfile %s\n"
-                "require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n"
-                "log_dest file %s\nlog_type error\nlog_type warning\nlog_type notice\n"
-                % (
-                    self.dir,
-                    os.path.join(self.dir, "acl"),
-                    self.port,
-                    self.ca_path,
-                    os.path.join(cert_dir, "server.crt"),
-                    os.path.join(cert_dir, "server.key"),
-                    self.log,
-                )
+                "log_dest file %s\nlog_type error\nlog_type warning\nlog_type notice\n" % (self.dir, self.log)
             )
+            cert, key = os.path.join(cert_dir, "server.crt"), os.path.join(cert_dir, "server.key")
+            rules = broker_rules.listener(
+                self.port, self.ca_path, cert, key, self.acl_path, bind="127.0.0.1", crlfile=self.crl_path
+            )
+            f.write(rules)
         return path
 
     def start(self, wrong_host: bool = False) -> None:

@@ -1,5 +1,3 @@
-"""Manufacturer tooling for the factory host: PKI, device identities, bundles, release signing.
-
-Empty until the provisioning issue; the package exists so the layout and type checks
-cover it from the start.
+"""Manufacturer tooling for the factory host: PKI, device identities, setup codes, bundles,
+batches, revocation, broker files and flashing (docs/manufacturing.md).
 """

@@ -1,0 +1,138 @@
+"""The single-device flow for a Raspberry Pi: the device makes its key and a CSR, the
+factory host signs it into a bundle without a key; the key never leaves the device.
+"""
+
+import csv
+import io
+import json
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from provisioning import bundle, keys, pki, serials
+from provisioning.authority import Authority
+from provisioning.batch import MANIFEST_FIELDS, Issuer
+from provisioning.errors import BundleError, ProvisioningError, SerialError
+
+CSR_FILE = "device.csr"
+BATCH = "csr"  # the register's batch column for devices signed one by one
+
+
+def make_request(data_dir: str, serial: str) -> str:
+    """On the device: a new key in DATA_DIR/identity/device.key (0600) and a CSR beside it.
+    Refuses to replace a key that is already there. Returns the CSR's path."""
+    device_id = serials.device_id(serial)
+    ident = os.path.join(data_dir, "identity")
+    key_path = os.path.join(ident, bundle.IDENTITY_FILES["key"])
+    if os.path.exists(key_path):
+        raise ProvisioningError(
+            "%s exists: this device already has a key. Remove it only if the device is to get a new identity."
+            % key_path
+        )
+    os.makedirs(ident, mode=0o700, exist_ok=True)
+    key = pki.new_key()
+    keys.write_key(key_path, key)
+    csr = pki.make_csr(key, device_id, serials.normalize(serial))
+    path = os.path.join(ident, CSR_FILE)
+    keys.write_atomic(path, csr.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def sign_request(auth: Authority, profile_json: bytes, csr_path: str, out: str, host: str, port: int) -> dict[str, str]:
+    """On the factory host: certify the CSR's key for the device it names, and write OUT/pi
+    (no key), OUT/label.json and OUT/manifest.csv. Returns the manifest row."""
+    try:
+        with open(csr_path, "rb") as f:
+            csr = x509.load_pem_x509_csr(f.read())
+        public = pki.csr_public_key(csr)
+    except OSError as e:
+        raise ProvisioningError("--csr %s: cannot read (%s)" % (csr_path, e.strerror)) from e
+    except ValueError as e:
+        raise ProvisioningError("--csr %s: not a usable certificate request: %s" % (csr_path, e)) from e
+    names = csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    if not names:
+        raise SerialError("--csr %s: the request names no serial number (made by `wichtel provision csr`?)" % csr_path)
+    serial = serials.normalize(str(names[0].value))
+    device_id = serials.device_id(serial)
+    issued = auth.issued()
+    if serial in issued:
+        raise SerialError(
+            "serial %s already has a certificate (batch %s, %s): a serial belongs to one device. Revoke the old "
+            "one first if this device really needs a new identity."
+            % (serial, issued[serial]["batch"], issued[serial]["issued_at"])
+        )
+    if os.path.exists(out):
+        raise ProvisioningError("--out %s exists: refusing to overwrite another device's bundle" % out)
+    issuer = Issuer(keys.key_pem(auth.issuing.key), auth.issuing.cert_pem(), auth.org)
+    dev = issuer.make(serial, public)
+    fleet = bundle.Fleet(
+        profile_json,
+        host,
+        port,
+        auth.chain_pem(),
+        auth.update_root.public_bytes(serialization.Encoding.PEM),
+        auth.org,
+        BATCH,
+    )
+    tmp = out.rstrip("/") + ".tmp"
+    bundle.remove(tmp)
+    label_ref = "%s-%s" % (BATCH, device_id)
+    try:
+        bundle.write_device(tmp, fleet, dev, label_ref, layouts=(bundle.PI,))
+        bundle.verify(os.path.join(tmp, bundle.PI), auth.root, public_key=public, key_optional=True)
+        cert = dev.cert()
+        row = {
+            "serial": serial,
+            "device_id": device_id,
+            "cert_fingerprint": pki.fingerprint(cert),
+            "cert_serial": "%x" % cert.serial_number,
+            "label_ref": label_ref,
+        }
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(row)
+        keys.write_atomic(os.path.join(tmp, "manifest.csv"), text.getvalue().encode())
+        os.rename(tmp, out)
+    except BaseException:
+        bundle.remove(tmp)
+        raise
+    auth.record_issued(
+        [
+            {
+                "serial": serial,
+                "device_id": device_id,
+                "cert_serial": row["cert_serial"],
+                "fingerprint": row["cert_fingerprint"],
+                "batch": BATCH,
+                "issued_at": pki._now().isoformat(timespec="seconds"),
+            }
+        ]
+    )
+    return row
+
+
+def install(signed: str, data_dir: str) -> list[str]:
+    """On the device: copy the signed bundle's pi/ files into the data directory beside the
+    key made there, then verify the whole. Returns the files installed."""
+    src = os.path.join(signed, bundle.PI)
+    if not os.path.isdir(src):
+        raise BundleError("%s: no %s/ directory; expected the output of `wichtel provision sign`" % (signed, bundle.PI))
+    copied = []
+    for base, _, names in os.walk(src):
+        for name in names:
+            rel = os.path.relpath(os.path.join(base, name), src)
+            dest = os.path.join(data_dir, rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(os.path.join(base, name), "rb") as f:
+                keys.write_atomic(dest, f.read(), os.stat(os.path.join(base, name)).st_mode & 0o777)
+            copied.append(rel)
+    bundle.verify(data_dir)
+    return sorted(copied)
+
+
+def read_label(out: str) -> dict[str, str]:
+    with open(os.path.join(out, bundle.LABEL_FILE), encoding="utf-8") as f:
+        return {k: str(v) for k, v in json.load(f).items()}

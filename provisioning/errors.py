@@ -1,0 +1,37 @@
+"""Every error the provisioning tools raise, in one hierarchy.
+
+str() of each is the one paragraph the operator reads: what was given, what was
+expected, and what to do. The CLI turns any of them into exit code 2.
+"""
+
+
+class ProvisioningError(Exception):
+    """Input the factory tools cannot use; nothing half-written is left behind."""
+
+
+class SerialError(ProvisioningError):
+    """A serial number that is not a valid device id, or one given twice."""
+
+
+class AuthorityError(ProvisioningError):
+    """The manufacturer's PKI directory is missing, damaged, expired or not one chain."""
+
+
+class PassphraseError(ProvisioningError):
+    """A passphrase that is missing, empty, or does not open the key."""
+
+
+class BatchError(ProvisioningError):
+    """An output directory that holds a different batch, or a batch that cannot go on."""
+
+
+class DiskFullError(BatchError):
+    """The output disk filled up in the middle of a batch."""
+
+
+class BundleError(ProvisioningError):
+    """A device bundle that does not verify: chain, key, profile or layout."""
+
+
+class FlashError(ProvisioningError):
+    """No board, no mpremote, or a copy to the board that failed."""
