@@ -381,7 +381,7 @@ class ConsumableTracker:
 
     spec: the profile's consumable entry (capacity, source, dose, lead time).
     Level sensors go through a 5-reading median; a rise of more than 10% of capacity
-    that holds for the filter's majority is a refill; a fall of more than 40% of
+    (3% once a reorder was suggested) that holds for the filter's majority is a refill; a fall of more than 40% of
     capacity between two readings, a reading outside 0..capacity, or a sensor that
     reports the identical value 50 times in a row while usage goes on is a sensor
     fault, reported and not trusted.
@@ -449,7 +449,9 @@ class ConsumableTracker:
         window = sorted(self.readings[i] for i in range(min(self.n_readings, _WINDOW)))
         filtered = window[len(window) // 2]
         change = filtered - self.level
-        if change > 0.1 * self.capacity:
+        # After a reorder the delivery is expected: a smaller rise that holds is the refill
+        # too (a tank topped up while still nearly full), or no new reorder would follow.
+        if change > 0.1 * self.capacity or (self.reorder_sent and change > 0.03 * self.capacity):
             events += self._refilled(filtered)
         elif change < -0.4 * self.capacity:
             pct = -change / self.capacity * 100

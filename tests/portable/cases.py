@@ -546,6 +546,37 @@ def case_level_sensor_filters_noise_finds_refills_and_faults(data_dir: str) -> l
     return kinds
 
 
+def case_small_top_up_after_a_reorder_is_the_refill(data_dir: str) -> list:
+    spec = _detergent(data_dir)
+    # A delivery that takes 60 days: the reorder comes while the tank is nearly full.
+    tr = consumables.ConsumableTracker(spec, consumables.ReorderChoice(lead_time_days=60))
+    level = 1500.0
+    t = 0
+    kinds = []
+    for day in range(12):
+        for use in range(2):
+            level -= 10.0
+            t = day * consumables.DAY_MS + (8 + 6 * use) * 3_600_000
+            for ev in tr.reading(t, level):
+                kinds.append(ev[0])
+    assert consumables.REORDER in kinds and tr.reorder_sent and level > 0.8 * 1500, (kinds, level)
+    # The delivery arrives and the tank is topped up by 6% of capacity only.
+    after = []
+    for i in range(3):
+        for ev in tr.reading(t + (i + 1) * 60_000, level + 90.0):
+            after.append(ev[0])
+    assert consumables.REFILLED in after and not tr.reorder_sent, after
+    # Without a reorder outstanding, the same small rise is noise, not a refill.
+    quiet = consumables.ConsumableTracker(spec)
+    for i in range(3):
+        quiet.reading(i * 60_000, 1000.0)
+    rise = []
+    for i in range(3):
+        rise += quiet.reading((i + 4) * 60_000, 1090.0)
+    assert not [e for e in rise if e[0] == consumables.REFILLED]
+    return [kinds.count(consumables.REORDER), after]
+
+
 def case_stuck_sensor_is_reported(data_dir: str) -> list:
     tr = consumables.ConsumableTracker(_detergent(data_dir))
     t = 0
