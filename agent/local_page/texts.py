@@ -119,7 +119,8 @@ TEXTS = {
         "not_allowed": "That kind of request is not accepted here. Nothing was changed.",
         "internal": "The appliance could not do that. Nothing was changed.",
         "switched": "%s is now %s.",
-        "device_clock": "day %d, %02d:%02d (appliance clock)",
+        "device_clock": "day %d, %02d:%02d",
+        "when_device": "When (appliance clock)",
     },
     "de": {
         "lang_name": "Deutsch",
@@ -234,7 +235,8 @@ TEXTS = {
         "not_allowed": "Diese Art Anfrage wird hier nicht angenommen. Es wurde nichts geändert.",
         "internal": "Das Gerät konnte das nicht ausführen. Es wurde nichts geändert.",
         "switched": "%s ist jetzt %s.",
-        "device_clock": "Tag %d, %02d:%02d (Geräteuhr)",
+        "device_clock": "Tag %d, %02d:%02d",
+        "when_device": "Wann (Geräteuhr)",
     },
 }
 

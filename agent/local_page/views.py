@@ -71,8 +71,8 @@ def layout(view: View, title: str, body: str, signed_in: bool = True, current: s
             here = ' aria-current="page"' if page == current else ""
             items.append('<li><a href="%s"%s>%s</a></li>' % (_PATHS[page], here, e(t[page])))
         nav = (
-            '<nav aria-label="%s"><ul>%s</ul></nav>'
-            '<form method="post" action="/logout" class="signout">%s<button type="submit">%s</button></form>'
+            '<div class="navrow"><nav aria-label="%s"><ul>%s</ul></nav>'
+            '<form method="post" action="/logout" class="signout">%s<button type="submit">%s</button></form></div>'
             % (e(t["nav"]), "".join(items), _token(view), e(t["sign_out"]))
         )
     notice = '<p class="notice" role="status">%s</p>' % e(view.notice) if view.notice else ""
@@ -181,8 +181,8 @@ def privacy(agent: Agent, view: View) -> str:
                 '<input type="hidden" name="choice" value="%s">'
                 '<p class="state %s">%s</p><button type="submit" aria-label="%s: %s">%s</button></form>'
                 % (e(cid), _token(view), "off" if on else "on", "on" if on else "off",
-                   e(t["is_on"] if on else t["is_off"]), e(t["switch_off" if on else "switch_on"]),
-                   e(cat["title"][lang]), e(t["switch_off" if on else "switch_on"]))
+                   e(t["is_on"] if on else t["is_off"]), e(cat["title"][lang]),
+                   e(t["switch_off" if on else "switch_on"]), e(t["switch_off" if on else "switch_on"]))
             )  # fmt: skip
         fields = ", ".join("<code>%s</code>" % e(f) for f in cat["fields"])
         cards.append(
@@ -235,17 +235,18 @@ def my_data(agent: Agent, view: View) -> str:
     )
     sent = list(agent.sent_log.items())
     rows = "".join(
-        '<tr><td>%s</td><td>%s</td><td class="num">%d</td><td><code class="msg">%s</code></td></tr>'
-        % (e(device_time(m["t_ms"], view)), e(titles.get(m["category"], m["category"])), m["size"],
-           e(m["content"]))
+        '<tr><td data-label="%s">%s</td><td data-label="%s">%s</td><td class="num" data-label="%s">%d</td>'
+        '<td data-label="%s"><code class="msg">%s</code></td></tr>'
+        % (e(t["when_device"]), e(device_time(m["t_ms"], view)), e(t["category"]),
+           e(titles.get(m["category"], m["category"])), e(t["bytes"]), m["size"], e(t["content"]), e(m["content"]))
         for m in reversed(sent)
     )  # fmt: skip
     if rows:
         body += (
-            '<section class="card"><h2>%s</h2><div class="scroll"><table><thead><tr><th scope="col">%s</th>'
-            '<th scope="col">%s</th><th scope="col" class="num">%s</th><th scope="col">%s</th></tr></thead>'
+            '<section class="card"><h2>%s</h2><div class="scroll"><table class="sent"><thead><tr>'
+            '<th scope="col">%s</th><th scope="col">%s</th><th scope="col" class="num">%s</th><th scope="col">%s</th></tr></thead>'
             "<tbody>%s</tbody></table></div></section>"
-            % (e(t["sent_log"]), e(t["when"]), e(t["category"]), e(t["bytes"]), e(t["content"]), rows)
+            % (e(t["sent_log"]), e(t["when_device"]), e(t["category"]), e(t["bytes"]), e(t["content"]), rows)
         )
     else:
         body += '<section class="card"><h2>%s</h2><p>%s</p></section>' % (e(t["sent_log"]), e(t["no_sent"]))
