@@ -244,7 +244,8 @@ def my_data(agent: Agent, view: View) -> str:
     if rows:
         body += (
             '<section class="card"><h2>%s</h2><div class="scroll"><table class="sent"><thead><tr>'
-            '<th scope="col">%s</th><th scope="col">%s</th><th scope="col" class="num">%s</th><th scope="col">%s</th></tr></thead>'
+            '<th scope="col">%s</th><th scope="col">%s</th><th scope="col" class="num">%s</th>'
+            '<th scope="col">%s</th></tr></thead>'
             "<tbody>%s</tbody></table></div></section>"
             % (e(t["sent_log"]), e(t["when_device"]), e(t["category"]), e(t["bytes"]), e(t["content"]), rows)
         )
