@@ -8,13 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 MP_STAMP := tools/mpwasm/node_modules/.installed
-# Debian packages the suite needs; installed only when missing.
-APT_PACKAGES := mosquitto
+# Debian packages the suite needs (chromium: browser tests of the local page); installed only when missing.
+APT_PACKAGES := mosquitto chromium
 
 .PHONY: demo test setup lint bench clean
 
 demo: setup
-	$(PY) -m agent demo
+	$(PY) -m agent demo --page 127.0.0.1:8080
 
 test: setup
 	$(PY) -m ruff check .

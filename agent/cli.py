@@ -5,17 +5,21 @@ Exit codes: 0 success, 2 bad input (profile, trace, arguments), 1 anything unexp
 
 import argparse
 import asyncio
-import json
 import os
+import signal
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
-from agent import detect, device, host
+from agent import detect, device, host, setup_code
+from agent.core.clock import ScaledClock
 from agent.core.consumables import ReorderChoice
 from agent.core.detectors import DETECTORS
 from agent.core.errors import ConfigError
 from agent.core.pipeline import Agent
 from agent.demo import Narrator
+from agent.device_data import DeviceData
 from agent.profile_loader import ProfileFileError, compile_json, example, load
 from agent.replay import TraceError
 from agent.sim.appliances import FAULTS
@@ -72,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ca", help="the broker's CA certificate (PEM), pinned")
     run.add_argument("--cert", help="this device's certificate (PEM)")
     run.add_argument("--key", help="this device's private key (PEM)")
+    run.add_argument("--page", metavar="HOST:PORT", help="serve the local privacy page on this address only (off "
+                     "unless given); the data directory must hold identity/setup_code.json")  # fmt: skip
     run.add_argument(
         "--reorder-choice", action="append", default=[], metavar="ID=MODE[:PRODUCT[@RETAILER]]",
         help="the user's reorder choice for a consumable: off, remind (default) or share",
@@ -112,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a simulated washing machine whose drain pump clogs")
     demo.add_argument("--speed", type=float, default=0.0, help="times real time; 0 = as fast as possible (default)")
     demo.add_argument("--hours", type=float, default=120.0)
+    demo.add_argument("--page", metavar="HOST:PORT", help="also serve the local privacy page here; the demo then "
+                      "goes on in real time until Ctrl-C")  # fmt: skip
     return p
 
 
@@ -135,7 +143,8 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
             narrator.say("The user switched on '%s' on the local page: %s" % (cat, narrator.purposes[cat]))
     off = [c["id"] for c in profile["data_categories"] if not agent.consent.allows(c["id"])]
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
-    asyncio.run(_run_agent(agent, args, narrator))
+    page = _page_address(args, data, narrator)
+    asyncio.run(_run_agent(agent, args, narrator, data, page))
     device.close_device(agent, data)
     for problem in agent.outbox.problems:
         narrator.say("Outbox: " + problem)
@@ -148,10 +157,84 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     return 0
 
 
-async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator) -> None:
+def _page_address(args: argparse.Namespace, data: DeviceData | None, narrator: Narrator) -> tuple | None:
+    """(host, port, setup-code record) for --page, or None. The demo device gets a fresh
+    setup code, printed here; any other device must have the record from provisioning."""
+    spec = getattr(args, "page", None)
+    if not spec:
+        return None
+    host_name, _, port = spec.rpartition(":")
+    if not host_name or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError("--page %s: expected HOST:PORT, e.g. 127.0.0.1:8080" % spec)
+    if data is None:
+        raise UsageError("--page needs the device's data directory (--data-dir or --bundle)")
+    identity = os.path.join(data.root, "identity")
+    code = ""
+    if getattr(args, "demo_setup_code", False):
+        os.makedirs(identity, exist_ok=True)
+        code = setup_code.new_code()
+        setup_code.write_record(identity, setup_code.hash_code(code))
+    try:
+        record = setup_code.read_record(identity)
+    except setup_code.SetupCodeError as e:
+        raise UsageError("--page: %s (a provisioned bundle has it)" % e) from e
+    narrator.say("The local privacy page: http://%s:%s/ (only on that address)" % (host_name, port))
+    if code:
+        narrator.say("Setup code of the demo device (printed on its label): " + code)
+    return host_name, int(port), record
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run work until it ends or stop is set; True if stopped."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()
+        return False
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    return True
+
+
+async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator, data: DeviceData | None = None,
+                     page_at: tuple | None = None) -> None:  # fmt: skip
+    stop = asyncio.Event()
+    page = None
+    if page_at is not None:
+        from agent.local_page.server import LocalPage  # microdot only where a page is wanted
+
+        page = LocalPage(agent, data, page_at[2])
+        try:
+            await page.start(page_at[0], page_at[1])
+        except OSError as e:
+            raise UsageError("--page %s:%d: cannot listen there (%s)" % (page_at[0], page_at[1], e)) from e
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # end cleanly: the device's state is stored
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await _uplink_and_run(agent, args, narrator, stop, page is not None and getattr(args, "stay", False))
+    finally:
+        if page is not None:
+            await page.stop()
+
+
+async def _uplink_and_run(agent: Agent, args: argparse.Namespace, narrator: Narrator, stop: asyncio.Event,
+                          stay: bool) -> None:  # fmt: skip
+    async def run() -> None:
+        if await _until_stopped(agent.run(int(args.hours * _HOUR_MS)), stop) or not stay:
+            return
+        narrator.say("The appliance goes on in real time with the page up; Ctrl-C ends the demo.")
+        agent.clock = ScaledClock(1.0, agent.clock.now_ms())
+        await _until_stopped(agent.run(10 * 365 * 24 * _HOUR_MS), stop)
+
     broker = getattr(args, "broker", None)
     if not broker:
-        await agent.run(int(args.hours * _HOUR_MS))
+        await run()
         return
     from agent.uplink_paho import PahoUplink, UplinkConfig  # paho only where an uplink is wanted
 
@@ -164,7 +247,7 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator)
     agent.uplink = uplink
     uplink.start()
     try:
-        await agent.run(int(args.hours * _HOUR_MS))
+        await run()
         # What is waiting goes out if the broker can be reached within a few seconds.
         for _ in range(50):
             if not len(agent.outbox):
@@ -231,26 +314,22 @@ def _data_command(args: argparse.Namespace) -> int:
     for message in messages:
         print(message, file=sys.stderr)
     if args.action == "export":
-        text = json.dumps(agent.export(), indent=1, sort_keys=True, ensure_ascii=False)
+        text = device.export_text(agent)
         if args.output:
             with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+                f.write(text)
             print("%s: everything this device holds about its use (docs/export.md)" % args.output, file=sys.stderr)
         else:
-            print(text)
+            print(text, end="")
         return 0
-    agent.erase(agent.clock.now_ms())
-    pending = [m for m in agent.outbox.items() if b'"erasure_request"' in m[1]]
+    pending = device.erase(agent, data, agent.clock.now_ms())
     removed: list = []
     if data is not None and args.action == "factory-reset":
         removed = data.factory_reset()
-    elif data is not None:
-        data.erase()
-    device.close_device(agent, data)
     print("Erased: consent history, learned models, stored events and the sent log. All optional categories are off.")
     if args.action == "factory-reset":
         print("Identity material removed: %s." % (", ".join(removed) or "none"))
-    print("%d erasure requests wait for the uplink to tell upstream to erase what it holds." % len(pending))
+    print("%d erasure requests wait for the uplink to tell upstream to erase what it holds." % pending)
     return 0
 
 
@@ -280,6 +359,7 @@ def _demo(args: argparse.Namespace) -> int:
     demo_args = argparse.Namespace(
         profile=example("washing_machine"), replay=None, seed=7, fault=["pump_clog"], fault_onset=8, fault_ramp=4,
         consent=["maintenance"], device_id="dev-1", speed=args.speed, hours=args.hours, broker=None,
+        page=args.page, demo_setup_code=True, stay=True, data_dir=None,
     )  # fmt: skip
     if not local_broker.available():
         print("(Mosquitto is not installed here: the demo runs without an uplink; `make demo` installs it.)")

@@ -5,6 +5,7 @@
 stores it again. The CLI's run, consent and data commands all go through here.
 """
 
+import json
 import math
 import os
 
@@ -64,6 +65,7 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
 
 
 def close_device(agent: Agent, data: DeviceData | None) -> None:
+    """Store what the device learned and logged (also after each change on the local page)."""
     if data is None:
         return
     data.save_state({
@@ -83,3 +85,19 @@ def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: b
     if agent.apply_consent(receipt) and data is not None:
         data.rewrite_consent(agent.consent.history)
     return receipt
+
+
+def export_text(agent: Agent) -> str:
+    """Everything the device holds about its use, as the export file (docs/export.md)."""
+    return json.dumps(agent.export(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def erase(agent: Agent, data: DeviceData | None, t_ms: int) -> int:
+    """Wipe what the device holds about its use, on flash too, and ask upstream to erase;
+    a fresh pseudonym key from now on. Returns how many erasure requests wait to go."""
+    agent.erase(t_ms)
+    if data is not None:
+        data.erase()
+        agent.gate.key = data.pseudonym_key()
+        close_device(agent, data)
+    return len([m for m in agent.outbox.items() if b'"erasure_request"' in m[1]])

@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from agent.core.consumables import ReorderChoice
     from agent.core.gate import Decision
     from agent.core.interfaces import Clock, Driver, Observer, PhaseSource, Uplink
 
@@ -183,6 +184,23 @@ class Agent:
             except StateError as e:
                 problems.append(str(e) + "; starting with a fresh model")
         return problems
+
+    def consumable(self, consumable_id: str) -> ConsumableRuntime:
+        """The runtime of one consumable; ConfigError naming the known ones otherwise."""
+        for stock in self.stock:
+            if stock.tracker.id == consumable_id:
+                return stock
+        known = ", ".join(s.tracker.id for s in self.stock) or "none"
+        raise ConfigError("no consumable " + repr(consumable_id) + "; known: " + known)
+
+    def set_reorder_choice(self, consumable_id: str, choice: "ReorderChoice") -> None:
+        """The user's reorder choice (off / remind / share, product, retailer, lead time)."""
+        self.consumable(consumable_id).tracker.choice = choice
+
+    def refilled(self, consumable_id: str, t_ms: int) -> None:
+        """The user says "I refilled": the level is full again, its events go the usual way."""
+        stock = self.consumable(consumable_id)
+        self._stock_events(stock, t_ms, stock.tracker.refill(t_ms))
 
     def _stock_events(self, stock: ConsumableRuntime, t_ms: int, events: list) -> None:
         for kind, fields in events:

@@ -1,0 +1,332 @@
+"""The local page without a browser: access rules at their bounds, and every route through
+microdot's test client (a real request parser and dispatcher, no socket)."""
+
+import asyncio
+import json
+import os
+import re
+
+import pytest
+from microdot.test_client import TestClient
+
+from agent import device, profile_loader, setup_code
+from agent.local_page import access, texts
+from agent.local_page.server import SECURITY_HEADERS, LocalPage
+
+CODE = "K7M2P-9QXR4"
+
+
+# -- access rules (no I/O, time passed in) --------------------------------------------
+def test_wrong_codes_are_free_five_times_then_the_wait_doubles_up_to_its_bound() -> None:
+    throttle = access.LoginThrottle()
+    waits = [throttle.failed("a", 0.0) for _ in range(access.FREE_FAILURES - 1)]
+    assert waits == [0.0] * (access.FREE_FAILURES - 1)
+    waits = [throttle.failed("a", 0.0) for _ in range(12)]
+    assert waits[:4] == [1.0, 2.0, 4.0, 8.0]
+    assert max(waits) == access.MAX_DELAY_S and waits[-1] == access.MAX_DELAY_S
+    assert throttle.wait_s("a", 10.0) == access.MAX_DELAY_S - 10.0
+    assert throttle.wait_s("b", 10.0) == 0.0  # another client is not held up
+    throttle.succeeded("a")
+    assert throttle.wait_s("a", 10.0) == 0.0
+
+
+def test_the_gatekeeper_does_not_even_check_a_code_while_the_client_must_wait() -> None:
+    gate = access.Gatekeeper(setup_code.hash_code(CODE, iterations=setup_code.MIN_ITERATIONS))
+    for _ in range(access.FREE_FAILURES):
+        assert gate.login("a", "WRONG-CODE2", 0.0)[0] is None
+    session, wait = gate.login("a", CODE, 0.5)  # the right code, but too soon
+    assert session is None and wait == 0.5
+    session, wait = gate.login("a", CODE, 1.0)
+    assert session is not None and wait == 0.0
+    assert gate.throttle.wait_s("a", 1.0) == 0.0  # success forgets the failures
+
+
+def test_failed_attempt_memory_is_bounded_and_extra_clients_share_one_throttle() -> None:
+    throttle = access.LoginThrottle()
+    for i in range(access.MAX_TRACKED_CLIENTS * 3):
+        for _ in range(access.FREE_FAILURES + 1):
+            throttle.failed("10.0.%d.%d" % (i // 250, i % 250), 0.0)
+        assert len(throttle) <= access.MAX_TRACKED_CLIENTS
+    assert len(throttle) == access.MAX_TRACKED_CLIENTS
+    # A never-seen address is not a fresh start: it lands in the shared, already throttled entry.
+    assert throttle.wait_s("192.168.1.99", 0.0) > 0
+    # Quiet clients are forgotten after FORGET_FAILURES_S.
+    assert throttle.wait_s("192.168.1.99", access.FORGET_FAILURES_S + access.MAX_DELAY_S) == 0.0
+    assert len(throttle) == 0
+
+
+def test_sessions_are_bounded_random_and_expire_idle_and_absolute() -> None:
+    table = access.SessionTable()
+    first = table.open(0.0)
+    others = [table.open(float(i)) for i in range(1, access.MAX_SESSIONS)]
+    assert len(table) == access.MAX_SESSIONS
+    newest = table.open(100.0)  # one more: the least recently used goes
+    assert len(table) == access.MAX_SESSIONS and table.get(first.id, 100.0) is None
+    assert table.get(newest.id, 100.0) is newest
+    assert len({s.id for s in others} | {newest.id}) == access.MAX_SESSIONS and len(newest.id) >= 40
+    assert table.get(newest.id, 100.0 + access.SESSION_IDLE_S - 1) is newest
+    assert table.get(newest.id, 100.0 + 2 * access.SESSION_IDLE_S) is None  # idle too long
+    s = table.open(0.0)
+    t = 0.0
+    while t + access.SESSION_IDLE_S / 2 < access.SESSION_MAX_S:
+        t += access.SESSION_IDLE_S / 2
+        assert table.get(s.id, t) is s  # kept alive by use ...
+    assert table.get(s.id, access.SESSION_MAX_S) is None  # ... but never past the absolute limit
+    assert table.get(None, 0.0) is None and table.get("", 0.0) is None
+
+
+def test_language_follows_the_browser_unless_the_user_switched() -> None:
+    assert texts.pick("de-DE,de;q=0.9,en;q=0.8") == "de"
+    assert texts.pick("fr-FR,en;q=0.5,de;q=0.4") == "en"
+    assert texts.pick("en;q=0.2, de;q=0.7") == "de"
+    assert texts.pick("fr, it") == "en" and texts.pick("") == "en"
+    assert texts.pick("de", "en") == "en" and texts.pick("en", "xx") == "en"
+    assert set(texts.TEXTS["en"]) == set(texts.TEXTS["de"])
+
+
+# -- the routes ------------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def page(tmp_path: "os.PathLike[str]") -> tuple:
+    profile = profile_loader.load(profile_loader.example("washing_machine"))
+    root = os.path.join(tmp_path, "device")
+    os.makedirs(os.path.join(root, "identity"))
+    setup_code.write_record(os.path.join(root, "identity"),
+                            setup_code.hash_code(CODE, iterations=setup_code.MIN_ITERATIONS))  # fmt: skip
+    agent, data, _ = device.open_device(profile, root, "dev-1")
+    clock = Clock()
+    record = setup_code.read_record(os.path.join(root, "identity"))
+    return LocalPage(agent, data, record, now=clock, wall=lambda: 1_700_000_000), agent, clock, root
+
+
+def _form(**fields: str) -> tuple:
+    from urllib.parse import urlencode
+
+    return {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(fields)
+
+
+async def _login(client: TestClient, code: str = CODE) -> object:
+    res = await client.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', res.text).group(1)
+    headers, body = _form(nonce=nonce, code=code)
+    return await client.post("/login", headers=headers, body=body)
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def _assert_secure(res: object) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert res.headers[name] == value, name  # type: ignore[attr-defined]
+
+
+def test_nothing_is_shown_before_login_and_the_login_sets_a_strict_cookie(page: tuple) -> None:
+    lp, _agent, _, _ = page
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        for path in ("/", "/privacy", "/data", "/data/export.json", "/consumables", "/device", "/data/erase"):
+            res = await client.get(path)
+            assert res.status_code == 303 and res.headers["Location"] == "/login", path
+            _assert_secure(res)
+        res = await client.get("/login")
+        assert "WM 8 Eco" not in res.text and "dev-1" not in res.text
+        _assert_secure(res)
+        res = await _login(client)
+        assert res.status_code == 303
+        cookie = next(c for c in res.headers["Set-Cookie"] if c.startswith("wichtel_session="))
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=%d" % access.SESSION_MAX_S in cookie
+        res = await client.get("/")
+        assert res.status_code == 200 and "WM 8 Eco" in res.text and "<script" not in res.text
+        _assert_secure(res)
+
+    asyncio.run(go())
+
+
+def test_a_post_without_session_or_without_form_token_is_refused_and_changes_nothing(page: tuple) -> None:
+    lp, agent, _, _ = page
+
+    async def go() -> None:
+        stranger = TestClient(lp.app)
+        headers, body = _form(choice="on", csrf="guess")
+        res = await stranger.post("/privacy/usage_statistics", headers=headers, body=body)
+        assert res.status_code == 403 and "not signed in" in res.text
+        client = TestClient(lp.app)
+        await _login(client)
+        headers, body = _form(choice="on")
+        res = await client.post("/privacy/usage_statistics", headers=headers, body=body)
+        assert res.status_code == 403 and "Nothing was changed" in res.text
+        headers, body = _form(choice="on", csrf="x" * 43)
+        res = await client.post("/privacy/usage_statistics", headers=headers, body=body)
+        assert res.status_code == 403
+        res = await client.post("/data/erase", headers=_form(confirm="yes")[0], body=_form(confirm="yes")[1])
+        assert res.status_code == 403
+        assert agent.consent.choices()["usage_statistics"] == "off" and agent.consent.history == []
+
+    asyncio.run(go())
+
+
+def test_consent_consumables_refill_export_and_erase_through_the_page(page: tuple) -> None:
+    lp, agent, _, root = page
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        token = _csrf((await client.get("/privacy")).text)
+        headers, body = _form(choice="on", csrf=token)
+        res = await client.post("/privacy/usage_statistics", headers=headers, body=body)
+        assert res.status_code == 303
+        assert agent.consent.choices()["usage_statistics"] == "on"
+        text = (await client.get("/privacy")).text
+        assert "Usage statistics is now On." in text and "1970" not in text
+        assert os.path.getsize(os.path.join(root, "consent.journal")) > 0  # stored, not only in memory
+        # Bad input: a clear page, nothing changed.
+        for path, fields in (("/privacy/usage_statistics", {"choice": "maybe"}), ("/privacy/nope", {"choice": "on"}),
+                             ("/privacy/essential", {"choice": "off"}),
+                             ("/consumables/detergent", {"mode": "buy-now"}),
+                             ("/consumables/detergent", {"mode": "share", "lead_time_days": "99"}),
+                             ("/consumables/detergent", {"mode": "share", "product": "x" * 81}),
+                             ("/consumables/nope", {"mode": "off"}), ("/data/erase", {})):  # fmt: skip
+            headers, body = _form(csrf=token, **fields)
+            res = await client.post(path, headers=headers, body=body)
+            assert res.status_code == 400, path
+            assert "Nothing was changed" in res.text
+            _assert_secure(res)
+        assert agent.consent.choices() == {"essential": "on", "maintenance": "off", "usage_statistics": "on",
+                                           "consumables": "off"}  # fmt: skip
+        assert agent.consumable("detergent").tracker.choice.mode == "remind"
+        headers, body = _form(csrf=token, mode="share", product="EcoWash", retailer="Corner shop", lead_time_days="5")
+        assert (await client.post("/consumables/detergent", headers=headers, body=body)).status_code == 303
+        choice = agent.consumable("detergent").tracker.choice
+        assert (choice.mode, choice.product, choice.retailer, choice.lead_time_days) == (
+            "share",
+            "EcoWash",
+            "Corner shop",
+            5.0,
+        )
+        assert 'value="EcoWash"' in (await client.get("/consumables")).text
+        agent.consumable("detergent").tracker.level = 100.0
+        headers, body = _form(csrf=token)
+        assert (await client.post("/consumables/detergent/refilled", headers=headers, body=body)).status_code == 303
+        assert agent.consumable("detergent").tracker.level == 1500.0
+        res = await client.get("/data/export.json")
+        assert res.headers["Content-Type"].startswith("application/json")
+        assert "attachment" in res.headers["Content-Disposition"]
+        assert json.loads(res.text) == json.loads(device.export_text(agent))
+        assert json.loads(res.text)["format"] == "wichtel-export/1"
+        assert 'type="checkbox"' in (await client.get("/data/erase")).text  # asks first
+        headers, body = _form(csrf=token, confirm="yes")
+        assert (await client.post("/data/erase", headers=headers, body=body)).status_code == 303
+        assert agent.consent.history == [] and agent.consent.choices()["usage_statistics"] == "off"
+        assert agent.consumable("detergent").tracker.choice.mode == "remind"
+        assert not os.path.exists(os.path.join(root, "consent.journal"))
+        assert os.path.exists(os.path.join(root, "identity", setup_code.FILE_NAME))  # the label still works
+        assert "Erased. 3 erasure requests" in (await client.get("/data")).text
+
+    asyncio.run(go())
+
+
+def test_german_pages_and_the_switch(page: tuple) -> None:
+    lp, _, _, _ = page
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        res = await client.get("/login", headers={"Accept-Language": "de-DE,de;q=0.9"})
+        assert 'lang="de"' in res.text and "Einrichtungscode" in res.text
+        res = await client.get("/lang/en?next=/login")
+        assert res.status_code == 303 and res.headers["Location"] == "/login"
+        assert "Setup code" in (await client.get("/login", headers={"Accept-Language": "de"})).text
+        res = await client.get("/lang/de?next=//evil.example/")
+        assert res.headers["Location"] == "/"  # never off the page
+        await _login(client)
+        for path in ("/", "/privacy", "/data", "/consumables", "/device"):
+            assert 'lang="de"' in (await client.get(path)).text
+
+    asyncio.run(go())
+
+
+def test_sessions_expire_and_logout_ends_them(page: tuple) -> None:
+    lp, _, clock, _ = page
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        assert (await client.get("/device")).status_code == 200
+        clock.t += access.SESSION_IDLE_S
+        assert (await client.get("/device")).status_code == 303
+        await _login(client)
+        token = _csrf((await client.get("/device")).text)
+        headers, body = _form(csrf=token)
+        assert "signed out" in (await client.post("/logout", headers=headers, body=body)).text
+        assert (await client.get("/device")).status_code == 303
+        assert len(lp.gate.sessions) == 0
+
+    asyncio.run(go())
+
+
+def test_wrong_codes_are_rate_limited_on_the_page(page: tuple) -> None:
+    lp, _, clock, _ = page
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        for _ in range(access.FREE_FAILURES - 1):
+            res = await _login(client, "AAAAA-AAAAA")
+            assert res.status_code == 403 and "not right" in res.text
+        res = await _login(client, "AAAAA-AAAAA")  # the fifth: from now on a wait
+        assert res.status_code == 429 and "try again in 1 s" in res.text
+        res = await _login(client)  # the right code, too soon: not even checked
+        assert res.status_code == 429
+        clock.t += 1
+        res = await _login(client, "AAAAA-AAAAA")
+        assert res.status_code == 429 and "try again in 2 s" in res.text
+        clock.t += 2
+        assert (await _login(client)).status_code == 303
+
+    asyncio.run(go())
+
+
+def test_request_body_bound_and_bad_requests_over_a_real_socket(page: tuple) -> None:
+    lp, agent, _, _ = page
+
+    async def raw(port: int, request: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+        return data
+
+    async def go() -> None:
+        from agent.local_broker import free_port
+
+        port = free_port()
+        await lp.start("127.0.0.1", port)
+        try:
+            for size, status in ((access.MAX_BODY_BYTES, b"403"), (access.MAX_BODY_BYTES + 1, b"413")):
+                body = b"choice=on&pad=" + b"x" * (size - 14)
+                assert len(body) == size
+                head = (
+                    b"POST /privacy/maintenance HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                )
+                reply = await raw(port, head + b"\r\nContent-Length: %d\r\n\r\n" % size + body)
+                assert reply.split(b"\r\n", 1)[0].split()[1] == status, size
+                assert b"Content-Security-Policy: default-src 'self'" in reply
+            reply = await raw(port, b"NONSENSE\r\n\r\n")
+            assert reply.split()[1] == b"400" and b"X-Frame-Options: DENY" in reply
+            reply = await raw(port, b"GET /nowhere HTTP/1.1\r\n\r\n")
+            assert reply.split()[1] == b"404" and b"dev-1" not in reply and b"WM 8" not in reply
+            reply = await raw(port, b"PUT /login HTTP/1.1\r\n\r\n")
+            assert reply.split()[1] == b"405"
+        finally:
+            await lp.stop()
+        assert agent.consent.history == []
+
+    asyncio.run(go())

@@ -1,0 +1,272 @@
+"""The local page in a real browser: Debian's Chromium driven by Playwright, against a
+running `wichtel run --page` process and a real Mosquitto (or no broker at all).
+
+Screenshots of every page, phone and desktop, go to docs/screenshots/.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from agent import profile_loader, setup_code
+from agent.local_broker import Service, free_port
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHOTS = os.path.join(ROOT, "docs", "screenshots")
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
+CODE = "K7M2P-9QXR4"
+# 2 simulated hours per second: a 6-hour usage window closes every 3 s.
+SPEED = 7200
+
+
+@pytest.fixture(scope="module")
+def browser() -> object:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("chromium is not installed: run `make test` (it installs the Debian package)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Device:
+    """A `wichtel run --page` process on a data directory holding a setup-code record."""
+
+    def __init__(self, tmp: str, broker_args: list) -> None:
+        self.dir = os.path.join(tmp, "device")
+        os.makedirs(os.path.join(self.dir, "identity"))
+        setup_code.write_record(os.path.join(self.dir, "identity"), setup_code.hash_code(CODE))
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.log = open(os.path.join(tmp, "agent.log"), "w+")
+        cmd = [sys.executable, "-m", "agent", "run", "--profile", profile_loader.example("washing_machine"),
+               "--simulate", "--speed", str(SPEED), "--hours", "2000", "--device-id", "dev-1",
+               "--data-dir", self.dir, "--page", "127.0.0.1:%d" % self.port, *broker_args]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/login", timeout=1) as res:
+                    assert res.status == 200
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.log.seek(0)
+                    raise RuntimeError("the agent did not serve its page:\n" + self.log.read()) from None
+                time.sleep(0.1)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def _shoot(page: object, name: str) -> None:
+    """The current page at both viewports into docs/screenshots/NAME-phone|desktop.png."""
+    os.makedirs(SHOTS, exist_ok=True)
+    for label, size in VIEWPORTS.items():
+        page.set_viewport_size(size)  # type: ignore[attr-defined]
+        page.screenshot(path=os.path.join(SHOTS, "%s-%s.png" % (name, label)), full_page=True)  # type: ignore[attr-defined]
+    page.set_viewport_size(VIEWPORTS["desktop"])  # type: ignore[attr-defined]
+
+
+def _login(page: object, url: str, code: str) -> None:
+    page.goto(url + "/login")  # type: ignore[attr-defined]
+    page.get_by_label("Setup code").fill(code)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+
+
+def _usage(service: Service) -> int:
+    return len(service.received("/usage_statistics"))
+
+
+def test_the_page_in_chromium_against_mosquitto(browser: object, broker: object, tmp_path: object) -> None:
+    service = Service(broker)  # type: ignore[arg-type]
+    crt, key = broker.certs["dev-1"]  # type: ignore[attr-defined]
+    dev = Device(str(tmp_path), ["--broker", "localhost:%d" % broker.port, "--ca", broker.ca_path,  # type: ignore[attr-defined]
+                                 "--cert", crt, "--key", key])  # fmt: skip
+    try:
+        context = browser.new_context(locale="en-GB", accept_downloads=True)  # type: ignore[attr-defined]
+        page = context.new_page()
+        # Nothing before login; the login page itself.
+        page.goto(dev.url + "/privacy")
+        assert page.url.endswith("/login") and "WM 8 Eco" not in page.content()
+        _shoot(page, "login")
+        # Wrong codes: free four times, then a wait that even the right code must sit out.
+        for _ in range(5):
+            _login(page, dev.url, "AAAAA-BBBBB")
+        assert "try again in 1 s" in page.get_by_role("alert").inner_text()
+        _login(page, dev.url, CODE)
+        assert page.url.endswith("/login") and "try again in" in page.get_by_role("alert").inner_text()
+        time.sleep(1.1)
+        _login(page, dev.url, CODE)
+        assert page.url == dev.url + "/"
+        page.get_by_role("heading", name="Brunnhilde Hausgeräte WM 8 Eco").wait_for()
+        assert "connected (TLS)" in page.content()
+        _shoot(page, "overview")
+
+        # A category on: its messages start at the broker; off: they stop.
+        page.get_by_role("link", name="Privacy").click()
+        time.sleep(4)  # more than one usage window while the category is off
+        assert _usage(service) == 0
+        page.get_by_role("button", name="Usage statistics: Switch on").click()
+        assert "Usage statistics is now On." in page.get_by_role("status").inner_text()
+        assert len(service.wait_for(1, timeout=20, topic_part="/usage_statistics")) >= 1
+        page.get_by_role("button", name="Usage statistics: Switch off").click()
+        assert "Usage statistics is now Off." in page.get_by_role("status").inner_text()
+        time.sleep(1.5)  # what was in flight when the switch went off
+        after_off = _usage(service)
+        time.sleep(7)  # two more usage windows
+        assert _usage(service) == after_off
+        essential = [json.loads(m[1]) for m in service.received("/essential")]
+        receipts = [(m["data"]["category"], m["data"]["choice"]) for m in essential if m["kind"] == "consent_receipt"]
+        assert receipts == [("usage_statistics", "on"), ("usage_statistics", "off")]
+        assert any(m["kind"] == "erasure_request" for m in essential)
+        assert page.get_by_role("table").get_by_role("row").count() == 3  # header + two choices
+        _shoot(page, "privacy")
+
+        # My data: the export file, the sent log.
+        page.get_by_role("link", name="My data").click()
+        with page.expect_download() as dl:
+            page.get_by_role("link", name="Download everything (JSON)").click()
+        with open(dl.value.path(), encoding="utf-8") as f:
+            exported = json.load(f)
+        assert exported["format"] == "wichtel-export/1" and exported["device"] == "dev-1"
+        assert [h["choice"] for h in exported["consent"]["history"]] == ["on", "off"]
+        assert any(m["category"] == "usage_statistics" for m in exported["sent"])
+        assert "What left your home" in page.content()
+        _shoot(page, "data")
+
+        # Consumables: the user's own choice of product and shop, then "I refilled".
+        page.get_by_role("link", name="Consumables").click()
+        page.get_by_label("Share a reorder suggestion with my shop").check()
+        page.get_by_label("Brand or product (your choice)").fill("EcoWash Sensitive")
+        page.get_by_label("Shop (your choice)").fill("Corner shop")
+        page.get_by_label("Delivery takes (days)").fill("5")
+        page.get_by_role("button", name="Save").click()
+        assert page.get_by_role("status").inner_text() == "Saved."
+        assert page.get_by_label("Brand or product (your choice)").input_value() == "EcoWash Sensitive"
+        page.get_by_role("button", name="I refilled it").click()
+        assert "is full again" in page.get_by_role("status").inner_text()
+        _shoot(page, "consumables")
+
+        page.get_by_role("link", name="Device").click()
+        assert "no update service yet" in page.content() and "0.1.0" in page.content()
+        _shoot(page, "device")
+
+        # Requests the page must refuse: no session, and a session without the form token.
+        stranger = browser.new_context()  # type: ignore[attr-defined]
+        res = stranger.request.post(dev.url + "/privacy/usage_statistics", form={"choice": "on"}, max_redirects=0)
+        assert res.status == 403
+        stranger.close()
+        res = context.request.post(dev.url + "/privacy/usage_statistics", form={"choice": "on"}, max_redirects=0)
+        assert res.status == 403 and "Nothing was changed" in res.text()
+        res = context.request.post(dev.url + "/data/erase", form={"confirm": "yes", "csrf": "forged"},
+                                   max_redirects=0)  # fmt: skip
+        assert res.status == 403
+        page.get_by_role("link", name="Privacy").click()
+        assert page.get_by_role("button", name="Usage statistics: Switch on").count() == 1  # still off
+
+        # Erase, after a confirmation; then the device holds nothing about its use.
+        page.get_by_role("link", name="My data").click()
+        page.get_by_role("link", name="Erase my data").click()
+        _shoot(page, "erase")
+        page.get_by_role("button", name="Erase now").click()
+        assert page.url.endswith("/data/erase")  # the box is not ticked: the browser does not send
+        page.get_by_label("Yes, erase everything the appliance holds about its use").check()
+        page.get_by_role("button", name="Erase now").click()
+        assert "Erased." in page.get_by_role("status").inner_text()
+        after = json.loads(context.request.get(dev.url + "/data/export.json").text())
+        assert after["consent"]["history"] == [] and after["events"] == []
+        assert all(m["category"] == "essential" for m in after["sent"])  # erasure requests, status only
+        assert after["learned"]["consumables"]["detergent"]["choice"]["product"] == ""
+        assert not os.path.exists(os.path.join(dev.dir, "consent.journal"))
+
+        # German, by the browser's language, and the switch back.
+        de = browser.new_context(locale="de-DE")  # type: ignore[attr-defined]
+        de_page = de.new_page()
+        de_page.goto(dev.url + "/")
+        assert de_page.get_by_role("heading", name="Bei Ihrem Gerät anmelden").count() == 1
+        de_page.get_by_label("Einrichtungscode").fill(CODE.lower())  # typed as it comes
+        de_page.get_by_role("button", name="Anmelden").click()
+        de_page.get_by_role("link", name="Datenschutz").click()
+        assert "Ihre bisherigen Entscheidungen" in de_page.content()
+        _shoot(de_page, "privacy-de")
+        de_page.get_by_role("link", name="English").click()
+        assert de_page.get_by_role("heading", name="Privacy").count() == 1
+        de.close()
+        context.close()
+    finally:
+        code = dev.stop()
+        service.close()
+    assert code == 0
+
+
+def test_every_function_works_with_the_broker_unreachable_and_by_keyboard(browser: object, tmp_path: object) -> None:
+    from agent.local_broker import Broker
+
+    certs = Broker(str(tmp_path))  # only its certificates: nothing listens on the port below
+    crt, key = certs.certs["dev-1"]
+    dev = Device(str(tmp_path), ["--broker", "localhost:%d" % free_port(), "--ca", certs.ca_path,
+                                 "--cert", crt, "--key", key])  # fmt: skip
+    try:
+        context = browser.new_context(locale="en-GB", accept_downloads=True)  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.goto(dev.url + "/")
+        # Keyboard only: the code field has the focus, Enter signs in; then the skip link
+        # comes first and every section and the sign-out button can be reached with Tab.
+        assert page.evaluate("document.activeElement.id") == "code"
+        page.keyboard.type(CODE)
+        page.keyboard.press("Enter")
+        page.wait_for_url(dev.url + "/")
+        assert "not connected" in page.content()
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        focused = []
+        for _ in range(8):
+            page.keyboard.press("Tab")
+            focused.append(page.evaluate("document.activeElement.textContent"))
+        assert {"Overview", "Privacy", "My data", "Consumables", "Device", "Sign out"} <= set(focused)
+        page.get_by_role("link", name="Privacy").focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Maintenance alerts: Switch on").click()
+        assert "Maintenance alerts is now On." in page.get_by_role("status").inner_text()
+        page.get_by_role("link", name="Consumables").click()
+        page.get_by_label("Off: no reminder").check()
+        page.get_by_role("button", name="Save").click()
+        assert page.get_by_role("status").inner_text() == "Saved."
+        export = json.loads(context.request.get(dev.url + "/data/export.json").text())
+        assert export["consent"]["current"]["maintenance"] == "on"
+        assert export["learned"]["consumables"]["detergent"]["choice"]["mode"] == "off"
+        assert any("consent_receipt" in m["payload"] for m in export["outbox"])  # waiting for the uplink
+        page.get_by_role("link", name="My data").click()
+        page.get_by_role("link", name="Erase my data").click()
+        page.get_by_label("Yes, erase everything the appliance holds about its use").check()
+        page.get_by_role("button", name="Erase now").click()
+        assert "Erased." in page.get_by_role("status").inner_text()
+        export = json.loads(context.request.get(dev.url + "/data/export.json").text())
+        assert export["consent"]["history"] == [] and export["consent"]["current"]["maintenance"] == "off"
+        assert any("erasure_request" in m["payload"] for m in export["outbox"])  # waits for the uplink
+        context.close()
+    finally:
+        code = dev.stop()
+    assert code == 0
