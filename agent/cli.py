@@ -322,7 +322,10 @@ def _data_command(args: argparse.Namespace) -> int:
         else:
             print(text, end="")
         return 0
-    pending = device.erase(agent, data, agent.clock.now_ms())
+    try:
+        pending = device.erase(agent, data, agent.clock.now_ms())
+    except OverflowError as e:
+        raise UsageError("nothing was erased: %s" % e) from None
     removed: list = []
     if data is not None and args.action == "factory-reset":
         removed = data.factory_reset()

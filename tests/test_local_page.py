@@ -10,6 +10,7 @@ import pytest
 from microdot.test_client import TestClient
 
 from agent import device, profile_loader, setup_code
+from agent.core.outbox import CRITICAL
 from agent.local_page import access, texts
 from agent.local_page.server import SECURITY_HEADERS, LocalPage
 
@@ -172,6 +173,28 @@ def test_a_post_without_session_or_without_form_token_is_refused_and_changes_not
         assert agent.consent.choices()["usage_statistics"] == "off" and agent.consent.history == []
 
     asyncio.run(go())
+
+
+def test_a_full_outbox_gets_try_again_later_and_changes_nothing(page: tuple) -> None:
+    lp, agent, _, root = page
+    while agent.outbox.critical_room() > 0:  # receipts the broker has not taken yet
+        agent.outbox.push("t", b"{}", "essential", CRITICAL)
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        token = _csrf((await client.get("/privacy")).text)
+        for path, fields in (("/privacy/usage_statistics", {"choice": "on"}), ("/data/erase", {"confirm": "yes"})):
+            headers, body = _form(csrf=token, **fields)
+            res = await client.post(path, headers=headers, body=body)
+            assert res.status_code == 503 and "try again later" in res.text and "Nothing was changed" in res.text
+        assert agent.consent.choices()["usage_statistics"] == "off" and agent.consent.history == []
+        assert not os.path.exists(os.path.join(root, "consent.journal"))
+
+    try:
+        asyncio.run(go())
+    finally:
+        device.close_device(agent, lp.data)
 
 
 def test_consent_consumables_refill_export_and_erase_through_the_page(page: tuple) -> None:

@@ -274,12 +274,17 @@ class Agent:
         anything changes, when the outbox has no room for the receipt (and erasure
         request): receipts are never dropped, so the user is asked to try again later."""
         receipt = self.consent.receipt(category, allowed, t_ms, wall_s)
-        if self.outbox.critical_room() < (1 if allowed else 2):
+        self._room_for(1 if allowed else 2)
+        return receipt
+
+    def _room_for(self, critical: int) -> None:
+        """OverflowError, before anything changes, unless the outbox takes `critical` more
+        receipts or erasure requests (they are never dropped: the user tries again later)."""
+        if self.outbox.critical_room() < critical:
             raise OverflowError(
                 "the device holds %d messages that must reach the manufacturer first; try again later"
                 % len(self.outbox)
             )
-        return receipt
 
     def apply_consent(self, receipt: dict) -> bool:
         """Put a checked (and, on a device, already stored) receipt into effect. True if
@@ -298,20 +303,21 @@ class Agent:
 
     def erase(self, t_ms: int) -> None:
         """Wipe what the device holds about its use and ask upstream to erase everything.
-        Consent returns to privacy by default (essential on, the rest off)."""
-        for cid in list(self.consent.categories):
-            if cid not in self.consent.essential:
-                self.outbox.purge(cid)
+        Consent returns to privacy by default (essential on, the rest off). OverflowError,
+        with nothing wiped, when the erasure requests would not fit in the outbox."""
+        optional = [cid for cid in sorted(self.consent.categories) if cid not in self.consent.essential]
+        self._room_for(len(optional))
+        for cid in optional:
+            self.outbox.purge(cid)
         self.local_events.clear()
         self.sent_log.clear()
         self.consent.reset()
         self.consent.history = []
         for stock in self.stock:
             stock.tracker.reset()
-        for cid in sorted(self.consent.categories):
-            if cid not in self.consent.essential:
-                erasure = {"category": cid, "scope": "all"}
-                self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+        for cid in optional:
+            erasure = {"category": cid, "scope": "all"}
+            self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
 
     def export(self) -> dict:
         """Everything the device holds about its use, as plain data (docs/export.md)."""

@@ -213,6 +213,8 @@ class LocalPage:
                                    int(self.wall()))  # fmt: skip
             except ConfigError as e:
                 raise RequestRefused(400, t["bad_form"] % e) from e
+            except OverflowError as e:
+                raise RequestRefused(503, t["busy"] % e) from e
             title = next(c["title"][self._lang(req)] for c in self.agent.profile["data_categories"]
                          if c["id"] == category)  # fmt: skip
             req.g.session.notice = t["switched"] % (title, t["is_on"] if choice == "on" else t["is_off"])
@@ -239,7 +241,10 @@ class LocalPage:
             t = texts.TEXTS[self._lang(req)]
             if self._form(req).get("confirm") != "yes":
                 raise RequestRefused(400, t["bad_form"] % "the confirmation box was not ticked")
-            pending = device.erase(self.agent, self.data, self.agent.clock.now_ms())
+            try:
+                pending = device.erase(self.agent, self.data, self.agent.clock.now_ms())
+            except OverflowError as e:
+                raise RequestRefused(503, t["busy"] % e) from e
             req.g.session.notice = t["erased"] % pending
             return _redirect("/data")
 

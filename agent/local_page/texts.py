@@ -114,6 +114,7 @@ TEXTS = {
         "not_signed_in": "You are not signed in. Nothing was changed.",
         "bad_token": "This form is outdated or did not come from this page. Nothing was changed; please try again.",
         "bad_form": "The form could not be read (%s). Nothing was changed.",
+        "busy": "Not now: %s. Nothing was changed.",
         "not_found": "There is no such page.",
         "too_large": "The request is too large. Nothing was changed.",
         "not_allowed": "That kind of request is not accepted here. Nothing was changed.",
@@ -230,6 +231,7 @@ TEXTS = {
         "bad_token": "Dieses Formular ist veraltet oder kam nicht von dieser Seite. Es wurde nichts "
         "geändert; bitte versuchen Sie es erneut.",
         "bad_form": "Das Formular war nicht lesbar (%s). Es wurde nichts geändert.",
+        "busy": "Jetzt nicht: %s. Es wurde nichts geändert.",
         "not_found": "Diese Seite gibt es nicht.",
         "too_large": "Die Anfrage ist zu groß. Es wurde nichts geändert.",
         "not_allowed": "Diese Art Anfrage wird hier nicht angenommen. Es wurde nichts geändert.",

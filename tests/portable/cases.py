@@ -233,6 +233,14 @@ def case_consent_waits_when_the_outbox_has_no_room(data_dir: str) -> list:
     # The refused choice changed nothing: not the ledger, not its history.
     assert agent.consent.history[-1]["seq"] == n and agent.consent.next_seq == n + 1
     assert agent.consent.allows("maintenance") == ((n - 1) % 2 == 0)
+    # Erasing needs room for one erasure request per optional category: refused, nothing wiped.
+    held = len(agent.consent.history)
+    try:
+        agent.erase(n)
+        raise AssertionError("erase went ahead without room for its erasure requests")
+    except OverflowError as e:
+        assert "try again later" in str(e)
+    assert len(agent.consent.history) == held and len(agent.outbox) in (room, room - 1)
     agent.outbox.ack()
     agent.outbox.ack()
     agent.set_consent("maintenance", n % 2 == 0, n)
