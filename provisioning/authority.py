@@ -15,7 +15,7 @@ import os
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from provisioning import keys, pki
+from provisioning import bundle, keys, pki
 from provisioning.errors import AuthorityError, ProvisioningError
 
 FORMAT = 1
@@ -100,6 +100,11 @@ class Authority:
 
     def chain_pem(self) -> bytes:
         return self.issuing.cert_pem() + self.root_pem()
+
+    def fleet(self, profile_json: bytes, host: str, port: int, batch: str) -> bundle.Fleet:
+        """What every bundle this authority writes for one run shares."""
+        update_root = self.update_root.public_bytes(serialization.Encoding.PEM)
+        return bundle.Fleet(profile_json, host, port, self.chain_pem(), update_root, self.org, batch)
 
     # -- the register of issued certificates ---------------------------------------------
     def issued(self) -> dict[str, dict[str, str]]:

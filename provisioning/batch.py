@@ -389,15 +389,7 @@ def run(
     done = summary.already + summary.finished
     if progress:
         progress(done)
-    fleet = bundle.Fleet(
-        profile_json,
-        host,
-        port,
-        auth.chain_pem(),
-        auth.update_root.public_bytes(serialization.Encoding.PEM),
-        auth.org,
-        batch_id,
-    )
+    fleet = auth.fleet(profile_json, host, port, batch_id)
     start = time.monotonic()
     try:
         for group in _produce(todo, label_ref, auth, fleet, devices_dir, jobs, iterations):

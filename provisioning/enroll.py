@@ -67,15 +67,7 @@ def sign_request(auth: Authority, profile_json: bytes, csr_path: str, out: str, 
         raise ProvisioningError("--out %s exists: refusing to overwrite another device's bundle" % out)
     issuer = Issuer(keys.key_pem(auth.issuing.key), auth.issuing.cert_pem(), auth.org)
     dev = issuer.make(serial, public)
-    fleet = bundle.Fleet(
-        profile_json,
-        host,
-        port,
-        auth.chain_pem(),
-        auth.update_root.public_bytes(serialization.Encoding.PEM),
-        auth.org,
-        BATCH,
-    )
+    fleet = auth.fleet(profile_json, host, port, BATCH)
     tmp = out.rstrip("/") + ".tmp"
     bundle.remove(tmp)
     label_ref = "%s-%s" % (BATCH, device_id)
