@@ -392,6 +392,12 @@ def test_a_full_disk_mid_batch_stops_cleanly_and_the_batch_resumes_after(
 
 
 # -- the single-device flow (Pi: the key never leaves the device) ---------------------------
+def _sign(capsys: pytest.CaptureFixture[str], pki_dir: str, csr: str, out: str) -> tuple:
+    """`wichtel provision sign` of one CSR into `out`: (exit code, stdout, stderr)."""
+    return cli(capsys, "provision", "sign", "--pki", pki_dir, "--passphrase-env", PASS_ENV, "--profile", PROFILE,
+               "--csr", csr, "--out", out)  # fmt: skip
+
+
 def test_csr_flow_signs_a_device_key_that_never_leaves_the_device(
     pki_dir: str, tmp_path: "os.PathLike[str]", capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -400,21 +406,7 @@ def test_csr_flow_signs_a_device_key_that_never_leaves_the_device(
     assert code == 0, err
     key_pem = read_bytes(os.path.join(device, "identity", "device.key"))
     signed = os.path.join(tmp_path, "signed")
-    code, out, err = cli(
-        capsys,
-        "provision",
-        "sign",
-        "--pki",
-        pki_dir,
-        "--passphrase-env",
-        PASS_ENV,
-        "--profile",
-        PROFILE,
-        "--csr",
-        os.path.join(device, "identity", "device.csr"),
-        "--out",
-        signed,
-    )
+    code, out, err = _sign(capsys, pki_dir, os.path.join(device, "identity", "device.csr"), signed)
     assert code == 0, err
     for name in tree(signed):  # no key anywhere in what the host wrote
         assert b"PRIVATE KEY" not in read_bytes(os.path.join(signed, name))
@@ -428,21 +420,8 @@ def test_csr_flow_signs_a_device_key_that_never_leaves_the_device(
     # The same serial again is refused: one serial, one device.
     other = os.path.join(tmp_path, "pi-2")
     assert cli(capsys, "provision", "csr", "--serial", "PI-000042", "--data-dir", other)[0] == 0
-    code, _, err = cli(
-        capsys,
-        "provision",
-        "sign",
-        "--pki",
-        pki_dir,
-        "--passphrase-env",
-        PASS_ENV,
-        "--profile",
-        PROFILE,
-        "--csr",
-        os.path.join(other, "identity", "device.csr"),
-        "--out",
-        os.path.join(tmp_path, "signed-2"),
-    )
+    other_csr = os.path.join(other, "identity", "device.csr")
+    code, _, err = _sign(capsys, pki_dir, other_csr, os.path.join(tmp_path, "signed-2"))
     assert_refused(code, err, "already has a certificate")
 
 
