@@ -61,7 +61,7 @@ class Household:
 
     KINDS = ("daily", "weekly", "irregular")
 
-    def __init__(self, seed: int, dose: float, uses: tuple) -> None:
+    def __init__(self, seed: int, dose: float, uses: tuple, tolerance: float = 0.15) -> None:
         rng = random.Random(seed)
         self.rng = random.Random(seed * 7919 + 1)
         self.kind = self.KINDS[seed % 3]
@@ -71,7 +71,8 @@ class Household:
         self.schedule = sorted(rng.sample(range(7), days))
         self.per_day = max(1, round(self.rate * 7 / days))
         self.dose = dose * rng.uniform(0.7, 1.3)  # this household's dosing
-        self.counted_error = rng.uniform(0.85, 1.15)  # real dose vs the profile's, for counted doses
+        # Real dose vs the profile's, for counted doses: anywhere within its tolerance.
+        self.counted_error = rng.uniform(1.0 - tolerance, 1.0 + tolerance)
         self.weekend = rng.uniform(0.5, 2.0)
         self.start_weekday = rng.randrange(7)
         self.vacations = []
@@ -145,7 +146,7 @@ def simulate(args: tuple) -> dict:
     """
     name, spec, seed, policy = args
     _, dose, uses = USAGE[name]
-    hh = Household(seed, dose, uses)
+    hh = Household(seed, dose, uses, spec.get("dose_tolerance", 0.1))
     rng = random.Random(seed * 31 + 7)
     cap = float(spec["capacity"])
     lead_ms = int(spec["lead_time_days"] * DAY)

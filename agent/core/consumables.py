@@ -70,6 +70,18 @@ _ABSENT = -1.0  # a day of the history that does not count: a vacation, or not y
 _BLOCKS = 6  # weeks whose median sets the usual pace (a change of program shows after three)
 _SHRINK = 2.0  # a weekday's factor starts from the overall pace, worth this many days
 _BURST = 1.3  # the last two days' pace above the rhythm by this much: guests are here
+# The long memory of surges: how often a window of lead-time length needed more than
+# the rhythm, in bins of 0.25 times the rhythm from 1.0 (the last bin holds all above).
+_TAIL_BINS = 16
+_TAIL_KEEP = 1.0 - 1.0 / 365  # a window's weight after one more day: about a year's memory
+_TAIL_FROM_DAY = 14  # windows count once two weeks have taught the rhythm
+# Before a household has shown its own surges: guests come now and then. A prior worth
+# _PRIOR_WINDOWS windows, of which _PRIOR_SHARE reach up to _PRIOR_TOP times the rhythm
+# (spread evenly from 1.0): a few stays of guests a year that double or triple the use
+# for some days.
+_PRIOR_WINDOWS = 120.0
+_PRIOR_SHARE = 0.06
+_PRIOR_TOP = 3.0
 
 
 class UsageModel:
@@ -84,7 +96,10 @@ class UsageModel:
     seven factors, a few numbers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, window: int = 3) -> None:
+        self.window = max(1, window)  # days of the windows the long memory of surges keeps
+        self.tail = array("f", [0.0] * _TAIL_BINS)  # decayed count of windows per ratio bin
+        self.seen = 0.0  # decayed count of all windows
         self.hist = array("f", [_ABSENT] * limits.CONSUMABLE_HISTORY_DAYS)
         self.days = 0  # closed days seen; the newest is at hist[(days - 1) % len]
         self.last_day = -1
@@ -123,7 +138,47 @@ class UsageModel:
             self.first_use += 0.1 * (first - self.first_use)
             self.last_use += 0.1 * (last - self.last_use)
         self._learn()
+        self._remember_window()
         self._ratio_len = 0
+
+    def _remember_window(self) -> None:
+        """Age the long memory by a day and add the window that ends today (if all its
+        days count), as its demand over what the rhythm expected."""
+        for b in range(_TAIL_BINS):
+            self.tail[b] *= _TAIL_KEEP
+        self.seen *= _TAIL_KEEP
+        if self.days < _TAIL_FROM_DAY or self.mean <= 0:
+            return
+        used = 0.0
+        exp = 0.0
+        for k in range(self.window):
+            v = self._at(k)
+            if v < 0:
+                return
+            used += v
+            exp += self.expected(self.last_day - k)
+        if exp <= 0:
+            return
+        self.seen += 1.0
+        r = used / exp
+        if r >= 1.0:
+            self.tail[min(_TAIL_BINS - 1, int((r - 1.0) * 4))] += 1.0
+
+    def surge_share(self, x: float) -> float:
+        """Share of lead-time windows that needed at least `x` times the rhythm: the
+        household's long memory, with the prior while it has seen few windows."""
+        if x <= 1.0:
+            return 1.0
+        own = 0.0
+        for b in range(_TAIL_BINS):
+            lo = 1.0 + 0.25 * b
+            hi = lo + 0.25 if b < _TAIL_BINS - 1 else lo + 1.0
+            if x <= lo:
+                own += self.tail[b]
+            elif x < hi:
+                own += self.tail[b] * (hi - x) / (hi - lo)
+        prior = _PRIOR_SHARE * max(0.0, _PRIOR_TOP - x) / (_PRIOR_TOP - 1.0)
+        return (own + _PRIOR_WINDOWS * prior) / (self.seen + _PRIOR_WINDOWS)
 
     def _at(self, k: int) -> float:
         """Use of the day k days before the newest (0: the newest)."""
@@ -264,18 +319,30 @@ class UsageModel:
     def to_state(self) -> list:
         n = len(self.hist)
         newest_first = [self._at(k) for k in range(min(self.days, n))]
-        return [self.days, self.last_day, self.zero_run, self.first_use, self.last_use, newest_first]
+        return [self.days, self.last_day, self.zero_run, self.first_use, self.last_use, newest_first,
+                self.window, self.seen, list(self.tail)]  # fmt: skip
 
     @classmethod
-    def from_state(cls, s: object) -> "UsageModel":
-        m = cls()
+    def from_state(cls, s: object, window: int = 3) -> "UsageModel":
+        """A model from to_state(); a state without the long memory of surges (saved by
+        an earlier version) keeps its history and starts that memory afresh."""
+        m = cls(window)
         try:
             vals = list(s)  # type: ignore[call-overload]
             days, last_day, zero_run = int(vals[0]), int(vals[1]), int(vals[2])
             first, last = float(vals[3]), float(vals[4])
             hist = [float(x) for x in vals[5]]
-            ok = len(vals) == 6 and len(hist) == min(days, len(m.hist)) and min(days, zero_run) >= 0
+            ok = len(vals) in (6, 9) and len(hist) == min(days, len(m.hist)) and min(days, zero_run) >= 0
             ok = ok and last_day >= -1 and 0 <= first <= last <= 1 and all(x >= 0 or x == _ABSENT for x in hist)
+            if ok and len(vals) == 9 and int(vals[6]) == m.window:  # windows of another length are not kept
+                seen = float(vals[7])
+                tail = [float(x) for x in vals[8]]
+                ok = len(tail) == _TAIL_BINS and min(tail) >= 0 and sum(tail) <= seen + 1e-3 * (seen + 1)
+                ok = ok and seen <= 366.0
+                if ok:
+                    m.seen = seen
+                    for b in range(_TAIL_BINS):
+                        m.tail[b] = tail[b]
         except (TypeError, ValueError, IndexError):
             ok = False
         if not ok:
@@ -370,6 +437,9 @@ def p_run_out(
             s += _tail(x)
             i -= 1
         p = max(p, s / n)
+    base = usage.rate_ahead(today, days)
+    if base > 0:
+        p = max(p, usage.surge_share((level - excess) / base))
     return p
 
 
@@ -380,8 +450,8 @@ class ConsumableTracker:
     """One consumable: its level, its learned usage, and the events a person should see.
 
     spec: the profile's consumable entry (capacity, source, dose, lead time).
-    Level sensors go through a 5-reading median; a rise of more than 10% of capacity
-    (3% once a reorder was suggested) that holds for the filter's majority is a refill; a fall of more than 40% of
+    Level sensors go through a 3-reading median; a rise of more than 10% of capacity
+    that holds for the filter's majority is a refill; a fall of more than 40% of
     capacity between two readings, a reading outside 0..capacity, or a sensor that
     reports the identical value 50 times in a row while usage goes on is a sensor
     fault, reported and not trusted.
@@ -400,13 +470,14 @@ class ConsumableTracker:
                 % (self.dose, self.unit, self.id, self.capacity)
             )
         self.lead_days = float(spec.get("lead_time_days", 3))
+        self.tolerance = float(spec.get("dose_tolerance", 0.1))
         self.reset()
         self.choice = choice or ReorderChoice()
 
     def reset(self) -> None:
         """Forget everything learned (erasure); the user's reorder choice goes too."""
         self.choice = ReorderChoice()
-        self.usage = UsageModel()
+        self.usage = UsageModel(math.ceil(self.lead_days))
         self.level = self.capacity
         self.day = -1
         self.used_today = 0.0
@@ -419,6 +490,7 @@ class ConsumableTracker:
         self.last_reading = math.nan
         self.faulty = False
         self.reorder_sent = False
+        self.reorder_age = 0  # days closed since the last reorder suggestion
         self.low_sent = False
 
     # -- inputs ---------------------------------------------------------------------
@@ -449,9 +521,7 @@ class ConsumableTracker:
         window = sorted(self.readings[i] for i in range(min(self.n_readings, _WINDOW)))
         filtered = window[len(window) // 2]
         change = filtered - self.level
-        # After a reorder the delivery is expected: a smaller rise that holds is the refill
-        # too (a tank topped up while still nearly full), or no new reorder would follow.
-        if change > 0.1 * self.capacity or (self.reorder_sent and change > 0.03 * self.capacity):
+        if change > 0.1 * self.capacity:
             events += self._refilled(filtered)
         elif change < -0.4 * self.capacity:
             pct = -change / self.capacity * 100
@@ -501,6 +571,7 @@ class ConsumableTracker:
             self.used_today = 0.0
             self.first_use = self.last_use = -1.0
             self.day += 1
+            self.reorder_age += 1
         return []
 
     def _used_at(self, t_ms: int) -> None:
@@ -534,14 +605,22 @@ class ConsumableTracker:
             return []
         events = []
         lead = self.choice.lead_time_days if self.choice.lead_time_days is not None else self.lead_days
-        # A counted level drifts from the truth: 10% of what was counted since the refill.
-        level_sd = 0.1 * (self.capacity - self.level) if self.source != "level_sensor" else 0.0
+        # A counted level drifts from the truth by up to the dose tolerance of what was
+        # counted since the refill: the reorder moment takes the level at that worst.
+        level = self.level
+        if self.source != "level_sensor":
+            level = max(0.0, level - self.tolerance * (self.capacity - level))
+        if self.reorder_sent and self.reorder_age > math.ceil(lead) + 1:
+            # No refill seen long after the delivery was due (or it went into a tank
+            # still nearly full, too small a rise to tell): the next reorder may come.
+            self.reorder_sent = False
         if (
             not self.reorder_sent
             and self.choice.mode != OFF
-            and p_run_out(self.level, self.usage, lead, self.day, self.used_today, level_sd) >= self.choice.risk
+            and p_run_out(level, self.usage, lead, self.day, self.used_today) >= self.choice.risk
         ):
             self.reorder_sent = True
+            self.reorder_age = 0
             events.append(self._reorder_event(lead))
         if not self.low_sent and self.level <= 0.15 * self.capacity:
             self.low_sent = True
@@ -582,7 +661,8 @@ class ConsumableTracker:
         """Learned state, as plain data, to survive a restart."""
         return {"v": 1, "id": self.id, "level": self.level, "day": self.day, "used_today": self.used_today,
                 "last_t": self.last_t, "usage": self.usage.to_state(), "reorder_sent": self.reorder_sent,
-                "low_sent": self.low_sent, "choice": self.choice.as_dict()}  # fmt: skip
+                "reorder_age": self.reorder_age, "low_sent": self.low_sent,
+                "choice": self.choice.as_dict()}  # fmt: skip
 
     def restore(self, state: object) -> None:
         """Take back learned state; StateError (and nothing changed) if it is not valid."""
@@ -590,9 +670,11 @@ class ConsumableTracker:
             ok = isinstance(state, dict) and state.get("v") == 1 and state.get("id") == self.id
             level = float(state["level"])  # type: ignore[index]
             ok = ok and 0 <= level <= self.capacity
-            usage = UsageModel.from_state(state["usage"])  # type: ignore[index]
+            usage = UsageModel.from_state(state["usage"], self.usage.window)  # type: ignore[index]
             choice = ReorderChoice(**state["choice"])  # type: ignore[index]
             used = float(state["used_today"])  # type: ignore[index]
+            age = int(state["reorder_age"]) if "reorder_age" in state else 0  # type: ignore[index, operator]
+            ok = ok and age >= 0
         except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise StateError("state of consumable %s is not valid: %s" % (self.id, e)) from e
         if not ok or used < 0:
@@ -603,6 +685,7 @@ class ConsumableTracker:
         self.day, self.last_t, self.used_today = -1, -1, 0.0
         self.first_use = self.last_use = -1.0
         self.reorder_sent = bool(state["reorder_sent"])  # type: ignore[index]
+        self.reorder_age = age
         self.low_sent = bool(state["low_sent"])  # type: ignore[index]
 
 

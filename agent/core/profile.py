@@ -57,6 +57,8 @@ _CONSUMABLE = Map(
         "channel": (_ID, None),
         "dose_per_cycle": (Num(0, 1e6), None),
         "lead_time_days": (Num(0, 60, "days"), 3),
+        # How far a counted dose may be off (the dosing pump's specification), as a share.
+        "dose_tolerance": (Num(0, 0.5), 0.1),
         "category": (_ID, "consumables"),
     },
 )

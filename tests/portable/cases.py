@@ -490,22 +490,44 @@ def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
     bound = limits.CONSUMABLE_HISTORY_DAYS
     m = consumables.UsageModel()
     for day in range(bound):
-        m.add_day(day, 150.0 if 10 <= day < 13 else 50.0)  # guests on days 10..12
+        m.add_day(day, 150.0 if 20 <= day < 23 else 50.0)  # guests on days 20..22
     assert len(m.hist) == bound and len(m.to_state()[5]) == bound
     assert abs(m.mean - 50.0) < 1e-6  # the usual pace: guests do not move the median week
     with_guests = consumables.p_run_out(200.0, m, 3.0, bound - 1)
     assert m.window_ratios(3)[-1] > 2.5 and with_guests >= 0.01  # the household's own tail
-    for day in range(bound, bound + 13):
+    for day in range(bound, bound + 23):
         m.add_day(day, 50.0)
     assert len(m.to_state()[5]) == bound  # the oldest days made room: nothing grows
-    forgotten = consumables.p_run_out(200.0, m, 3.0, bound + 12)
-    assert m.window_ratios(3)[-1] < 1.01 and forgotten < with_guests / 10
-    m.add_day(bound + 13, 200.0)
-    m.add_day(bound + 14, 200.0)  # guests are here now: their pace carries on
-    assert m.pace() > 3 and consumables.p_run_out(200.0, m, 3.0, bound + 14) > 0.5
+    assert m.window_ratios(3)[-1] < 1.01  # the ring forgot the guests...
+    plain = consumables.UsageModel()
+    for day in range(bound + 23):
+        plain.add_day(day, 50.0)
+    remembered = m.surge_share(2.5)  # ...the long memory of surges has not
+    extra = remembered - plain.surge_share(2.5)  # a prior of guests is in both
+    assert extra > 0.003 and plain.surge_share(2.5) > 0, (remembered, plain.surge_share(2.5))
+    assert consumables.p_run_out(200.0, m, 3.0, bound + 22) > consumables.p_run_out(200.0, plain, 3.0, bound + 22)
+    m.add_day(bound + 23, 200.0)
+    m.add_day(bound + 24, 200.0)  # guests are here now: their pace carries on
+    assert m.pace() > 3 and consumables.p_run_out(200.0, m, 3.0, bound + 24) > 0.5
     restored = consumables.UsageModel.from_state(json.loads(json.dumps(m.to_state())))
     assert list(restored.hist) == list(m.hist) and restored.mean == m.mean
-    return [round(with_guests, 6), round(forgotten, 6), round(m.mean, 3)]
+    assert restored.surge_share(2.5) == m.surge_share(2.5) and len(m.to_state()[8]) == len(m.tail)
+    # An earlier state without the long memory keeps its history; a damaged one is refused.
+    assert list(consumables.UsageModel.from_state(m.to_state()[:6]).hist) == list(m.hist)
+    for bad in ([-1.0] + [0.0] * 15, [0.0] * 15, [1e6] + [0.0] * 15):
+        try:
+            consumables.UsageModel.from_state(m.to_state()[:8] + [bad])
+            raise AssertionError("damaged long memory accepted: " + repr(bad))
+        except StateError as e:
+            assert "not valid" in str(e)
+    # Two years without guests: the long memory fades to what it has seen since.
+    for day in range(bound + 25, bound + 25 + 2 * 365):
+        m.add_day(day, 50.0)
+    for day in range(bound + 23, bound + 25 + 2 * 365):
+        plain.add_day(day, 50.0)
+    faded = m.surge_share(2.5) - plain.surge_share(2.5)
+    assert 0 <= faded < extra / 4 and len(m.tail) == 16, (faded, extra)
+    return [round(with_guests, 6), round(remembered, 6), round(faded, 6), round(m.mean, 3)]
 
 
 def case_forecast_band_and_reorder_moment(data_dir: str) -> list:
@@ -554,35 +576,29 @@ def case_level_sensor_filters_noise_finds_refills_and_faults(data_dir: str) -> l
     return kinds
 
 
-def case_small_top_up_after_a_reorder_is_the_refill(data_dir: str) -> list:
-    spec = _detergent(data_dir)
-    # A delivery that takes 60 days: the reorder comes while the tank is nearly full.
-    tr = consumables.ConsumableTracker(spec, consumables.ReorderChoice(lead_time_days=60))
+def case_reorder_comes_again_when_no_refill_is_seen(data_dir: str) -> list:
+    spec = _detergent(data_dir)  # lead time 3 days
+    tr = consumables.ConsumableTracker(spec)
     level = 1500.0
-    t = 0
-    kinds = []
-    for day in range(12):
+    reorders = []  # days of the reorder suggestions
+    top_up = -1
+    for day in range(16):  # from 1500 to 150 (and the 90 of the top-up)
         for use in range(2):
-            level -= 10.0
+            level -= 45.0
             t = day * consumables.DAY_MS + (8 + 6 * use) * 3_600_000
-            for ev in tr.reading(t, level):
-                kinds.append(ev[0])
-    assert consumables.REORDER in kinds and tr.reorder_sent and level > 0.8 * 1500, (kinds, level)
-    # The delivery arrives and the tank is topped up by 6% of capacity only.
-    after = []
-    for i in range(3):
-        for ev in tr.reading(t + (i + 1) * 60_000, level + 90.0):
-            after.append(ev[0])
-    assert consumables.REFILLED in after and not tr.reorder_sent, after
-    # Without a reorder outstanding, the same small rise is noise, not a refill.
-    quiet = consumables.ConsumableTracker(spec)
-    for i in range(3):
-        quiet.reading(i * 60_000, 1000.0)
-    rise = []
-    for i in range(3):
-        rise += quiet.reading((i + 4) * 60_000, 1090.0)
-    assert not [e for e in rise if e[0] == consumables.REFILLED]
-    return [kinds.count(consumables.REORDER), after]
+            for ev in tr.reading(t, level + (3.0 if use else -3.0)):
+                if ev[0] == consumables.REORDER:
+                    reorders.append(day)
+                assert ev[0] != consumables.REFILLED, (day, ev)
+        if reorders and top_up < 0:
+            # The delivery goes into a tank with room for 6% of capacity: too small a
+            # rise to tell from the sensor's noise, so no refill is seen.
+            top_up = day
+            level += 90.0
+    assert len(reorders) >= 2, reorders
+    # The next suggestion waits for the lead time and a day more (3 + 1 closed days).
+    assert reorders[1] == reorders[0] + 5 and not tr.faulty, reorders
+    return reorders[:2]
 
 
 def case_stuck_sensor_is_reported(data_dir: str) -> list:
@@ -623,6 +639,30 @@ def case_counted_doses_and_bad_input(data_dir: str) -> list:
         errors.append(str(e))
     assert "larger than its capacity" in errors[-1]
     return errors
+
+
+def case_counted_dose_tolerance_moves_the_reorder(data_dir: str) -> list:
+    prof = _profile(data_dir, "coffee_machine")
+    spec = next(c for c in prof["consumables"] if c["id"] == "descaler")
+    assert spec["dose_tolerance"] == 0.15
+    levels = []
+    for tol in (0.0, 0.15, 0.5):  # 0.5: the largest tolerance a profile may declare
+        tr = consumables.ConsumableTracker(dict(spec, dose_tolerance=tol, lead_time_days=5))
+        at = -1.0
+        for i in range(2000):  # 2 cups a day, 0.8 ml of descaler
+            for ev in tr.cycle((i // 2) * consumables.DAY_MS + (8 + 6 * (i % 2)) * 3_600_000):
+                if ev[0] == consumables.REORDER and at < 0:
+                    at = tr.level
+        levels.append(at)
+    # Counted doses may be off by the tolerance of all counted since the refill: the
+    # reorder comes when the level at that worst would run out within the lead time.
+    assert 0 < levels[0] < 20 and levels[0] < levels[1] < levels[2], levels
+    assert abs(levels[1] - (levels[0] + 0.15 * 500) / 1.15) < 5, levels
+    bad = dict(spec, dose_tolerance=0.6)
+    doc = dict(prof, consumables=[bad])
+    msg = _error(core_profile.validate, doc)
+    assert "dose_tolerance" in msg, msg
+    return [round(x, 1) for x in levels] + [msg]
 
 
 def case_consumable_state_survives_and_rejects_garbage(data_dir: str) -> list:
