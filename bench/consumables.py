@@ -159,20 +159,30 @@ def simulate(args: tuple) -> dict:
     out_days = 0
     arrivals: list = []
     predictions: dict = {}
-    errors: list = []
+    errors: list = []  # between moments, in days
+    date_errors: list = []  # between dates: whole days, as a person reads "runs out on Thursday"
     oracle: dict = {}  # predictions by the household's true rhythm: what no forecaster can beat
     oracle_errors: list = []
+    oracle_date_errors: list = []
     # What one use really takes: the household's dose, or for counted doses the
     # profile's dose off by this appliance's error (the tracker counts the profile's).
     per_use = hh.dose if sensor else spec["dose_per_cycle"] * hh.counted_error
 
+    reference = policy.startswith("rhythm")  # orders by the true rhythm and level: needs no tracker
+    multiple = float(policy[6:]) if reference else 0.0
+    lead_days = math.ceil(spec["lead_time_days"])
+
     def read(t: int) -> list:
+        if reference:
+            return []
         t = max(t, tracker.last_t)  # a delivery's refill readings may take the same milliseconds
         return tracker.reading(t, min(cap, max(0.0, actual + rng.gauss(0, 0.01 * cap)))) if sensor else tracker.tick(t)
 
     def refill(t: int) -> list:
         nonlocal actual
         actual = cap
+        if reference:
+            return []
         if not sensor:
             return tracker.refill(t)
         events = []
@@ -188,6 +198,10 @@ def simulate(args: tuple) -> dict:
             due = t + lead_ms
         elif policy == "baseline" and tracker.level <= BASELINE_SHARE * cap:
             due = t + lead_ms
+        elif reference:
+            need = sum(hh.expected_uses(t // DAY + k) for k in range(lead_days + 1)) * per_use
+            if actual <= multiple * need + per_use:
+                due = t + lead_ms
 
     def deliver_until(t: int) -> None:
         nonlocal due
@@ -209,10 +223,12 @@ def simulate(args: tuple) -> dict:
                     made = int(empty - 7)  # the forecast made at the end of the day 7 days before
                     if made in predictions:
                         errors.append(abs(predictions[made] - empty))
+                        date_errors.append(abs(int(predictions[made]) - int(empty)))
                         if DEBUG:
                             print("ERR predicted", round(predictions[made], 2), "empty", round(empty, 2))
                     if made in oracle:
                         oracle_errors.append(abs(oracle[made] - empty))
+                        oracle_date_errors.append(abs(int(oracle[made]) - int(empty)))
                     predictions.clear()
                     oracle.clear()
                 ran_out = True
@@ -221,7 +237,7 @@ def simulate(args: tuple) -> dict:
                 decide(read(t), t)
                 decide(read(t + 60_000), t + 60_000)
             else:
-                decide(tracker.cycle(t), t)
+                decide([] if reference else tracker.cycle(t), t)
         deliver_until(t0 + 23 * 3600_000)
         decide(read(t0 + 23 * 3600_000), t0 + 23 * 3600_000)
         if ran_out or actual <= 0:
@@ -240,7 +256,8 @@ def simulate(args: tuple) -> dict:
                 oracle[day] = _true_empty(hh, day, actual, per_use)
         elif due < 0 and actual < 0.5 * cap and rng.random() < 0.01:
             decide(refill(t0 + 23 * 3600_000 + 60_000), t0 + 23 * 3600_000 + 60_000)  # bought on a whim
-    return {"out_days": out_days, "arrivals": arrivals, "errors": errors, "oracle_errors": oracle_errors}
+    return {"out_days": out_days, "arrivals": arrivals, "errors": errors, "oracle_errors": oracle_errors,
+            "date_errors": date_errors, "oracle_date_errors": oracle_date_errors}  # fmt: skip
 
 
 def _true_empty(hh: Household, day: int, left: float, per_use: float) -> float:
@@ -254,25 +271,43 @@ def _true_empty(hh: Household, day: int, left: float, per_use: float) -> float:
     return float(day + 2 * YEAR_DAYS)
 
 
+REFERENCE_MULTIPLES = (1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+def _median(xs: list) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
 def run(name: str, spec: dict, households: int, pool: object) -> dict:
-    result = {}
-    for policy in ("wichtel", "baseline", "forecast"):
+    result: dict = {"reference": {}}
+    policies = ["wichtel", "baseline", "forecast"] + ["rhythm%g" % k for k in REFERENCE_MULTIPLES]
+    for policy in policies:
         jobs = [(name, spec, 1000 + i, policy) for i in range(households)]
         runs = pool.map(simulate, jobs, chunksize=max(1, households // 20)) if pool else list(map(simulate, jobs))  # type: ignore[attr-defined]
         if policy == "forecast":
-            errs = [e for r in runs for e in r["errors"]]
-            result["empty_date_error_days_median"] = statistics.median(errs) if errs else None
-            result["empty_date_error_days_p90"] = sorted(errs)[int(0.9 * len(errs))] if errs else None
-            result["empty_date_predictions"] = len(errs)
-            best = [e for r in runs for e in r["oracle_errors"]]
-            result["empty_date_error_days_median_true_rhythm"] = statistics.median(best) if best else None
+            days = [e for r in runs for e in r["date_errors"]]
+            result["empty_date_error_days_median"] = _median(days)
+            result["empty_date_error_days_p90"] = sorted(days)[int(0.9 * len(days))] if days else None
+            result["empty_date_predictions"] = len(days)
+            oracle_days = [e for r in runs for e in r["oracle_date_errors"]]
+            result["empty_date_error_days_median_true_rhythm"] = _median(oracle_days)
+            result["empty_moment_error_days_median"] = _median([e for r in runs for e in r["errors"]])
+            oracle_moments = [e for r in runs for e in r["oracle_errors"]]
+            result["empty_moment_error_days_median_true_rhythm"] = _median(oracle_moments)
+            continue
+        arrivals = [a for r in runs for a in r["arrivals"]]
+        figures = {
+            "stockout_days_per_year": sum(r["out_days"] for r in runs) / households,
+            "stockout_share": sum(1 for r in runs if r["out_days"]) / households,
+            "overstock_days": statistics.mean(arrivals) if arrivals else 0.0,
+            "deliveries": len(arrivals),
+        }
+        if policy.startswith("rhythm"):
+            result["reference"][policy[6:]] = figures
             continue
         prefix = "" if policy == "wichtel" else "baseline_"
-        arrivals = [a for r in runs for a in r["arrivals"]]
-        result[prefix + "stockout_days_per_year"] = sum(r["out_days"] for r in runs) / households
-        result[prefix + "stockout_share"] = sum(1 for r in runs if r["out_days"]) / households
-        result[prefix + "overstock_days"] = statistics.mean(arrivals) if arrivals else 0.0
-        result[prefix + "deliveries"] = len(arrivals)
+        for key, value in figures.items():
+            result[prefix + key] = value
     return result
 
 
@@ -300,16 +335,27 @@ def main(argv: list | None = None) -> int:
         "%d household-years per consumable, lead times from the profiles, risk per order %.1f%%"
         % (args.households, 100 * RISK)
     )
-    print("%-13s %22s %22s %24s %22s" % ("consumable", "stock-out years", "stock-out days/year",
-                                        "stock left at delivery", "7-day error, median"))  # fmt: skip
-    heads = ("", "wichtel", "20% rule", "wichtel", "20% rule", "wichtel", "20% rule", "wichtel", "true rhythm")
-    print("%-13s %11s %10s %11s %10s %12s %11s %10s %11s" % heads)
+    print("%-13s %22s %22s %24s %29s" % ("consumable", "stock-out years", "stock-out days/year",
+                                        "stock left at delivery", "7-day error, median: dates"))  # fmt: skip
+    heads = ("", "wichtel", "20% rule", "wichtel", "20% rule", "wichtel", "20% rule", "wichtel", "true rhythm",
+             "(moments)")  # fmt: skip
+    print("%-13s %11s %10s %11s %10s %12s %11s %10s %11s %14s" % heads)
     for name, r in results.items():
-        print("%-13s %10.1f%% %9.1f%% %11.2f %10.2f %10.1f d %9.1f d %8.2f d %9.2f d" % (
+        print("%-13s %10.1f%% %9.1f%% %11.2f %10.2f %10.1f d %9.1f d %8.1f d %9.1f d %5.2f / %.2f d" % (
             name, 100 * r["stockout_share"], 100 * r["baseline_stockout_share"], r["stockout_days_per_year"],
             r["baseline_stockout_days_per_year"], r["overstock_days"], r["baseline_overstock_days"],
-            _or_nan(r["empty_date_error_days_median"]),
-            _or_nan(r["empty_date_error_days_median_true_rhythm"])))  # fmt: skip
+            _or_nan(r["empty_date_error_days_median"]), _or_nan(r["empty_date_error_days_median_true_rhythm"]),
+            _or_nan(r["empty_moment_error_days_median"]),
+            _or_nan(r["empty_moment_error_days_median_true_rhythm"])))  # fmt: skip
+    print()
+    print("Reference: orders when the real level is down to k times what the household's true rhythm")
+    print("needs until the delivery arrives (knows rhythm and level, not guests): stock-out years / stock left")
+    print("%-13s" % "k" + "".join("%18s" % ("%g" % k) for k in REFERENCE_MULTIPLES))
+    for name, r in results.items():
+        cells = [r["reference"]["%g" % k] for k in REFERENCE_MULTIPLES]
+        print("%-13s" % name + "".join("%9.1f%% %5.1f d" % (100 * c["stockout_share"], c["overstock_days"])
+                                       for c in cells))  # fmt: skip
+    print()
     for r in results.values():
         r["risk"] = RISK
         r["meets_stockout_target"] = r["stockout_share"] <= min(0.01, r["baseline_stockout_share"] / 3) or (

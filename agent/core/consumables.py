@@ -75,13 +75,15 @@ _BURST = 1.3  # the last two days' pace above the rhythm by this much: guests ar
 _TAIL_BINS = 16
 _TAIL_KEEP = 1.0 - 1.0 / 365  # a window's weight after one more day: about a year's memory
 _TAIL_FROM_DAY = 14  # windows count once two weeks have taught the rhythm
-# Before a household has shown its own surges: guests come now and then. A prior worth
-# _PRIOR_WINDOWS windows, of which _PRIOR_SHARE reach up to _PRIOR_TOP times the rhythm
-# (spread evenly from 1.0): a few stays of guests a year that double or triple the use
-# for some days.
+# Guests come now and then, whatever a household has shown so far: a prior that
+# _PRIOR_SHARE of the windows need more than the rhythm, spread evenly up to _PRIOR_TOP
+# times it (about four stays a year, each touching five or six windows, that double or
+# triple the use, on days that may be busy anyway). It is a floor: the household's own
+# memory can raise the share above it, not lower it, and while that memory holds few
+# windows the prior weighs as _PRIOR_WINDOWS of them.
 _PRIOR_WINDOWS = 120.0
 _PRIOR_SHARE = 0.06
-_PRIOR_TOP = 3.0
+_PRIOR_TOP = 4.0
 
 
 class UsageModel:
@@ -178,7 +180,8 @@ class UsageModel:
             elif x < hi:
                 own += self.tail[b] * (hi - x) / (hi - lo)
         prior = _PRIOR_SHARE * max(0.0, _PRIOR_TOP - x) / (_PRIOR_TOP - 1.0)
-        return (own + _PRIOR_WINDOWS * prior) / (self.seen + _PRIOR_WINDOWS)
+        # A household is not taken to have fewer guests than the prior, only more.
+        return max(prior, (own + _PRIOR_WINDOWS * prior) / (self.seen + _PRIOR_WINDOWS))
 
     def _at(self, k: int) -> float:
         """Use of the day k days before the newest (0: the newest)."""
@@ -437,7 +440,9 @@ def p_run_out(
             s += _tail(x)
             i -= 1
         p = max(p, s / n)
-    base = usage.rate_ahead(today, days)
+    # Guests come on any day: a surge multiplies the usual pace (or the coming days'
+    # rhythm, when that is more), not only the days the household usually uses it.
+    base = max(usage.rate_ahead(today, days), usage.mean * days)
     if base > 0:
         p = max(p, usage.surge_share((level - excess) / base))
     return p
