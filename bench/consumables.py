@@ -168,8 +168,10 @@ def simulate(args: tuple) -> dict:
     # profile's dose off by this appliance's error (the tracker counts the profile's).
     per_use = hh.dose if sensor else spec["dose_per_cycle"] * hh.counted_error
 
-    reference = policy.startswith("rhythm")  # orders by the true rhythm and level: needs no tracker
-    multiple = float(policy[6:]) if reference else 0.0
+    # The references order by the true rhythm and level and need no tracker; "always"
+    # orders again the moment a delivery arrives: the least running out any policy can reach.
+    reference = policy.startswith("rhythm") or policy == "always"
+    multiple = math.inf if policy == "always" else float(policy[6:]) if reference else 0.0
     lead_days = math.ceil(spec["lead_time_days"])
 
     def read(t: int) -> list:
@@ -280,7 +282,7 @@ def _median(xs: list) -> float | None:
 
 def run(name: str, spec: dict, households: int, pool: object) -> dict:
     result: dict = {"reference": {}}
-    policies = ["wichtel", "baseline", "forecast"] + ["rhythm%g" % k for k in REFERENCE_MULTIPLES]
+    policies = ["wichtel", "baseline", "forecast", "always"] + ["rhythm%g" % k for k in REFERENCE_MULTIPLES]
     for policy in policies:
         jobs = [(name, spec, 1000 + i, policy) for i in range(households)]
         runs = pool.map(simulate, jobs, chunksize=max(1, households // 20)) if pool else list(map(simulate, jobs))  # type: ignore[attr-defined]
@@ -302,6 +304,9 @@ def run(name: str, spec: dict, households: int, pool: object) -> dict:
             "overstock_days": statistics.mean(arrivals) if arrivals else 0.0,
             "deliveries": len(arrivals),
         }
+        if policy == "always":
+            result["floor_stockout_share"] = figures["stockout_share"]
+            continue
         if policy.startswith("rhythm"):
             result["reference"][policy[6:]] = figures
             continue
@@ -350,11 +355,12 @@ def main(argv: list | None = None) -> int:
     print()
     print("Reference: orders when the real level is down to k times what the household's true rhythm")
     print("needs until the delivery arrives (knows rhythm and level, not guests): stock-out years / stock left")
-    print("%-13s" % "k" + "".join("%18s" % ("%g" % k) for k in REFERENCE_MULTIPLES))
+    print("and, as the floor, stock-out years when a new order goes out the moment a delivery arrives.")
+    print("%-13s" % "k" + "".join("%18s" % ("%g" % k) for k in REFERENCE_MULTIPLES) + "%14s" % "floor")
     for name, r in results.items():
         cells = [r["reference"]["%g" % k] for k in REFERENCE_MULTIPLES]
         print("%-13s" % name + "".join("%9.1f%% %5.1f d" % (100 * c["stockout_share"], c["overstock_days"])
-                                       for c in cells))  # fmt: skip
+                                       for c in cells) + "%13.1f%%" % (100 * r["floor_stockout_share"]))  # fmt: skip
     print()
     for r in results.values():
         r["risk"] = RISK

