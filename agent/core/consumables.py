@@ -407,16 +407,16 @@ def _tail(x: float) -> float:
     return 1.0 - normal_cdf(x)
 
 
-def p_run_out(
-    level: float, usage: UsageModel, days: float, today: int = 0, used_today: float = 0.0, level_sd: float = 0.0
-) -> float:
+def p_run_out(level: float, usage: UsageModel, days: float, today: int = 0, used_today: float = 0.0) -> float:
     """Chance that the next `days` days need more than `level`.
 
-    The household's own past windows of that length, scaled to what the rhythm expects
-    now, each smoothed by the uncertainty of the level and the pace (a bootstrap with
-    a kernel); a normal approximation of day-to-day spread as a floor; and, while the
-    last two days ran well above the rhythm (guests), that pace carried on. What today
-    has used beyond a usual day counts against the rest of today too."""
+    The largest of: the household's own past windows of that length in the history,
+    scaled to what the rhythm expects now, each smoothed by the uncertainty of the pace
+    (a bootstrap with a kernel); a normal approximation of day-to-day spread, where,
+    while the last two days ran well above the rhythm (guests), that pace carries on;
+    and the long memory of surges with its prior of guests. What today has used beyond
+    a usual day counts against the rest of today too. A counted level is passed at its
+    worst (the dose tolerance taken off) by the tracker."""
     if usage.mean <= 0 or usage.days < 3:
         return 0.0
     excess = max(0.0, used_today - usage.expected(today))
@@ -425,7 +425,7 @@ def p_run_out(
     if pace >= _BURST:
         mean *= min(pace, 4.0)
     total = mean + excess
-    sd = math.sqrt(usage.var * days + (0.1 * total) ** 2 + level_sd * level_sd)
+    sd = math.sqrt(usage.var * days + (0.1 * total) ** 2)
     if sd <= 0:
         return 1.0 if total >= level else 0.0
     p = _tail((level - total) / sd)
@@ -433,7 +433,7 @@ def p_run_out(
     n = len(ratios)
     if n >= 7:
         base = usage.rate_ahead(today, days)
-        kern = math.sqrt((0.05 * base) ** 2 + level_sd * level_sd) or 1e-9
+        kern = 0.05 * base or 1e-9
         # Windows far below the level add nothing: walk down from the largest.
         s = 0.0
         i = n - 1
