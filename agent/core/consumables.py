@@ -646,10 +646,17 @@ class ConsumableTracker:
         what = self.choice.product or self.name["en"]
         what_de = self.choice.product or self.name["de"]
         band = ("%.0f" % f.early, "%.0f" % f.late)
-        en = "%s runs out in about %s days (%s to %s); " % ((self.name["en"], days) + band)
-        en += "a delivery takes %g days, so now is the time to reorder %s%s." % (lead, what, who_en)
-        de = "%s reicht noch etwa %s Tage (%s bis %s); " % ((self.name["de"], days) + band)
-        de += "eine Lieferung dauert %g Tage, jetzt ist der Moment, %s%s nachzubestellen." % (lead, what_de, who_de)
+        en = "%s runs out in about %s days (%s to %s)" % ((self.name["en"], days) + band)
+        de = "%s reicht noch etwa %s Tage (%s bis %s)" % ((self.name["de"], days) + band)
+        args_en = (lead, what, who_en)
+        args_de = (lead, what_de, who_de)
+        if 0 <= float(days) < lead:  # as the person reads it: "2 days", and a delivery takes 3
+            en += ", before a delivery could arrive (%g days): reorder %s%s now, or get some nearby." % args_en
+            de += ", kürzer als eine Lieferung dauert (%g Tage): jetzt %s%s nachbestellen" % args_de
+            de += " oder in der Nähe besorgen."
+        else:
+            en += "; a delivery takes %g days, so now is the time to reorder %s%s." % args_en
+            de += "; eine Lieferung dauert %g Tage, jetzt ist der Moment, %s%s nachzubestellen." % args_de
         ev = self._event(REORDER, en, de)
         ev[1]["days_left"] = f.days_left
         ev[1]["choice"] = self.choice.mode
