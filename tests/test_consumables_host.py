@@ -1,18 +1,89 @@
 """Consumables on the host: state on flash (restart, corruption), the user's reorder choice,
 profile checks, the demo's reorder suggestion and the benchmark's output."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import profile_loader, state_store
 from agent.cli import main
+from agent.core import consumables
+from agent.core.errors import StateError
 from tests.benchmarks import run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WASHER = profile_loader.example("washing_machine")
+DETERGENT = next(c for c in profile_loader.load(WASHER)["consumables"] if c["id"] == "detergent")
+
+
+def _learned_tracker() -> consumables.ConsumableTracker:
+    tr = consumables.ConsumableTracker(DETERGENT)
+    level = 1500.0
+    for day in range(40):
+        for use in range(1 + day % 3):
+            level = max(0.0, level - 60.0)
+            tr.reading(day * consumables.DAY_MS + (8 + 4 * use) * 3_600_000, level)
+        if level < 300:
+            level = 1500.0
+    return tr
+
+
+_SCALAR = (
+    st.sampled_from([-1, -1e-9, 0, 1e9, float("nan"), float("inf"), -float("inf"), 367.0])
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True)
+    | st.none()
+    | st.booleans()
+    | st.text(max_size=8)
+)
+_JSON = st.one_of(
+    _SCALAR,
+    _SCALAR,
+    _SCALAR,
+    st.recursive(
+        _SCALAR,
+        lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+        max_leaves=20,
+    ),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=st.data(), value=_JSON)
+def test_a_damaged_tracker_state_is_refused_whole_or_taken_sound(data: st.DataObject, value: object) -> None:
+    """Any one part of a saved tracker state (a key, an item of the usage model, one bin of
+    the long memory, ...) replaced by any JSON value: the restore either refuses it with a
+    StateError and leaves the tracker as it was, or takes a state the tracker can work
+    with (a level within capacity, forecasts and readings go on)."""
+    state = json.loads(json.dumps(_learned_tracker().to_state()))
+    node: object = state
+    while True:  # walk down the real structure, stopping at some depth
+        keys = sorted(node) if isinstance(node, dict) else list(range(len(node)))  # type: ignore[arg-type]
+        key = data.draw(st.sampled_from(keys))
+        child = node[key]  # type: ignore[index]
+        if not isinstance(child, (dict, list)) or not child or data.draw(st.booleans()):
+            node[key] = value  # type: ignore[index]
+            break
+        node = child
+    tr = consumables.ConsumableTracker(DETERGENT)
+    before = json.dumps(tr.to_state(), sort_keys=True)
+    try:
+        tr.restore(state)
+    except StateError as e:
+        assert "not valid" in str(e)
+        assert json.dumps(tr.to_state(), sort_keys=True) == before  # nothing taken over
+        return
+    assert 0 <= tr.level <= tr.capacity and tr.reorder_age >= 0 and 0 <= tr.used_today
+    assert 0 <= tr.usage.seen <= 366 and all(x >= 0 for x in tr.usage.tail)
+    assert all(x >= 0 or x == -1.0 for x in tr.usage.hist) and 0 <= tr.choice.risk <= 0.5
+    tr.forecast()
+    tr.reading(10 * consumables.DAY_MS, tr.level)
+    tr.tick(12 * consumables.DAY_MS)
 
 
 def test_state_store_round_trip_and_atomic_replace(tmp_path: str) -> None:

@@ -260,7 +260,7 @@ class UsageModel:
                 seen[wd] += 1
                 zeros[wd] += v == 0
         p = 1.0
-        for k in range(self.zero_run):
+        for k in range(min(self.zero_run, len(self.hist))):  # bounded: p is tiny long before
             wd = (self.last_day - k) % 7
             p *= (zeros[wd] + 0.5) / (seen[wd] + 1.0)
         return p < 0.01
@@ -339,7 +339,7 @@ class UsageModel:
             days, last_day, zero_run = int(vals[0]), int(vals[1]), int(vals[2])
             first, last = float(vals[3]), float(vals[4])
             hist = [float(x) for x in vals[5]]
-            ok = len(vals) in (6, 9) and len(hist) == min(days, len(m.hist)) and min(days, zero_run) >= 0
+            ok = len(vals) in (6, 9) and len(hist) == min(days, len(m.hist)) and 0 <= zero_run <= days
             ok = ok and last_day >= -1 and 0 <= first <= last <= 1 and all(x >= 0 or x == _ABSENT for x in hist)
             if ok and len(vals) == 9 and int(vals[6]) == m.window:  # windows of another length are not kept
                 seen = float(vals[7])
@@ -350,7 +350,7 @@ class UsageModel:
                     m.seen = seen
                     for b in range(_TAIL_BINS):
                         m.tail[b] = tail[b]
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             ok = False
         if not ok:
             raise StateError("usage model state is not valid: " + repr(s)[:80])
@@ -690,19 +690,21 @@ class ConsumableTracker:
             choice = ReorderChoice(**state["choice"])  # type: ignore[index]
             used = float(state["used_today"])  # type: ignore[index]
             age = int(state["reorder_age"]) if "reorder_age" in state else 0  # type: ignore[index, operator]
-            ok = ok and age >= 0
-        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            ok = ok and age >= 0 and math.isfinite(used) and used >= 0
+            sent = bool(state["reorder_sent"])  # type: ignore[index]
+            low = bool(state["low_sent"])  # type: ignore[index]
+        except (KeyError, TypeError, ValueError, OverflowError, ConfigError) as e:
             raise StateError("state of consumable %s is not valid: %s" % (self.id, e)) from e
-        if not ok or used < 0:
+        if not ok:
             raise StateError("state of consumable %s is not valid" % self.id)
         self.level, self.usage, self.choice = level, usage, choice
         # After a restart the clock may start again from zero: the next input begins a
         # new day count; what was learned stays.
         self.day, self.last_t, self.used_today = -1, -1, 0.0
         self.first_use = self.last_use = -1.0
-        self.reorder_sent = bool(state["reorder_sent"])  # type: ignore[index]
+        self.reorder_sent = sent
         self.reorder_age = age
-        self.low_sent = bool(state["low_sent"])  # type: ignore[index]
+        self.low_sent = low
 
 
 class ConsumableRuntime:
