@@ -420,7 +420,8 @@ def p_run_out(level: float, usage: UsageModel, days: float, today: int = 0, used
     if usage.mean <= 0 or usage.days < 3:
         return 0.0
     excess = max(0.0, used_today - usage.expected(today))
-    mean = usage.rate_ahead(today, days)
+    ahead = usage.rate_ahead(today, days)  # by the rhythm, before any burst carried on
+    mean = ahead
     pace = usage.pace()
     if pace >= _BURST:
         mean *= min(pace, 4.0)
@@ -432,7 +433,7 @@ def p_run_out(level: float, usage: UsageModel, days: float, today: int = 0, used
     ratios = usage.window_ratios(max(1, math.ceil(days)))
     n = len(ratios)
     if n >= 7:
-        base = usage.rate_ahead(today, days)
+        base = ahead
         kern = 0.05 * base or 1e-9
         # Windows far below the level add nothing: walk down from the largest.
         s = 0.0
@@ -446,7 +447,7 @@ def p_run_out(level: float, usage: UsageModel, days: float, today: int = 0, used
         p = max(p, s / n)
     # Guests come on any day: a surge multiplies the usual pace (or the coming days'
     # rhythm, when that is more), not only the days the household usually uses it.
-    base = max(usage.rate_ahead(today, days), usage.mean * days)
+    base = max(ahead, usage.mean * days)
     if base > 0:
         p = max(p, usage.surge_share((level - excess) / base))
     return p
