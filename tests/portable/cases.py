@@ -8,7 +8,7 @@ import asyncio
 import json
 import math
 
-from agent.core import commands, consent, consumables, detectors, journal, limits, mqtt, processors, uplink
+from agent.core import commands, consent, consumables, detectors, journal, limits, mqtt, processors, ratelimit, uplink
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
 from agent.core.clock import ManualClock
@@ -36,6 +36,30 @@ def _error(fn: object, *args: object) -> str:
     except ProfileError as e:
         return str(e)
     raise AssertionError("expected a ProfileError")
+
+
+def case_rate_limit_at_its_bound(data_dir: str) -> list:
+    bucket = ratelimit.TokenBucket(2.0, 3, 0)
+    burst = [bucket.take(0) for _ in range(5)]
+    assert burst == [True, True, True, False, False]
+    assert not bucket.take(499) and bucket.take(500)  # 2 a second: one token per 500 ms
+    assert bucket.take(10_000) and bucket.take(10_000) and bucket.take(10_000) and not bucket.take(10_000)
+    lines: list = []
+    now = [0]
+    report = ratelimit.ThrottledReport(lines.append, 1.0, 2, lambda: now[0])
+    for i in range(1000):
+        report("line %d" % i)
+    assert lines == ["line 0", "line 1"] and report.suppressed == 998
+    now[0] = 1000
+    report("after")
+    assert lines[-1] == "after (998 similar messages held back)" and report.suppressed == 0
+    try:
+        ratelimit.TokenBucket(0, 1)
+    except ConfigError as e:
+        refused = str(e)
+    else:
+        raise AssertionError("a zero rate was taken")
+    return [burst, lines, report.suppressed_total, refused]
 
 
 def case_ring_drops_oldest_at_capacity(data_dir: str) -> list:
