@@ -42,11 +42,12 @@ def client_key(address: str) -> str:
     text = address.strip().lower()
     if ":" not in text:
         return text
-    text = text.partition("%")[0]
-    if text.startswith("::ffff:") and "." in text:
-        return text[7:]
-    words = _ipv6_words(text)
-    return text if words is None else ":".join("%x" % w for w in words)
+    words = _ipv6_words(text.partition("%")[0])
+    if words is None:
+        return text
+    if words[:6] == [0, 0, 0, 0, 0, 0xFFFF]:  # IPv4-mapped: the IPv4 address it is
+        return "%d.%d.%d.%d" % (words[6] >> 8, words[6] & 255, words[7] >> 8, words[7] & 255)
+    return ":".join("%x" % w for w in words)
 
 
 def client_group(key: str) -> str:

@@ -467,9 +467,11 @@ class LocalPage:
                 if e.errno in _ACCEPT_PAUSE_ERRNOS:
                     await asyncio.sleep(limits.ACCEPT_RETRY_S)
                 continue
-            self._take(conn, peer)
+            self.take(conn, peer)
 
-    def _take(self, conn: socket.socket, peer: tuple) -> None:
+    def take(self, conn: socket.socket, peer: tuple) -> asyncio.Future | None:
+        """Admit one accepted connection and serve it in a task of its own (returned), or turn
+        it away at once (None). The accept loop calls this; tests hand in socket pairs."""
         conn.setblocking(False)
         self._next_id += 1
         cid = self._next_id
@@ -487,8 +489,9 @@ class LocalPage:
             self._report("local page: a connection from %s turned away (%d open, at most %d, %d from one address)"
                          % (peer[0], len(self.connections), self.connections.cap,
                             limits.MAX_CONNECTIONS_PER_SOURCE))  # fmt: skip
-            return
-        self._tasks[cid] = asyncio.ensure_future(self._serve(cid, conn, peer))
+            return None
+        task = self._tasks[cid] = asyncio.ensure_future(self._serve(cid, conn, peer))
+        return task
 
     async def _serve(self, cid: int, conn: socket.socket, peer: tuple) -> None:
         """One connection: its request within REQUEST_TIMEOUT_S, its answer within
