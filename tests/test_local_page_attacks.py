@@ -651,3 +651,189 @@ def test_any_bytes_on_a_connection_get_an_answer_or_a_close_and_nothing_else(fuz
     assert reply == b"" or re.match(rb"HTTP/1\.0 (200|303|400|403|404|405|413|414|421|431|501|505) ", reply), reply[:80]
     assert page.stats["failed"] == 0 and len(page.connections) == 0
     assert not page.lines  # type: ignore[attr-defined]
+
+
+# -- the whole agent under a flood, with a small file limit -------------------------------------
+NOFILE = 64  # a small device's limit: the page's cap comes out at 64 - FD_RESERVE - 1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The agent with a file limit set in its own process (no preexec_fn: the test runs threads).
+_LIMITED = (
+    "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (%d, %d)); "
+    "sys.argv = ['wichtel'] + sys.argv[1:]; runpy.run_module('agent', run_name='__main__')" % (NOFILE, NOFILE)
+)
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def _http(port: int, raw: bytes, source: str, timeout: float = 5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as s:
+        s.sendall(raw)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+        return reply
+
+
+def _owner_signs_in(port: int, source: str) -> int:
+    host = b"Host: 127.0.0.1:%d\r\n" % port
+    form = _http(port, b"GET /login HTTP/1.1\r\n" + host + b"\r\n", source)
+    nonce = re.search(rb'name="nonce" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    body = b"nonce=" + nonce + b"&code=" + CODE.encode()
+    reply = _http(port, b"POST /login HTTP/1.1\r\n" + host + b"Cookie: wichtel_login=" + nonce + b"\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body, source)  # fmt: skip
+    return _code(reply)
+
+
+def test_a_flood_of_slow_and_idle_connections_stops_neither_the_uplink_nor_the_sampler_nor_the_owner(
+    broker: object, tmp_path: "os.PathLike[str]"
+) -> None:
+    import subprocess
+    import sys
+    import threading
+
+    from agent.local_broker import Service
+
+    service = Service(broker)  # type: ignore[arg-type]
+    crt, key = broker.certs["dev-1"]  # type: ignore[attr-defined]
+    root = os.path.join(tmp_path, "device")
+    os.makedirs(os.path.join(root, "identity"))
+    setup_code.write_record(os.path.join(root, "identity"), RECORD)
+    port = free_port()
+    log_path = os.path.join(tmp_path, "agent.log")
+    log = open(log_path, "w")  # the agent writes it until the end of the test
+    cmd = [sys.executable, "-c", _LIMITED, "run", "--profile", profile_loader.example("washing_machine"),
+           "--simulate", "--speed", "7200", "--hours", "2000", "--device-id", "dev-1", "--data-dir", root,
+           "--page", "127.0.0.1:%d" % port, "--consent", "usage_statistics",
+           "--broker", "localhost:%d" % broker.port, "--ca", broker.ca_path,  # type: ignore[attr-defined]
+           "--cert", crt, "--key", key]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    stop = threading.Event()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                form = _http(port, b"GET /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port, "127.0.0.1")
+                if _code(form) == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, open(log_path).read()
+            time.sleep(0.1)
+        assert len(service.wait_for(1, timeout=30, topic_part="/usage_statistics")) >= 1  # the uplink works
+        baseline_fds = 0
+        for _ in range(20):  # what the agent holds by itself, files it opens now and then included
+            baseline_fds = max(baseline_fds, _fds(proc.pid))
+            time.sleep(0.1)
+        cap = intake.connection_cap(NOFILE)
+        assert baseline_fds + cap + 1 <= NOFILE
+
+        # The flood: 300 clients from 100 addresses, half trickling a header a second, half idle,
+        # each back half a second after the page closed it.
+        closed_by_page: list = []
+
+        async def client(i: int) -> None:
+            source = "127.0.9.%d" % (i % 100 + 1)
+            while not stop.is_set():
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+                except OSError:
+                    await asyncio.sleep(0.5)
+                    continue
+                if i % 2:
+                    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
+                n = 0
+                try:
+                    while not stop.is_set():
+                        if i % 2:
+                            n += 1
+                            writer.write(b"X-Slow-%d: 1\r\n" % n)
+                            await writer.drain()
+                        try:
+                            if await asyncio.wait_for(reader.read(100), 1.0) == b"":
+                                closed_by_page.append(i)
+                                break
+                        except TimeoutError:
+                            continue
+                except ConnectionError:
+                    closed_by_page.append(i)
+                writer.close()
+                await asyncio.sleep(0.5)
+
+        async def flood() -> None:
+            await asyncio.gather(*(client(i) for i in range(300)))
+
+        flooder = threading.Thread(target=lambda: asyncio.run(flood()))
+        log_before = os.path.getsize(log_path)
+        usage_before = len(service.received("/usage_statistics"))
+        flood_start = time.monotonic()
+        flooder.start()
+        most_fds = 0
+        owner_took = None
+        while time.monotonic() - flood_start < 15:
+            most_fds = max(most_fds, _fds(proc.pid))
+            if owner_took is None and time.monotonic() - flood_start > 5:
+                asked = time.monotonic()
+                while _owner_signs_in(port, "127.0.0.250") != 303:  # a browser would retry too
+                    assert time.monotonic() - asked < 60
+                owner_took = time.monotonic() - asked
+            time.sleep(0.2)
+        flood_s = time.monotonic() - flood_start
+        with open(log_path, encoding="utf-8") as f:
+            f.seek(log_before)
+            during = f.read()
+        usage_during = len(service.received("/usage_statistics")) - usage_before
+        stop.set()
+        flooder.join(30)
+
+        assert proc.poll() is None, during[-2000:]
+        assert owner_took is not None and owner_took < 60
+        assert usage_during >= 2, "the uplink stopped during the flood"
+        assert during.count("[day ") >= 3, "the sampler stopped during the flood"
+        assert len(closed_by_page) > 300  # the page did close them: pushed out or timed out
+        assert most_fds <= baseline_fds + cap + 1
+        assert "Too many open files" not in during and "Traceback" not in during
+        page_lines = [line for line in during.splitlines() if line.startswith("local page:")]
+        assert len(page_lines) <= limits.LOG_BURST + limits.LOG_PER_S * flood_s + 1
+        assert all(len(line) <= limits.LOG_LINE_MAX + 60 for line in page_lines)  # + the held-back count
+        assert len(during) < 20_000
+
+        # After the flood: a slow client and an idle one are closed at the real request timeout.
+        async def held(trickle: bool) -> float:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.10.1", 0))
+            start = time.monotonic()
+            if trickle:
+                writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
+            while True:
+                try:
+                    if trickle:
+                        writer.write(b"X: 1\r\n")
+                    if await asyncio.wait_for(reader.read(100), 0.5) == b"":
+                        break
+                except TimeoutError:
+                    continue
+                except ConnectionError:
+                    break
+            writer.close()
+            return time.monotonic() - start
+
+        async def both() -> list:
+            return list(await asyncio.gather(held(True), held(False)))
+
+        for took in asyncio.run(both()):
+            assert limits.REQUEST_TIMEOUT_S - 0.5 <= took < limits.REQUEST_TIMEOUT_S + 5
+        assert _owner_signs_in(port, "127.0.0.251") == 303
+    finally:
+        stop.set()
+        service.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+    assert proc.returncode == 0, open(log_path).read()[-3000:]

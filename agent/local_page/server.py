@@ -153,6 +153,7 @@ class LocalPage:
         self.connections = intake.ConnectionTable(limits.MAX_CONNECTIONS)
         self.allowed_hosts: frozenset = frozenset()
         self._tasks: dict = {}  # connection id -> its task
+        self._closing: set = set()  # tasks of pushed-out connections whose sockets are not closed yet
         self._next_id = 0
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Future | None = None
@@ -468,6 +469,8 @@ class LocalPage:
                     await asyncio.sleep(limits.ACCEPT_RETRY_S)
                 continue
             self.take(conn, peer)
+            if self._closing:  # a descriptor is free only when the pushed-out connection has closed
+                await asyncio.wait(list(self._closing), timeout=1.0)
 
     def take(self, conn: socket.socket, peer: tuple) -> asyncio.Future | None:
         """Admit one accepted connection and serve it in a task of its own (returned), or turn
@@ -478,7 +481,10 @@ class LocalPage:
         admitted, pushed_out = self.connections.open(cid, str(peer[0]), self.now())
         if pushed_out is not None:
             self.stats["pushed_out"] += 1
-            self._tasks[pushed_out].cancel()  # still reading its request: no work is cut short
+            victim = self._tasks[pushed_out]
+            victim.cancel()  # still reading its request: no work is cut short
+            self._closing.add(victim)
+            victim.add_done_callback(self._closing.discard)
         if not admitted:
             self.stats["refused"] += 1
             try:
@@ -491,7 +497,15 @@ class LocalPage:
                             limits.MAX_CONNECTIONS_PER_SOURCE))  # fmt: skip
             return None
         task = self._tasks[cid] = asyncio.ensure_future(self._serve(cid, conn, peer))
+        task.add_done_callback(lambda _: self._closed(cid, conn))
         return task
+
+    def _closed(self, cid: int, conn: socket.socket) -> None:
+        """A connection's task has ended, however: even one pushed out before it ever ran
+        leaves no descriptor and no entry behind."""
+        conn.close()  # a no-op when its transport closed it
+        self.connections.close(cid)
+        self._tasks.pop(cid, None)
 
     async def _serve(self, cid: int, conn: socket.socket, peer: tuple) -> None:
         """One connection: its request within REQUEST_TIMEOUT_S, its answer within
@@ -524,15 +538,16 @@ class LocalPage:
         except Exception as e:  # noqa: BLE001 -- one connection's fault must not end the page; it is reported
             self.stats["failed"] += 1
             self._log_exception(e)
-        finally:
-            self.connections.close(cid)
-            self._tasks.pop(cid, None)
-            if writer is None:
-                conn.close()
-            elif writer.transport.get_write_buffer_size():
-                writer.transport.abort()  # a client not reading does not keep the descriptor
-            else:
-                writer.close()
+        finally:  # the table entry goes in _closed, once the socket is closed
+            if writer is not None:
+                if writer.transport.get_write_buffer_size():
+                    writer.transport.abort()  # a client not reading does not keep the descriptor
+                else:
+                    writer.close()
+                try:  # the transport closes its socket a loop turn later; until then it counts
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+                except (OSError, TimeoutError):
+                    pass  # closed with an error, or not within a second: _closed closes it then
 
     async def _read_request(self, reader: asyncio.StreamReader) -> bytes:
         """Head and body of one request, within the page's bounds (HeadError otherwise)."""
