@@ -267,7 +267,11 @@ def test_the_page_answers_only_to_its_own_address_and_names() -> None:
     for wildcard in ("0.0.0.0", "::", "", "[::]"):
         with pytest.raises(ConfigError, match="one address"):
             intake.allowed_hosts(wildcard, 8080)
-    for bad in ("evil.example:80", "-x.local", "a..b", "x" * 64 + ".local", "a b", "ü.local", "a" * 254):
+    longest = ("a" * 63 + ".") * 3 + "a" * 61
+    assert len(longest) == limits.MAX_NAME_LEN and longest + ":8080" in intake.allowed_hosts(
+        "10.0.0.1", 8080, (longest,)
+    )
+    for bad in ("evil.example:80", "-x.local", "a..b", "x" * 64 + ".local", "a b", "ü.local", longest + "a"):
         with pytest.raises(ConfigError, match="host name"):
             intake.allowed_hosts("192.168.1.20", 8080, (bad,))
 
@@ -576,6 +580,92 @@ def test_a_nonce_from_another_device_or_made_up_is_refused(tmp_path: "os.PathLik
         assert _code(await _sign_in(port, "127.0.0.20")) == 303
 
     _serve(page, work)
+
+
+def test_a_client_that_does_not_take_its_answer_is_cut_off_at_the_answer_timeout(tmp_path: "os.PathLike[str]") -> None:
+    class BigAnswer(LocalPage):
+        async def answer(self, data: bytes, peer: tuple) -> bytes:  # far more than the socket buffers hold
+            return b"HTTP/1.0 200 OK\r\nContent-Length: 50000000\r\n\r\n" + b"x" * 50_000_000
+
+    page = _page(str(tmp_path), answer_timeout_s=0.5)
+    page.__class__ = BigAnswer
+
+    async def work(port: int) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind(("127.0.0.21", 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        start = time.monotonic()
+        sock.send(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
+        while page.stats["timed_out"] == 0:  # the client reads nothing
+            assert time.monotonic() - start < 10
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - start >= 0.5
+        await asyncio.sleep(0.1)
+        assert len(page.connections) == 0  # closed, its descriptor with it
+        sock.close()
+        assert "did not take its answer within" in page.lines[-1]  # type: ignore[attr-defined]
+
+    _serve(page, work)
+
+
+def test_an_exception_in_a_route_is_one_short_line_within_the_log_rate(tmp_path: "os.PathLike[str]") -> None:
+    page = _page(str(tmp_path))
+
+    @page.app.get("/boom")
+    async def boom(req: object) -> None:
+        raise RuntimeError("x" * 5000)
+
+    async def work(port: int) -> None:
+        for _ in range(50):
+            reply = await _ask(port, b"GET /boom HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
+            assert _code(reply) in (303, 500)  # not signed in: the guard answers before the route
+        session = page.gate.sessions.open(page.now())
+        for _ in range(50):
+            reply = await _ask(port, b"GET /boom HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nCookie: wichtel_session=%s\r\n\r\n"
+                               % (port, session.id.encode()))  # fmt: skip
+            assert _code(reply) == 500 and b"Traceback" not in reply
+        lines = page.lines  # type: ignore[attr-defined]
+        assert 1 <= len(lines) <= limits.LOG_BURST + 1
+        assert all(len(line) <= limits.LOG_LINE_MAX for line in lines)
+        assert lines[0].startswith("local page: RuntimeError at test_local_page_attacks.py:")
+
+    _serve(page, work)
+
+
+def test_out_of_descriptors_the_page_pauses_taking_connections_and_says_so_once_each_time(
+    tmp_path: "os.PathLike[str]",
+) -> None:
+    import errno
+
+    page = _page(str(tmp_path))
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.sock_accept
+        failures = [0]
+
+        async def exhausted(sock: socket.socket) -> tuple:
+            if failures[0] < 3:
+                failures[0] += 1
+                raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+            return await real(sock)
+
+        loop.sock_accept = exhausted  # type: ignore[method-assign]
+        port = free_port()
+        start = time.monotonic()
+        await page.start("127.0.0.1", port)
+        try:
+            assert _code(await _ask(port, b"GET /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)) == 200
+            assert time.monotonic() - start >= 3 * limits.ACCEPT_RETRY_S
+            lines = page.lines  # type: ignore[attr-defined]
+            assert len(lines) == 3 and all("Too many open files" in line for line in lines)
+        finally:
+            await page.stop()
+            device.close_device(page.agent, page.data)
+
+    asyncio.run(go())
 
 
 class Clock:

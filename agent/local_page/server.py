@@ -471,6 +471,9 @@ class LocalPage:
             self.take(conn, peer)
             if self._closing:  # a descriptor is free only when the pushed-out connection has closed
                 await asyncio.wait(list(self._closing), timeout=1.0)
+            # sock_accept does not yield while connections wait in the backlog: a flood of them
+            # must not keep the uplink and the sampler from their turns.
+            await asyncio.sleep(0)
 
     def take(self, conn: socket.socket, peer: tuple) -> asyncio.Future | None:
         """Admit one accepted connection and serve it in a task of its own (returned), or turn
