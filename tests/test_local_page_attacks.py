@@ -503,6 +503,8 @@ def test_a_flood_from_one_address_is_held_to_its_share_and_turned_away_at_once(t
         await asyncio.sleep(0.1)
         turned_away = await _ask(port, b"", "127.0.5.1", timeout=2)  # no request needed to be told
         assert _code(turned_away) == 503 and b"busy" in turned_away
+        head, body = turned_away.split(b"\r\n\r\n", 1)
+        assert b"Content-Length: %d\r\n" % len(body) in head + b"\r\n"
         assert _code(await _sign_in(port, "127.0.0.20")) == 303
         assert page.connections.from_source("127.0.5.1") == limits.MAX_CONNECTIONS_PER_SOURCE
         # Turned-away connections are reported within the page's log rate, not one line each.
@@ -615,7 +617,7 @@ def test_an_exception_in_a_route_is_one_short_line_within_the_log_rate(tmp_path:
 
     @page.app.get("/boom")
     async def boom(req: object) -> None:
-        raise RuntimeError("x" * 5000)
+        raise RuntimeError("\nlocal page: a forged line\r\n" + "x" * 5000)
 
     async def work(port: int) -> None:
         for _ in range(50):
@@ -628,7 +630,7 @@ def test_an_exception_in_a_route_is_one_short_line_within_the_log_rate(tmp_path:
             assert _code(reply) == 500 and b"Traceback" not in reply
         lines = page.lines  # type: ignore[attr-defined]
         assert 1 <= len(lines) <= limits.LOG_BURST + 1
-        assert all(len(line) <= limits.LOG_LINE_MAX for line in lines)
+        assert all(len(line) <= limits.LOG_LINE_MAX and "\n" not in line and "\r" not in line for line in lines)
         assert lines[0].startswith("local page: RuntimeError at test_local_page_attacks.py:")
 
     _serve(page, work)

@@ -22,7 +22,7 @@ from microdot.microdot import AsyncBytesIO
 
 from agent import device
 from agent.core.consumables import RISKS, ReorderChoice
-from agent.core.errors import ConfigError
+from agent.core.errors import ConfigError, WichtelError
 from agent.core.pipeline import Agent
 from agent.core.ratelimit import ThrottledReport
 from agent.device_data import DeviceData
@@ -42,9 +42,10 @@ SECURITY_HEADERS = {
 }
 _PUBLIC = ("/login", "/static/page.css")
 # The answer to a connection over the cap: no page, no work.
+_BUSY_TEXT = b"The appliance is busy; reload in a moment."
 _BUSY = (
-    b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
-    b"Content-Length: 41\r\n\r\nThe appliance is busy; reload in a moment."
+    b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT)
 )
 # Out of descriptors or buffers: the accept loop waits instead of failing on every turn.
 _ACCEPT_PAUSE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -56,7 +57,7 @@ Request.max_body_length = limits.MAX_BODY_BYTES
 Request.max_readline = limits.MAX_HEADER_LINE + 2
 
 
-class RequestRefused(Exception):
+class RequestRefusedError(WichtelError):
     """A request the page will not carry out; status and message for the error page."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -181,9 +182,9 @@ class LocalPage:
         try:
             form = req.form
         except ValueError as e:  # a %-escape that is not hex, or not UTF-8
-            raise RequestRefused(400, texts.TEXTS[self._lang(req)]["bad_form"] % "not URL-encoded") from e
+            raise RequestRefusedError(400, texts.TEXTS[self._lang(req)]["bad_form"] % "not URL-encoded") from e
         if form is None:
-            raise RequestRefused(400, texts.TEXTS[self._lang(req)]["bad_form"] % "not a form")
+            raise RequestRefusedError(400, texts.TEXTS[self._lang(req)]["bad_form"] % "not a form")
         return {k: form.get(k) for k in form}
 
     def _changed(self) -> None:
@@ -207,7 +208,7 @@ class LocalPage:
             if req.method == "POST":
                 try:
                     given = self._form(req).get("csrf")
-                except RequestRefused as e:
+                except RequestRefusedError as e:
                     return _html(views.error(self._view(req), e.status, e.message, True), e.status)
                 if not access.same_token(session.csrf, given):
                     return self._refuse(req, 403, "bad_token", session)
@@ -228,9 +229,9 @@ class LocalPage:
                             (500, "internal")):  # fmt: skip
             app.errorhandler(status)(self._error_handler(status, key))
 
-        @app.errorhandler(RequestRefused)
+        @app.errorhandler(RequestRefusedError)
         async def refused(req: Request, exc: Exception) -> Response:
-            assert isinstance(exc, RequestRefused)
+            assert isinstance(exc, RequestRefusedError)
             return _html(views.error(self._view(req), exc.status, exc.message, req.g.session is not None), exc.status)
 
         @app.get("/static/page.css")
@@ -241,7 +242,7 @@ class LocalPage:
         @app.get("/lang/<lang>")
         async def lang(req: Request, lang: str) -> Response:
             if lang not in texts.LANGS:
-                raise RequestRefused(404, texts.TEXTS[self._lang(req)]["not_found"])
+                raise RequestRefusedError(404, texts.TEXTS[self._lang(req)]["not_found"])
             target = req.args.get("next", "/")
             if not target.startswith("/") or target.startswith("//") or "\\" in target:
                 target = "/"  # only ever back into this page
@@ -300,14 +301,14 @@ class LocalPage:
             t = texts.TEXTS[self._lang(req)]
             choice = self._form(req).get("choice")
             if choice not in ("on", "off"):
-                raise RequestRefused(400, t["bad_form"] % "choice must be on or off")
+                raise RequestRefusedError(400, t["bad_form"] % "choice must be on or off")
             try:
                 device.set_consent(self.agent, self.data, category, choice == "on", self.agent.clock.now_ms(),
                                    int(self.wall()))  # fmt: skip
             except ConfigError as e:
-                raise RequestRefused(400, t["bad_form"] % e) from e
+                raise RequestRefusedError(400, t["bad_form"] % e) from e
             except OverflowError as e:
-                raise RequestRefused(503, t["busy"] % e) from e
+                raise RequestRefusedError(503, t["busy"] % e) from e
             title = next(c["title"][self._lang(req)] for c in self.agent.profile["data_categories"]
                          if c["id"] == category)  # fmt: skip
             req.g.session.notice = t["switched"] % (title, t["is_on"] if choice == "on" else t["is_off"])
@@ -333,11 +334,11 @@ class LocalPage:
         async def erase(req: Request) -> Response:
             t = texts.TEXTS[self._lang(req)]
             if self._form(req).get("confirm") != "yes":
-                raise RequestRefused(400, t["bad_form"] % "the confirmation box was not ticked")
+                raise RequestRefusedError(400, t["bad_form"] % "the confirmation box was not ticked")
             try:
                 pending = device.erase(self.agent, self.data, self.agent.clock.now_ms())
             except OverflowError as e:
-                raise RequestRefused(503, t["busy"] % e) from e
+                raise RequestRefusedError(503, t["busy"] % e) from e
             req.g.session.notice = t["erased"] % pending
             return _redirect("/data")
 
@@ -361,7 +362,7 @@ class LocalPage:
                     raise ValueError("when to remind must be one of the offered choices, got " + repr(risk_text))
                 self.agent.set_reorder_choice(cid, choice)
             except (ValueError, ConfigError) as e:
-                raise RequestRefused(400, t["bad_form"] % e) from e
+                raise RequestRefusedError(400, t["bad_form"] % e) from e
             self._changed()
             req.g.session.notice = t["saved"]
             return _redirect("/consumables#c-" + cid)
@@ -373,7 +374,7 @@ class LocalPage:
                 name = self.agent.consumable(cid).tracker.name[self._lang(req)]
                 self.agent.refilled(cid, self.agent.clock.now_ms())
             except (ValueError, ConfigError) as e:
-                raise RequestRefused(400, t["bad_form"] % e) from e
+                raise RequestRefusedError(400, t["bad_form"] % e) from e
             self._changed()
             req.g.session.notice = t["refill_done"] % name
             return _redirect("/consumables#c-" + cid)
@@ -420,7 +421,8 @@ class LocalPage:
         self._report("local page: %s at %s while answering: %s" % (type(exc).__name__, where, exc))
 
     def _report(self, text: str) -> None:
-        self.log(text[: limits.LOG_LINE_MAX])
+        """One line, bounded, within the rate: a client's words in it cannot start a line of their own."""
+        self.log("".join(c if " " <= c != "\x7f" else "?" for c in text[: limits.LOG_LINE_MAX]))
 
     async def start(self, host: str, port: int, names: tuple = ()) -> None:
         """Listen on host:port only, answering to that address (and to the loopback names
