@@ -481,7 +481,10 @@ def test_a_flood_of_idle_connections_from_many_addresses_does_not_keep_the_owner
             except OSError:
                 pass
             assert len(page.connections) <= page.connections.cap
-        await asyncio.sleep(0.1)
+        for _ in range(100):  # the accept loop catches up with the backlog
+            if len(page.connections) == page.connections.cap:
+                break
+            await asyncio.sleep(0.05)
         assert len(page.connections) == page.connections.cap
         for k in range(3):
             assert _code(await _sign_in(port, "127.0.0.%d" % (20 + k))) == 303
@@ -755,8 +758,22 @@ _LIMITED = (
 )
 
 
-def _fds(pid: int) -> int:
-    return len(os.listdir("/proc/%d/fd" % pid))
+def _page_sockets(pid: int, port: int) -> int:
+    """Descriptors of the process that are sockets on the page's port (listening or connected)."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        with open("/proc/%d/net/%s" % (pid, table)) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add("socket:[%s]" % fields[9])
+    count = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            count += os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes
+        except OSError:
+            pass  # closed meanwhile
+    return count
 
 
 def _http(port: int, raw: bytes, source: str, timeout: float = 5.0) -> bytes:
@@ -815,12 +832,8 @@ def test_a_flood_of_slow_and_idle_connections_stops_neither_the_uplink_nor_the_s
             assert proc.poll() is None and time.monotonic() < deadline, open(log_path).read()
             time.sleep(0.1)
         assert len(service.wait_for(1, timeout=30, topic_part="/usage_statistics")) >= 1  # the uplink works
-        baseline_fds = 0
-        for _ in range(20):  # what the agent holds by itself, files it opens now and then included
-            baseline_fds = max(baseline_fds, _fds(proc.pid))
-            time.sleep(0.1)
         cap = intake.connection_cap(NOFILE)
-        assert baseline_fds + cap + 1 <= NOFILE
+        assert _page_sockets(proc.pid, port) == 1  # the listening socket
 
         # The flood: 300 clients from 100 addresses, half trickling a header a second, half idle,
         # each back half a second after the page closed it.
@@ -865,7 +878,7 @@ def test_a_flood_of_slow_and_idle_connections_stops_neither_the_uplink_nor_the_s
         most_fds = 0
         owner_took = None
         while time.monotonic() - flood_start < 15:
-            most_fds = max(most_fds, _fds(proc.pid))
+            most_fds = max(most_fds, _page_sockets(proc.pid, port))
             if owner_took is None and time.monotonic() - flood_start > 5:
                 asked = time.monotonic()
                 while _owner_signs_in(port, "127.0.0.250") != 303:  # a browser would retry too
@@ -885,7 +898,7 @@ def test_a_flood_of_slow_and_idle_connections_stops_neither_the_uplink_nor_the_s
         assert usage_during >= 2, "the uplink stopped during the flood"
         assert during.count("[day ") >= 3, "the sampler stopped during the flood"
         assert len(closed_by_page) > 300  # the page did close them: pushed out or timed out
-        assert most_fds <= baseline_fds + cap + 1
+        assert cap < most_fds <= 1 + cap + 1  # listening, the table full, one being turned away
         assert "Too many open files" not in during and "Traceback" not in during
         page_lines = [line for line in during.splitlines() if line.startswith("local page:")]
         assert len(page_lines) <= limits.LOG_BURST + limits.LOG_PER_S * flood_s + 1
