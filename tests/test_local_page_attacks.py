@@ -411,6 +411,30 @@ async def _sign_in(port: int, source: str, code: str = CODE, nonce: bytes | None
                       + body, source)  # fmt: skip
 
 
+async def _held(port: int, source: str, trickle: bytes, every_s: float) -> tuple:
+    """(seconds until the page closed it, what it said) for a connection that starts a request
+    and then sends `trickle` every `every_s`, never ending the head; with no trickle, nothing."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    start = time.monotonic()
+    heard = b""
+    if trickle:
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
+    while True:
+        try:
+            writer.write(trickle)
+            await writer.drain()
+            chunk = await asyncio.wait_for(reader.read(100), every_s)
+        except TimeoutError:
+            continue
+        except ConnectionError:
+            break
+        if not chunk:
+            break
+        heard += chunk
+    writer.close()
+    return time.monotonic() - start, heard
+
+
 def _serve(page: LocalPage, work: object) -> None:
     async def go() -> None:
         port = free_port()
@@ -430,36 +454,12 @@ def test_slow_and_idle_connections_are_closed_at_the_request_timeout_while_the_o
     page = _page(str(tmp_path), request_timeout_s=1.0)
 
     async def work(port: int) -> None:
-        async def slowloris() -> float:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.3.1", 0))
-            start = time.monotonic()
-            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Slow: " % port)
-            while True:  # a byte at a time, never ending the head
-                try:
-                    writer.write(b"x")
-                    await writer.drain()
-                    if await asyncio.wait_for(reader.read(100), 0.2) == b"":
-                        break
-                except TimeoutError:
-                    continue
-                except ConnectionError:
-                    break
-            writer.close()
-            return time.monotonic() - start
-
-        async def idle() -> float:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.3.2", 0))
-            start = time.monotonic()
-            assert await asyncio.wait_for(reader.read(), 10) == b""  # closed without a word
-            writer.close()
-            return time.monotonic() - start
-
-        slow = asyncio.ensure_future(slowloris())
-        quiet = asyncio.ensure_future(idle())
+        slow = asyncio.ensure_future(_held(port, "127.0.3.1", b"X: 1\r\n", 0.2))
+        quiet = asyncio.ensure_future(_held(port, "127.0.3.2", b"", 0.2))
         await asyncio.sleep(0.3)
         assert _code(await _sign_in(port, "127.0.0.20")) == 303  # meanwhile the owner signs in
-        for took in await asyncio.gather(slow, quiet):
-            assert 0.9 <= took < 6.0
+        for took, heard in await asyncio.gather(slow, quiet):
+            assert 0.9 <= took < 6.0 and heard == b""  # closed without a word
         assert page.stats["timed_out"] == 2
         assert len(page.connections) == 0
 
@@ -906,29 +906,11 @@ def test_a_flood_of_slow_and_idle_connections_stops_neither_the_uplink_nor_the_s
         assert len(during) < 20_000
 
         # After the flood: a slow client and an idle one are closed at the real request timeout.
-        async def held(trickle: bool) -> float:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.10.1", 0))
-            start = time.monotonic()
-            if trickle:
-                writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
-            while True:
-                try:
-                    if trickle:
-                        writer.write(b"X: 1\r\n")
-                    if await asyncio.wait_for(reader.read(100), 0.5) == b"":
-                        break
-                except TimeoutError:
-                    continue
-                except ConnectionError:
-                    break
-            writer.close()
-            return time.monotonic() - start
-
         async def both() -> list:
-            return list(await asyncio.gather(held(True), held(False)))
+            return list(await asyncio.gather(*(_held(port, "127.0.10.1", t, 0.5) for t in (b"X: 1\r\n", b""))))
 
-        for took in asyncio.run(both()):
-            assert limits.REQUEST_TIMEOUT_S - 0.5 <= took < limits.REQUEST_TIMEOUT_S + 5
+        for took, heard in asyncio.run(both()):
+            assert limits.REQUEST_TIMEOUT_S - 0.5 <= took < limits.REQUEST_TIMEOUT_S + 5 and heard == b""
         assert _owner_signs_in(port, "127.0.0.251") == 303
     finally:
         stop.set()
