@@ -208,10 +208,10 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator,
     if page_at is not None:
         from agent.local_page.server import LocalPage  # microdot only where a page is wanted
 
-        page = LocalPage(agent, data, page_at[2])
+        page = LocalPage(agent, data, page_at[2], report=narrator.say)
         try:
             await page.start(page_at[0], page_at[1])
-        except OSError as e:
+        except (OSError, ConfigError) as e:
             raise UsageError("--page %s:%d: cannot listen there (%s)" % (page_at[0], page_at[1], e)) from e
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # end cleanly: the device's state is stored

@@ -11,7 +11,7 @@ from microdot.test_client import TestClient
 
 from agent import device, profile_loader, setup_code
 from agent.core.outbox import CRITICAL
-from agent.local_page import access, texts
+from agent.local_page import access, limits, texts
 from agent.local_page.server import SECURITY_HEADERS, LocalPage
 
 CODE = "K7M2P-9QXR4"
@@ -20,59 +20,78 @@ CODE = "K7M2P-9QXR4"
 # -- access rules (no I/O, time passed in) --------------------------------------------
 def test_wrong_codes_are_free_five_times_then_the_wait_doubles_up_to_its_bound() -> None:
     throttle = access.LoginThrottle()
-    waits = [throttle.failed("a", 0.0) for _ in range(access.FREE_FAILURES - 1)]
-    assert waits == [0.0] * (access.FREE_FAILURES - 1)
-    waits = [throttle.failed("a", 0.0) for _ in range(12)]
+    for _ in range(limits.FREE_FAILURES - 1):
+        assert throttle.admit("10.0.0.1", 0.0) == (0.0, False)  # each check counts as wrong until it succeeds
+    assert throttle.wait_s("10.0.0.1", 0.0) == 0.0
+    t = 0.0
+    waits = []
+    for _ in range(12):
+        assert throttle.admit("10.0.0.1", t) == (0.0, False)
+        waits.append(throttle.wait_s("10.0.0.1", t))
+        assert throttle.admit("10.0.0.1", t + waits[-1] / 2) == (waits[-1] / 2, False)  # not before the wait
+        t += waits[-1]
     assert waits[:4] == [1.0, 2.0, 4.0, 8.0]
-    assert max(waits) == access.MAX_DELAY_S and waits[-1] == access.MAX_DELAY_S
-    assert throttle.wait_s("a", 10.0) == access.MAX_DELAY_S - 10.0
-    assert throttle.wait_s("b", 10.0) == 0.0  # another client is not held up
-    throttle.succeeded("a")
-    assert throttle.wait_s("a", 10.0) == 0.0
+    assert max(waits) == limits.MAX_DELAY_S and waits[-1] == limits.MAX_DELAY_S
+    assert throttle.wait_s("10.0.0.2", t) == 0.0  # another address is not held up
+    throttle.succeeded("10.0.0.1")
+    assert throttle.wait_s("10.0.0.1", t) == 0.0
 
 
 def test_the_gatekeeper_does_not_even_check_a_code_while_the_client_must_wait() -> None:
     gate = access.Gatekeeper(setup_code.hash_code(CODE, iterations=setup_code.MIN_ITERATIONS))
-    for _ in range(access.FREE_FAILURES):
-        assert gate.login("a", "WRONG-CODE2", 0.0)[0] is None
-    session, wait = gate.login("a", CODE, 0.5)  # the right code, but too soon
-    assert session is None and wait == 0.5
-    session, wait = gate.login("a", CODE, 1.0)
-    assert session is not None and wait == 0.0
+    for _ in range(limits.FREE_FAILURES):
+        assert gate.login("a", "WRONG-CODE2", 0.0).session is None
+    result = gate.login("a", CODE, 0.5)  # the right code, but too soon
+    assert result.session is None and result.wait_s == 0.5 and not result.crowded
+    result = gate.login("a", CODE, 1.0)
+    assert result.session is not None and result.wait_s == 0.0
     assert gate.throttle.wait_s("a", 1.0) == 0.0  # success forgets the failures
+    assert gate.login("b", "K" * (limits.MAX_CODE_LEN + 1), 2.0).session is None  # too long: wrong, not hashed
 
 
-def test_failed_attempt_memory_is_bounded_and_extra_clients_share_one_throttle() -> None:
+def test_failed_attempt_memory_is_bounded_and_a_new_address_never_shares_a_throttle() -> None:
     throttle = access.LoginThrottle()
-    for i in range(access.MAX_TRACKED_CLIENTS * 3):
-        for _ in range(access.FREE_FAILURES + 1):
-            throttle.failed("10.0.%d.%d" % (i // 250, i % 250), 0.0)
-        assert len(throttle) <= access.MAX_TRACKED_CLIENTS
-    assert len(throttle) == access.MAX_TRACKED_CLIENTS
-    # A never-seen address is not a fresh start: it lands in the shared, already throttled entry.
-    assert throttle.wait_s("192.168.1.99", 0.0) > 0
-    # Quiet clients are forgotten after FORGET_FAILURES_S.
-    assert throttle.wait_s("192.168.1.99", access.FORGET_FAILURES_S + access.MAX_DELAY_S) == 0.0
-    assert len(throttle) == 0
+    for _ in range(limits.FREE_FAILURES):
+        throttle.admit("192.168.1.66", 0.0)
+    assert throttle.wait_s("192.168.1.66", 0.0) == limits.FIRST_DELAY_S
+    others = ["10.0.%d.%d" % (i // 250, i % 250) for i in range(limits.MAX_TRACKED_CLIENTS)]
+    for i, address in enumerate(others[:-1]):  # spread over windows: the ceiling is not the subject here
+        assert throttle.admit(address, 1.0 + i * 0.2) == (0.0, False)
+    t = 1.0 + len(others) * 0.2
+    assert len(throttle) == limits.MAX_TRACKED_CLIENTS  # at the bound: everyone remembered
+    assert throttle.wait_s("192.168.1.66", 0.5) > 0
+    assert throttle.wait_s("192.168.1.99", t) == 0.0  # a never-seen address starts fresh
+    assert throttle.admit(others[-1], t) == (0.0, False)  # one more: the address quiet longest is forgotten
+    assert len(throttle) == limits.MAX_TRACKED_CLIENTS
+    assert throttle.wait_s("192.168.1.66", 0.5) == 0.0
+    # An address quiet for FORGET_FAILURES_S starts again from zero; one second less, it does not.
+    for address in ("192.168.1.77", "192.168.1.78"):
+        for _ in range(limits.FREE_FAILURES):
+            throttle.admit(address, t)
+        assert throttle.wait_s(address, t) == limits.FIRST_DELAY_S
+    assert throttle.admit("192.168.1.77", t + limits.FORGET_FAILURES_S - 1) == (0.0, False)
+    assert throttle.wait_s("192.168.1.77", t + limits.FORGET_FAILURES_S - 1) == 2 * limits.FIRST_DELAY_S
+    assert throttle.admit("192.168.1.78", t + limits.FORGET_FAILURES_S) == (0.0, False)
+    assert throttle.wait_s("192.168.1.78", t + limits.FORGET_FAILURES_S) == 0.0
 
 
 def test_sessions_are_bounded_random_and_expire_idle_and_absolute() -> None:
     table = access.SessionTable()
     first = table.open(0.0)
-    others = [table.open(float(i)) for i in range(1, access.MAX_SESSIONS)]
-    assert len(table) == access.MAX_SESSIONS
+    others = [table.open(float(i)) for i in range(1, limits.MAX_SESSIONS)]
+    assert len(table) == limits.MAX_SESSIONS
     newest = table.open(100.0)  # one more: the least recently used goes
-    assert len(table) == access.MAX_SESSIONS and table.get(first.id, 100.0) is None
+    assert len(table) == limits.MAX_SESSIONS and table.get(first.id, 100.0) is None
     assert table.get(newest.id, 100.0) is newest
-    assert len({s.id for s in others} | {newest.id}) == access.MAX_SESSIONS and len(newest.id) >= 40
-    assert table.get(newest.id, 100.0 + access.SESSION_IDLE_S - 1) is newest
-    assert table.get(newest.id, 100.0 + 2 * access.SESSION_IDLE_S) is None  # idle too long
+    assert len({s.id for s in others} | {newest.id}) == limits.MAX_SESSIONS and len(newest.id) >= 40
+    assert table.get(newest.id, 100.0 + limits.SESSION_IDLE_S - 1) is newest
+    assert table.get(newest.id, 100.0 + 2 * limits.SESSION_IDLE_S) is None  # idle too long
     s = table.open(0.0)
     t = 0.0
-    while t + access.SESSION_IDLE_S / 2 < access.SESSION_MAX_S:
-        t += access.SESSION_IDLE_S / 2
+    while t + limits.SESSION_IDLE_S / 2 < limits.SESSION_MAX_S:
+        t += limits.SESSION_IDLE_S / 2
         assert table.get(s.id, t) is s  # kept alive by use ...
-    assert table.get(s.id, access.SESSION_MAX_S) is None  # ... but never past the absolute limit
+    assert table.get(s.id, limits.SESSION_MAX_S) is None  # ... but never past the absolute limit
     assert table.get(None, 0.0) is None and table.get("", 0.0) is None
 
 
@@ -144,7 +163,7 @@ def test_nothing_is_shown_before_login_and_the_login_sets_a_strict_cookie(page: 
         res = await _login(client)
         assert res.status_code == 303
         cookie = next(c for c in res.headers["Set-Cookie"] if c.startswith("wichtel_session="))
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=%d" % access.SESSION_MAX_S in cookie
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=%d" % limits.SESSION_MAX_S in cookie
         res = await client.get("/")
         assert res.status_code == 200 and "WM 8 Eco" in res.text and "<script" not in res.text
         _assert_secure(res)
@@ -289,7 +308,7 @@ def test_sessions_expire_and_logout_ends_them(page: tuple) -> None:
         client = TestClient(lp.app)
         await _login(client)
         assert (await client.get("/device")).status_code == 200
-        clock.t += access.SESSION_IDLE_S
+        clock.t += limits.SESSION_IDLE_S
         assert (await client.get("/device")).status_code == 303
         await _login(client)
         token = _csrf((await client.get("/device")).text)
@@ -306,7 +325,7 @@ def test_wrong_codes_are_rate_limited_on_the_page(page: tuple) -> None:
 
     async def go() -> None:
         client = TestClient(lp.app)
-        for _ in range(access.FREE_FAILURES - 1):
+        for _ in range(limits.FREE_FAILURES - 1):
             res = await _login(client, "AAAAA-AAAAA")
             assert res.status_code == 403 and "not right" in res.text
         res = await _login(client, "AAAAA-AAAAA")  # the fifth: from now on a wait
@@ -339,20 +358,21 @@ def test_request_body_bound_and_bad_requests_over_a_real_socket(page: tuple) -> 
         port = free_port()
         await lp.start("127.0.0.1", port)
         try:
-            for size, status in ((access.MAX_BODY_BYTES, b"403"), (access.MAX_BODY_BYTES + 1, b"413")):
+            for size, status in ((limits.MAX_BODY_BYTES, b"403"), (limits.MAX_BODY_BYTES + 1, b"413")):
                 body = b"choice=on&pad=" + b"x" * (size - 14)
                 assert len(body) == size
                 head = (
-                    b"POST /privacy/maintenance HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                    b"POST /privacy/maintenance HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                    b"Content-Type: application/x-www-form-urlencoded" % port
                 )
                 reply = await raw(port, head + b"\r\nContent-Length: %d\r\n\r\n" % size + body)
                 assert reply.split(b"\r\n", 1)[0].split()[1] == status, size
                 assert b"Content-Security-Policy: default-src 'self'" in reply
             reply = await raw(port, b"NONSENSE\r\n\r\n")
             assert reply.split()[1] == b"400" and b"X-Frame-Options: DENY" in reply
-            reply = await raw(port, b"GET /nowhere HTTP/1.1\r\n\r\n")
+            reply = await raw(port, b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
             assert reply.split()[1] == b"404" and b"dev-1" not in reply and b"WM 8" not in reply
-            reply = await raw(port, b"PUT /login HTTP/1.1\r\n\r\n")
+            reply = await raw(port, b"PUT /login HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
             assert reply.split()[1] == b"405"
         finally:
             await lp.stop()
