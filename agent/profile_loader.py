@@ -32,7 +32,7 @@ _SCALAR_TAGS = tuple(_TAG + t for t in ("null", "bool", "int", "float", "str", "
 _NUMBER_TAGS = (_TAG + "int", _TAG + "float")
 _READS_AS = {"null": "null", "bool": "true or false", "int": "a whole number", "float": "a number",
              "timestamp": "a date", "merge": "a merge key", "value": "a value key"}  # fmt: skip
-_KIND = {yaml.ScalarNode: "a scalar", yaml.SequenceNode: "a list", yaml.MappingNode: "a mapping"}
+_KIND: dict = {yaml.SequenceNode: "a list", yaml.MappingNode: "a mapping"}  # of a key that is not text
 
 
 class ProfileFileError(WichtelError):
@@ -58,7 +58,7 @@ class _ProfileYAML(yaml.SafeLoader):
         self.file = file
         self.path: tuple = ()  # field path of the node being composed
         self.lines: dict = {}  # field path -> 1-based line (a mapping value: its key's line)
-        self.depth = 0
+        self.open: list = []  # start events of the collections being composed, outermost first
         self.nodes = 0
 
     def refuse(self, mark: Any, got: str, expected: str) -> ProfileFileError:
@@ -101,13 +101,13 @@ class _ProfileYAML(yaml.SafeLoader):
                               "a profile of at most " + str(MAX_NODES))  # fmt: skip
         opens = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
         if opens:
-            self.depth += 1
-            if self.depth > limits.PROFILE_MAX_DEPTH:
-                raise self.refuse(event.start_mark, str(self.depth) + " lists and mappings within each other",
+            self.open.append(event)
+            if len(self.open) > limits.PROFILE_MAX_DEPTH:
+                raise self.refuse(event.start_mark, str(len(self.open)) + " lists and mappings within each other",
                                   "at most " + str(limits.PROFILE_MAX_DEPTH) + " levels")  # fmt: skip
         node = super().compose_node(parent, index)  # type: ignore[arg-type]
         if opens:
-            self.depth -= 1
+            self.open.pop()
         if isinstance(node, yaml.ScalarNode):
             self._check_scalar(node)
         self.path = outer
@@ -141,6 +141,29 @@ class _ProfileYAML(yaml.SafeLoader):
             raise self.refuse(node.start_mark, "a value of " + str(len(node.value)) + " characters",
                               "a value of at most " + str(MAX_SCALAR_CHARS) + " characters")  # fmt: skip
 
+    def syntax_error(self, e: yaml.MarkedYAMLError) -> ProfileFileError:
+        """Name the line where the broken construct begins (an unclosed bracket or quote), and
+        the line where the parser gave up, which may be the end of the file."""
+        problem = _one_line(str(e.problem or "")) or "broken YAML"
+        gave_up = e.problem_mark.line + 1 if e.problem_mark is not None else None
+        context = _one_line(str(e.context or ""))
+        flow = [event for event in self.open if event.flow_style]
+        if e.context_mark is not None and context.startswith("while scanning "):
+            # The scanner's construct (a quoted text, a key) lies within any open bracket.
+            begins, what = e.context_mark.line + 1, context[len("while scanning ") :]
+        elif flow:
+            # PyYAML names where it stopped, or the item it expected: the bracket is what is open.
+            begins = flow[-1].start_mark.line + 1
+            what = "the list [" if isinstance(flow[-1], yaml.SequenceStartEvent) else "the mapping {"
+        else:
+            # A block construct is broken where the parser stopped (a wrong indentation):
+            # the line it began on (often line 1) would not help.
+            return ProfileFileError(self.file, gave_up, "not valid YAML: " + problem)
+        message = "not valid YAML: in " + what + " that begins on this line: " + problem
+        if gave_up is not None and gave_up != begins:
+            message += " (the parser gave up on line " + str(gave_up) + ")"
+        return ProfileFileError(self.file, begins, message)
+
     def build(self, node: yaml.Node, path: tuple) -> object:
         """Python data from a composed, checked node (depth bounded, keys text)."""
         if isinstance(node, yaml.MappingNode):
@@ -163,26 +186,6 @@ def _reads_as(tag: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> ProfileFileError:
-    """Name the line where the broken construct begins (an unclosed bracket or quote), and
-    where the parser gave up, which may be the end of the file."""
-    problem = _one_line(str(e.problem or "")) or "broken YAML"
-    gave_up = e.problem_mark.line + 1 if e.problem_mark is not None else None
-    context = _one_line(str(e.context or ""))
-    if e.context_mark is None or not context or context.startswith("while parsing a block"):
-        # A block construct is broken where the parser stopped (a wrong indentation):
-        # naming the line it began on (often line 1) would not help.
-        return ProfileFileError(file, gave_up, "not valid YAML: " + problem)
-    begins = e.context_mark.line + 1
-    for lead in ("while parsing ", "while scanning "):
-        if context.startswith(lead):
-            context = context[len(lead) :]
-    message = "not valid YAML: " + context + " that begins on this line is broken: " + problem
-    if gave_up is not None and gave_up != begins:
-        message += " (the parser gave up on line " + str(gave_up) + ")"
-    return ProfileFileError(file, begins, message)
 
 
 def _check_size(size: int, file: str) -> None:
@@ -224,7 +227,7 @@ def load_text(text: str, file: str = "<profile>") -> dict:
             raise ProfileFileError(file, None, "the file is empty; expected an appliance profile")
         doc = loader.build(node, ())
     except yaml.MarkedYAMLError as e:
-        raise _syntax_error(e, file) from e
+        raise loader.syntax_error(e) from e
     except yaml.YAMLError as e:
         raise ProfileFileError(file, None, "not valid YAML: " + _one_line(str(e))) from e
     finally:
