@@ -9,6 +9,7 @@ ProfileFileError naming file, line and field.
 
 import json
 import os
+import re
 from typing import Any
 
 import yaml
@@ -32,6 +33,11 @@ _SCALAR_TAGS = tuple(_TAG + t for t in ("null", "bool", "int", "float", "str", "
 _NUMBER_TAGS = (_TAG + "int", _TAG + "float")
 _READS_AS = {"null": "null", "bool": "true or false", "int": "a whole number", "float": "a number",
              "timestamp": "a date", "merge": "a merge key", "value": "a value key"}  # fmt: skip
+# Characters PyYAML takes but an editor shows otherwise: line breaks it counts and editors
+# may not (so a line number would point elsewhere), and direction controls that make text
+# show unlike it reads. Profiles are English and German.
+_MISLEADING = re.compile("[\x85\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BREAK = re.compile("\r\n|\r|\n")
 _KIND: dict = {yaml.SequenceNode: "a list", yaml.MappingNode: "a mapping"}  # of a key that is not text
 
 
@@ -188,6 +194,11 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _line_at(text: str, index: int) -> int:
+    """The 1-based line of text[index], counting line breaks as YAML does (CR LF, CR, LF)."""
+    return len(_BREAK.findall(text, 0, index)) + 1
+
+
 def _check_size(size: int, file: str) -> None:
     if size > MAX_YAML_BYTES:
         raise ProfileFileError(file, None, "got " + str(size) + " bytes or more; expected a profile of at most "
@@ -200,7 +211,8 @@ def _decode(data: bytes, file: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
+        before = data[: e.start].decode("utf-8", "replace")
+        line = _line_at(before, len(before))
         raise ProfileFileError(file, line, "got the byte 0x%02X (byte %d of the file), which is not UTF-8; expected "
                                "UTF-8 text" % (data[e.start], e.start)) from e  # fmt: skip
 
@@ -210,11 +222,11 @@ def _check_text(text: str, file: str) -> None:
     _check_size(len(text.encode("utf-8", "surrogatepass")), file)
     if text.startswith("\ufeff"):
         raise ProfileFileError(file, 1, "got a byte order mark at the start; expected UTF-8 text without one")
-    found = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    found = yaml.reader.Reader.NON_PRINTABLE.search(text) or _MISLEADING.search(text)
     if found is not None:
-        line = text.count("\n", 0, found.start()) + 1
-        raise ProfileFileError(file, line, "got the control character U+%04X; expected printable text (tabs and "
-                               "line breaks are fine)" % ord(found.group()))  # fmt: skip
+        got = "got the control character U+%04X" % ord(found.group())
+        expected = "expected printable text (tab, line feed and carriage return are fine)"
+        raise ProfileFileError(file, _line_at(text, found.start()), got + "; " + expected)
 
 
 def load_text(text: str, file: str = "<profile>") -> dict:

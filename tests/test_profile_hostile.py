@@ -80,6 +80,8 @@ _BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".j
     "%s: &%s [%s]\n" % (n, n, ",".join(["*" + p] * 9)) for p, n in zip("abcdefgh", "bcdefghi", strict=True)
 )
 _UNCLOSED_AT_END = _appended("extra: [1, 2,\n\n\n")
+# Old Mac line ends: YAML counts a lone CR as a line break, and so does the message.
+_CR_ONLY = (_washer().replace("\n", "\r").replace("  port: 8883", "  port: \x00").encode(), _line_of(_washer(), PORT))
 _DEEP_BLOCK = "  port:\n" + "".join(" " * (3 + i) + "k:\n" for i in range(40))
 
 # (name, (file bytes, line the message must name or None), words the message must contain)
@@ -107,6 +109,11 @@ HOSTILE = [
     ("byte order mark", (b"\xef\xbb\xbf" + _washer().encode(), 1), "byte order mark"),
     ("NUL byte", _at_port("  port: 88\x0083\n"), "U+0000"),
     ("terminal escape", _at_port("  port: \x1b[2J8883\n"), "U+001B"),
+    ("line separator", _at_port("  port: 8883\u2028\n"), "U+2028"),
+    ("direction override", _at_port("  port: \u202e3888\n"), "U+202E"),
+    ("NUL after carriage-return line ends", _CR_ONLY, "U+0000"),
+    ("JSON nested deep", _alone('{"wichtel_profile": ' + "[" * 20_000 + "]" * 20_000 + "}"), "17 lists and mappings"),
+    ("JSON 5000-digit number", _alone('{"wichtel_profile": ' + "9" * 5000 + "}"), "number written with 5000"),
     ("a list, not a mapping", _alone("- wichtel_profile: 1\n- appliance: {}\n"), "(top level): got [{"),
     ("a scalar, not a mapping", _alone("wichtel profile one\n"), "(top level): got 'wichtel profile one' (str)"),
     ("a number, not a mapping", _alone("1\n"), "(top level): got 1 (int)"),
