@@ -337,6 +337,12 @@ def test_fuzz_any_text_loads_or_is_refused(text: str) -> None:
 
 
 @_FUZZ
+@given(pieces=st.lists(st.sampled_from([*_SNIPPETS, "a", "b", "1", " ", "  ", "\n", "\n  ", "\n- "]), max_size=60))
+def test_fuzz_yaml_pieces_load_or_are_refused(pieces: list) -> None:
+    _loads_or_refuses("".join(pieces))
+
+
+@_FUZZ
 @given(base=st.sampled_from(_EXAMPLE_TEXTS), mutations=st.lists(_mutation, min_size=1, max_size=6))
 def test_fuzz_mutated_examples_load_or_are_refused(base: str, mutations: list) -> None:
     _loads_or_refuses(_mutate(base, mutations))
