@@ -1,7 +1,8 @@
 """The appliance profile schema and its cross-checks, on plain data.
 
-The host loads YAML (with line numbers) and devices load compiled JSON; both end here,
-so a device checks its profile exactly as the factory tool did.
+The host loads YAML (with line numbers) and devices load compiled JSON (from_json,
+bounded before it is parsed); both end here, so a device checks its profile exactly as
+the factory tool did.
 """
 
 import json
