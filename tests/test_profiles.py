@@ -86,10 +86,14 @@ def test_mistake_gives_exit_2_and_one_paragraph_naming_file_line_field(
 
 
 def test_yaml_syntax_error_names_the_line(write_file: object, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_file("syntax.yaml", _text().replace("  port: 8883\n", "  port: [8883\n"))  # type: ignore[operator]
+    text = _text()
+    line = text[: text.index("  port: 8883\n")].count("\n") + 1
+    path = write_file("syntax.yaml", text.replace("  port: 8883\n", "  port: [8883\n"))  # type: ignore[operator]
     code, err = _check(path, capsys)
     assert code == 2 and "not valid YAML" in err and "\n" not in err
-    assert err.startswith("wichtel: profile error in " + path + ":")
+    # The unclosed bracket's line, then where the parser gave up (the next line).
+    assert err.startswith("wichtel: profile error in %s:%d: not valid YAML: in the list [" % (path, line))
+    assert err.endswith("(the parser gave up on line %d)" % (line + 1))
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,16 @@ class ProfileError(WichtelError):
     """An appliance profile does not match its schema.
 
     path is a tuple of keys and indexes from the root, e.g. ("channels", 2, "sample_hz").
+    got, when given, says what arrived where the value alone cannot (e.g. "an alias").
     """
 
-    def __init__(self, path: tuple, value: object, expected: str) -> None:
+    def __init__(self, path: tuple, value: object, expected: str, got: str | None = None) -> None:
         self.path = path
         self.value = value
         self.expected = expected
-        super().__init__(format_path(path) + ": got " + describe(value) + "; expected " + expected)
+        super().__init__(
+            format_path(path) + ": got " + (describe(value) if got is None else got) + "; expected " + expected
+        )
 
 
 class ConfigError(WichtelError):
@@ -61,10 +64,47 @@ def format_path(path: tuple) -> str:
 
 
 def describe(value: object) -> str:
-    """A short, bounded description of a value for an error message."""
+    """A short, bounded description of a value for an error message.
+
+    Safe for any value a parser can make: a list nested thousands deep or a whole number
+    of thousands of digits (which CPython refuses to turn into text) is cut short, not
+    turned into a second error.
+    """
     if value is None:
         return "nothing"
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
+    text = _brief(value, _DESCRIBE_LEN)
+    if len(text) > _DESCRIBE_LEN:
+        text = text[: _DESCRIBE_LEN - 3] + "..."
     return text + " (" + type(value).__name__ + ")"
+
+
+_DESCRIBE_LEN = 60
+_HUGE = 10**_DESCRIBE_LEN  # a whole number this large is not shown digit by digit
+
+
+def _brief(value: object, room: int) -> str:
+    """repr(value) as far as about room characters; containers are not walked further."""
+    if room <= 0:
+        return "..."
+    if isinstance(value, int) and not isinstance(value, bool) and not -_HUGE < value < _HUGE:
+        return "a " + ("negative " if value < 0 else "") + "number of more than " + str(_DESCRIBE_LEN) + " digits"
+    if isinstance(value, dict):
+        text = "{"
+        for key in value:
+            if len(text) > room:
+                return text + "..."
+            if len(text) > 1:
+                text += ", "
+            text += _brief(key, room - len(text))
+            text += ": " + _brief(value[key], room - len(text) - 2)
+        return text + "}"
+    if isinstance(value, list):
+        text = "["
+        for item in value:
+            if len(text) > room:
+                return text + "..."
+            if len(text) > 1:
+                text += ", "
+            text += _brief(item, room - len(text))
+        return text + "]"
+    return repr(value)

@@ -30,4 +30,6 @@ ACK_TIMEOUT_MS = const(10000)  # a QoS 1 message not acknowledged by then stays 
 MAX_PAYLOAD_BYTES = const(1024)  # one encoded message
 MAX_TOPIC_LEN = const(128)
 PROFILE_JSON_MAX_BYTES = const(16_384)  # compiled profile on flash
+PROFILE_MAX_DEPTH = const(16)  # lists and mappings within each other in a profile (the schema uses 6)
+PROFILE_MAX_NUMBER_CHARS = const(32)  # characters of one number in a profile, YAML or JSON
 CONSUMABLE_HISTORY_DAYS = const(84)  # closed days of use kept per consumable (12 weeks)

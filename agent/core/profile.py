@@ -1,10 +1,13 @@
 """The appliance profile schema and its cross-checks, on plain data.
 
-The host loads YAML (with line numbers) and devices load compiled JSON; both end here,
-so a device checks its profile exactly as the factory tool did.
+The host loads YAML (with line numbers) and devices load compiled JSON (from_json,
+bounded before it is parsed); both end here, so a device checks its profile exactly as
+the factory tool did.
 """
 
-from agent.core import limits, processors
+import json
+
+from agent.core import jsonbounds, limits, processors
 from agent.core.errors import ProfileError
 from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Range, Str
 
@@ -169,6 +172,34 @@ def validate(doc: object) -> dict:
         if con["category"] not in category_ids:
             raise ProfileError(("consumables", i, "category"), con["category"], "the id of one of data_categories")
     return prof
+
+
+def from_json(data: bytes) -> dict:
+    """A compiled profile as a device reads it: size, nesting and numbers bounded before
+    the JSON parser runs, then validated; ProfileError otherwise."""
+    if len(data) > limits.PROFILE_JSON_MAX_BYTES:
+        raise ProfileError(
+            (), None, "a compiled profile of at most " + str(limits.PROFILE_JSON_MAX_BYTES) + " bytes",
+            got=str(len(data)) + " bytes",
+        )  # fmt: skip
+    excess = jsonbounds.first_excess(data, limits.PROFILE_MAX_DEPTH, limits.PROFILE_MAX_NUMBER_CHARS)
+    if excess is not None:
+        what, offset, amount = excess
+        if what == jsonbounds.DEPTH:
+            raise ProfileError(
+                (), None, "at most " + str(limits.PROFILE_MAX_DEPTH) + " levels",
+                got=str(amount) + " lists and objects within each other at byte " + str(offset),
+            )  # fmt: skip
+        raise ProfileError(
+            (), None, "a number of at most " + str(limits.PROFILE_MAX_NUMBER_CHARS) + " characters",
+            got="a number of more than " + str(limits.PROFILE_MAX_NUMBER_CHARS) + " characters at byte "
+            + str(offset - amount + 1),
+        )  # fmt: skip
+    try:
+        doc = json.loads(data.decode())
+    except (ValueError, UnicodeError) as e:
+        raise ProfileError((), None, "a compiled profile in JSON", got="text that is not JSON (" + str(e) + ")") from e
+    return validate(doc)
 
 
 def _check_unique(prof: dict, key: str) -> None:

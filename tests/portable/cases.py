@@ -26,8 +26,9 @@ from agent.sim.rng import XorShift32
 
 
 def _profile(data_dir: str, kind: str = "washing_machine") -> dict:
-    with open(data_dir + "/" + kind + ".json") as f:
-        return core_profile.validate(json.load(f))
+    # As a device reads it: bounded before parsing, then validated.
+    with open(data_dir + "/" + kind + ".json", "rb") as f:
+        return core_profile.from_json(f.read())
 
 
 def _error(fn: object, *args: object) -> str:
@@ -150,6 +151,36 @@ def case_profile_errors_name_path_value_expectation(data_dir: str) -> list:
     assert "channels[0].processors[0].category" in messages[4] and "data_categories" in messages[4]
     assert messages[5].startswith("channels[2].id: got 'motor_current'")
     return messages
+
+
+def case_compiled_profile_is_bounded_before_parsing(data_dir: str) -> list:
+    with open(data_dir + "/washing_machine.json", "rb") as f:
+        good = f.read()
+    limit = limits.PROFILE_JSON_MAX_BYTES
+    depth = limits.PROFILE_MAX_DEPTH
+    digits = limits.PROFILE_MAX_NUMBER_CHARS
+    # Size: at the bound (spaces, which JSON skips) it loads; one byte more is refused.
+    assert core_profile.from_json(good + b" " * (limit - len(good)))["appliance"]["kind"] == "washing_machine"
+    out = [_error(core_profile.from_json, good + b" " * (limit - len(good) + 1))]
+    # Nesting: at the bound the schema judges; one level more is refused before parsing.
+    out.append(_error(core_profile.from_json, b'{"x":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"))
+    out.append(_error(core_profile.from_json, b'{"x":' + b"[" * depth + b"]" * depth + b"}"))
+    out.append(_error(core_profile.from_json, b"[" * (limit - 1)))
+    # Numbers: one of the bound's length loads; one character more, or 5000 digits, is refused.
+    assert b'"threshold":4.0}' in good
+    at = good.replace(b'"threshold":4.0}', b'"threshold":4.' + b"0" * (digits - 2) + b"}")
+    assert core_profile.from_json(at)["channels"][0]["processors"][0]["settings"]["threshold"] == 4.0
+    out.append(_error(core_profile.from_json, at.replace(b'"threshold":4.', b'"threshold":4.0')))
+    out.append(_error(core_profile.from_json, b'{"wichtel_profile":' + b"9" * 5000 + b"}"))
+    out.append(_error(core_profile.from_json, b'{"wichtel_profile":-1e' + b"9" * 40 + b"}"))
+    # Brackets, digits and escaped quotes inside a string are text, not structure.
+    model = b"[{" * 20 + b"1" * 40 + b'\\\\\\"' + b"]" * 3
+    odd = core_profile.from_json(good.replace(b'"WM 8 Eco"', b'"' + model + b'"'))
+    assert odd["appliance"]["model"] == "[{" * 20 + "1" * 40 + '\\"' + "]" * 3
+    # Not JSON, or not UTF-8: refused as such (the parser's own words differ by runtime).
+    for broken in (good[:-1], b"\xff\xfe" + good, b""):
+        out.append(_error(core_profile.from_json, broken).split(" (")[0])
+    return out
 
 
 def case_encoding_is_deterministic(data_dir: str) -> list:
