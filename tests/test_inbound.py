@@ -23,6 +23,7 @@ from agent.core.consent import ConsentLedger
 from agent.core.errors import CommandError, ConfigError, InboundJsonError, MqttError, WichtelError
 from agent.core.gate import COMMAND_SHARE
 from agent.core.inbound_json import COMMAND_BOUNDS, JsonBounds
+from agent.core.outbox import HIGH, LOW
 from agent.core.pipeline import Agent
 
 EXAMPLES = int(os.environ.get("WICHTEL_FUZZ_EXAMPLES", "300"))
@@ -412,6 +413,30 @@ async def test_a_flood_of_commands_cannot_starve_status_and_consent_receipts(flo
     kinds = [m["kind"] for _, m in uplink.received]
     assert kinds[-2:] == ["status", "consent_receipt"]
     assert agent.gate.spent["essential"][1] > 0
+
+
+@pytest.mark.parametrize("own", [HIGH, LOW])
+def test_replies_never_push_out_the_devices_own_messages(own: int) -> None:
+    clock = ManualClock()
+    agent = _agent(clock)
+    for i in range(limits.OUTBOX_LEN - 1):  # room for one more message
+        agent.outbox.push("wichtel/v1/dev-1/usage_statistics", b'{"i":%d}' % i, "usage_statistics", own)
+    own_messages = agent.outbox.items()
+    for seq in range(1, 6):  # within the replies' daily share
+        clock.t_ms += limits.COMMAND_REFILL_MS
+        agent.on_command(PREFIX + "status_report", _cmd(seq))  # a status on request and a reply
+        clock.t_ms += limits.COMMAND_REFILL_MS
+        agent.on_command(PREFIX + "reboot", _cmd(0))  # a refusal reply
+    # Every one of the device's own messages is still there; the replies pushed out only each other.
+    assert agent.outbox.items()[: len(own_messages)] == own_messages and len(agent.outbox) == limits.OUTBOX_LEN
+    assert b'"command_reply"' in agent.outbox.items()[-1][1]
+    assert agent.replies_dropped == 0 and agent.inbound_faults == 0
+    # With no room at all beyond the device's own messages, replies go (counted), nothing else does.
+    agent.outbox.push("wichtel/v1/dev-1/maintenance", b"{}", "maintenance", HIGH + 1)  # takes the reply's place
+    full = agent.outbox.items()
+    clock.t_ms += limits.COMMAND_REFILL_MS
+    agent.on_command(PREFIX + "status_report", _cmd(6))
+    assert agent.outbox.items() == full and agent.replies_dropped == 2 and agent.inbound_faults == 0
 
 
 # -- delivery: supervised, bounded, ends with the run ---------------------------------------------

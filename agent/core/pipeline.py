@@ -140,7 +140,7 @@ class Agent:
         self.delivery_log = ThrottledReport(None, 1000 / limits.LOG_REFILL_MS, limits.LOG_BURST)
         self.inbound_faults = 0  # inbound messages whose handling failed (contained)
         self.delivery_faults = 0  # rounds of delivery that failed with an exception (contained)
-        self.replies_dropped = 0  # command replies that found no room (the outbox full of other messages)
+        self.replies_dropped = 0  # replies (and statuses on request) that found no room in the outbox
         self._delivering = False
         self.consent = consent or ConsentLedger(profile["data_categories"], device_id)
         self.gate = PrivacyGate(profile, device_id, self.consent, pseudonym_key)
@@ -244,7 +244,10 @@ class Agent:
     def _queue_status(self, t_ms: int, on_request: bool = False) -> None:
         status = {"status": "ok", "firmware": VERSION, "update": "none"}
         decision = self.gate.control("status", status, t_ms, on_request)
-        self._queue(decision, "status", REPLY if on_request else HIGH)
+        if on_request:
+            self._queue_requested(decision, "status")
+        else:
+            self._queue(decision, "status")
 
     def on_command(self, topic: str, payload: bytes) -> None:
         """An inbound message on the command tree: taken in at the intake rate, checked,
@@ -278,10 +281,15 @@ class Agent:
         self._reply(desk.reply(name, seq), t_ms)
 
     def _reply(self, reply: dict, t_ms: int) -> None:
+        self._queue_requested(self.gate.control("command_reply", reply, t_ms), "command_reply")
+
+    def _queue_requested(self, decision: "Decision", kind: str) -> None:
+        """A reply, or what a command asked for: the lowest priority in the outbox, so it
+        pushes out only its like; when the outbox holds nothing it may push out, it goes
+        (counted in replies_dropped)."""
         try:
-            self._queue(self.gate.control("command_reply", reply, t_ms), "command_reply", REPLY)
+            self._queue(decision, kind, REPLY)
         except OverflowError:
-            # The outbox holds only messages a reply may not push out: the reply goes.
             self.replies_dropped += 1
 
     def _status_report(self, args: dict, t_ms: int) -> None:
