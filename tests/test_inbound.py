@@ -21,7 +21,7 @@ from agent.core.clock import ManualClock
 from agent.core.commands import ARGUMENT_CHECKS, CONFIG, ERASURE_ACK, STATUS_REPORT, CommandDesk
 from agent.core.consent import ConsentLedger
 from agent.core.errors import CommandError, ConfigError, InboundJsonError, MqttError, WichtelError
-from agent.core.gate import COMMAND_SHARE
+from agent.core.gate import PrivacyGate
 from agent.core.inbound_json import COMMAND_BOUNDS, JsonBounds
 from agent.core.outbox import HIGH, LOW
 from agent.core.pipeline import Agent
@@ -401,7 +401,7 @@ async def test_a_flood_of_commands_cannot_starve_status_and_consent_receipts(flo
             seq += 1
             agent.on_command(PREFIX + "status_report", _cmd(seq))
     assert clock.t_ms // 86_400_000 == 3  # still the same day
-    spent = agent.gate.spent[COMMAND_SHARE]
+    spent = agent.gate.spent[PrivacyGate.COMMAND_SHARE]
     largest = max(len(p) for _, p, _ in agent.outbox.items())
     # At the bound: the share is used up to within one reply, and never beyond.
     assert limits.COMMAND_REPLY_DAILY_BYTES - largest < spent[1] <= limits.COMMAND_REPLY_DAILY_BYTES

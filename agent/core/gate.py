@@ -27,9 +27,6 @@ OVER_BUDGET = "over_budget"  # the category's bytes for the day are used up
 LOCAL_ONLY = "local_only"  # meant for the local page alone (category "")
 
 DAY_MS = 86_400_000
-# The daily byte share of command replies (and what commands ask for), apart from every
-# category's budget; its key in PrivacyGate.spent (no category id has brackets).
-COMMAND_SHARE = "(commands)"
 
 
 class Decision:
@@ -46,6 +43,10 @@ class Decision:
 
 class PrivacyGate:
     """Consent check and minimization between events and the outbox."""
+
+    # The daily byte share of command replies (and what commands ask for), apart from
+    # every category's budget; its key in `spent` (no category id has brackets).
+    COMMAND_SHARE = "(commands)"
 
     def __init__(self, profile: dict, device_id: str, consent: ConsentLedger, pseudonym_key: bytes = b"") -> None:
         self.consent = consent
@@ -93,7 +94,7 @@ class PrivacyGate:
         if kind in ("consent_receipt", "erasure_request"):
             return self._message(self.essential, kind, data, t_ms, budget=None)
         if on_request or kind == "command_reply":
-            return self._message(self.essential, kind, data, t_ms, budget=COMMAND_SHARE)
+            return self._message(self.essential, kind, data, t_ms, budget=self.COMMAND_SHARE)
         return self._message(self.essential, kind, data, t_ms)
 
     def _message(self, category: str, kind: str, body: dict, t_ms: int, budget: str | None = "") -> Decision:
@@ -116,7 +117,7 @@ class PrivacyGate:
         if spent is None or spent[0] != day:
             spent = [day, 0]
             self.spent[key] = spent
-        if budget == COMMAND_SHARE:
+        if budget == self.COMMAND_SHARE:
             allowed = limits.COMMAND_REPLY_DAILY_BYTES
         else:
             allowed = self.cats[category]["daily_budget_bytes"]

@@ -153,7 +153,7 @@ class PortableMqttClient:
         self._acks: dict = {}
         self.connected = False
         self.handler_faults = 0  # messages whose handler raised (contained)
-        self._last_rx = 0
+        self._last_rx = ticks_ms()  # when the last whole packet came from the broker
         self._ended: object = None  # asyncio.Event: the reader stopped
         self._error: object = None  # why it stopped
 

@@ -423,7 +423,7 @@ class Agent:
             self.outbox.sync()  # durable before it is offered
             batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
             try:
-                results = await asyncio.wait_for(self._publish_window(batch), FLUSH_ROUND_MS / 1000)
+                results: list = await asyncio.wait_for(self._publish_window(batch), FLUSH_ROUND_MS / 1000)
             except asyncio.TimeoutError:  # noqa: UP041 (MicroPython has no builtin TimeoutError)
                 self.delivery_log("delivery: the uplink did not answer within %d ms" % FLUSH_ROUND_MS)
                 return False
@@ -449,7 +449,7 @@ class Agent:
         uplink = self.uplink
         if uplink is None:
             return [False] * len(batch)
-        return await asyncio.gather(*[uplink.publish(e[3], e[4], e[0]) for e in batch], return_exceptions=True)
+        return list(await asyncio.gather(*[uplink.publish(e[3], e[4], e[0]) for e in batch], return_exceptions=True))
 
     async def deliver(self) -> None:
         """Hand outbox messages to the uplink as they come; retry after a failure.

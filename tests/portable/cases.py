@@ -903,7 +903,7 @@ def case_command_replies_have_their_own_share(data_dir: str) -> list:
         clock.t_ms += limits.COMMAND_REFILL_MS
         agent.on_command("wichtel/v1/dev-1/cmd/status_report", b'{"device":"dev-1","seq":0,"args":{}}')
     agent.on_command("wichtel/v1/dev-2/cmd/status_report", b"{}")  # not answered
-    spent = agent.gate.spent["(commands)"][1]
+    spent = agent.gate.spent[PrivacyGate.COMMAND_SHARE][1]
     replies = len(agent.outbox)
     assert limits.COMMAND_REPLY_DAILY_BYTES - 250 < spent <= limits.COMMAND_REPLY_DAILY_BYTES
     agent._queue_status(clock.t_ms)
