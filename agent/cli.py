@@ -244,6 +244,7 @@ async def _uplink_and_run(agent: Agent, args: argparse.Namespace, narrator: Narr
     cfg = UplinkConfig(host_name, int(port), args.device_id, args.ca, args.cert, args.key,
                        root=agent.profile["uplink"]["topic_prefix"])  # fmt: skip
     uplink = PahoUplink(cfg, on_command=agent.on_command, report=narrator.say)
+    agent.report_to(narrator.say)
     agent.uplink = uplink
     uplink.start()
     try:

@@ -53,7 +53,7 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
         for stock in agent.stock:  # a choice given now wins over the stored one
             if choices and stock.tracker.id in choices:
                 stock.tracker.choice = choices[stock.tracker.id]
-        agent.commands.last_seq = int(saved.get("command_seq", 0))
+        messages += ["State: " + m for m in agent.commands.restore(saved.get("command_seq", 0))]
         for item in saved.get("sent", []):
             agent.sent_log.push(item)
         for item in saved.get("events", []):

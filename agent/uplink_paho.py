@@ -6,19 +6,27 @@ broker CA pinned and the host name checked; no plaintext, ever. Connects with
 exponential backoff and full jitter; a last will marks the device offline. publish()
 resolves when the broker acknowledged (QoS 1); a refusal (MQTT 5 reason code >= 0x80),
 a lost link or a timeout returns False, so the message stays in the outbox.
+
+Inbound is bounded and supervised: MQTT 5 tells the broker the largest packet the device
+takes (Maximum Packet Size), and the client itself refuses a larger one, under MQTT 3.1.1
+too, before paho reads its body; every callback from paho is contained, and what a
+peer can make the uplink say goes through a rate limit.
 """
 
 import asyncio
 import random
 import socket
 import ssl
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.core import limits
 from agent.core.limits import ACK_TIMEOUT_MS, CONNECT_TIMEOUT_MS
+from agent.core.ratelimit import ThrottledReport
 from agent.core.uplink import backoff_ms
 
 ACK_TIMEOUT_S = ACK_TIMEOUT_MS / 1000
@@ -54,6 +62,40 @@ def tls_context(cfg: UplinkConfig) -> ssl.SSLContext:
     return ctx
 
 
+class BoundedClient(mqtt.Client):
+    """paho's client with the inbound bounds it lacks: a packet's remaining length is
+    checked as soon as paho has decoded it, before paho reads (and allocates) the body;
+    a PUBLISH with QoS 2 or 3 is refused (the device subscribes with QoS 1; paho would
+    keep QoS 2 messages until their release, without bound); a packet must arrive whole
+    within the keepalive period (paho counts every byte as life, so a broker dripping one
+    packet byte by byte would hold every acknowledgement behind it). A refusal ends the
+    link the way a broken socket does; `refusal` says why."""
+
+    refusal = ""
+    _packet_started = 0.0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        packet = self._in_packet
+        command = packet["command"]
+        now = time.monotonic()
+        if command == 0:
+            self._packet_started = now  # the next byte starts a packet
+        elif now - self._packet_started > max(self._keepalive, 1):
+            self.refusal = "an inbound packet took more than %d s to arrive" % max(self._keepalive, 1)
+            raise OSError(self.refusal)
+        qos = (command >> 1) & 3
+        if command & 0xF0 == 0x30 and qos > 1:
+            self.refusal = "inbound PUBLISH with QoS %d; the device subscribes with QoS 1 at most" % qos
+            raise OSError(self.refusal)
+        if packet["have_remaining"] and packet["remaining_length"] > limits.MAX_INBOUND_PACKET:
+            self.refusal = "inbound packet of %d bytes; at most %d" % (
+                packet["remaining_length"],
+                limits.MAX_INBOUND_PACKET,
+            )
+            raise OSError(self.refusal)
+        return super()._sock_recv(bufsize)
+
+
 class PahoUplink:
     """The agent's uplink (interfaces.Uplink) over paho-mqtt."""
 
@@ -65,7 +107,11 @@ class PahoUplink:
     ) -> None:
         self.cfg = cfg
         self.on_command = on_command
-        self.report: Callable[[str], None] = report or (lambda text: None)
+        # Link events and inbound faults can be caused by a hostile peer: said at a bounded rate.
+        self.report = ThrottledReport(report, 1000 / limits.LOG_REFILL_MS, limits.LOG_BURST)
+        self._inbound_log = ThrottledReport(report, 1000 / limits.LOG_REFILL_MS, limits.LOG_BURST)
+        self.handler_faults = 0  # inbound messages whose handler raised (contained)
+        self.read_faults = 0  # exceptions out of paho's reading or housekeeping (the link was dropped)
         self.connected = asyncio.Event()
         self._lost = asyncio.Event()
         self._acks: dict = {}
@@ -79,9 +125,9 @@ class PahoUplink:
         self._misc: asyncio.Task | None = None
         self.client = self._make_client()
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> BoundedClient:
         proto = mqtt.MQTTv5 if self.cfg.mqtt5 else mqtt.MQTTv311
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.cfg.device_id, protocol=proto)
+        c = BoundedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.cfg.device_id, protocol=proto)
         c.tls_set_context(tls_context(self.cfg))
         c.will_set(self.cfg.tree + "status/availability", b"offline", qos=1, retain=True)
         c.on_connect = self._on_connect
@@ -129,7 +175,9 @@ class PahoUplink:
                     raise ConnectionError(self.last_error or "the broker closed the connection")
                 attempt = 0
                 await self._lost.wait()
-            except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as e:
+            except Exception as e:  # noqa: BLE001 - the connection's supervisor: every failure leads to a retry
+                # Mostly TimeoutError, OSError (ssl.SSLError, ConnectionError); anything else
+                # from paho or a callback is said the same way instead of ending the uplink.
                 self.failures += 1
                 self.last_error = "%s: %s" % (type(e).__name__, e)
                 self.report("uplink: cannot connect to %s:%d (%s)" % (self.cfg.host, self.cfg.port, self.last_error))
@@ -167,12 +215,21 @@ class PahoUplink:
         await self._loop.run_in_executor(None, self._blocking_connect)
 
     def _blocking_connect(self) -> None:
-        self.client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive)
+        props = None
+        if self.cfg.mqtt5:
+            # The broker sends nothing larger (it drops such a message for this client).
+            props = Properties(PacketTypes.CONNECT)
+            props.MaximumPacketSize = limits.MAX_INBOUND_PACKET
+        self.client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive, properties=props)
 
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(1)
-            rc = self.client.loop_misc()  # keepalive pings; finds a dead link
+            try:
+                rc = self.client.loop_misc()  # keepalive pings; finds a dead link
+            except Exception as e:  # noqa: BLE001 - supervised like every path into paho
+                self._drop_link("housekeeping", e)
+                continue
             if rc != mqtt.MQTT_ERR_SUCCESS and self.connected.is_set():
                 self._mark_lost("keepalive: " + mqtt.error_string(rc))
 
@@ -203,14 +260,40 @@ class PahoUplink:
         self._watch("remove_writer", sock)
 
     def _read(self) -> None:
-        rc = self.client.loop_read()
+        try:
+            rc = self.client.loop_read()
+        except Exception as e:  # noqa: BLE001 - the read path's supervisor (see _drop_link)
+            self._drop_link("read", e)
+            return
         if rc != mqtt.MQTT_ERR_SUCCESS:
-            self._mark_lost("read: " + mqtt.error_string(rc))
+            self._mark_lost("read: " + (self.client.refusal or mqtt.error_string(rc)))
 
     def _write(self) -> None:
-        rc = self.client.loop_write()
+        try:
+            rc = self.client.loop_write()
+        except Exception as e:  # noqa: BLE001 - supervised like the read path
+            self._drop_link("write", e)
+            return
         if rc != mqtt.MQTT_ERR_SUCCESS:
             self._mark_lost("write: " + mqtt.error_string(rc))
+
+    def _drop_link(self, where: str, error: Exception) -> None:
+        """An exception out of paho: its state within the current packet is unknown (it
+        would read the rest of the stream from the wrong place, failing on every read
+        while pings keep the link looking alive). The link is closed at once, the fault
+        said at a bounded rate, and the next attempt starts with a fresh client."""
+        self.read_faults += 1
+        sock = self.client.socket()
+        if sock is not None:
+            self._watch("remove_reader", sock)
+            self._watch("remove_writer", sock)
+            try:
+                sock.close()
+            except OSError:
+                pass  # already closed: that is the goal
+        self._inbound_log("uplink: %s failed (%s: %s); the link is dropped and made again"
+                          % (where, type(error).__name__, str(error)[:120]))  # fmt: skip
+        self._mark_lost("%s failed" % where)
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
         if getattr(reason, "is_failure", False):
@@ -226,7 +309,7 @@ class PahoUplink:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
-        self._mark_lost("disconnected: %s" % reason)
+        self._mark_lost(getattr(client, "refusal", "") or "disconnected: %s" % reason)
 
     def _mark_lost(self, why: str) -> None:
         if self.connected.is_set() and not self._stopping:
@@ -247,8 +330,18 @@ class PahoUplink:
         fut.set_result(not failed)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        if self.on_command is not None:
+        """A message on the command tree, handed on under supervision: whatever the handler
+        (or paho's decoding of the topic) raises is contained, counted and said at a bounded
+        rate, and the link goes on. Raised into paho, it would leave paho's read state in
+        the middle of the packet, and every later read would fail."""
+        if self.on_command is None:
+            return
+        try:
             self.on_command(msg.topic, bytes(msg.payload))
+        except Exception as e:  # noqa: BLE001 - the supervisor of the inbound path
+            self.handler_faults += 1
+            self._inbound_log("uplink: the command handler failed (%s: %s); the link goes on"
+                              % (type(e).__name__, str(e)[:120]))  # fmt: skip
 
     def _fail_pending(self) -> None:
         for fut in self._acks.values():

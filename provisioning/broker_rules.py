@@ -4,6 +4,8 @@ The test broker (agent/local_broker.py) and `wichtel provision broker` both take
 text from here, so the rules the tests check are the rules a manufacturer deploys.
 """
 
+from agent.core import limits
+
 SERVICE_USER = "service"
 PRODUCTION_PORT = 8883
 
@@ -31,6 +33,9 @@ def listener(port: int, cafile: str, certfile: str, keyfile: str, acl_file: str,
     lines = [
         "per_listener_settings false",
         "allow_anonymous false",
+        # Larger packets from any client are refused (the broker drops that client), so no
+        # one can push a huge command through the broker to a device (docs/uplink.md).
+        "max_packet_size %d" % limits.BROKER_MAX_PACKET,
         "acl_file %s" % acl_file,
         "listener %d%s" % (port, " " + bind if bind else ""),
         "cafile %s" % cafile,

@@ -44,6 +44,27 @@ class PayloadTooLargeError(EncodingError):
     """An encoded message is larger than its limit."""
 
 
+class InboundJsonError(WichtelError):
+    """JSON from a peer (a command) that is refused before any work: larger, deeper,
+    longer or with bigger numbers than its bounds, or not JSON. The message names the
+    byte offset, what was found there and what was expected."""
+
+
+class CommandError(WichtelError):
+    """A command that is refused; the message says why, for the error reply.
+
+    reply is False when the command must not be answered at all (it did not come on
+    this device's own command topic): a peer cannot make the device send a reply storm."""
+
+    def __init__(self, message: str, reply: bool = True) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+class MqttError(WichtelError):
+    """The broker refused, or the link broke, or a packet was not valid MQTT."""
+
+
 def format_path(path: tuple) -> str:
     """('channels', 2, 'sample_hz') -> 'channels[2].sample_hz'; () -> '(top level)'.
 

@@ -44,6 +44,10 @@ class Decision:
 class PrivacyGate:
     """Consent check and minimization between events and the outbox."""
 
+    # The daily byte share of command replies (and what commands ask for), apart from
+    # every category's budget; its key in `spent` (no category id has brackets).
+    COMMAND_SHARE = "(commands)"
+
     def __init__(self, profile: dict, device_id: str, consent: ConsentLedger, pseudonym_key: bytes = b"") -> None:
         self.consent = consent
         # One topic tree per device: the broker's ACL lets a device write only below it.
@@ -54,7 +58,7 @@ class PrivacyGate:
         self.essential = next((c["id"] for c in profile["data_categories"] if c["essential"]), "")
         self.key = pseudonym_key or device_id.encode()
         self.seq = 0
-        self.spent: dict = {}  # category -> [day, bytes]
+        self.spent: dict = {}  # category (or COMMAND_SHARE) -> [day, bytes]
 
     def pseudonym(self, category: str) -> str:
         """For a pseudonymous category: an id that is the same for this device and
@@ -81,13 +85,20 @@ class PrivacyGate:
                 body[name] = value
         return self._message(event.category, event.kind, body, event.t_ms)
 
-    def control(self, kind: str, data: dict, t_ms: int) -> Decision:
-        """A message of the essential category: consent receipts, erasure requests, status.
-        Receipts and erasure requests are owed to the user: no daily budget stops them."""
-        owed = kind in ("consent_receipt", "erasure_request")
-        return self._message(self.essential, kind, data, t_ms, budgeted=not owed)
+    def control(self, kind: str, data: dict, t_ms: int, on_request: bool = False) -> Decision:
+        """A message of the essential category: consent receipts, erasure requests, status,
+        command replies. Receipts and erasure requests are owed to the user: no daily budget
+        stops them. Command replies, and what a command asks for (on_request), are charged to
+        a daily share of their own (COMMAND_SHARE): no flood of commands can use up the
+        budget the device's own status needs."""
+        if kind in ("consent_receipt", "erasure_request"):
+            return self._message(self.essential, kind, data, t_ms, budget=None)
+        if on_request or kind == "command_reply":
+            return self._message(self.essential, kind, data, t_ms, budget=self.COMMAND_SHARE)
+        return self._message(self.essential, kind, data, t_ms)
 
-    def _message(self, category: str, kind: str, body: dict, t_ms: int, budgeted: bool = True) -> Decision:
+    def _message(self, category: str, kind: str, body: dict, t_ms: int, budget: str | None = "") -> Decision:
+        """budget: "" the category's own daily budget, COMMAND_SHARE the commands' share, None none."""
         msg = {"v": 1, "seq": self.seq + 1, "cat": category, "kind": kind, "data": body}
         if self.cats[category]["pseudonymous"]:
             msg["pid"] = self.pseudonym(category)
@@ -101,11 +112,16 @@ class PrivacyGate:
         if len(topic) > limits.MAX_TOPIC_LEN:
             return Decision(TOO_LARGE)
         day = t_ms // DAY_MS
-        spent = self.spent.get(category)
+        key = budget or category
+        spent = self.spent.get(key)
         if spent is None or spent[0] != day:
             spent = [day, 0]
-            self.spent[category] = spent
-        if budgeted and spent[1] + len(payload) > self.cats[category]["daily_budget_bytes"]:
+            self.spent[key] = spent
+        if budget == self.COMMAND_SHARE:
+            allowed = limits.COMMAND_REPLY_DAILY_BYTES
+        else:
+            allowed = self.cats[category]["daily_budget_bytes"]
+        if budget is not None and spent[1] + len(payload) > allowed:
             return Decision(OVER_BUDGET)
         spent[1] += len(payload)
         self.seq += 1

@@ -33,3 +33,21 @@ PROFILE_JSON_MAX_BYTES = const(16_384)  # compiled profile on flash
 PROFILE_MAX_DEPTH = const(16)  # lists and mappings within each other in a profile (the schema uses 6)
 PROFILE_MAX_NUMBER_CHARS = const(32)  # characters of one number in a profile, YAML or JSON
 CONSUMABLE_HISTORY_DAYS = const(84)  # closed days of use kept per consumable (12 weeks)
+
+# What a peer (the broker, or whoever commands the device) can make it take in, do and say.
+MAX_INBOUND_PACKET = const(4096)  # one MQTT packet to the device (both clients; MQTT 5 tells the broker)
+BROKER_MAX_PACKET = const(16_384)  # max_packet_size in the broker config (`provision broker`)
+MAX_COMMAND_BYTES = const(1024)  # one command's JSON
+MAX_COMMAND_DEPTH = const(4)  # objects and arrays nested in a command
+MAX_COMMAND_DIGITS = const(16)  # digits before the exponent of a number: 2**53 - 1 has 16
+MAX_COMMAND_EXPONENT_DIGITS = const(2)  # so no number a command holds is near a float's range
+MAX_COMMAND_STRING = const(64)  # bytes in one string (or key) of a command, as sent
+MAX_SEQ = 9_007_199_254_740_991  # 2**53 - 1: a command's seq, exact in every JSON reader (no const: not small)
+MAX_SEQ_STEP = const(1000)  # a command's seq is at most this far above the last one taken
+COMMAND_BURST = const(16)  # commands taken at once; then one more per COMMAND_REFILL_MS,
+COMMAND_REFILL_MS = const(10_000)  # the rest dropped unanswered (counted)
+COMMAND_REPLY_DAILY_BYTES = const(4096)  # command replies (and a status on request) per device-day, apart
+# from every category's own budget
+LOG_BURST = const(10)  # lines a peer can make one reporter write at once; then one
+LOG_REFILL_MS = const(1000)  # per LOG_REFILL_MS, the rest counted (ratelimit.ThrottledReport)
+SEND_TIMEOUT_MS = const(10_000)  # the stream takes a packet, or the link counts as dead

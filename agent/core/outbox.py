@@ -20,6 +20,7 @@ CRITICAL = 3  # consent receipts, erasure requests: never dropped
 HIGH = 2  # maintenance alerts, status
 NORMAL = 1
 LOW = 0  # statistics
+REPLY = -1  # command replies and what commands ask for: the first to go, they push out only each other
 
 SEGMENT_BYTES = 64 * 1024
 

@@ -8,14 +8,15 @@ import asyncio
 
 from agent.core import VERSION, limits, processors
 from agent.core.channel import BoundedChannel
-from agent.core.commands import CONFIG, STATUS_REPORT, CommandDesk, CommandError
+from agent.core.commands import CONFIG, ERASURE_ACK, STATUS_REPORT, CommandDesk
 from agent.core.compat import sleep_ms
 from agent.core.consent import ConsentLedger
 from agent.core.consumables import ConsumableRuntime
-from agent.core.errors import ConfigError, StateError
+from agent.core.errors import CommandError, ConfigError, StateError
 from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, PrivacyGate
-from agent.core.outbox import CRITICAL, HIGH, LOW, NORMAL, Outbox
+from agent.core.outbox import CRITICAL, HIGH, LOW, NORMAL, REPLY, Outbox
+from agent.core.ratelimit import ThrottledReport
 from agent.core.ring import RingBuffer
 
 TYPE_CHECKING = False
@@ -30,6 +31,9 @@ DAY_MS = 86_400_000
 
 # Sensor-fault events for one channel are at most this often.
 FAULT_HOLDOFF_MS = 60_000
+# One round of flush() (a window of publishes) ends by then whatever the uplink does:
+# the uplink's own send and acknowledgement timeouts, and a margin.
+FLUSH_ROUND_MS = limits.SEND_TIMEOUT_MS + limits.ACK_TIMEOUT_MS + 1000
 
 
 class SampleSchedule:
@@ -129,7 +133,15 @@ class Agent:
         self.last_phase = ""
         self.status_day = -1
         self.status_interval_h = 24
-        self.commands = CommandDesk(device_id)
+        self.commands = CommandDesk(device_id, root=profile["uplink"]["topic_prefix"], now_ms=clock.now_ms())
+        # What a peer can make the agent say (refused commands, failing deliveries) goes
+        # through a rate limit: report_to() names where it goes.
+        self.inbound_log = ThrottledReport(None, 1000 / limits.LOG_REFILL_MS, limits.LOG_BURST)
+        self.delivery_log = ThrottledReport(None, 1000 / limits.LOG_REFILL_MS, limits.LOG_BURST)
+        self.inbound_faults = 0  # inbound messages whose handling failed (contained)
+        self.delivery_faults = 0  # rounds of delivery that failed with an exception (contained)
+        self.replies_dropped = 0  # replies (and statuses on request) that found no room in the outbox
+        self._delivering = False
         self.consent = consent or ConsentLedger(profile["data_categories"], device_id)
         self.gate = PrivacyGate(profile, device_id, self.consent, pseudonym_key)
         # What the device holds for the local page: recent events and every message that left.
@@ -224,41 +236,86 @@ class Agent:
         self._tell("decision", event, decision)
         self._queue(decision)
 
-    def _queue_status(self, t_ms: int) -> None:
+    def report_to(self, report: "Callable[[str], None] | None") -> None:
+        """Where the agent's rate-limited lines go (refused commands, delivery faults)."""
+        self.inbound_log.report = report
+        self.delivery_log.report = report
+
+    def _queue_status(self, t_ms: int, on_request: bool = False) -> None:
         status = {"status": "ok", "firmware": VERSION, "update": "none"}
-        self._queue(self.gate.control("status", status, t_ms), "status")
+        decision = self.gate.control("status", status, t_ms, on_request)
+        if on_request:
+            self._queue_requested(decision, "status")
+        else:
+            self._queue(decision, "status")
 
     def on_command(self, topic: str, payload: bytes) -> None:
-        """An inbound command: checked, carried out if valid, answered either way. Never
-        raises: a bad command changes nothing and cannot stop the agent."""
-        t_ms = self.clock.now_ms()
-        name = topic.rsplit("/", 1)[-1][:40]
+        """An inbound message on the command tree: taken in at the intake rate, checked,
+        carried out if valid and answered either way (within the replies' own daily
+        share). Supervised: never raises, whatever arrives; a failure is contained,
+        counted and said (rate-limited), and the uplink goes on."""
         try:
-            name, args, seq = self.commands.check(topic, payload)
-        except CommandError as e:
-            self.commands.note(None, name, "refused: " + str(e))
-            reply = {"command": name, "ok": False, "error": str(e)[:200]}
-            self._queue(self.gate.control("command_reply", reply, t_ms), "command_reply")
-            return
-        if name == STATUS_REPORT:
-            self._queue_status(t_ms)
-        elif name == CONFIG:
-            self.status_interval_h = args.get("status_interval_h", self.status_interval_h)
-        self.commands.note(seq, name, "done")
-        reply = {"command": name, "ok": True, "seq": seq}
-        self._queue(self.gate.control("command_reply", reply, t_ms), "command_reply")
+            self._command(topic, payload)
+        except Exception as e:  # noqa: BLE001 - the supervisor of an inbound path: nothing may escape to the uplink
+            self.inbound_faults += 1
+            self.inbound_log("command: handling failed (%s: %s); the agent goes on" % (type(e).__name__, str(e)[:120]))
 
-    def _queue(self, decision: "Decision", kind: str = "") -> None:
+    def _command(self, topic: str, payload: bytes) -> None:
+        t_ms = self.clock.now_ms()
+        desk = self.commands
+        if not desk.admit(t_ms):
+            self.inbound_log("command: more than the intake rate; dropped unanswered (%d so far)" % desk.over_rate)
+            return
+        try:
+            name, args, seq = desk.check(topic, payload)
+        except CommandError as e:
+            name = desk.name_of(topic)
+            desk.note(None, name, "refused: " + str(e))
+            if e.reply:
+                self._reply(desk.reply(name, error=str(e)), t_ms)
+            else:
+                self.inbound_log("command: refused unanswered: " + str(e))
+            return
+        self.COMMANDS[name](self, args, t_ms)
+        desk.note(seq, name, "done")
+        self._reply(desk.reply(name, seq), t_ms)
+
+    def _reply(self, reply: dict, t_ms: int) -> None:
+        self._queue_requested(self.gate.control("command_reply", reply, t_ms), "command_reply")
+
+    def _queue_requested(self, decision: "Decision", kind: str) -> None:
+        """A reply, or what a command asked for: the lowest priority in the outbox, so it
+        pushes out only its like; when the outbox holds nothing it may push out, it goes
+        (counted in replies_dropped)."""
+        try:
+            self._queue(decision, kind, REPLY)
+        except OverflowError:
+            self.replies_dropped += 1
+
+    def _status_report(self, args: dict, t_ms: int) -> None:
+        self._queue_status(t_ms, on_request=True)
+
+    def _erasure_ack(self, args: dict, t_ms: int) -> None:
+        """The backend confirms an erasure; noted in the command log, nothing to change."""
+
+    def _config(self, args: dict, t_ms: int) -> None:
+        self.status_interval_h = args.get("status_interval_h", self.status_interval_h)
+
+    # What each command does (checked first by commands.ARGUMENT_CHECKS; same names).
+    COMMANDS = {STATUS_REPORT: _status_report, ERASURE_ACK: _erasure_ack, CONFIG: _config}
+
+    def _queue(self, decision: "Decision", kind: str = "", priority: int | None = None) -> None:
         if decision.reason != SENT:
             return
-        if kind in ("consent_receipt", "erasure_request"):
-            priority = CRITICAL
-        elif kind == "status" or decision.category == "maintenance":
-            priority = HIGH
-        elif decision.category == "usage_statistics":
-            priority = LOW
-        else:
-            priority = NORMAL
+        if priority is None:
+            if kind in ("consent_receipt", "erasure_request"):
+                priority = CRITICAL
+            elif kind == "status" or decision.category == "maintenance":
+                priority = HIGH
+            elif decision.category == "usage_statistics":
+                priority = LOW
+            else:
+                priority = NORMAL
         self.outbox.push(decision.topic, decision.payload, decision.category, priority)
         self._outbox_ready.set()
 
@@ -360,28 +417,62 @@ class Agent:
         """Offer waiting messages to the uplink in order, up to UPLINK_WINDOW in flight at
         once; False at the first failure. Messages after a failed one are not counted as
         delivered even if the broker took them: they go again (the receiver drops
-        duplicates by id), so each category's order holds."""
+        duplicates by id), so each category's order holds. A round is bounded in time
+        (FLUSH_ROUND_MS) whatever the uplink does; a publish that raises counts as failed."""
         while len(self.outbox) and self.uplink is not None:
             self.outbox.sync()  # durable before it is offered
             batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
-            results = await asyncio.gather(*[self.uplink.publish(e[3], e[4], e[0]) for e in batch])
+            try:
+                results: list = await asyncio.wait_for(self._publish_window(batch), FLUSH_ROUND_MS / 1000)
+            except asyncio.TimeoutError:  # noqa: UP041 (MicroPython has no builtin TimeoutError)
+                self.delivery_log("delivery: the uplink did not answer within %d ms" % FLUSH_ROUND_MS)
+                return False
             for i, entry in enumerate(batch):
-                if not results[i]:
+                if results[i] is not True:
+                    if isinstance(results[i], Exception):
+                        self.delivery_faults += 1
+                        self.delivery_log("delivery: publish failed (%s: %s)" % (type(results[i]).__name__, results[i]))
                     return False
                 mid, _, category, topic, payload, _ = entry
-                self.outbox.ack(mid)
+                try:
+                    self.outbox.ack(mid)
+                except KeyError:
+                    pass  # purged (consent withdrawn) or dropped while in flight; it did leave, so it is logged
                 self.sent_log.push({"t_ms": self.clock.now_ms(), "category": category, "topic": topic,
                                     "size": len(payload), "content": payload.decode()})  # fmt: skip
                 self._tell("sent", topic, payload)
         return True
 
+    async def _publish_window(self, batch: list) -> list:
+        # A coroutine of its own, so that a timeout or cancellation of the round reaches
+        # the gathered publishes and their outcome is always collected.
+        uplink = self.uplink
+        if uplink is None:
+            return [False] * len(batch)
+        return list(await asyncio.gather(*[uplink.publish(e[3], e[4], e[0]) for e in batch], return_exceptions=True))
+
     async def deliver(self) -> None:
-        """Hand outbox messages to the uplink as they come; retry after a failure."""
-        while self.uplink is not None:
-            if not len(self.outbox):
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-            elif not await self.flush():
+        """Hand outbox messages to the uplink as they come; retry after a failure.
+
+        Supervised: an exception from the uplink or the outbox is contained, counted and
+        said (rate-limited), and delivery goes on after UPLINK_RETRY_MS; it never ends on
+        its own while the agent runs. Every wait is bounded (a missed wake-up costs at most
+        UPLINK_RETRY_MS), and the loop ends when run() ends even if a cancellation is lost
+        on the way (asyncio.wait_for of CPython 3.11 can swallow one)."""
+        self._delivering = True
+        while self.uplink is not None and self._delivering:
+            try:
+                if not len(self.outbox):
+                    self._outbox_ready.clear()
+                    try:
+                        await asyncio.wait_for(self._outbox_ready.wait(), limits.UPLINK_RETRY_MS / 1000)
+                    except asyncio.TimeoutError:  # noqa: UP041 (as above)
+                        pass  # nothing came: look again
+                elif not await self.flush():
+                    await sleep_ms(limits.UPLINK_RETRY_MS)
+            except Exception as e:  # noqa: BLE001 - the delivery loop's supervisor: it must not die silently
+                self.delivery_faults += 1
+                self.delivery_log("delivery: %s: %s; trying again" % (type(e).__name__, str(e)[:120]))
                 await sleep_ms(limits.UPLINK_RETRY_MS)
 
     async def run(self, duration_ms: int) -> None:
@@ -394,6 +485,7 @@ class Agent:
             self.judge_pending()
             await self.flush()  # what the uplink does not take stays in the outbox
         finally:
+            self._delivering = False
             for task in (gate_task, deliver_task):
                 task.cancel()
                 try:

@@ -3,13 +3,20 @@
 Reconnects with exponential backoff and full jitter (backoff_ms, shared with the paho
 uplink), subscribes to the device's command tree and marks it online after each
 connect; a last will marks it offline. publish() is the agent's Uplink interface.
+Supervised: whatever ends a session (a broken link, a hostile packet, a fault of ours)
+ends in a reconnect with backoff, said at a bounded rate; nothing ends the uplink but stop().
 """
 
 import asyncio
 
-from agent.core.compat import sleep_ms
+from agent.core import limits
+from agent.core.compat import const, sleep_ms
+from agent.core.errors import MqttError
 from agent.core.limits import ACK_TIMEOUT_MS, BACKOFF_BASE_MS, BACKOFF_CAP_MS, CONNECT_TIMEOUT_MS
-from agent.core.mqtt import MqttError, PortableMqttClient
+from agent.core.mqtt import PortableMqttClient
+from agent.core.ratelimit import ThrottledReport
+
+_STOP_TIMEOUT_MS = const(5000)  # stop() waits this long for the connection task to end, then says so
 
 
 def backoff_ms(attempt: int, unit: float) -> int:
@@ -46,6 +53,8 @@ class PortableUplink:
         self.keepalive = keepalive
         self.on_command = on_command
         self.report = report
+        # Link events can be caused by a hostile broker too: said at a bounded rate.
+        self._log = ThrottledReport(report, 1000 / limits.LOG_REFILL_MS, limits.LOG_BURST)
         self.rand = rand if rand is not None else _default_rand
         self.client: PortableMqttClient | None = None
         self.connects = 0
@@ -64,27 +73,33 @@ class PortableUplink:
         self._task = asyncio.create_task(self._keep_connected())
 
     async def stop(self) -> None:
+        """Say "offline", end the link and the connection task; bounded in time."""
         self._stopping = True
         client = self.client
         if client is not None and client.connected:
             await client.publish(self.tree + "status/availability", b"offline", 1, True, 2.0)
-        if self._task is not None:
-            self._task.cancel()  # type: ignore[attr-defined]
-            try:
-                await self._task  # type: ignore[misc]
-            except asyncio.CancelledError:
-                pass
         if client is not None:
-            await client.close()
+            await client.close()  # ends the pump, and with it the session
+        task = self._task
+        if task is not None:
+            task.cancel()  # type: ignore[attr-defined]
+            # Not `await task`: a cancellation lost inside asyncio.wait_for (CPython 3.11)
+            # would make that wait forever; the loop ends by _stopping in any case.
+            for _ in range(_STOP_TIMEOUT_MS // 10):
+                if task.done():  # type: ignore[attr-defined]
+                    break
+                await sleep_ms(10)
+            else:
+                self._say("uplink: the connection task did not end within %d ms" % _STOP_TIMEOUT_MS)
 
     def _say(self, text: str) -> None:
-        if self.report is not None:
-            self.report(text)  # type: ignore[operator]
+        self._log(text)
 
     async def _session(self) -> None:
         """One connection, from open to the end of the link."""
-        client = PortableMqttClient(self.device_id, self.keepalive, self.on_command)
+        client = PortableMqttClient(self.device_id, self.keepalive, self.on_command, self._log)
         self.client = client
+        pump = None
         try:
             ctx = self.ssl_context()  # type: ignore[operator]
             await asyncio.wait_for(
@@ -98,24 +113,32 @@ class PortableUplink:
             self.connects += 1
             self.attempt = 0
             self.last_error = ""
-            await pump  # returns or raises when the link ends
+            running, pump = pump, None
+            await running  # returns or raises when the link ends
             raise MqttError("the broker closed the connection")
         finally:
             self.client = None
             await client.close()
+            if pump is not None:  # the session ended before it waited for the pump
+                pump.cancel()
+                try:
+                    await pump
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - collected: the session's own error says why it ended
+                    pass
 
     async def _keep_connected(self) -> None:
         while not self._stopping:
             try:
                 await self._session()
-            except asyncio.CancelledError:
-                raise
-            except (asyncio.TimeoutError, OSError, EOFError, MqttError, ValueError) as e:  # noqa: UP041
-                # MicroPython has no builtin TimeoutError, only asyncio's; ssl.SSLError is an
-                # OSError on CPython, a refused handshake an OSError or ValueError on MicroPython.
+            except Exception as e:  # noqa: BLE001 - the session's supervisor: every end of a link leads to a reconnect
+                # Timeouts, OSError (ssl.SSLError on CPython), EOF, MqttError, a refused
+                # handshake (ValueError on MicroPython) or a fault of ours: all the same here.
                 self.failures += 1
-                self.last_error = "%s: %s" % (type(e).__name__, e)
-                self._say("uplink: link to %s:%d ended (%s)" % (self.host, self.port, self.last_error))
+                self.last_error = "%s: %s" % (type(e).__name__, str(e)[:200])
+                if not self._stopping:
+                    self._say("uplink: link to %s:%d ended (%s)" % (self.host, self.port, self.last_error))
+            if self._stopping:
+                break
             wait = backoff_ms(self.attempt, self.rand())  # type: ignore[operator]
             self.waits_ms.append(wait)
             if len(self.waits_ms) > 8:

@@ -8,13 +8,33 @@ import asyncio
 import json
 import math
 
-from agent.core import commands, consent, consumables, detectors, journal, limits, mqtt, processors, ratelimit, uplink
+from agent.core import (
+    commands,
+    consent,
+    consumables,
+    detectors,
+    inbound_json,
+    journal,
+    limits,
+    mqtt,
+    processors,
+    ratelimit,
+    uplink,
+)
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
 from agent.core.encoding import encode, round_sig
-from agent.core.errors import ConfigError, EncodingError, ProfileError, StateError
+from agent.core.errors import (
+    CommandError,
+    ConfigError,
+    EncodingError,
+    InboundJsonError,
+    MqttError,
+    ProfileError,
+    StateError,
+)
 from agent.core.events import ANOMALY, Event
 from agent.core.gate import BEFORE_CONSENT, NO_CONSENT, OVER_BUDGET, SENT, UNKNOWN_CATEGORY, PrivacyGate
 from agent.core.outbox import Outbox
@@ -854,19 +874,148 @@ def case_command_desk_accepts_only_valid_commands(data_dir: str) -> list:
         (base + "status_report", cmd(2, device="dev-2")),
         (base + "status_report", b"\xff{"),
         (base + "status_report", b"[" * 2000),
+        (base + "status_report", b"[" * 1020),
+        (base + "status_report", b'{"device":"dev-1","seq":' + b"9" * 961 + b',"args":{}}'),
         (base + "config", cmd(3, {"consent": True})),
         (base + "config", cmd(4, {"status_interval_h": 12})),
         ("wichtel/v1/dev-2/cmd/status_report", cmd(5)),
+        ("x/" + base + "status_report", cmd(5)),
         (base + "status_report", cmd(True)),
+        (base + "status_report", b'{"device":"dev-1","seq":5,"args":{1:2}}'),
+        (base + "status_report", cmd(4 + limits.MAX_SEQ_STEP + 1)),
+        (base + "status_report", cmd(4 + limits.MAX_SEQ_STEP)),
+        (base + "erasure_ack", cmd(1005, {"category": "x" * 33})),
     ):
         try:
             outcomes.append(["ok", list(desk.check(topic, payload))])
-        except commands.CommandError as e:
-            outcomes.append(["refused", str(e)[:30]])
-    assert [o[0] for o in outcomes] == ["ok", "refused", "refused", "refused", "refused", "refused", "ok", "refused",
-                                        "refused"]  # fmt: skip
-    assert desk.last_seq == 4
-    return outcomes
+        except CommandError as e:
+            outcomes.append(["refused" if e.reply else "unanswered", str(e)[:60]])
+    kinds = [o[0] for o in outcomes]
+    assert kinds == ["ok", "refused", "refused", "refused", "refused", "refused", "refused", "refused", "ok",
+                     "unanswered", "unanswered", "refused", "refused", "refused", "ok", "refused"], kinds  # fmt: skip
+    assert desk.last_seq == 4 + limits.MAX_SEQ_STEP and desk.not_ours == 2
+    reply = desk.reply("status_report", error="old")
+    assert reply == {"command": "status_report", "ok": False, "error": "old", "last_seq": 1004}
+    problems = desk.restore(10**960) + desk.restore("7")
+    assert desk.last_seq == 0 and len(problems) == 2 and desk.restore(limits.MAX_SEQ) == []
+    taken = [desk.admit(0) for _ in range(limits.COMMAND_BURST + 1)]
+    assert taken.count(True) == limits.COMMAND_BURST and not desk.admit(limits.COMMAND_REFILL_MS - 1)
+    assert desk.admit(limits.COMMAND_REFILL_MS) and desk.over_rate == 2
+    return [outcomes, problems]
+
+
+def case_inbound_json_takes_the_same_inputs_on_both_runtimes(data_dir: str) -> list:
+    # MicroPython's json reads [1 2], {1: 2} and "\x"; the scanner refuses them on both runtimes.
+    texts = [
+        b'{"a":[1,2,{"b":null}],"c":true,"d":false}', b"[1 2]", b"{1:2}", b'"\\x"', b"[1,]", b"01", b"-0", b"1.5e-3",
+        b"1e99", b"1e100", b"9007199254740991", b"90071992547409911", b"[[[[1]]]]", b"[[[[[1]]]]]", b"[" * 1020,
+        b'"' + b"a" * 64 + b'"', b'"' + b"a" * 65 + b'"', b'"\\u00e9\\n\\/"', b'"\\ud834\\udd1e"',
+        '"\u00e9\u20ac\U0001d11e"'.encode(), b'"\xed\xa0\x80"', b'"\xc0\xaf"', b'"\xf4\x90\x80\x80"', b'"\x01"',
+        b"NaN", b"Infinity", b"tru", b"true false", b"", b"  ", b"\xff", b'{"a":1,"a":2}', b'{"a" 1}', b'{"a":}',
+    ]  # fmt: skip
+    out = []
+    for text in texts:
+        try:
+            out.append(["ok", inbound_json.loads(text, inbound_json.COMMAND_BOUNDS)])
+        except InboundJsonError as e:
+            out.append(["refused", str(e)])
+    assert [o[0] for o in out].count("ok") == 10, out
+    return out
+
+
+def case_command_replies_have_their_own_share(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    drivers = {}
+    for ch in prof["channels"]:
+        drivers[ch["id"]] = None
+    clock = ManualClock(86_400_000)
+    agent = Agent(prof, "dev-1", drivers, clock, None, None, ConsentLedger(prof["data_categories"], "dev-1"))
+    for _ in range(200):  # refused commands, within the intake rate
+        clock.t_ms += limits.COMMAND_REFILL_MS
+        agent.on_command("wichtel/v1/dev-1/cmd/status_report", b'{"device":"dev-1","seq":0,"args":{}}')
+    agent.on_command("wichtel/v1/dev-2/cmd/status_report", b"{}")  # not answered
+    spent = agent.gate.spent[PrivacyGate.COMMAND_SHARE][1]
+    replies = len(agent.outbox)
+    assert limits.COMMAND_REPLY_DAILY_BYTES - 250 < spent <= limits.COMMAND_REPLY_DAILY_BYTES
+    agent._queue_status(clock.t_ms)
+    agent.set_consent("usage_statistics", True, clock.t_ms)
+    kinds = [json.loads(p)["kind"] for _, p, _ in agent.outbox.items()]
+    assert kinds[-2:] == ["status", "consent_receipt"] and agent.inbound_faults == 0
+    return [spent, replies, kinds.count("command_reply"), agent.commands.not_ours]
+
+
+class _Feed:
+    """A stream reader fed by the test, as asyncio's StreamReader reads."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.more = asyncio.Event()
+
+    def feed(self, data: bytes) -> None:
+        self.data += data
+        self.more.set()
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self.data) < n:
+            self.more.clear()
+            await self.more.wait()
+        out = self.data[:n]
+        self.data = self.data[n:]
+        return out
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(bytes(data))
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+async def case_mqtt_pump_contains_handler_faults(data_dir: str) -> list:
+    # In a task of its own: the WebAssembly port's top level cannot take asyncio.wait_for.
+    return await asyncio.create_task(_pump_contains_handler_faults())
+
+
+async def _pump_contains_handler_faults() -> list:
+    lines: list = []
+    seen: list = []
+
+    def handler(topic: str, payload: bytes) -> None:
+        seen.append(topic)
+        raise ValueError("handler fault")
+
+    client = mqtt.PortableMqttClient("dev-1", 30, handler, lines.append)
+    feed = _Feed()
+    client.reader, client.writer = feed, _Sink()
+    client.connected = True
+    pump = asyncio.create_task(client.pump())
+    for i in range(30):
+        feed.feed(mqtt.publish_packet("wichtel/v1/dev-1/cmd/status_report", b"[" * 1020, 1, i + 1))
+    publish = asyncio.create_task(client.publish("wichtel/v1/dev-1/essential", b"{}", 1, False, 5.0))
+    await asyncio.sleep(0.05)
+    feed.feed(mqtt.puback_packet(1))
+    ok = await publish
+    assert ok and client.connected and client.handler_faults == 30 and len(seen) == 30
+    assert limits.LOG_BURST <= len(lines) <= limits.LOG_BURST + 2 and "ValueError" in lines[0]
+    # A packet a broker may not send ends the link, with the reason.
+    feed.feed(bytes([0x34, 5, 0, 1, 0x61, 0, 1]))
+    try:
+        await asyncio.wait_for(pump, 2)
+        raise AssertionError("the pump went on after a QoS 2 publish")
+    except MqttError as e:
+        reason = str(e)
+    assert not client.connected
+    return [ok, client.handler_faults, len(client.writer.sent), reason]
 
 
 class _Bytes:
@@ -893,12 +1042,20 @@ async def case_mqtt_packets_encode_and_parse(data_dir: str) -> list:
     conn = mqtt.connect_packet("dev-1", 30, "wichtel/v1/dev-1/status/availability", b"offline")
     assert conn[0] == 0x10 and b"MQTT" in conn and conn.endswith(b"offline")
     refused = []
-    for bad in (bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]), bytes([0x30]) + mqtt._remaining(mqtt.MAX_PACKET + 1)):
+    for bad in (bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]), bytes([0x30]) + mqtt._remaining(mqtt.MAX_PACKET + 1),
+                bytes([0x30, 10, 0, 1])):  # fmt: skip
         try:
             await mqtt.read_packet(_Bytes(bad))
         except mqtt.MqttError as e:
             refused.append(str(e)[:40])
-    assert len(refused) == 2
+    assert len(refused) == 3
+    for first, body in ((0x34, b"\x00\x01a\x00\x01"), (0x32, b"\x00\x01a\x00\x00"), (0x30, b"\x00\x02\xff\xfe"),
+                        (0x30, b"\x00\x01#")):  # fmt: skip
+        try:
+            mqtt.parse_publish(first, body)
+            raise AssertionError("a publish no broker may send was read")
+        except mqtt.MqttError as e:
+            refused.append(str(e))
     try:
         mqtt.parse_publish(0x32, b"\x00\x09abc")
         raise AssertionError("short publish accepted")
