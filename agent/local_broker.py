@@ -125,15 +125,18 @@ class Broker:
         self.proc = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 10
+        waiting = [self.port, self.service_port]  # Mosquitto opens its listeners one after the other
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("mosquitto exited with %s; see %s" % (self.proc.returncode, self.log))
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.2):
+                    waiting.pop(0)
+                if not waiting:
                     return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("mosquitto did not listen on port %d" % self.port)
+        raise RuntimeError("mosquitto did not listen on port %d" % waiting[0])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
