@@ -328,11 +328,17 @@ def _file_problems(directory: str, doc: dict[str, Any], in_use: bool) -> list[st
             for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(base, d))]:
                 seen += 1
                 rel = os.path.relpath(os.path.join(base, name), directory).replace(os.sep, "/")
+                if seen > MAX_FILES:
+                    raise BundleError(
+                        "%s: more than %d files; a bundle as the manufacturer wrote it has about ten (added files: %s)"
+                        % (
+                            directory,
+                            MAX_FILES,
+                            ", ".join([p[11:] for p in problems if p[:11] == "added file "][:_SHOWN]),
+                        )
+                    )
                 if rel not in allowed:
                     problems.append("added file %s" % rel)
-                if seen > MAX_FILES:
-                    problems.append("more than %d files" % MAX_FILES)
-                    return problems
     return problems
 
 

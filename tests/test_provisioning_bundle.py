@@ -317,10 +317,37 @@ def test_deeply_nested_signature_json_is_a_bundle_error(factory: Factory, tmp_pa
         f.write("[" * (bundle.MAX_SIGNATURE_BYTES - 1))
     with pytest.raises(BundleError, match=r"bundle\.sig"):
         bundle.verify(work, authority.read_root(factory.pkis["real"]))
-    with open(os.path.join(work, "bundle.sig"), "w") as f:
-        f.write(" " * (bundle.MAX_SIGNATURE_BYTES + 1))  # one byte over the bound
+
+
+def test_the_size_bounds_of_a_bundle(factory: Factory, tmp_path: "os.PathLike[str]") -> None:
+    work = os.path.join(tmp_path, "pi")
+    shutil.copytree(os.path.join(factory.device("real", "WM000001"), "pi"), work)
+    root = authority.read_root(factory.pkis["real"])
+    sig = os.path.join(work, "bundle.sig")
+    with open(sig, "rb") as f:
+        real = f.read().rstrip()
+    with open(sig, "wb") as f:
+        f.write(real + b" " * (bundle.MAX_SIGNATURE_BYTES - len(real)))  # at the bound: JSON whitespace
+    assert bundle.verify(work, root)
+    with open(sig, "ab") as f:
+        f.write(b" ")  # one byte over
     with pytest.raises(BundleError, match="no file of a bundle has more than %d" % bundle.MAX_SIGNATURE_BYTES):
-        bundle.verify(work, authority.read_root(factory.pkis["real"]))
+        bundle.verify(work, root)
+    with open(sig, "wb") as f:
+        f.write(real)
+    with open(os.path.join(work, "profile.json"), "ab") as f:
+        f.truncate(bundle.MAX_FILE_BYTES + 1)
+    with pytest.raises(BundleError, match="profile.json: %d bytes" % (bundle.MAX_FILE_BYTES + 1)):
+        bundle.verify(work, root)
+    os.remove(os.path.join(work, "profile.json"))
+    present = sum(len(names) for _, _, names in os.walk(work))
+    for i in range(bundle.MAX_FILES - present):  # at the bound: each added file is named
+        open(os.path.join(work, "extra-%03d" % i), "w").close()
+    with pytest.raises(BundleError, match=r"removed file profile\.json; added file extra-000"):
+        bundle.verify(work, root)
+    open(os.path.join(work, "one-more"), "w").close()
+    with pytest.raises(BundleError, match="more than %d files" % bundle.MAX_FILES):
+        bundle.verify(work, root)
 
 
 def test_the_pinned_root_file_of_another_manufacturer_refuses_the_real_bundle(
