@@ -20,6 +20,7 @@ import stat
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -237,6 +238,27 @@ def _read(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
         raise BundleError("%s: cannot read (%s)" % (path, e.strerror)) from e
 
 
+def _certificates(data: bytes, path: str) -> list[x509.Certificate]:
+    """The PEM certificates in data, every field verification reads parsed now:
+    cryptography parses a field when it is first read, so a damaged one would otherwise
+    raise in the middle of a check instead of here."""
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+        for cert in certs:
+            _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+            _ = (list(cert.extensions), cert.public_key(), cert.signature_hash_algorithm)
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise BundleError("%s: a certificate does not parse (%s)" % (path, str(e)[:200])) from e
+    return certs
+
+
+def _certificate(data: bytes, path: str) -> x509.Certificate:
+    certs = _certificates(data, path)
+    if len(certs) != 1:
+        raise BundleError("%s: expected one certificate, found %d" % (path, len(certs)))
+    return certs[0]
+
+
 def _json(data: bytes, path: str) -> Any:
     try:
         return json.loads(data)
@@ -253,11 +275,13 @@ def _signer_and_signature(directory: str) -> tuple[x509.Certificate, bytes]:
         )
     if doc.get("algorithm") != SIGNATURE_ALGORITHM or doc.get("signed") != BUNDLE_FILE:
         raise BundleError("%s: expected a %s signature of %s" % (path, SIGNATURE_ALGORITHM, BUNDLE_FILE))
+    if not isinstance(doc.get("signer"), str) or not isinstance(doc.get("signature"), str):
+        raise BundleError("%s: expected the signer's certificate and the signature as text" % path)
+    signer = _certificate(doc["signer"].encode("utf-8", "replace"), path + " (signer)")
     try:
-        signer = x509.load_pem_x509_certificate(str(doc["signer"]).encode())
-        signature = base64.b64decode(str(doc["signature"]), validate=True)
-    except (KeyError, ValueError, binascii.Error) as e:
-        raise BundleError("%s: the signer's certificate or the signature does not parse (%s)" % (path, e)) from e
+        signature = base64.b64decode(doc["signature"], validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise BundleError("%s: the signature is not base64 (%s)" % (path, e)) from e
     return signer, signature
 
 
@@ -351,10 +375,7 @@ def own_root(directory: str) -> x509.Certificate:
     rel = doc.get("files", {}).get("ca") if isinstance(doc, dict) and isinstance(doc.get("files"), dict) else None
     if not isinstance(rel, str) or not _REL_PATH.match(rel):
         raise BundleError("%s: not a device bundle descriptor (no CA file named)" % path)
-    try:
-        chain = x509.load_pem_x509_certificates(_read(os.path.join(directory, rel)))
-    except ValueError as e:
-        raise BundleError("%s: a certificate does not parse (%s)" % (os.path.join(directory, rel), e)) from e
+    chain = _certificates(_read(os.path.join(directory, rel)), os.path.join(directory, rel))
     roots = [c for c in chain if c.subject == c.issuer]
     if len(roots) != 1:
         raise BundleError("%s: expected exactly one root certificate" % os.path.join(directory, rel))
@@ -415,11 +436,8 @@ def _check_content(
     key_optional: bool,
 ) -> None:
     paths = {role: os.path.join(directory, rel) for role, rel in doc["files"].items()}
-    try:
-        chain = x509.load_pem_x509_certificates(_read(paths["ca"]))
-        cert = x509.load_pem_x509_certificate(_read(paths["cert"]))
-    except ValueError as e:
-        raise BundleError("%s: a certificate does not parse (%s)" % (directory, e)) from e
+    chain = _certificates(_read(paths["ca"]), paths["ca"])
+    cert = _certificate(_read(paths["cert"]), paths["cert"])
     roots = [c for c in chain if c.subject == c.issuer]
     issuers = [c for c in chain if c.subject == cert.issuer]
     if len(roots) != 1 or roots[0] != root:

@@ -11,7 +11,7 @@ import ipaddress
 import os
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -418,7 +418,7 @@ def chain_problem(cert: x509.Certificate, issuer: x509.Certificate, at: datetime
         return "issued by %s, not by %s" % (cert.issuer.rfc4514_string(), issuer.subject.rfc4514_string())
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         return "its signature does not verify with %s (%s)" % (issuer.subject.rfc4514_string(), e)
     except InvalidSignature:
         return "its signature does not verify with the key of %s" % issuer.subject.rfc4514_string()
