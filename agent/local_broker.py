@@ -1,6 +1,7 @@
-"""A local Mosquitto for tests and the demo: TLS with client certificates, identity as
-user name and a per-device ACL, on a free loopback port, with its own small PKI; and
-the operator's service, a subscriber that reads the devices' trees.
+"""A local Mosquitto for tests and the demo, set up as the fleet's broker is: a device
+listener and a service listener on free loopback ports, each trusting its own CA, with
+the ACLs of provisioning/broker_rules.py and a small PKI of its own; and the operator's
+service, a backend that subscribes to the devices' trees on the service listener.
 """
 
 import os
@@ -16,7 +17,9 @@ import paho.mqtt.client as mqtt
 from provisioning import broker_rules, pki
 
 DEVICES = ("dev-1", "dev-2")
-ACL = broker_rules.acl()
+SERVICE = "backend"  # the test backend's name; its certificate says service:backend
+DEVICE_ACL = broker_rules.device_acl()
+SERVICE_ACL = broker_rules.service_acl()
 
 
 def free_port() -> int:
@@ -30,28 +33,51 @@ def available() -> bool:
 
 
 class Broker:
-    """A Mosquitto on a loopback port. With fleet_dir (the output of `wichtel provision
-    broker`) it uses the manufacturer's files: CA chain, server certificate, CRL and ACL;
-    otherwise a small PKI of its own with two devices, a service and some bad certificates."""
+    """A Mosquitto on two loopback ports: port for devices, service_port for services. With
+    fleet_dir (the output of `wichtel provision broker`) it uses the manufacturer's files:
+    CA files, server certificates, CRLs and ACLs (service_certs is then the caller's to
+    fill); otherwise a small PKI of its own with two devices, the backend service and
+    some bad certificates. certs holds device certificates, service_certs services'."""
 
     def __init__(self, directory: str, fleet_dir: str | None = None) -> None:
         self.dir = directory
         self.port = free_port()
+        self.service_port = free_port()
+        while self.service_port == self.port:
+            self.service_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = os.path.join(directory, "mosquitto.log")
         self.certs: dict = {}
+        self.service_certs: dict = {}
         if fleet_dir is not None:
             self.ca_path = os.path.join(fleet_dir, "ca-chain.pem")
+            self.service_ca_path = os.path.join(fleet_dir, "service-ca.pem")
             self.crl_path = os.path.join(fleet_dir, "crl.pem")
-            self.acl_path = os.path.join(fleet_dir, "acl")
+            self.service_crl_path = os.path.join(fleet_dir, "service-crl.pem")
+            self.acl_path = os.path.join(fleet_dir, "device.acl")
+            self.service_acl_path = os.path.join(fleet_dir, "service.acl")
+            self.service_server = (
+                os.path.join(fleet_dir, "service-server.crt"),
+                os.path.join(fleet_dir, "service-server.key"),
+            )
             self.conf = self._config(fleet_dir)
             return
-        self.crl_path = ""
-        self.acl_path = os.path.join(directory, "acl")
+        self.crl_path = self.service_crl_path = ""
+        self.acl_path = os.path.join(directory, "device.acl")
+        self.service_acl_path = os.path.join(directory, "service.acl")
         self.ca = pki.make_ca()
         self.ca_path, _ = self.ca.write(directory, "ca")
+        # The services' CA: a root of its own, the only one the service listener trusts.
+        self.service_ca = pki.make_ca("Wichtel Test Service CA")
+        self.service_ca_path, _ = self.service_ca.write(directory, "service-ca")
         pki.issue(self.ca, "localhost", server_names=["localhost", "127.0.0.1"]).write(directory, "server")
-        for name in (*DEVICES, "service"):
+        self.service_server = pki.issue(self.service_ca, "localhost", server_names=["localhost", "127.0.0.1"]).write(
+            directory, "service-server"
+        )
+        self.service_certs[SERVICE] = pki.issue(self.service_ca, "service:" + SERVICE, client=True).write(
+            directory, "service-" + SERVICE
+        )
+        for name in DEVICES:
             self.certs[name] = pki.issue(self.ca, name, client=True).write(directory, name)
         self.certs["expired"] = pki.issue(self.ca, "dev-1", client=True, days=1, not_before_days=-30).write(
             directory, "expired"
@@ -64,7 +90,9 @@ class Broker:
         os.makedirs(self.wrong_host_dir)
         pki.issue(self.ca, "elsewhere.example", server_names=["elsewhere.example"]).write(self.wrong_host_dir, "server")
         with open(self.acl_path, "w") as f:
-            f.write(ACL)
+            f.write(DEVICE_ACL)
+        with open(self.service_acl_path, "w") as f:
+            f.write(SERVICE_ACL)
         self.conf = self._config(directory)
 
     def _config(self, cert_dir: str) -> str:
@@ -78,10 +106,18 @@ class Broker:
                 "log_dest file %s\nlog_type error\nlog_type warning\nlog_type notice\n" % (self.dir, self.log)
             )
             cert, key = os.path.join(cert_dir, "server.crt"), os.path.join(cert_dir, "server.key")
-            rules = broker_rules.listener(
+            devices = broker_rules.listener(
                 self.port, self.ca_path, cert, key, self.acl_path, bind="127.0.0.1", crlfile=self.crl_path
             )
-            f.write(rules)
+            services = broker_rules.listener(
+                self.service_port,
+                self.service_ca_path,
+                *self.service_server,
+                self.service_acl_path,
+                bind="127.0.0.1",
+                crlfile=self.service_crl_path,
+            )
+            f.write(broker_rules.config(devices, services))
         return path
 
     def start(self, wrong_host: bool = False) -> None:
@@ -89,15 +125,18 @@ class Broker:
         self.proc = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 10
+        waiting = [self.port, self.service_port]  # Mosquitto opens its listeners one after the other
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("mosquitto exited with %s; see %s" % (self.proc.returncode, self.log))
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.2):
+                    waiting.pop(0)
+                if not waiting:
                     return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("mosquitto did not listen on port %d" % self.port)
+        raise RuntimeError("mosquitto did not listen on port %d" % waiting[0])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -115,15 +154,17 @@ class Broker:
 
 
 class Service:
-    """The operator's side: subscribes to the devices' trees over mutual TLS."""
+    """The operator's backend, connected as a real one is: on the service listener, with a
+    certificate of the service CA, verifying the broker with the service CA; its identity
+    (service:NAME) is its user name and client id. Subscribes to the devices' trees."""
 
-    def __init__(self, broker: Broker, topic: str = "wichtel/v1/#", name: str = "service") -> None:
-        crt, key = broker.certs[name]
+    def __init__(self, broker: Broker, topic: str = "wichtel/v1/#", name: str = SERVICE) -> None:
+        crt, key = broker.service_certs[name]
         self.messages: list = []
         self.times: list = []  # when each message arrived (perf_counter)
         self.lock = threading.Lock()
         self.ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name + "-sub", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="service:" + name, protocol=mqtt.MQTTv5)
         # A persistent session: what arrives while the service is away waits for it.
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
@@ -131,14 +172,14 @@ class Service:
         connect_props = Properties(PacketTypes.CONNECT)
         connect_props.SessionExpiryInterval = 3600
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(broker.ca_path)
+        ctx.load_verify_locations(broker.service_ca_path)
         ctx.load_cert_chain(crt, key)
         self.client.tls_set_context(ctx)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self.ready.set()
         self.topic = topic
         self.client.on_connect = lambda c, *a: c.subscribe(self.topic, qos=1)
-        self.client.connect("localhost", broker.port, clean_start=False, properties=connect_props)
+        self.client.connect("localhost", broker.service_port, clean_start=False, properties=connect_props)
         self.client.loop_start()
         if not self.ready.wait(10):
             raise RuntimeError("the service did not subscribe")

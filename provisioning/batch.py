@@ -1,10 +1,12 @@
 """A factory batch: one bundle per serial number, resumable, with manifest, labels and summary.
 
-Each device is written to a temp directory, verified, synced with its group, renamed into
-devices/<device id>/, and only then recorded: labels.csv, the PKI's issued.csv, and last
-manifest.csv, which is what "done" means. A rerun of the same command skips what the
-manifest holds, finishes devices that were renamed but not recorded, and removes temp
-directories: no device twice, none skipped, none half-written.
+Every serial gets a random device id when the batch is made (batch.json keeps them, so a
+resumed batch keeps its ids). Each device is written to a temp directory, verified,
+synced with its group, renamed into devices/<device id>/, and only then recorded:
+labels.csv, the PKI's issued.csv, and last manifest.csv, which is what "done" means. A
+rerun of the same command skips what the manifest holds, finishes devices that were
+renamed but not recorded, and removes temp directories: no device twice, none skipped,
+none half-written.
 """
 
 import concurrent.futures
@@ -23,12 +25,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent import setup_code
-from provisioning import bundle, keys, pki
+from provisioning import bundle, identities, keys, pki
 from provisioning.authority import Authority, append_rows, read_rows
 from provisioning.errors import BatchError, BundleError, DiskFullError, SerialError
-from provisioning.serials import device_id as device_id_of
 
-FORMAT = 1
+FORMAT = 2  # 1: device ids were the serials in lower case
 BATCH_FILE = "batch.json"
 DEVICES = "devices"
 MANIFEST = "manifest.csv"
@@ -41,23 +42,36 @@ _TMP = ".tmp-"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+def _identity_from_pem(key_pem: bytes, cert_pem: bytes) -> pki.Identity:
+    key = serialization.load_pem_private_key(key_pem, None)
+    return pki.Identity(key, x509.load_pem_x509_certificate(cert_pem))  # type: ignore[arg-type]
+
+
 class Issuer:
-    """Makes one device's material: key pair, certificate, setup code and its hash. Pure
-    computation, so it can run in worker processes."""
+    """Makes one device's material: key pair, certificate, setup code and its hash; and
+    holds the bundle signer. Pure computation, so it can run in worker processes."""
 
     def __init__(
-        self, issuing_key_pem: bytes, issuing_cert_pem: bytes, org: str, iterations: int = setup_code.DEFAULT_ITERATIONS
+        self,
+        issuing: tuple[bytes, bytes],
+        signer: tuple[bytes, bytes],
+        org: str,
+        iterations: int = setup_code.DEFAULT_ITERATIONS,
     ) -> None:
-        key = serialization.load_pem_private_key(issuing_key_pem, None)
-        self.issuing = pki.Identity(key, x509.load_pem_x509_certificate(issuing_cert_pem))  # type: ignore[arg-type]
+        """issuing and signer: (key PEM, certificate PEM)."""
+        self.issuing = _identity_from_pem(*issuing)
+        self.signer = _identity_from_pem(*signer)
         self.org = org
         self.iterations = iterations
 
-    def make(self, serial: str, public: ec.EllipticCurvePublicKey | None = None) -> bundle.Device:
+    @classmethod
+    def of(cls, auth: Authority, iterations: int = setup_code.DEFAULT_ITERATIONS) -> "Issuer":
+        return cls(*_pems(auth), auth.org, iterations)
+
+    def make(self, serial: str, device_id: str, public: ec.EllipticCurvePublicKey | None = None) -> bundle.Device:
         """Host-generated key unless public (from a device's CSR) is given."""
-        device_id = device_id_of(serial)
         key = None if public is not None else pki.new_key()
-        cert = pki.device_certificate(self.issuing, public or key.public_key(), device_id, serial, self.org)  # type: ignore[union-attr]
+        cert = pki.device_certificate(self.issuing, public or key.public_key(), device_id, self.org)  # type: ignore[union-attr]
         code = setup_code.new_code()
         return bundle.Device(
             serial,
@@ -79,11 +93,11 @@ class Builder:
         self.devices_dir = devices_dir
         self.root = x509.load_pem_x509_certificate(root_pem)
 
-    def build(self, serial: str, label_ref: str) -> tuple[dict[str, str], bytes]:
-        dev = self.issuer.make(serial)
+    def build(self, serial: str, device_id: str, label_ref: str) -> tuple[dict[str, str], bytes]:
+        dev = self.issuer.make(serial, device_id)
         tmp = os.path.join(self.devices_dir, _TMP + dev.device_id)
         try:
-            bundle.write_device(tmp, self.fleet, dev, label_ref, sync=False)
+            bundle.write_device(tmp, self.fleet, dev, label_ref, self.issuer.signer, sync=False)
             for layout in (bundle.PI, bundle.MPY):
                 bundle.verify(os.path.join(tmp, layout), self.root)
         except BaseException:
@@ -102,16 +116,27 @@ class Builder:
 _worker: Builder | None = None
 
 
+def _pems(auth: Authority) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    issuing = (keys.key_pem(auth.issuing.key), auth.issuing.cert_pem())
+    return issuing, (keys.key_pem(auth.signer.key), auth.signer.cert_pem())
+
+
 def _init_worker(
-    key_pem: bytes, cert_pem: bytes, org: str, iterations: int, fleet: bundle.Fleet, devices_dir: str, root_pem: bytes
+    issuing: tuple[bytes, bytes],
+    signer: tuple[bytes, bytes],
+    org: str,
+    iterations: int,
+    fleet: bundle.Fleet,
+    devices_dir: str,
+    root_pem: bytes,
 ) -> None:
     global _worker
-    _worker = Builder(Issuer(key_pem, cert_pem, org, iterations), fleet, devices_dir, root_pem)
+    _worker = Builder(Issuer(issuing, signer, org, iterations), fleet, devices_dir, root_pem)
 
 
-def _build_in_worker(serial: str, label_ref: str) -> tuple[dict[str, str], bytes]:
+def _build_in_worker(serial: str, device_id: str, label_ref: str) -> tuple[dict[str, str], bytes]:
     assert _worker is not None
-    return _worker.build(serial, label_ref)
+    return _worker.build(serial, device_id, label_ref)
 
 
 class Summary:
@@ -185,8 +210,21 @@ _WHAT = {
 }
 
 
-def _open_out(out: str, ident: dict[str, Any]) -> str:
-    """The batch id of out: a new batch in an empty or new directory, or the same batch to resume."""
+def _held_ids(held: dict[str, Any], serials: list[str], path: str) -> dict[str, str]:
+    ids = held.get("device_ids")
+    if held.get("format") != FORMAT or not isinstance(ids, dict) or set(ids) != set(serials):
+        raise BatchError(
+            "%s: a batch record of format %r without a device id for every serial (made by an older version?); "
+            "use a new output directory." % (path, held.get("format"))
+        )
+    for serial, device_id in ids.items():
+        identities.check_device_id(str(device_id), "%s: device id of %s" % (path, serial))
+    return {str(k): str(v) for k, v in ids.items()}
+
+
+def _open_out(out: str, ident: dict[str, Any], serials: list[str], auth: Authority) -> tuple[str, dict[str, str]]:
+    """(batch id, serial -> device id) of out: a new batch in an empty or new directory,
+    or the same batch to resume."""
     path = os.path.join(out, BATCH_FILE)
     if os.path.exists(path):
         try:
@@ -202,7 +240,7 @@ def _open_out(out: str, ident: dict[str, Any]) -> str:
                 "same serials, profile, CA and broker; choose a new output directory for a new batch."
                 % (out, batch_id, ", ".join(differ))
             )
-        return batch_id
+        return batch_id, _held_ids(held, serials, path)
     if os.path.isdir(out) and os.listdir(out):
         raise BatchError(
             "--out %s is not empty and holds no batch (no %s): refusing to mix a batch into other files. "
@@ -210,9 +248,12 @@ def _open_out(out: str, ident: dict[str, Any]) -> str:
         )
     os.makedirs(os.path.join(out, DEVICES), exist_ok=True)
     batch_id = "B" + secrets.token_hex(3).upper()
-    record = dict(ident, format=FORMAT, batch=batch_id, created=pki._now().isoformat(timespec="seconds"))
+    ids = dict(zip(serials, auth.new_device_ids(len(serials)), strict=True))
+    record = dict(
+        ident, format=FORMAT, batch=batch_id, created=pki._now().isoformat(timespec="seconds"), device_ids=ids
+    )
     keys.write_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
-    return batch_id
+    return batch_id, ids
 
 
 def _sync_dir(path: str) -> None:
@@ -271,12 +312,14 @@ class _Recorder:
         self.done |= {r["serial"] for r in rows}
 
 
-def _installed(path: str, root: x509.Certificate) -> tuple[dict[str, str], x509.Certificate]:
-    """Label record and certificate of a device directory already in place, verified."""
+def _installed(path: str, root: x509.Certificate, serial: str) -> tuple[dict[str, str], x509.Certificate]:
+    """Label record and certificate of serial's device directory already in place, verified."""
     for layout in (bundle.PI, bundle.MPY):
         bundle.verify(os.path.join(path, layout), root)
     with open(os.path.join(path, bundle.LABEL_FILE), encoding="utf-8") as f:
         label = json.load(f)
+    if label.get("serial") != serial or label.get("device_id") != os.path.basename(path):
+        raise BundleError("%s: the label is not that of %s" % (path, serial))
     with open(os.path.join(path, bundle.PI, "identity", bundle.IDENTITY_FILES["cert"]), "rb") as f:
         cert = x509.load_pem_x509_certificate(f.read())
     return {k: str(v) for k, v in label.items()}, cert
@@ -284,6 +327,7 @@ def _installed(path: str, root: x509.Certificate) -> tuple[dict[str, str], x509.
 
 def _produce(
     serials: list[str],
+    device_ids: dict[str, str],
     label_ref: dict[str, str],
     auth: Authority,
     fleet: bundle.Fleet,
@@ -294,26 +338,19 @@ def _produce(
     """Devices built in temp directories, in groups of GROUP; with jobs > 1 the next group is
     built by worker processes while the caller commits one."""
     groups = [serials[i : i + GROUP] for i in range(0, len(serials), GROUP)]
-    init = (
-        keys.key_pem(auth.issuing.key),
-        auth.issuing.cert_pem(),
-        auth.org,
-        iterations,
-        fleet,
-        devices_dir,
-        auth.root_pem(),
-    )
+    issuing, signer = _pems(auth)
+    init = (issuing, signer, auth.org, iterations, fleet, devices_dir, auth.root_pem())
     if jobs <= 1 or len(serials) < PARALLEL_FROM:
-        builder = Builder(Issuer(*init[:4]), fleet, devices_dir, auth.root_pem())
+        builder = Builder(Issuer(issuing, signer, auth.org, iterations), fleet, devices_dir, auth.root_pem())
         for group in groups:
-            yield [builder.build(s, label_ref[s]) for s in group]
+            yield [builder.build(s, device_ids[s], label_ref[s]) for s in group]
         return
     # spawn, not fork: no copy of the caller's threads or locks in the workers.
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
 
         def submit(group: list[str]) -> list[concurrent.futures.Future[tuple[dict[str, str], bytes]]]:
-            return [pool.submit(_build_in_worker, s, label_ref[s]) for s in group]
+            return [pool.submit(_build_in_worker, s, device_ids[s], label_ref[s]) for s in group]
 
         pending = submit(groups[0]) if groups else []
         for i in range(len(groups)):
@@ -344,7 +381,7 @@ def run(
     interruption would) after that many new devices were recorded."""
     ident = _identity(serials, profile_json, auth, host, port)
     try:
-        batch_id = _open_out(out, ident)
+        batch_id, device_ids = _open_out(out, ident, serials, auth)
     except OSError as e:
         if e.errno in _FULL:
             raise DiskFullError("--out %s: the disk is full before the first device; nothing was written." % out) from e
@@ -375,10 +412,10 @@ def run(
     for s in serials:
         if s in rec.done:
             continue
-        path = os.path.join(devices_dir, s.lower())
+        path = os.path.join(devices_dir, device_ids[s])
         if os.path.exists(path):
             try:
-                interrupted.append(_installed(path, auth.root))
+                interrupted.append(_installed(path, auth.root, s))
                 continue
             except (BundleError, OSError, ValueError, KeyError):
                 bundle.remove(path)  # not a whole device after all: made again below
@@ -392,7 +429,7 @@ def run(
     fleet = auth.fleet(profile_json, host, port, batch_id)
     start = time.monotonic()
     try:
-        for group in _produce(todo, label_ref, auth, fleet, devices_dir, jobs, iterations):
+        for group in _produce(todo, device_ids, label_ref, auth, fleet, devices_dir, jobs, iterations):
             _commit_group(group, devices_dir, rec)
             summary.new += len(group)
             done += len(group)

@@ -6,8 +6,10 @@ import argparse
 import os
 import sys
 
+from cryptography import x509
+
 from agent.profile_loader import compile_json, load
-from provisioning import authority, batch, broker_files, bundle, enroll, flash, keys, serials
+from provisioning import authority, batch, broker_files, broker_rules, bundle, enroll, flash, identities, keys, serials
 from provisioning.errors import ProvisioningError
 from provisioning.progress import ProgressBar
 
@@ -29,7 +31,9 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         )
         p.add_argument("--passphrase-env", metavar="NAME", help="read the CA keys' passphrase from this variable")
 
-    init = ps.add_parser("init", help="make the manufacturer PKI: root, issuing CA, update-signing keys")
+    init = ps.add_parser(
+        "init", help="make the manufacturer PKI: root, issuing CA, bundle signer, service CA, update-signing keys"
+    )
     pki_args(init)
     init.add_argument(
         "--org", default=DEFAULT_ORG, help="the manufacturer's name in certificates (default %s)" % DEFAULT_ORG
@@ -64,18 +68,39 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     inst.add_argument("signed", metavar="SIGNED_DIR")
     inst.add_argument("--data-dir", required=True, metavar="DIR")
 
-    ver = ps.add_parser("verify", help="check a bundle: chain, key, setup-code record, profile")
-    ver.add_argument("bundle", metavar="BUNDLE")
+    ver = ps.add_parser(
+        "verify", help="check a bundle against the manufacturer's root: signature, every file, chain, key, profile"
+    )
+    ver.add_argument("bundle", metavar="BUNDLE", help="a layout (devices/<id>/pi or mpy) or a device directory")
+    anchor = ver.add_mutually_exclusive_group()
+    anchor.add_argument(
+        "--pki",
+        metavar="DIR",
+        help="the PKI directory whose root.crt is pinned (default: $%s, else ./%s)" % (PKI_ENV, DEFAULT_PKI),
+    )
+    anchor.add_argument("--root", metavar="FILE", help="the manufacturer's root certificate (PEM) to pin")
 
-    rev = ps.add_parser("revoke", help="revoke devices' certificates and write the CRL")
+    svc = ps.add_parser("service", help="a backend's certificate and key from the service CA")
+    pki_args(svc)
+    svc.add_argument("name", metavar="NAME", help="the service's name, e.g. backend (its identity: service:NAME)")
+    svc.add_argument("--out", required=True, metavar="DIR", help="where service.crt, service.key and ca.pem go")
+
+    rev = ps.add_parser("revoke", help="revoke devices' (or services') certificates and write the CRL")
     pki_args(rev)
-    rev.add_argument("device_ids", nargs="+", metavar="DEVICE_ID")
+    rev.add_argument("device_ids", nargs="*", metavar="DEVICE_ID", help="device ids (issued.csv maps serials to them)")
+    rev.add_argument("--service", action="append", default=[], metavar="NAME", help="a service to revoke (repeatable)")
 
-    brk = ps.add_parser("broker", help="the fleet broker's files: ACL, TLS listener, CA chain, CRL, certificate")
+    brk = ps.add_parser(
+        "broker", help="the fleet broker's files: ACLs, device and service listeners, CA files, CRLs, certificates"
+    )
     pki_args(brk)
     brk.add_argument("--out", required=True, metavar="DIR")
     brk.add_argument("--host", action="append", required=True, help="a name or address devices use (repeatable)")
-    brk.add_argument("--port", type=int, default=8883)
+    brk.add_argument("--port", type=int, default=broker_rules.DEVICE_PORT, help="the device listener's port")
+    brk.add_argument("--service-port", type=int, default=broker_rules.SERVICE_PORT, help="the service listener's port")
+    brk.add_argument(
+        "--service-host", action="append", help="a name or address services use (repeatable; default: --host)"
+    )
     brk.add_argument("--topic-prefix", default="wichtel")
     brk.add_argument("--install-dir", default="/etc/mosquitto/wichtel", help="where the files go on the broker")
 
@@ -103,6 +128,44 @@ def _broker(args: argparse.Namespace, profile: dict) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ProvisioningError("--broker %s: expected HOST:PORT, e.g. mqtt.example.net:8883" % args.broker)
     return host, int(port)
+
+
+def _pinned_root(args: argparse.Namespace) -> x509.Certificate:
+    """The root `verify` pins: --root FILE, else root.crt of --pki (or its default); never
+    one from the bundle."""
+    if args.root:
+        return authority.read_root_file(args.root)
+    directory = args.pki or os.environ.get(PKI_ENV, DEFAULT_PKI)
+    if not os.path.exists(os.path.join(directory, "root.crt")):
+        raise ProvisioningError(
+            "verify needs the manufacturer's root to check the bundle against: --pki DIR (a PKI directory; %s has "
+            "no root.crt) or --root FILE. A bundle's own root proves nothing: anyone can make one." % directory
+        )
+    return authority.read_root(directory)
+
+
+def _service(auth: authority.Authority, name: str, out: str) -> int:
+    """`provision service NAME --out DIR`: service.crt, service.key (600) and ca.pem."""
+    if os.path.exists(os.path.join(out, "service.key")):
+        raise ProvisioningError("--out %s already holds a service key: refusing to overwrite it" % out)
+    os.makedirs(out, mode=0o700, exist_ok=True)
+    ident = auth.issue_service(name)
+    keys.write_key(os.path.join(out, "service.key"), ident.key)
+    keys.write_atomic(os.path.join(out, "service.crt"), ident.cert_pem())
+    keys.write_atomic(os.path.join(out, "ca.pem"), auth.service_ca_pem())
+    print(
+        "%s: service.crt, service.key (600), ca.pem for %s, valid until %s. Connect to the broker's service "
+        "listener (port %d unless `provision broker --service-port` says otherwise) with this certificate and key, "
+        "verify the broker with ca.pem; the certificate's name is the user name and client id. Subscribe to "
+        "<prefix>/v1/# ; send commands to <prefix>/v1/<device id>/cmd/<name>. docs/manufacturing.md has the details."
+        % (
+            out,
+            identities.service_identity(name),
+            ident.cert.not_valid_after_utc.date(),
+            broker_rules.SERVICE_PORT,
+        )
+    )
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,9 +216,9 @@ def _run(args: argparse.Namespace) -> int:
     if action == "csr":
         path = enroll.make_request(args.data_dir, args.serial)
         print(
-            "%s: certificate request for %s; the key stays in %s. Send the request to the factory host "
-            "(`wichtel provision sign`)."
-            % (path, serials.device_id(args.serial), os.path.join(args.data_dir, "identity"))
+            "%s: certificate request for serial %s; the key stays in %s. Send the request to the factory host "
+            "(`wichtel provision sign`): it gives the device its id."
+            % (path, serials.valid(args.serial), os.path.join(args.data_dir, "identity"))
         )
         return 0
     if action == "install":
@@ -166,26 +229,71 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     if action == "verify":
-        doc = bundle.verify(args.bundle)
-        print(
-            "%s: valid %s bundle for %s (broker %s:%s)"
-            % (args.bundle, doc["layout"], doc["device_id"], doc["broker"]["host"], doc["broker"]["port"])
-        )
+        root = _pinned_root(args)
+        layouts = [os.path.join(args.bundle, layout) for layout in (bundle.PI, bundle.MPY)]
+        if not os.path.exists(os.path.join(args.bundle, bundle.BUNDLE_FILE)) and any(map(os.path.isdir, layouts)):
+            targets = [path for path in layouts if os.path.isdir(path)]  # a device directory of a batch
+        else:
+            targets = [args.bundle]
+        for target in targets:
+            doc = bundle.verify(target, root)
+            print(
+                "%s: valid %s bundle for %s (broker %s:%s), signed under the root %s"
+                % (
+                    target,
+                    doc["layout"],
+                    doc["device_id"],
+                    doc["broker"]["host"],
+                    doc["broker"]["port"],
+                    root.subject.rfc4514_string(),
+                )
+            )
         return 0
-    if action == "revoke":
+    if action == "service":
+        identities.service_identity(args.name)  # a bad name is refused before the passphrase is asked for
         auth = _open(args)
-        new, crl = auth.revoke(args.device_ids)
-        print(
-            "Revoked: %s. CRL: %s; copy it to the broker (crlfile) and reload it: `wichtel provision broker` "
-            "writes it with the other broker files." % (", ".join(new) or "none new", crl)
-        )
+        return _service(auth, args.name, args.out)
+    if action == "revoke":
+        if not args.device_ids and not args.service:
+            raise ProvisioningError("revoke: name at least one DEVICE_ID or --service NAME")
+        auth = _open(args)
+        if args.device_ids:
+            new, crl = auth.revoke(args.device_ids)
+            print(
+                "Revoked: %s. CRL: %s; copy it to the broker (crlfile) and reload it: `wichtel provision broker` "
+                "writes it with the other broker files." % (", ".join(new) or "none new", crl)
+            )
+        if args.service:
+            new, crl = auth.revoke_services(args.service)
+            print(
+                "Revoked services: %s. Service CRL: %s; copy it to the broker (the service listener's crlfile) and "
+                "reload it." % (", ".join(new) or "none new", crl)
+            )
         return 0
     if action == "broker":
         auth = _open(args)
-        names = broker_files.write(auth, args.out, args.host, args.port, args.topic_prefix, args.install_dir)
+        names = broker_files.write(
+            auth,
+            args.out,
+            args.host,
+            args.port,
+            args.topic_prefix,
+            args.install_dir,
+            service_port=args.service_port,
+            service_hosts=args.service_host,
+        )
         print(
-            "%s: %s. Copy them to %s on the broker and add `include_dir %s` or paste %s into mosquitto.conf."
-            % (args.out, ", ".join(names), args.install_dir, args.install_dir, broker_files.LISTENER)
+            "%s: %s. Copy them to %s on the broker and add `include_dir %s` or paste %s into mosquitto.conf. "
+            "Devices connect on port %d, services on port %d."
+            % (
+                args.out,
+                ", ".join(names),
+                args.install_dir,
+                args.install_dir,
+                broker_files.LISTENER,
+                args.port,
+                args.service_port,
+            )
         )
         return 0
     if action == "flash":

@@ -1,5 +1,6 @@
-"""The single-device flow for a Raspberry Pi: the device makes its key and a CSR, the
-factory host signs it into a bundle without a key; the key never leaves the device.
+"""The single-device flow for a Raspberry Pi: the device makes its key and a CSR naming its
+serial, the factory host gives it a random device id and signs it into a bundle without a
+key; the key never leaves the device.
 """
 
 import csv
@@ -16,14 +17,14 @@ from provisioning.authority import Authority
 from provisioning.batch import MANIFEST_FIELDS, Issuer
 from provisioning.errors import BundleError, ProvisioningError, SerialError
 
-CSR_FILE = "device.csr"
+CSR_FILE = bundle.CSR_FILE
 BATCH = "csr"  # the register's batch column for devices signed one by one
 
 
 def make_request(data_dir: str, serial: str) -> str:
     """On the device: a new key in DATA_DIR/identity/device.key (0600) and a CSR beside it.
     Refuses to replace a key that is already there. Returns the CSR's path."""
-    device_id = serials.device_id(serial)
+    serial = serials.valid(serial)
     ident = os.path.join(data_dir, "identity")
     key_path = os.path.join(ident, bundle.IDENTITY_FILES["key"])
     if os.path.exists(key_path):
@@ -34,15 +35,30 @@ def make_request(data_dir: str, serial: str) -> str:
     os.makedirs(ident, mode=0o700, exist_ok=True)
     key = pki.new_key()
     keys.write_key(key_path, key)
-    csr = pki.make_csr(key, device_id, serials.normalize(serial))
+    csr = pki.make_csr(key, serial)
     path = os.path.join(ident, CSR_FILE)
     keys.write_atomic(path, csr.public_bytes(serialization.Encoding.PEM))
     return path
 
 
+def serial_of(csr: x509.CertificateSigningRequest, where: str) -> str:
+    """The serial a request names. Its subject must be one serialNumber attribute and
+    nothing else (what `wichtel provision csr` makes): the request says which device asks,
+    never what the certificate will say."""
+    attributes = list(csr.subject)
+    if len(attributes) != 1 or attributes[0].oid != NameOID.SERIAL_NUMBER:
+        shown = ", ".join(a.oid._name for a in attributes[:5]) or "nothing"
+        raise SerialError(
+            "%s: the request's subject must be the serial number alone (made by `wichtel provision csr`), it holds "
+            "%s. Nothing was signed." % (where, shown)
+        )
+    return serials.valid(str(attributes[0].value))
+
+
 def sign_request(auth: Authority, profile_json: bytes, csr_path: str, out: str, host: str, port: int) -> dict[str, str]:
-    """On the factory host: certify the CSR's key for the device it names, and write OUT/pi
-    (no key), OUT/label.json and OUT/manifest.csv. Returns the manifest row."""
+    """On the factory host: certify the CSR's key for a new random device id, and write
+    OUT/pi (no key), OUT/label.json and OUT/manifest.csv. Returns the manifest row. The CA
+    writes the certificate's subject and extensions itself; none is taken from the request."""
     try:
         with open(csr_path, "rb") as f:
             csr = x509.load_pem_x509_csr(f.read())
@@ -51,11 +67,7 @@ def sign_request(auth: Authority, profile_json: bytes, csr_path: str, out: str, 
         raise ProvisioningError("--csr %s: cannot read (%s)" % (csr_path, e.strerror)) from e
     except ValueError as e:
         raise ProvisioningError("--csr %s: not a usable certificate request: %s" % (csr_path, e)) from e
-    names = csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-    if not names:
-        raise SerialError("--csr %s: the request names no serial number (made by `wichtel provision csr`?)" % csr_path)
-    serial = serials.normalize(str(names[0].value))
-    device_id = serials.device_id(serial)
+    serial = serial_of(csr, "--csr %s" % csr_path)
     issued = auth.issued()
     if serial in issued:
         raise SerialError(
@@ -65,14 +77,15 @@ def sign_request(auth: Authority, profile_json: bytes, csr_path: str, out: str, 
         )
     if os.path.exists(out):
         raise ProvisioningError("--out %s exists: refusing to overwrite another device's bundle" % out)
-    issuer = Issuer(keys.key_pem(auth.issuing.key), auth.issuing.cert_pem(), auth.org)
-    dev = issuer.make(serial, public)
+    issuer = Issuer.of(auth)
+    device_id = auth.new_device_ids(1)[0]
+    dev = issuer.make(serial, device_id, public)
     fleet = auth.fleet(profile_json, host, port, BATCH)
     tmp = out.rstrip("/") + ".tmp"
     bundle.remove(tmp)
     label_ref = "%s-%s" % (BATCH, device_id)
     try:
-        bundle.write_device(tmp, fleet, dev, label_ref, layouts=(bundle.PI,))
+        bundle.write_device(tmp, fleet, dev, label_ref, issuer.signer, layouts=(bundle.PI,))
         bundle.verify(os.path.join(tmp, bundle.PI), auth.root, public_key=public, key_optional=True)
         cert = dev.cert()
         row = {
@@ -107,11 +120,15 @@ def sign_request(auth: Authority, profile_json: bytes, csr_path: str, out: str, 
 
 
 def install(signed: str, data_dir: str) -> list[str]:
-    """On the device: copy the signed bundle's pi/ files into the data directory beside the
-    key made there, then verify the whole. Returns the files installed."""
+    """On the device: check that the signed bundle is whole and certifies the key made
+    here, copy its pi/ files into the data directory beside the key, then verify the
+    whole. Returns the files installed."""
     src = os.path.join(signed, bundle.PI)
     if not os.path.isdir(src):
         raise BundleError("%s: no %s/ directory; expected the output of `wichtel provision sign`" % (signed, bundle.PI))
+    key_path = os.path.join(data_dir, "identity", bundle.IDENTITY_FILES["key"])
+    key = keys.read_key(key_path, None)
+    bundle.verify(src, bundle.own_root(src), public_key=key.public_key(), key_optional=True)
     copied = []
     for base, _, names in os.walk(src):
         for name in names:
@@ -121,7 +138,7 @@ def install(signed: str, data_dir: str) -> list[str]:
             with open(os.path.join(base, name), "rb") as f:
                 keys.write_atomic(dest, f.read(), os.stat(os.path.join(base, name)).st_mode & 0o777)
             copied.append(rel)
-    bundle.verify(data_dir)
+    bundle.verify(data_dir, bundle.own_root(data_dir), in_use=True)
     return sorted(copied)
 
 

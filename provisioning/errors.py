@@ -10,7 +10,11 @@ class ProvisioningError(Exception):
 
 
 class SerialError(ProvisioningError):
-    """A serial number that is not a valid device id, or one given twice."""
+    """A serial number that is not valid, or one given twice."""
+
+
+class IdentityError(ProvisioningError):
+    """A device id or service name outside its grammar, or a certificate asked of the wrong CA."""
 
 
 class AuthorityError(ProvisioningError):

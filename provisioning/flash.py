@@ -24,10 +24,11 @@ FIRMWARE = (("firmware", "*.py", ""), ("agent", "__init__.py", "lib/agent/"), ("
 
 
 def mpy_dir(path: str) -> str:
-    """The flat MicroPython set of a device directory (or the set itself), verified."""
+    """The flat MicroPython set of a device directory (or the set itself), checked whole
+    against its own root (`provision verify --pki` is the check against the manufacturer's)."""
     candidate = os.path.join(path, bundle.MPY)
     directory = candidate if os.path.isdir(candidate) else path
-    doc = bundle.verify(directory)
+    doc = bundle.verify(directory, bundle.own_root(directory))
     if doc.get("layout") != bundle.MPY:
         raise FlashError(
             "%s is a %r bundle; a board takes the flat %r set (devices/<id>/mpy)."

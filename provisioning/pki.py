@@ -1,5 +1,5 @@
-"""Certificates for the manufacturer's PKI: root and issuing CA, broker and device
-certificates, CSRs, CRLs, and the update-signing chain.
+"""Certificates for the manufacturer's PKI: root and issuing CA, broker, device and service
+certificates, CSRs, CRLs, the bundle signer and the update-signing chain.
 
 Built on `cryptography` (ECDSA P-256, SHA-256). No files here except Identity.write:
 the factory workflow (provisioning/authority.py, batch.py) stores what this makes.
@@ -11,10 +11,13 @@ import ipaddress
 import os
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from provisioning import identities
+from provisioning.errors import IdentityError
 
 
 class Identity:
@@ -103,12 +106,15 @@ def issue(ca: Identity, common_name: str, *, server_names: list[str] | None = No
 
 
 # -- the manufacturer's PKI -------------------------------------------------------------
-# A root that signs only issuing CAs and stays offline; an issuing CA on the factory host
-# that signs devices (and broker certificates); devices live 15+ years in the field, so
-# their certificates run as long as the issuing CA that signed them.
+# A root that signs the issuing CA and the bundle signer, then stays offline; an issuing CA
+# on the factory host that signs devices (and the device listener's certificate); devices
+# live 15+ years in the field, so their certificates run as long as the issuing CA that
+# signed them. Services (the operator's backends) have a CA of their own, a separate root:
+# no device chain reaches it, and the broker's service listener trusts nothing else.
 ROOT_DAYS = 30 * 365
 ISSUING_DAYS = 20 * 365
 SERVER_DAYS = 825
+SERVICE_DAYS = 825  # a backend's certificate is renewed like a server's; revocation ends it sooner
 CRL_DAYS = 30  # a broker must get a fresh CRL before this; an expired CRL refuses every device
 _BACKDATE = datetime.timedelta(minutes=5)  # tolerate a little clock skew on devices and brokers
 
@@ -194,25 +200,26 @@ def make_issuing(
     return Identity(key, cert)
 
 
-def device_name(device_id: str, serial: str, org: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-            x509.NameAttribute(NameOID.SERIAL_NUMBER, serial),
-            x509.NameAttribute(NameOID.COMMON_NAME, device_id),
-        ]
-    )
+def _is_root(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject
 
 
 def device_certificate(
-    issuing: Identity, public: ec.EllipticCurvePublicKey, device_id: str, serial: str, org: str
+    issuing: Identity, public: ec.EllipticCurvePublicKey, device_id: str, org: str
 ) -> x509.Certificate:
-    """A client certificate whose common name is the device id (the broker's user name)."""
+    """A client certificate whose common name is the device id (the broker's user name).
+    The one place device certificates are made: the id must be of the device grammar
+    (provisioning/identities.py), and the CA must be an issuing CA, never a root (the
+    service CA is one), so nothing a device holds can be a service's."""
+    identities.check_device_id(device_id, "device certificate")
+    if _is_root(issuing.cert):
+        raise IdentityError(
+            "device certificate: %s is a root CA; devices are certified by the issuing CA only"
+            % issuing.cert.subject.rfc4514_string()
+        )
     start = _now() - _BACKDATE
     return (
-        _builder(
-            device_name(device_id, serial, org), issuing.cert.subject, public, start, issuing.cert.not_valid_after_utc
-        )
+        _builder(_name(device_id, org), issuing.cert.subject, public, start, issuing.cert.not_valid_after_utc)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_SIGN_USAGE, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
@@ -244,6 +251,96 @@ def server_certificate(issuing: Identity, names: list[str], org: str, days: int 
     return Identity(key, cert)
 
 
+def make_service_ca(org: str, days: int = ISSUING_DAYS) -> Identity:
+    """The services' CA: a root of its own that signs service certificates and the service
+    listener's certificate only (path length 0)."""
+    key = new_key()
+    name = _name(org + " Service CA", org)
+    start = _now() - _BACKDATE
+    cert = (
+        _builder(name, name, key.public_key(), start, start + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return Identity(key, cert)
+
+
+def service_certificate(
+    service_ca: Identity, public: ec.EllipticCurvePublicKey, name: str, org: str, days: int = SERVICE_DAYS
+) -> x509.Certificate:
+    """A backend's client certificate, common name "service:NAME". The one place service
+    certificates are made: the name must be of the service grammar and the CA a root (the
+    service CA), never the issuing CA whose chain devices carry."""
+    common_name = identities.service_identity(name)
+    if not _is_root(service_ca.cert):
+        raise IdentityError(
+            "service certificate: %s is not the service CA (a root of its own); services are never certified "
+            "by the devices' issuing CA" % service_ca.cert.subject.rfc4514_string()
+        )
+    start = _now() - _BACKDATE
+    end = min(start + datetime.timedelta(days=days), service_ca.cert.not_valid_after_utc)
+    return (
+        _builder(_name(common_name, org), service_ca.cert.subject, public, start, end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_SIGN_USAGE, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(_aki(service_ca), critical=False)
+        .sign(service_ca.key, hashes.SHA256())
+    )
+
+
+def make_bundle_signer(root: Identity, org: str, days: int = ISSUING_DAYS) -> Identity:
+    """The key that signs every bundle's file list, certified directly by the root with EKU
+    codeSigning: nothing else under the device root has that usage, and a stolen issuing
+    key cannot make a signer (verify wants one issued by the root itself)."""
+    key = new_key()
+    start = _now() - _BACKDATE
+    end = min(start + datetime.timedelta(days=days), root.cert.not_valid_after_utc)
+    cert = (
+        _builder(_name(org + " Bundle Signing", org), root.cert.subject, key.public_key(), start, end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_SIGN_USAGE, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(_aki(root), critical=False)
+        .sign(root.key, hashes.SHA256())
+    )
+    return Identity(key, cert)
+
+
+def signer_problem(cert: x509.Certificate, root: x509.Certificate, at: datetime.datetime | None = None) -> str:
+    """Why cert cannot sign bundles under root ("" if it can): issued by root itself, valid,
+    not a CA, EKU codeSigning."""
+    problem = chain_problem(cert, root, at)
+    if problem:
+        return problem
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound as e:
+        return "it lacks the %s extension of a bundle signer" % e.oid.dotted_string
+    if constraints.ca or list(usage) != [ExtendedKeyUsageOID.CODE_SIGNING]:
+        return "it is not a bundle signer (expected a leaf with extended key usage codeSigning only)"
+    return ""
+
+
+def sign(signer: Identity, data: bytes) -> bytes:
+    """ECDSA P-256 / SHA-256 signature (DER) of data."""
+    return signer.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def signature_problem(cert: x509.Certificate, signature: bytes, data: bytes) -> str:
+    """Why signature is not cert's signature of data ("" if it is)."""
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        return "the signer's key is not an ECDSA key"
+    try:
+        public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return "the signature does not verify with the key of %s" % cert.subject.rfc4514_string()
+    return ""
+
+
 def make_update_chain(org: str) -> tuple[Identity, Identity]:
     """(update root, update signer): a chain of its own, so that a stolen device-issuing
     key cannot sign firmware, nor the update key devices."""
@@ -267,12 +364,11 @@ def make_update_chain(org: str) -> tuple[Identity, Identity]:
     return root, Identity(key, cert)
 
 
-def make_csr(key: ec.EllipticCurvePrivateKey, device_id: str, serial: str) -> x509.CertificateSigningRequest:
-    """What a device sends to be certified; its key stays on the device. The issuing CA
-    writes the final subject itself; the CSR's names only say which device asks."""
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.SERIAL_NUMBER, serial), x509.NameAttribute(NameOID.COMMON_NAME, device_id)]
-    )
+def make_csr(key: ec.EllipticCurvePrivateKey, serial: str) -> x509.CertificateSigningRequest:
+    """What a device sends to be certified; its key stays on the device. The subject holds
+    only the serial, to say which device asks: the issuing CA gives the device a random id
+    and writes the whole subject itself."""
+    name = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, serial)])
     return x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
 
 
@@ -322,7 +418,7 @@ def chain_problem(cert: x509.Certificate, issuer: x509.Certificate, at: datetime
         return "issued by %s, not by %s" % (cert.issuer.rfc4514_string(), issuer.subject.rfc4514_string())
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         return "its signature does not verify with %s (%s)" % (issuer.subject.rfc4514_string(), e)
     except InvalidSignature:
         return "its signature does not verify with the key of %s" % issuer.subject.rfc4514_string()

@@ -1,6 +1,6 @@
-"""Serial numbers and the device ids made from them: validated, unique, read from a file
-or counted out. The device id is the certificate's common name, the broker's user name
-and a level of every MQTT topic of the device, so it must be safe in all three.
+"""Serial numbers as printed on the appliance: validated, unique, read from a file or
+counted out. A serial never goes on the wire: the device's broker identity is a random
+device id (provisioning/identities.py), and only the register maps one to the other.
 """
 
 import re
@@ -8,8 +8,8 @@ import re
 from provisioning.errors import SerialError
 
 MIN_LEN = 4
-MAX_LEN = 24  # the device id also goes into topics (agent/core/limits.MAX_TOPIC_LEN)
-_SERIAL = re.compile(r"^[A-Z0-9]([A-Z0-9-]*[A-Z0-9])?$")
+MAX_LEN = 24  # what a rating plate and the label's QR code hold comfortably
+_SERIAL = re.compile(r"^[A-Z0-9]([A-Z0-9-]*[A-Z0-9])?\Z")
 _SHOWN = 5  # problems named in one error message
 
 
@@ -28,13 +28,13 @@ def normalize(serial: str) -> str:
     return serial.strip().upper()
 
 
-def device_id(serial: str) -> str:
-    """The device id of a valid serial: 'WM8-000123' -> 'wm8-000123'."""
+def valid(serial: str) -> str:
+    """The normalized serial, or SerialError: ' wm8-000123 ' -> 'WM8-000123'."""
     s = normalize(serial)
     why = problem(s)
     if why:
-        raise SerialError("serial %r is not a valid device serial: %s." % (serial, why))
-    return s.lower()
+        raise SerialError("serial %r is not a valid serial number: %s." % (serial[:64], why))
+    return s
 
 
 def check(serials: list[tuple[str, str]]) -> list[str]:
@@ -48,7 +48,7 @@ def check(serials: list[tuple[str, str]]) -> list[str]:
         s = normalize(text)
         why = problem(s)
         if why:
-            bad.append("%s: %r (%s)" % (where, text, why))
+            bad.append("%s: %r (%s)" % (where, text[:64], why))
         elif s in seen:
             dup.append("%s: %s (first at %s)" % (where, s, seen[s]))
         else:
@@ -56,11 +56,11 @@ def check(serials: list[tuple[str, str]]) -> list[str]:
             out.append(s)
     if bad:
         raise SerialError(
-            "%d serial number%s cannot be device ids: %s%s. A serial is %d to %d characters of A-Z, 0-9 and inner "
+            "%d serial number%s not valid: %s%s. A serial is %d to %d characters of A-Z, 0-9 and inner "
             "dashes. Nothing was provisioned."
             % (
                 len(bad),
-                "s" if len(bad) > 1 else "",
+                "s are" if len(bad) > 1 else " is",
                 "; ".join(bad[:_SHOWN]),
                 "; ..." if len(bad) > _SHOWN else "",
                 MIN_LEN,

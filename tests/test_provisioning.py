@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from agent import profile_loader, setup_code
 from agent.cli import main
 from agent.device_data import DeviceData
-from provisioning import authority, batch, bundle, flash, keys, pki, progress, serials
+from provisioning import authority, batch, bundle, flash, identities, keys, pki, progress, serials
 
 PROFILE = profile_loader.example("washing_machine")
 PASS_ENV = "WICHTEL_TEST_PASSPHRASE"
@@ -76,8 +76,19 @@ def tree(path: str) -> list[str]:
     return sorted(os.path.relpath(os.path.join(b, n), path) for b, _, names in os.walk(path) for n in names)
 
 
+def device_ids(out: str) -> dict[str, str]:
+    """serial -> device id, from a batch's manifest (the manufacturer's register of it)."""
+    return {r["serial"]: r["device_id"] for r in rows(os.path.join(out, batch.MANIFEST))}
+
+
+def device_dir(out: str, serial: str) -> str:
+    return os.path.join(out, batch.DEVICES, device_ids(out)[serial])
+
+
 # -- the PKI --------------------------------------------------------------------------------
-def test_init_makes_a_root_an_issuing_ca_and_an_update_chain_with_encrypted_0600_keys(pki_dir: str) -> None:
+def test_init_makes_a_root_an_issuing_ca_a_signer_a_service_ca_and_an_update_chain_with_encrypted_0600_keys(
+    pki_dir: str,
+) -> None:
     for name in authority.KEY_FILES:
         path = os.path.join(pki_dir, name)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -97,6 +108,15 @@ def test_init_makes_a_root_an_issuing_ca_and_an_update_chain_with_encrypted_0600
         [ExtendedKeyUsageOID.CODE_SIGNING]
     )
     assert pki.chain_problem(signer, auth.update_root) == ""
+    # The bundle signer: a leaf of the root itself, codeSigning only.
+    assert pki.signer_problem(auth.signer.cert, auth.root) == ""
+    assert pki.signer_problem(auth.signer.cert, auth.update_root) != ""
+    # The service CA: a root of its own, neither the device root nor under it.
+    service_ca = auth.service_ca_cert
+    assert service_ca.issuer == service_ca.subject and service_ca.subject != auth.root.subject
+    assert pki.chain_problem(service_ca, auth.root) != "" and pki.chain_problem(auth.issuing.cert, service_ca) != ""
+    assert service_ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    assert auth.service_ca().cert == service_ca  # its key opens with the same passphrase
 
 
 def test_init_refuses_to_overwrite_a_pki(pki_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,11 +136,11 @@ def test_init_without_passphrase_writes_plain_0600_keys_and_says_so(
     assert stat.S_IMODE(os.stat(os.path.join(path, "issuing.key")).st_mode) == 0o600
 
 
-def test_serials_become_validated_device_ids() -> None:
-    assert serials.device_id(" wm8-000123 ") == "wm8-000123"
-    for bad in ("", "AB", "WM/1", "WM 8", "-WM8", "WM8-", "WM--8", "W+1#", "X" * 25, "WÄ1234"):
+def test_serials_are_validated_and_normalized() -> None:
+    assert serials.valid(" wm8-000123 ") == "WM8-000123"
+    for bad in ("", "AB", "WM/1", "WM 8", "-WM8", "WM8-", "WM--8", "W+1#", "X" * 25, "WÄ1234", "WM8\n1"):
         with pytest.raises(serials.SerialError):
-            serials.device_id(bad)
+            serials.valid(bad)
 
 
 # -- a batch --------------------------------------------------------------------------------
@@ -139,21 +159,28 @@ def test_a_batch_writes_verified_bundles_manifest_labels_and_a_summary(
     assert stat.S_IMODE(os.stat(os.path.join(out, batch.LABELS)).st_mode) == 0o600
     auth = authority.open_authority(pki_dir, b"correct horse battery")
     for m, lab in zip(manifest, labels, strict=True):
-        assert m["label_ref"] == lab["label_ref"] and m["device_id"] == lab["device_id"] == m["serial"].lower()
+        assert m["label_ref"] == lab["label_ref"] and m["device_id"] == lab["device_id"]
+        assert identities.device_id_problem(m["device_id"]) == ""  # random, not made from the serial
         dev = os.path.join(out, batch.DEVICES, m["device_id"])
         assert tree(os.path.join(dev, "pi")) == sorted(
-            ["bundle.json", "profile.json"]
+            ["bundle.json", "bundle.sig", "profile.json"]
             + ["identity/" + n for n in (*bundle.IDENTITY_FILES.values(), "permanent.json")]
         )
         assert tree(os.path.join(dev, "mpy")) == sorted(
-            ["bundle.json", "profile.json", *bundle.IDENTITY_FILES.values(), "permanent.json"]
+            ["bundle.json", "bundle.sig", "profile.json", *bundle.IDENTITY_FILES.values(), "permanent.json"]
         )
         for layout in ("pi", "mpy"):
             doc = bundle.verify(os.path.join(dev, layout), auth.root)
             assert doc["device_id"] == m["device_id"] and doc["broker"] == {"host": "mqtt.example.net", "port": 8883}
         cert = x509.load_pem_x509_certificate(read_bytes(os.path.join(dev, "pi/identity/device.crt")))
         assert pki.fingerprint(cert) == m["cert_fingerprint"]
-        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == m["device_id"]
+        # The certificate names the device id and the maker, and nothing of the serial.
+        assert [(a.oid, a.value) for a in cert.subject] == [
+            (NameOID.ORGANIZATION_NAME, "Brunnhilde"),
+            (NameOID.COMMON_NAME, m["device_id"]),
+        ]
+        der = cert.public_bytes(serialization.Encoding.DER)
+        assert m["serial"].encode() not in der.upper() and b"000001" not in der
         assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
             [ExtendedKeyUsageOID.CLIENT_AUTH]
         )
@@ -168,8 +195,10 @@ def test_a_batch_writes_verified_bundles_manifest_labels_and_a_summary(
     # No secret in the manifest: no setup code, no key.
     text = read_text(os.path.join(out, batch.MANIFEST))
     assert "PRIVATE KEY" not in text and not any(setup_code.normalize(r["setup_code"]) in text for r in labels)
-    # The PKI's register knows what was issued.
+    # The PKI's register knows what was issued, and maps each serial to its device id.
     assert sorted(auth.issued()) == [r["serial"] for r in manifest]
+    assert {s: r["device_id"] for s, r in auth.issued().items()} == device_ids(out)
+    assert len(set(device_ids(out).values())) == 3
 
 
 def test_factory_reset_keeps_the_identity_provisioning_installed(
@@ -177,11 +206,11 @@ def test_factory_reset_keeps_the_identity_provisioning_installed(
 ) -> None:
     out = os.path.join(tmp_path, "out")
     assert cli(capsys, *batch_args(pki_dir, out, "--count", "1"))[0] == 0
-    pi = os.path.join(out, batch.DEVICES, "w000001", "pi")
+    pi = os.path.join(device_dir(out, "W000001"), "pi")
     with open(os.path.join(pi, "identity", "wifi.json"), "w") as f:
         f.write("{}")  # something the user set up later: not permanent
     assert DeviceData(pi).factory_reset() == ["wifi.json"]
-    bundle.verify(pi)
+    bundle.verify(pi, authority.read_root(pki_dir))  # as the factory wrote it: no file more, none less
 
 
 def test_a_rerun_resumes_without_provisioning_any_device_twice_or_skipping_one(
@@ -203,12 +232,15 @@ def test_a_rerun_resumes_without_provisioning_any_device_twice_or_skipping_one(
         f.writelines(lines[:-1])
         f.write(lines[-1][:10])  # and a cut line
     issued_before = auth.issued()
-    os.makedirs(os.path.join(out, batch.DEVICES, ".tmp-wm000005"))  # a temp dir left by a crash
+    ids_before = json.loads(read_text(os.path.join(out, batch.BATCH_FILE)))["device_ids"]
+    os.makedirs(os.path.join(out, batch.DEVICES, ".tmp-" + ids_before["WM000005"]))  # a temp dir left by a crash
     summary = batch.run(auth, prof, wanted, out, "localhost", 8883)
     assert (summary.already, summary.finished, summary.new) == (3, 1, 3)
     manifest = rows(os.path.join(out, batch.MANIFEST))
     assert [r["serial"] for r in manifest] == sorted(r["serial"] for r in manifest) and len(manifest) == 7
-    assert sorted(os.listdir(os.path.join(out, batch.DEVICES))) == [s.lower() for s in wanted]
+    # The resumed batch kept the ids it gave its serials when it was made.
+    assert device_ids(out) == ids_before
+    assert sorted(os.listdir(os.path.join(out, batch.DEVICES))) == sorted(ids_before.values())
     assert len({r["label_ref"] for r in rows(os.path.join(out, batch.LABELS))}) == 7
     issued = auth.issued()
     assert {s: issued[s]["fingerprint"] for s in issued_before} == {
@@ -272,7 +304,7 @@ def test_invalid_serials_are_refused_with_their_lines(
     path = write_file("serials.txt", "WM-0001\nWM/0002\nab\n")  # type: ignore[operator]
     out = os.path.join(tmp_path, "out")
     code, _, err = cli(capsys, *batch_args(pki_dir, out, "--serials", path))
-    assert_refused(code, err, "2 serial numbers cannot be device ids", "serials.txt:2", "serials.txt:3")
+    assert_refused(code, err, "2 serial numbers are not valid", "serials.txt:2", "serials.txt:3")
     assert not os.path.exists(out)
 
 
@@ -383,7 +415,7 @@ def test_a_full_disk_mid_batch_stops_cleanly_and_the_batch_resumes_after(
     assert sorted(os.listdir(os.path.join(out, batch.DEVICES))) == sorted(r["device_id"] for r in done)
     for r in done:
         for layout in ("pi", "mpy"):
-            bundle.verify(os.path.join(out, batch.DEVICES, r["device_id"], layout))
+            bundle.verify(os.path.join(out, batch.DEVICES, r["device_id"], layout), authority.read_root(pki_dir))
     subprocess.run(["mount", "-o", "remount,size=8m", small_disk], check=True)
     code, out_text, err = cli(capsys, *batch_args(pki_dir, out, "--count", "12"))
     assert code == 0, err
@@ -413,9 +445,12 @@ def test_csr_flow_signs_a_device_key_that_never_leaves_the_device(
     code, out, err = cli(capsys, "provision", "install", signed, "--data-dir", device)
     assert code == 0, err
     assert read_bytes(os.path.join(device, "identity", "device.key")) == key_pem
-    code, out, err = cli(capsys, "provision", "verify", device)
-    assert code == 0 and "pi-000042" in out
     label = json.loads(read_text(os.path.join(signed, bundle.LABEL_FILE)))
+    assert label["serial"] == "PI-000042" and identities.device_id_problem(label["device_id"]) == ""
+    code, out, err = cli(capsys, "provision", "verify", "--pki", pki_dir, device)
+    assert code == 0 and label["device_id"] in out, err
+    issued = authority.open_authority(pki_dir, b"correct horse battery").issued()
+    assert issued["PI-000042"]["device_id"] == label["device_id"]  # the register maps the serial to it
     assert setup_code.verify(label["setup_code"], setup_code.read_record(os.path.join(device, "identity")))
     # The same serial again is refused: one serial, one device.
     other = os.path.join(tmp_path, "pi-2")
@@ -430,17 +465,17 @@ def test_a_bundle_that_does_not_verify_is_named(
 ) -> None:
     out = os.path.join(tmp_path, "out")
     assert cli(capsys, *batch_args(pki_dir, out, "--count", "2"))[0] == 0
-    a, b = (os.path.join(out, batch.DEVICES, d, "pi") for d in ("w000001", "w000002"))
-    os.replace(os.path.join(b, "identity", "device.key"), os.path.join(a, "identity", "device.key"))
-    code, _, err = cli(capsys, "provision", "verify", a)
-    assert_refused(code, err, "does not match device.crt")
+    a, b = (os.path.join(device_dir(out, s), "pi") for s in ("W000001", "W000002"))
+    code, stdout, err = cli(capsys, "provision", "verify", "--pki", pki_dir, a)
+    assert code == 0 and "valid pi bundle" in stdout, err
     os.chmod(os.path.join(a, "identity", "device.key"), 0o644)
-    assert_refused(*cli(capsys, "provision", "verify", a)[::2], "600")
-    mpy = os.path.join(out, batch.DEVICES, "w000002", "mpy")
-    with open(os.path.join(mpy, "profile.json"), "w") as f:
-        f.write('{"wichtel_profile": 1}')
-    code, _, err = cli(capsys, "provision", "verify", mpy)
-    assert_refused(code, err, "profile is not valid")
+    assert_refused(*cli(capsys, "provision", "verify", "--pki", pki_dir, a)[::2], "device.key", "600")
+    os.replace(os.path.join(b, "identity", "device.key"), os.path.join(a, "identity", "device.key"))
+    code, _, err = cli(capsys, "provision", "verify", "--pki", pki_dir, a)
+    assert_refused(code, err, "changed file identity/device.key")
+    assert "removed" not in err
+    code, _, err = cli(capsys, "provision", "verify", "--pki", pki_dir, b)
+    assert_refused(code, err, "removed file identity/device.key")
 
 
 # -- revocation and the broker's files ------------------------------------------------------
@@ -452,13 +487,18 @@ def test_revoke_writes_a_crl_and_the_broker_files_use_the_test_brokers_rules(
 
     out = os.path.join(tmp_path, "out")
     assert cli(capsys, *batch_args(pki_dir, out, "--count", "2"))[0] == 0
-    code, stdout, err = cli(capsys, "provision", "revoke", "--pki", pki_dir, "--passphrase-env", PASS_ENV, "w000002")
-    assert code == 0 and "w000002" in stdout, err
+    second = device_ids(out)["W000002"]
+    code, stdout, err = cli(capsys, "provision", "revoke", "--pki", pki_dir, "--passphrase-env", PASS_ENV, second)
+    assert code == 0 and second in stdout, err
     crl = x509.load_pem_x509_crl(read_bytes(os.path.join(pki_dir, authority.CRL)))
     issued = authority.open_authority(pki_dir, b"correct horse battery").issued()
     assert [r.serial_number for r in crl] == [int(issued["W000002"]["cert_serial"], 16)]
     code, _, err = cli(capsys, "provision", "revoke", "--pki", pki_dir, "--passphrase-env", PASS_ENV, "nobody")
-    assert_refused(code, err, "no certificate was issued to nobody")
+    assert_refused(code, err, "no certificate was issued to the device id nobody", "issued.csv", "serial")
+    # A serial is not a device id; the refusal says which id the register gives it.
+    first = device_ids(out)["W000001"]
+    code, _, err = cli(capsys, "provision", "revoke", "--pki", pki_dir, "--passphrase-env", PASS_ENV, "w000001")
+    assert_refused(code, err, "w000001 is a serial number: its device id is " + first)
     files = os.path.join(tmp_path, "broker")
     code, _, err = cli(
         capsys,
@@ -474,21 +514,40 @@ def test_revoke_writes_a_crl_and_the_broker_files_use_the_test_brokers_rules(
         "mqtt.example.net",
     )
     assert code == 0, err
-    assert read_text(os.path.join(files, "acl")) == local_broker.ACL == broker_rules.acl()
-    listener = read_text(os.path.join(files, "wichtel-listener.conf"))
-    for line in (
-        "listener 8883",
-        "require_certificate true",
-        "use_identity_as_username true",
-        "crlfile /etc/mosquitto/wichtel/crl.pem",
-        "allow_anonymous false",
+    assert read_text(os.path.join(files, "device.acl")) == local_broker.DEVICE_ACL == broker_rules.device_acl()
+    assert read_text(os.path.join(files, "service.acl")) == local_broker.SERVICE_ACL == broker_rules.service_acl()
+    # The device ACL: per-device patterns only, no rule keyed by a user name a device could take.
+    assert [line.split()[0] for line in local_broker.DEVICE_ACL.splitlines() if not line.startswith("#")] == [
+        "pattern",
+        "pattern",
+    ]
+    conf = read_text(os.path.join(files, "wichtel-listener.conf"))
+    assert conf.index("per_listener_settings true") < conf.index("listener 8883") < conf.index("listener 8884")
+    devices, services = conf.split("listener 8884")
+    for part, trust, crl, acl in (
+        (devices, "ca-chain.pem", "crl.pem", "device.acl"),
+        (services, "service-ca.pem", "service-crl.pem", "service.acl"),
     ):
-        assert line in listener
-    assert stat.S_IMODE(os.stat(os.path.join(files, "server.key")).st_mode) == 0o600
-    # The test broker's configuration is made by the same function.
+        for line in (
+            "require_certificate true",
+            "use_identity_as_username true",
+            "use_username_as_clientid true",
+            "allow_anonymous false",
+            "cafile /etc/mosquitto/wichtel/" + trust,
+            "crlfile /etc/mosquitto/wichtel/" + crl,
+            "acl_file /etc/mosquitto/wichtel/" + acl,
+        ):
+            assert line + "\n" in part, (line, part)
+    auth = authority.open_authority(pki_dir, b"correct horse battery")
+    assert read_bytes(os.path.join(files, "ca-chain.pem")) == auth.chain_pem()
+    assert read_bytes(os.path.join(files, "service-ca.pem")) == auth.service_ca_pem()
+    for key in ("server.key", "service-server.key"):
+        assert stat.S_IMODE(os.stat(os.path.join(files, key)).st_mode) == 0o600
+    # The test broker's configuration is made by the same functions.
     os.makedirs(os.path.join(tmp_path, "tb"))
     b = local_broker.Broker(os.path.join(tmp_path, "tb"))
-    assert "use_identity_as_username true\n" in read_text(b.conf)
+    tb = read_text(b.conf)
+    assert "per_listener_settings true\n" in tb and tb.count("use_username_as_clientid true\n") == 2
 
 
 # -- flashing -------------------------------------------------------------------------------
@@ -496,7 +555,7 @@ def test_revoke_writes_a_crl_and_the_broker_files_use_the_test_brokers_rules(
 def one_device(pki_dir: str, tmp_path: "os.PathLike[str]", capsys: pytest.CaptureFixture[str]) -> str:
     out = os.path.join(tmp_path, "out")
     assert cli(capsys, *batch_args(pki_dir, out, "--count", "1"))[0] == 0
-    return os.path.join(out, batch.DEVICES, "w000001")
+    return device_dir(out, "W000001")
 
 
 def test_flash_dry_run_lists_firmware_and_bundle(one_device: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -510,6 +569,7 @@ def test_flash_dry_run_lists_firmware_and_bundle(one_device: str, capsys: pytest
         ":profile.json",
         ":setup_code.json",
         ":bundle.json",
+        ":bundle.sig",
     ):
         assert remote + " " in out
     assert "dry run: nothing was written" in out
