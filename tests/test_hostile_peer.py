@@ -23,7 +23,7 @@ from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
 from agent.local_broker import Service
 from agent.uplink_paho import PahoUplink, UplinkConfig, tls_context
-from provisioning import broker_rules
+from provisioning import broker_rules, pki
 from tests.hostile_broker import Connection, HostileBroker, certificate_paths
 
 KINDS = ["paho-mqtt5", "paho-mqtt311", "portable"]
@@ -226,15 +226,17 @@ def _real_uplink(kind: str, broker: object, agent: Agent, log: Log) -> object:
 
 def _oversized_publish(broker: object, size: int) -> int:
     """Publish size bytes as the service; the reason code the broker ends the link with (0: it took it)."""
-    crt, key = broker.certs["service"]  # type: ignore[attr-defined]
+    # A service of its own: the broker takes the certificate's name as client id, so the
+    # test backend's certificate would push the test backend off.
+    crt, key = pki.issue(broker.service_ca, "service:big", client=True).write(broker.dir, "service-big")  # type: ignore[attr-defined]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(broker.ca_path)  # type: ignore[attr-defined]
+    ctx.load_verify_locations(broker.service_ca_path)  # type: ignore[attr-defined]
     ctx.load_cert_chain(crt, key)
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="service-big", protocol=paho.MQTTv5)
     client.tls_set_context(ctx)
     ended: list = []
     client.on_disconnect = lambda c, u, f, reason, p: ended.append(reason.value)
-    client.connect("localhost", broker.port, properties=Properties(PacketTypes.CONNECT))  # type: ignore[attr-defined]
+    client.connect("localhost", broker.service_port, properties=Properties(PacketTypes.CONNECT))  # type: ignore[attr-defined]
     client.loop_start()
     try:
         client.publish(CMD + "status_report", b"x" * size, qos=1)
