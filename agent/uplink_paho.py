@@ -27,7 +27,7 @@ from paho.mqtt.properties import Properties
 from agent.core import limits
 from agent.core.limits import ACK_TIMEOUT_MS, CONNECT_TIMEOUT_MS
 from agent.core.ratelimit import ThrottledReport
-from agent.core.uplink import backoff_ms
+from agent.core.uplink import backoff_ms, next_attempt
 
 ACK_TIMEOUT_S = ACK_TIMEOUT_MS / 1000
 CONNECT_TIMEOUT_S = CONNECT_TIMEOUT_MS / 1000
@@ -104,6 +104,7 @@ class PahoUplink:
         cfg: UplinkConfig,
         on_command: Callable[[str, bytes], None] | None = None,
         report: Callable[[str], None] | None = None,
+        rand: Callable[[], float] | None = None,
     ) -> None:
         self.cfg = cfg
         self.on_command = on_command
@@ -116,7 +117,7 @@ class PahoUplink:
         self._lost = asyncio.Event()
         self._acks: dict = {}
         self._loop = asyncio.get_running_loop()
-        self._rng = random.Random()
+        self._rand = rand or random.Random().random  # uniform [0, 1) for the reconnect jitter
         self.connects = 0
         self.failures = 0
         self.last_error = ""
@@ -164,8 +165,9 @@ class PahoUplink:
         self._fail_pending()
 
     async def _keep_connected(self) -> None:
-        attempt = 0
+        attempt = -1
         while True:
+            up_since = -1.0
             try:
                 self.last_error = ""
                 await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT_S)
@@ -173,7 +175,7 @@ class PahoUplink:
                 if not self.connected.is_set():
                     # With TLS 1.3 a refused client certificate shows only after the handshake.
                     raise ConnectionError(self.last_error or "the broker closed the connection")
-                attempt = 0
+                up_since = self._loop.time()
                 await self._lost.wait()
             except Exception as e:  # noqa: BLE001 - the connection's supervisor: every failure leads to a retry
                 # Mostly TimeoutError, OSError (ssl.SSLError, ConnectionError); anything else
@@ -184,8 +186,9 @@ class PahoUplink:
             self._lost.clear()
             self.connected.clear()
             self._fail_pending()
-            await asyncio.sleep(backoff_ms(attempt, self._rng.random()) / 1000)
-            attempt += 1
+            up_ms = -1 if up_since < 0 else int((self._loop.time() - up_since) * 1000)
+            attempt = next_attempt(attempt, up_ms)
+            await asyncio.sleep(backoff_ms(attempt, self._rand()) / 1000)
 
     @staticmethod
     async def _first(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:

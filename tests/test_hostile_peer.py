@@ -207,6 +207,39 @@ async def test_a_hostile_broker_cannot_stop_or_flood_the_agent(kind: str, attack
         await hostile.stop()
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_broker_that_drops_every_link_at_once_meets_growing_waits(kind: str, tmp_path: str) -> None:
+    """Accept, then drop each link as soon as the device subscribed: the backoff must keep
+    growing (a link counts as good only after it held), not start again at every connect."""
+
+    async def drop(conn: Connection) -> None:
+        await asyncio.sleep(0.3)  # the device is online (its availability message acknowledged)
+        conn.writer.close()
+
+    hostile = HostileBroker(str(tmp_path), drop)
+    await hostile.start()
+    agent = _agent(ManualClock(0))
+    log = Log()
+    top = lambda: 0.999  # noqa: E731 - every wait at the top of its range: a count that can be predicted
+    if kind == "portable":
+        uplink = PortableUplink("localhost", hostile.port, "dev-1", hostile.device_context, keepalive=KEEPALIVE,
+                                report=log, rand=top)  # fmt: skip
+    else:
+        cfg = UplinkConfig("localhost", hostile.port, "dev-1", *certificate_paths(hostile), keepalive=KEEPALIVE,
+                           mqtt5=kind == "paho-mqtt5")  # fmt: skip
+        uplink = PahoUplink(cfg, report=log, rand=top)  # type: ignore[assignment]
+    agent.uplink = uplink  # type: ignore[assignment]
+    uplink.start()
+    try:
+        await asyncio.sleep(8)
+        # Waits of 0.5, 1, 2 and 4 s (and 0.3 s per link) fill 8 s: five links at most (a storm would be ~10).
+        assert 3 <= len(hostile.connections) <= 6, (len(hostile.connections), log.lines[-3:])
+    finally:
+        await uplink.stop()
+        await hostile.stop()
+
+
 # -- the same through the real Mosquitto ----------------------------------------------------------------
 def test_the_broker_config_bounds_packets() -> None:
     text = broker_rules.listener(8883, "ca.pem", "s.crt", "s.key", "acl")

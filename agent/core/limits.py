@@ -25,6 +25,7 @@ UPLINK_WINDOW = const(16)  # messages in flight to the broker at once
 UPLINK_RETRY_MS = const(1000)  # wait after a failed publish before offering it again
 BACKOFF_BASE_MS = const(500)  # first reconnect waits up to this long (full jitter)
 BACKOFF_CAP_MS = const(30000)  # no reconnect wait is longer than this
+STABLE_LINK_MS = const(60000)  # a link must hold this long before the reconnect backoff starts again
 CONNECT_TIMEOUT_MS = const(10000)  # TCP + TLS + CONNACK, or the attempt counts as failed
 ACK_TIMEOUT_MS = const(10000)  # a QoS 1 message not acknowledged by then stays in the outbox
 MAX_PAYLOAD_BYTES = const(1024)  # one encoded message

@@ -10,7 +10,7 @@ ends in a reconnect with backoff, said at a bounded rate; nothing ends the uplin
 import asyncio
 
 from agent.core import limits
-from agent.core.compat import const, sleep_ms
+from agent.core.compat import const, sleep_ms, ticks_diff, ticks_ms
 from agent.core.errors import MqttError
 from agent.core.limits import ACK_TIMEOUT_MS, BACKOFF_BASE_MS, BACKOFF_CAP_MS, CONNECT_TIMEOUT_MS
 from agent.core.mqtt import PortableMqttClient
@@ -26,6 +26,15 @@ def backoff_ms(attempt: int, unit: float) -> int:
     if ceiling > BACKOFF_CAP_MS:
         ceiling = BACKOFF_CAP_MS
     return int(unit * ceiling)
+
+
+def next_attempt(attempt: int, up_ms: int) -> int:
+    """The backoff attempt after a link that was up for up_ms (-1: it never came up). Only
+    a link that held for STABLE_LINK_MS starts the backoff again: a broker that accepts
+    and at once drops every connection is met with growing waits, not a reconnect storm."""
+    if up_ms >= limits.STABLE_LINK_MS:
+        return 0
+    return attempt + 1
 
 
 def _default_rand() -> float:
@@ -59,7 +68,8 @@ class PortableUplink:
         self.client: PortableMqttClient | None = None
         self.connects = 0
         self.failures = 0
-        self.attempt = 0
+        self.attempt = -1  # the backoff attempt of the last wait (-1: none yet)
+        self._up_since: object = None  # ticks_ms() when the current link came up
         self.last_error = ""
         self.waits_ms: list = []  # the last few backoff waits, newest last (for status and tests)
         self._task: object = None
@@ -111,7 +121,7 @@ class PortableUplink:
             if not await client.publish(self.tree + "status/availability", b"online", 1, True, ACK_TIMEOUT_MS / 1000):
                 raise MqttError("the broker did not acknowledge the availability message")
             self.connects += 1
-            self.attempt = 0
+            self._up_since = ticks_ms()
             self.last_error = ""
             running, pump = pump, None
             await running  # returns or raises when the link ends
@@ -128,6 +138,7 @@ class PortableUplink:
 
     async def _keep_connected(self) -> None:
         while not self._stopping:
+            self._up_since = None
             try:
                 await self._session()
             except Exception as e:  # noqa: BLE001 - the session's supervisor: every end of a link leads to a reconnect
@@ -139,11 +150,12 @@ class PortableUplink:
                     self._say("uplink: link to %s:%d ended (%s)" % (self.host, self.port, self.last_error))
             if self._stopping:
                 break
+            up_ms = -1 if self._up_since is None else ticks_diff(ticks_ms(), self._up_since)
+            self.attempt = next_attempt(self.attempt, up_ms)
             wait = backoff_ms(self.attempt, self.rand())  # type: ignore[operator]
             self.waits_ms.append(wait)
             if len(self.waits_ms) > 8:
                 self.waits_ms.pop(0)
-            self.attempt += 1
             await sleep_ms(wait)
 
     async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool:

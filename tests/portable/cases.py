@@ -329,7 +329,14 @@ def case_backoff_is_full_jitter_within_its_bounds(data_dir: str) -> list:
     assert ceilings == sorted(ceilings)
     assert uplink.backoff_ms(10**6, 0.999999) <= limits.BACKOFF_CAP_MS
     assert uplink.backoff_ms(3, 0.5) == 4 * limits.BACKOFF_BASE_MS  # half of base * 2**3
-    return ceilings
+    # A link that drops at once (or never came up) makes the waits grow; only one that held
+    # for STABLE_LINK_MS starts them again.
+    attempts = [-1]
+    for up_ms in (-1, 0, 5, limits.STABLE_LINK_MS - 1, -1):
+        attempts.append(uplink.next_attempt(attempts[-1], up_ms))
+    assert attempts == [-1, 0, 1, 2, 3, 4], attempts
+    assert uplink.next_attempt(7, limits.STABLE_LINK_MS) == 0
+    return ceilings + attempts
 
 
 def _info(prof: dict, channel: str, hint: object = None) -> object:
