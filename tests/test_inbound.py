@@ -146,7 +146,7 @@ def test_size_bound_is_exact() -> None:
     at = b'"' + b"a" * 60 + b'"'
     padded = at + b" " * (limits.MAX_COMMAND_BYTES - len(at))
     assert _loads_or_refuse(padded)[0] == "ok"
-    assert "JSON of 1025 bytes; at most 1024" in str(_loads_or_refuse(padded + b" ")[1])
+    assert "JSON: got 1025 bytes; expected at most 1024" in str(_loads_or_refuse(padded + b" ")[1])
 
 
 def test_deep_nesting_costs_no_recursion_and_bounded_time() -> None:

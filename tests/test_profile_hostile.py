@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import profile_loader
-from agent.core import jsonbounds, limits
+from agent.core import limits
 from agent.core import profile as core_profile
 from agent.core.errors import ProfileError, describe
 from tests.conftest import EXAMPLES
@@ -375,33 +375,6 @@ _json_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
     max_leaves=30,
 )  # fmt: skip
-
-
-def _depth(value: object) -> int:
-    if isinstance(value, list):
-        return 1 + max([_depth(v) for v in value], default=0)
-    if isinstance(value, dict):
-        return 1 + max([_depth(v) for v in value.values()], default=0)
-    return 0
-
-
-def _longest_number(value: object) -> int:
-    if isinstance(value, list):
-        return max([_longest_number(v) for v in value], default=0)
-    if isinstance(value, dict):
-        return max([_longest_number(v) for v in value.values()], default=0)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return len(json.dumps(value))
-    return 0
-
-
-@_FUZZ
-@given(value=_json_values, max_depth=st.integers(0, 6), max_number=st.integers(1, 25))
-def test_fuzz_json_bounds_match_the_parsed_structure(value: object, max_depth: int, max_number: int) -> None:
-    """The byte scan finds exactly what the parsed value has: strings never count as structure."""
-    data = json.dumps(value).encode()
-    within = _depth(value) <= max_depth and _longest_number(value) <= max_number
-    assert (jsonbounds.first_excess(data, max_depth, max_number) is None) == within
 
 
 _COMPILED = profile_loader.compile_json(profile_loader.load(WASHER))

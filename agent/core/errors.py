@@ -45,9 +45,17 @@ class PayloadTooLargeError(EncodingError):
 
 
 class InboundJsonError(WichtelError):
-    """JSON from a peer (a command) that is refused before any work: larger, deeper,
-    longer or with bigger numbers than its bounds, or not JSON. The message names the
-    byte offset, what was found there and what was expected."""
+    """JSON from outside (a command, a compiled profile) that is refused before any work:
+    larger, deeper, longer or with bigger numbers than its bounds, or not JSON. The
+    message names the byte offset, what was found there and what was expected; the three
+    are also kept apart (at: -1 when the whole text is meant)."""
+
+    def __init__(self, at: int, got: str, expected: str) -> None:
+        self.at = at
+        self.got = got
+        self.expected = expected
+        where = "JSON" if at < 0 else "JSON at byte %d" % at
+        super().__init__(where + ": got " + got + "; expected " + expected)
 
 
 class CommandError(WichtelError):

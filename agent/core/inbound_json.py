@@ -1,4 +1,4 @@
-"""JSON from a peer, checked within its bounds before any of it is parsed.
+"""JSON from outside (a peer's command, a compiled profile), checked within its bounds before any of it is parsed.
 
 A small scanner (bytes in, no recursion, a fixed stack of brackets) checks size, nesting
 depth, string length, digits of numbers, UTF-8 and the JSON grammar; only then does
@@ -71,7 +71,7 @@ def loads(data: bytes, bounds: JsonBounds) -> object:
     try:
         return json.loads(bytes(data).decode())
     except ValueError as e:  # UnicodeError is a ValueError on both runtimes
-        raise InboundJsonError("JSON that the scanner passed was refused by the JSON reader: %s" % e) from e
+        raise InboundJsonError(-1, "text the JSON reader refused (%s)" % e, "JSON") from e
 
 
 def _show(c: int) -> str:
@@ -81,7 +81,7 @@ def _show(c: int) -> str:
 
 
 def _error(at: int, got: str, expected: str) -> InboundJsonError:
-    return InboundJsonError("JSON at byte %d: got %s; expected %s" % (at, got, expected))
+    return InboundJsonError(at, got, expected)
 
 
 def check(data: bytes, bounds: JsonBounds) -> None:
@@ -90,7 +90,7 @@ def check(data: bytes, bounds: JsonBounds) -> None:
     max_depth whatever data holds."""
     n = len(data)
     if n > bounds.max_bytes:
-        raise InboundJsonError("JSON of %d bytes; at most %d" % (n, bounds.max_bytes))
+        raise InboundJsonError(-1, "%d bytes" % n, "at most %d" % bounds.max_bytes)
     open_brackets = bytearray(bounds.max_depth)
     depth = 0
     state = _VALUE

@@ -5,10 +5,8 @@ bounded before it is parsed); both end here, so a device checks its profile exac
 the factory tool did.
 """
 
-import json
-
-from agent.core import jsonbounds, limits, processors
-from agent.core.errors import ProfileError
+from agent.core import inbound_json, limits, processors
+from agent.core.errors import InboundJsonError, ProfileError
 from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Range, Str
 
 FORMAT_VERSION = 1
@@ -20,6 +18,14 @@ DRIVERS = ("sim", "replay", "adc", "i2c", "pulse_counter", "linux_iio")
 _ID = Str(limits.MAX_ID_LEN, ident=True)
 _TEXT = Str(limits.MAX_TEXT_LEN)
 _TEXTS = Map({"en": _TEXT, "de": _TEXT})  # plain language, English and German
+
+# What a compiled profile may hold before it is parsed: its size, the profile's nesting and
+# number length (as in YAML), exponents of floats (1e-05), and any text the schema allows
+# (whose own bounds apply after parsing).
+PROFILE_BOUNDS = inbound_json.JsonBounds(
+    limits.PROFILE_JSON_MAX_BYTES, limits.PROFILE_MAX_DEPTH, limits.PROFILE_MAX_NUMBER_CHARS, 3,
+    limits.PROFILE_JSON_MAX_BYTES,
+)  # fmt: skip
 
 _SETTING = Num(-1e9, 1e9)
 
@@ -175,30 +181,14 @@ def validate(doc: object) -> dict:
 
 
 def from_json(data: bytes) -> dict:
-    """A compiled profile as a device reads it: size, nesting and numbers bounded before
-    the JSON parser runs, then validated; ProfileError otherwise."""
-    if len(data) > limits.PROFILE_JSON_MAX_BYTES:
-        raise ProfileError(
-            (), None, "a compiled profile of at most " + str(limits.PROFILE_JSON_MAX_BYTES) + " bytes",
-            got=str(len(data)) + " bytes",
-        )  # fmt: skip
-    excess = jsonbounds.first_excess(data, limits.PROFILE_MAX_DEPTH, limits.PROFILE_MAX_NUMBER_CHARS)
-    if excess is not None:
-        what, offset, amount = excess
-        if what == jsonbounds.DEPTH:
-            raise ProfileError(
-                (), None, "at most " + str(limits.PROFILE_MAX_DEPTH) + " levels",
-                got=str(amount) + " lists and objects within each other at byte " + str(offset),
-            )  # fmt: skip
-        raise ProfileError(
-            (), None, "a number of at most " + str(limits.PROFILE_MAX_NUMBER_CHARS) + " characters",
-            got="a number of more than " + str(limits.PROFILE_MAX_NUMBER_CHARS) + " characters at byte "
-            + str(offset - amount + 1),
-        )  # fmt: skip
+    """A compiled profile as a device reads it: size, nesting, numbers, strings and the
+    JSON grammar checked before the JSON parser runs (inbound_json), then validated;
+    ProfileError otherwise."""
     try:
-        doc = json.loads(data.decode())
-    except (ValueError, UnicodeError) as e:
-        raise ProfileError((), None, "a compiled profile in JSON", got="text that is not JSON (" + str(e) + ")") from e
+        doc = inbound_json.loads(data, PROFILE_BOUNDS)
+    except InboundJsonError as e:
+        where = "" if e.at < 0 else " at byte " + str(e.at)
+        raise ProfileError((), None, e.expected + " (a compiled profile in JSON)", got=e.got + where) from e
     return validate(doc)
 
 

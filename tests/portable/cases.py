@@ -186,9 +186,9 @@ def case_compiled_profile_is_bounded_before_parsing(data_dir: str) -> list:
     out.append(_error(core_profile.from_json, b'{"x":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"))
     out.append(_error(core_profile.from_json, b'{"x":' + b"[" * depth + b"]" * depth + b"}"))
     out.append(_error(core_profile.from_json, b"[" * (limit - 1)))
-    # Numbers: one of the bound's length loads; one character more, or 5000 digits, is refused.
+    # Numbers: one of the bound's digits loads; one digit more, or 5000 digits, is refused.
     assert b'"threshold":4.0}' in good
-    at = good.replace(b'"threshold":4.0}', b'"threshold":4.' + b"0" * (digits - 2) + b"}")
+    at = good.replace(b'"threshold":4.0}', b'"threshold":4.' + b"0" * (digits - 1) + b"}")
     assert core_profile.from_json(at)["channels"][0]["processors"][0]["settings"]["threshold"] == 4.0
     out.append(_error(core_profile.from_json, at.replace(b'"threshold":4.', b'"threshold":4.0')))
     out.append(_error(core_profile.from_json, b'{"wichtel_profile":' + b"9" * 5000 + b"}"))
