@@ -481,8 +481,8 @@ def _check_content(
     digest = hashlib.sha256(profile).digest()
     if digest not in _VALID_PROFILES:
         try:
-            core_profile.validate(_json(profile, paths["profile"]))
-        except (ValueError, ProfileError) as e:
+            core_profile.from_json(profile)  # bounded before it is parsed, as a device reads it
+        except ProfileError as e:
             raise BundleError("%s: the profile is not valid: %s" % (paths["profile"], e)) from e
         if len(_VALID_PROFILES) >= _VALID_PROFILES_MAX:
             _VALID_PROFILES.clear()
