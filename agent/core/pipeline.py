@@ -299,7 +299,40 @@ class Agent:
             self.outbox.purge(category)
             erasure = {"category": category, "scope": "category"}
             self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+            self.outbox.sync()  # a withdrawal is durable at once: its "drop" records must not be lost
         return trimmed
+
+    def enforce_consent(self, consent_lost: bool, t_ms: int) -> list:
+        """At a start, before anything is sent: no waiting message of an optional category
+        that is off now may leave. Consent that can no longer be shown (consent_lost: the
+        stored consent was damaged) acts as a withdrawal of every optional category that
+        is off now: its waiting messages are deleted and upstream is asked to erase what
+        it holds of it (an erasure request with reason "consent_lost"). Waiting messages
+        of a category that is off are deleted in any case (and its data erased upstream
+        too: a withdrawal may have been cut short). Returns what was done, in plain words."""
+        said = []
+        erase = []
+        for cid in sorted(self.consent.categories):
+            if cid in self.consent.essential or self.consent.allows(cid):
+                continue
+            n = self.outbox.purge(cid)
+            if n:
+                said.append("%d waiting %s messages were deleted: consent for them is off" % (n, cid))
+            if n or consent_lost:
+                erase.append(cid)
+        asked = []
+        for cid in erase:
+            erasure = {"category": cid, "scope": "category"}
+            if consent_lost:
+                erasure["reason"] = "consent_lost"
+            try:
+                self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+                asked.append(cid)
+            except OverflowError as e:
+                said.append("the request to erase %s upstream could not be queued (%s)" % (cid, e))
+        if asked:
+            said.append("upstream is asked to erase what it holds of: " + ", ".join(asked))
+        return said
 
     def erase(self, t_ms: int) -> None:
         """Wipe what the device holds about its use and ask upstream to erase everything.
@@ -362,8 +395,15 @@ class Agent:
         delivered even if the broker took them: they go again (the receiver drops
         duplicates by id), so each category's order holds."""
         while len(self.outbox) and self.uplink is not None:
-            self.outbox.sync()  # durable before it is offered
             batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
+            for entry in batch:
+                # The last check before anything leaves: consent may be gone since it was queued.
+                if not self.consent.allows(entry[2]):
+                    self.outbox.purge(entry[2])
+            batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
+            if not batch:
+                break
+            self.outbox.sync()  # durable before it is offered
             results = await asyncio.gather(*[self.uplink.publish(e[3], e[4], e[0]) for e in batch])
             for i, entry in enumerate(batch):
                 if not results[i]:

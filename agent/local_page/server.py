@@ -14,7 +14,7 @@ from microdot import Microdot, Request, Response
 
 from agent import device
 from agent.core.consumables import RISKS, ReorderChoice
-from agent.core.errors import ConfigError
+from agent.core.errors import ConfigError, StorageError
 from agent.core.pipeline import Agent
 from agent.device_data import DeviceData
 from agent.local_page import access, texts, views
@@ -213,7 +213,7 @@ class LocalPage:
                                    int(self.wall()))  # fmt: skip
             except ConfigError as e:
                 raise RequestRefused(400, t["bad_form"] % e) from e
-            except OverflowError as e:
+            except (OverflowError, StorageError) as e:
                 raise RequestRefused(503, t["busy"] % e) from e
             title = next(c["title"][self._lang(req)] for c in self.agent.profile["data_categories"]
                          if c["id"] == category)  # fmt: skip
