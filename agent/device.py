@@ -72,8 +72,9 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
                 agent.local_events.push(Event.from_dict(item))
             except (KeyError, TypeError):
                 messages.append("State: a stored event could not be read and was left out.")
-        messages += ["Consent: " + m for m in agent.enforce_consent(lost, agent.clock.now_ms())]
-        if lost:
+        said = agent.enforce_consent(lost, agent.clock.now_ms(), agent.outbox.damaged)
+        messages += ["Consent: " + m for m in said]
+        if lost or agent.outbox.damaged:
             # Stored at once: the erasure requests, and a state that no longer expects the lost receipts.
             messages += close_device(agent, data)
     return agent, data, messages

@@ -121,8 +121,11 @@ def _tail_words(empty: list, cut: tuple | None, damaged: bool) -> list:
 
 def _lost(seen: dict, skipped: list, lo: int, hi: int) -> int:
     """How many ids from lo to hi no record accounts for: messages whose records were in
-    the damaged part (some may have been delivered before: at most this many)."""
-    if not lo or hi < lo:
+    the damaged part (some may have been delivered before: at most this many); -1 when
+    no record is left to count from."""
+    if not lo:
+        return -1 if hi else 0
+    if hi < lo:
         return 0
     accounted = 0
     for mid in seen:
@@ -151,12 +154,14 @@ class Outbox:
         self.delivered = 0
         self.dropped = 0
         self.purged = 0
+        self.damaged = False  # the log was damaged: messages may be lost (see problems)
         self.lost = 0  # waiting messages that damage may have taken (at most)
         self.doubtful = 0  # waiting messages dropped after damage: their fate could not be told
         self.problems: list = []
         self.seg = 1
         self.seg_size = 0
         self._stored = True  # False once a write of this outbox failed
+        self._floor = False  # the current segment starts with a "next id" record
         self._recover(known_last_id)
 
     def __len__(self) -> int:
@@ -197,6 +202,7 @@ class Outbox:
                 cut = None
             records, good, problem = journal.decode(data[:SEGMENT_READ_BYTES])
             unreadable = 0
+            floor_first = False
             for i, raw in enumerate(records):
                 rec = _parse(raw)
                 if rec is None:
@@ -204,7 +210,15 @@ class Outbox:
                     doubtful_through = max_m
                     continue
                 kind = rec[0]
+                floor_first = floor_first or (not i and kind == "n")
                 if kind == "n":
+                    if n and not i and max(hi, floor) < rec[1] - 1:
+                        # Every id below a segment's first "next id" was written before it: the
+                        # segments before lost their end (cut at a record boundary, unseen by checksums).
+                        damage.append("outbox segment %d ends early: messages %s are missing"
+                                      % (segs[n - 1], _range(max(hi, floor) + 1, rec[1] - 1)))  # fmt: skip
+                        damaged_segs += 1
+                        doubtful_through = max_m
                     if rec[2] > rec[1]:
                         skipped.append((rec[1], rec[2]))
                     floor = max(floor, rec[2] - 1)
@@ -240,6 +254,7 @@ class Outbox:
                 doubtful_through = max_m
             self.seg = seg
             self.seg_size = good
+            self._floor = floor_first
         tail_open = bool(empty) or cut is not None or (damage and doubtful_through == max_m)
         if known_last_id > max(hi, floor):
             # The device had written more than the log holds: its end is gone (or all of it).
@@ -262,8 +277,10 @@ class Outbox:
             self.problems += _tail_words(empty, cut, False)
             for seg in empty:  # nothing to keep: the next start finds a clean end
                 self.store.remove(seg)  # type: ignore[attr-defined]
-            if cut is not None:
+            if cut is not None and cut[1]:
                 self.store.truncate(cut[0], cut[1])  # type: ignore[attr-defined]
+            elif cut is not None:  # nothing whole in it: gone, or the next start finds it empty
+                self.store.remove(cut[0])  # type: ignore[attr-defined]
         while len(self.pending) > self.capacity:
             self._drop_one()
         self._collect()
@@ -274,12 +291,18 @@ class Outbox:
         self.problems += damage[:_DAMAGE_NAMED]
         if len(damage) > _DAMAGE_NAMED:
             self.problems.append("... and %d more damaged places in the outbox" % (len(damage) - _DAMAGE_NAMED))
-        self.lost = lost
-        text = "no waiting message is known lost"
-        if lost:
-            text = "the damaged outbox lost up to %d waiting messages" % lost
-        if open_after:
-            text += ", and whatever was written after message %d (how much cannot be told)" % open_after
+        self.damaged = True
+        self.lost = max(0, lost)
+        if lost < 0:
+            text = "how many waiting messages the damaged outbox lost cannot be told"
+            if open_after:
+                text += " (it had written up to message %d)" % open_after
+        else:
+            text = "no waiting message is known lost"
+            if lost:
+                text = "the damaged outbox lost up to %d waiting messages" % lost
+            if open_after:
+                text += ", and any written after message %d (how many cannot be told)" % open_after
         self.problems.append(text)
         keep = []
         counts: dict = {}
@@ -329,10 +352,12 @@ class Outbox:
         if self.seg_size + len(data) > SEGMENT_BYTES and self.seg_size:
             self.seg += 1
             self.seg_size = 0
-        if not self.seg_size and rec[0] != "n":
-            # Each segment starts with the next id: ids keep rising even after the segments
-            # that held the highest ones were deleted.
-            self._append(journal.encode(json.dumps(["n", self.next_id, self.next_id]).encode()))
+        if not self.seg_size:
+            if rec[0] != "n":
+                # Each segment starts with the next id: ids keep rising even after the
+                # segments that held the highest ones were deleted.
+                self._append(journal.encode(json.dumps(["n", self.next_id, self.next_id]).encode()))
+            self._floor = True
         self._append(data)
         return self.seg
 
@@ -396,12 +421,15 @@ class Outbox:
         self.dropped += 1
         return True
 
-    def sync(self) -> None:
+    def sync(self) -> bool:
+        """Make what was written durable; False (and said) when the storage refused."""
         try:
             self.store.sync()  # type: ignore[attr-defined]
         except OSError as e:
             self._stored = False
             self._problem("cannot store the outbox: %s; messages are kept in memory only" % e)
+            return False
+        return True
 
     # -- reading and acknowledging --------------------------------------------------------------
     def peek(self) -> tuple:
@@ -444,6 +472,17 @@ class Outbox:
     def _collect(self) -> None:
         """Delete whole segments older than the oldest pending message's (and not current)."""
         keep_from = min([e[5] for e in self.pending] + [self.seg])
+        if not self._floor and [seg for seg in self.store.segments() if seg < keep_from]:  # type: ignore[attr-defined]
+            # The current segment (written by an older version) does not say which id comes
+            # next: deleting the older ones could take the highest id with them. A new
+            # segment that says it goes first, and must be on the disk before they go.
+            if self.seg_size:
+                self.seg += 1
+                self.seg_size = 0
+            self._write(["n", self.next_id, self.next_id])
+            if not self.sync():
+                return
+            keep_from = min([e[5] for e in self.pending] + [self.seg])
         for seg in self.store.segments():  # type: ignore[attr-defined]
             if seg < keep_from:
                 self.store.remove(seg)  # type: ignore[attr-defined]

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 DAY_MS = 86_400_000
 
+# What a consent receipt tells upstream (docs/asyncapi.yaml).
+_RECEIPT_FIELDS = ("category", "choice", "text_hash", "text_version")
+
 # Sensor-fault events for one channel are at most this often.
 FAULT_HOLDOFF_MS = 60_000
 
@@ -293,8 +296,8 @@ class Agent:
         category = receipt["category"]
         allowed = receipt["choice"] == "on"
         t_ms = receipt["t_ms"]
-        fields = ("category", "choice", "text_hash", "text_version")
-        self._queue(self.gate.control("consent_receipt", {k: receipt[k] for k in fields}, t_ms), "consent_receipt")
+        receipt_data = {k: receipt[k] for k in _RECEIPT_FIELDS}
+        self._queue(self.gate.control("consent_receipt", receipt_data, t_ms), "consent_receipt")
         if not allowed:
             self.outbox.purge(category)
             erasure = {"category": category, "scope": "category"}
@@ -302,15 +305,23 @@ class Agent:
             self.outbox.sync()  # a withdrawal is durable at once: its "drop" records must not be lost
         return trimmed
 
-    def enforce_consent(self, consent_lost: bool, t_ms: int) -> list:
+    def enforce_consent(self, consent_lost: bool, t_ms: int, outbox_damaged: bool = False) -> list:
         """At a start, before anything is sent: no waiting message of an optional category
         that is off now may leave. Consent that can no longer be shown (consent_lost: the
         stored consent was damaged) acts as a withdrawal of every optional category that
         is off now: its waiting messages are deleted and upstream is asked to erase what
         it holds of it (an erasure request with reason "consent_lost"). Waiting messages
         of a category that is off are deleted in any case (and its data erased upstream
-        too: a withdrawal may have been cut short). Returns what was done, in plain words."""
+        too: a withdrawal may have been cut short). After outbox damage (outbox_damaged)
+        receipts and erasure requests may be among the lost messages: upstream hears
+        each category's latest receipt again, and an erasure request for each that is
+        off. Returns what was done, in plain words."""
         said = []
+        latest: dict = {}
+        if outbox_damaged:
+            for r in self.consent.history:
+                if all(k in r for k in _RECEIPT_FIELDS):
+                    latest[r["category"]] = r
         erase = []
         for cid in sorted(self.consent.categories):
             if cid in self.consent.essential or self.consent.allows(cid):
@@ -318,18 +329,24 @@ class Agent:
             n = self.outbox.purge(cid)
             if n:
                 said.append("%d waiting %s messages were deleted: consent for them is off" % (n, cid))
-            if n or consent_lost:
+            if n or consent_lost or cid in latest:
                 erase.append(cid)
         asked = []
-        for cid in erase:
-            erasure = {"category": cid, "scope": "category"}
-            if consent_lost:
-                erasure["reason"] = "consent_lost"
-            try:
+        try:
+            for cid in sorted(latest):
+                receipt = {k: latest[cid][k] for k in _RECEIPT_FIELDS}
+                self._queue(self.gate.control("consent_receipt", receipt, t_ms), "consent_receipt")
+            for cid in erase:
+                erasure = {"category": cid, "scope": "category"}
+                if consent_lost:
+                    erasure["reason"] = "consent_lost"
                 self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
                 asked.append(cid)
-            except OverflowError as e:
-                said.append("the request to erase %s upstream could not be queued (%s)" % (cid, e))
+        except OverflowError as e:
+            said.append("not all of it could be queued for upstream (%s)" % e)
+        if latest:
+            said.append("the outbox was damaged: the latest consent receipts go upstream again (%s)"
+                        % ", ".join(sorted(latest)))  # fmt: skip
         if asked:
             said.append("upstream is asked to erase what it holds of: " + ", ".join(asked))
         return said
