@@ -107,7 +107,7 @@ def write_all(f: BinaryIO, data: bytes, keep: int) -> None:
     try:
         n = f.write(data)
         if n != len(data):
-            raise OSError(errno.ENOSPC, "only %s of %d bytes could be written" % (n, len(data)))
+            raise OSError(errno.ENOSPC, "%s (%s of %d bytes written)" % (os.strerror(errno.ENOSPC), n, len(data)))
     except OSError as e:
         try:
             os.ftruncate(f.fileno(), keep)
