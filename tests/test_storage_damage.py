@@ -17,6 +17,7 @@ import shutil
 import tempfile
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ from agent.core.outbox import CRITICAL, LOW, NORMAL, MemoryStore, Outbox
 from agent.device import open_device, set_consent
 from agent.device_data import JOURNAL, KEY, KEY_FILE_BYTES, STATE, DeviceData, decode_key, encode_key
 from agent.outbox_files import FileStore
+from tests.test_asyncapi import KIND_TO_MESSAGE, validator
 
 WASHER = profile_loader.example("washing_machine")
 PROFILE = profile_loader.load(WASHER)
@@ -122,6 +124,13 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "withdrawn": withdrawn, "pending": pending, "key": key, "last_id": saved["outbox_last_id"]}
 
 
+@pytest.fixture(scope="module")
+def contract() -> dict:
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "asyncapi.yaml")) as f:
+        doc: dict = yaml.safe_load(f)
+    return doc
+
+
 def _copy(golden: dict, tmp_path: object) -> str:
     root = os.path.join(str(tmp_path), "device")
     shutil.copytree(golden["root"], root)
@@ -134,7 +143,7 @@ def _bodies(sent: list) -> list:
 
 @pytest.mark.parametrize("how", sorted(DAMAGE))
 def test_a_damaged_consent_journal_is_a_withdrawal_and_nothing_optional_leaves(
-    golden: dict, tmp_path: object, how: str
+    golden: dict, contract: dict, tmp_path: object, how: str
 ) -> None:
     root = _copy(golden, tmp_path)
     _damage(os.path.join(root, JOURNAL), how)
@@ -152,6 +161,8 @@ def test_a_damaged_consent_journal_is_a_withdrawal_and_nothing_optional_leaves(
     lost = sorted(b["data"]["category"] for b in bodies if b["kind"] == "erasure_request"
                   and b["data"].get("reason") == "consent_lost")  # fmt: skip
     assert lost == OPTIONAL
+    for body in bodies:  # the contract upstream relies on (docs/asyncapi.yaml)
+        validator(contract, KIND_TO_MESSAGE[body["kind"]]).validate(body)
     # Nothing optional is left on the disk to go later, and the next start is clean.
     assert [e for e in _pending(root) if e[2] != "essential"] == []
     again, _, messages = open_device(PROFILE, root, DEVICE)
@@ -175,7 +186,7 @@ def test_lost_consent_deletes_waiting_statistics_that_were_consented(golden: dic
 
 @pytest.mark.parametrize("how", sorted(DAMAGE))
 def test_a_damaged_outbox_is_said_and_withdrawn_messages_never_come_back(
-    golden: dict, tmp_path: object, how: str
+    golden: dict, contract: dict, tmp_path: object, how: str
 ) -> None:
     root = _copy(golden, tmp_path)
     _damage(os.path.join(root, SEGMENT), how)
@@ -197,6 +208,8 @@ def test_a_damaged_outbox_is_said_and_withdrawn_messages_never_come_back(
     bodies = _bodies(sent)
     receipts = {b["data"]["category"]: b["data"]["choice"] for b in bodies if b["kind"] == "consent_receipt"}
     assert receipts.get("usage_statistics") == "on" and receipts.get("maintenance") == "on"
+    for body in bodies:
+        validator(contract, KIND_TO_MESSAGE[body["kind"]]).validate(body)
     # The next start finds a clean outbox.
     _, _, messages = open_device(PROFILE, root, DEVICE)
     assert [m for m in messages if m.startswith("Outbox: ")] == [], messages
