@@ -25,9 +25,18 @@ from agent import profile_loader, state_store
 from agent.cli import main
 from agent.core import journal
 from agent.core.consent import ConsentLedger
-from agent.core.outbox import CRITICAL, LOW, NORMAL, MemoryStore, Outbox
+from agent.core.outbox import CRITICAL, ID_SKIP, LOW, NORMAL, SEGMENT_BYTES, SEGMENT_READ_BYTES, MemoryStore, Outbox
 from agent.device import open_device, set_consent
-from agent.device_data import JOURNAL, KEY, KEY_FILE_BYTES, STATE, DeviceData, decode_key, encode_key
+from agent.device_data import (
+    JOURNAL,
+    KEY,
+    KEY_FILE_BYTES,
+    PROBLEMS_KEPT,
+    STATE,
+    DeviceData,
+    decode_key,
+    encode_key,
+)
 from agent.outbox_files import FileStore
 from tests.test_asyncapi import KIND_TO_MESSAGE, validator
 
@@ -282,8 +291,36 @@ def test_an_empty_segment_amid_others_is_counted(tmp_path: object) -> None:
     kept = {e[0] for e in again.pending}
     assert early not in kept and late in kept  # written after the damage: kept
     assert kept == {e[0] for e in box.pending} - set(in_two) - {early}
-    assert again.next_id > box.next_id  # ids never used twice
+    assert again.next_id == box.next_id + ID_SKIP  # ids never used twice: one segment's worth skipped
     assert Outbox(100_000, FileStore(d), ("essential",)).problems == []  # and the next start is clean
+
+
+def test_segment_and_report_bounds() -> None:
+    """At the bounds: a segment of SEGMENT_READ_BYTES is read, one byte more is damage;
+    three damaged places are named, the rest counted; ids skip ID_SKIP per damaged segment."""
+    record = journal.encode(json.dumps(["a", 1]).encode())
+    fill = record * (SEGMENT_READ_BYTES // len(record))
+    exact = fill + b"\0" * (SEGMENT_READ_BYTES - len(fill))
+    for data, longer in ((exact, False), (exact + b"\0", True)):
+        store = MemoryStore()
+        store.data = {1: bytearray(data)}
+        box = Outbox(8, store)
+        assert any("longer than a segment can be" in p for p in box.problems) == longer, box.problems
+    store = MemoryStore()
+    store.data = {seg: bytearray(b"\0" * 9) for seg in range(1, 7)}  # six zeroed segments
+    box = Outbox(8, store)
+    named = [p for p in box.problems if p.startswith("outbox segment")]
+    assert len(named) == 3 and "... and 3 more damaged places in the outbox" in box.problems
+    assert box.next_id == 1 + 6 * ID_SKIP
+    assert ID_SKIP * journal.HEADER >= SEGMENT_BYTES  # more ids than records a segment can hold
+
+
+def test_storage_problems_kept_are_bounded(tmp_path: object) -> None:
+    data = DeviceData(str(tmp_path))
+    for i in range(PROBLEMS_KEPT + 5):
+        data._problem("problem %d" % i)
+        data._problem("problem %d" % i)  # said once
+    assert data.problems == ["problem %d" % i for i in range(5, PROBLEMS_KEPT + 5)]
 
 
 def test_a_log_cut_at_a_record_boundary_is_found_by_the_next_segment(tmp_path: object) -> None:

@@ -185,16 +185,19 @@ class Outbox:
         empty: list = []
         cut = None  # (segment, good length, problem)
         segs = self.store.segments()  # type: ignore[attr-defined]
+        broken = False  # the segment before was found damaged (its end is then no news)
         for n, seg in enumerate(segs):
             if n and seg != segs[n - 1] + 1:
                 damage.append("outbox segment %s is missing" % _range(segs[n - 1] + 1, seg - 1))
                 damaged_segs += seg - segs[n - 1] - 1
                 doubtful_through = max_m
+                broken = True
             data = self.store.read(seg)  # type: ignore[attr-defined]
             if not data:
                 empty.append(seg)
                 continue
             if empty or cut is not None:
+                broken = True
                 damaged_segs += len(empty) + (cut is not None)
                 damage += _tail_words(empty, cut, True)
                 doubtful_through = max_m
@@ -212,7 +215,7 @@ class Outbox:
                 kind = rec[0]
                 floor_first = floor_first or (not i and kind == "n")
                 if kind == "n":
-                    if n and not i and max(hi, floor) < rec[1] - 1:
+                    if n and not i and not broken and max(hi, floor) < rec[1] - 1:
                         # Every id below a segment's first "next id" was written before it: the
                         # segments before lost their end (cut at a record boundary, unseen by checksums).
                         damage.append("outbox segment %d ends early: messages %s are missing"
