@@ -287,6 +287,7 @@ class Outbox:
         while len(self.pending) > self.capacity:
             self._drop_one()
         self._collect()
+        self.sync()  # what recovery wrote ("drop" records) is durable before anything else happens
 
     def _after_damage(self, damage: list, segments: int, lost: int, open_after: int, doubtful_through: int,
                       old: list) -> None:  # fmt: skip

@@ -418,9 +418,9 @@ class Agent:
                 if not self.consent.allows(entry[2]):
                     self.outbox.purge(entry[2])
             batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
+            self.outbox.sync()  # durable before it is offered (and any deletion just made)
             if not batch:
                 break
-            self.outbox.sync()  # durable before it is offered
             results = await asyncio.gather(*[self.uplink.publish(e[3], e[4], e[0]) for e in batch])
             for i, entry in enumerate(batch):
                 if not results[i]:
