@@ -1,6 +1,7 @@
 """The `wichtel` command: profile check/compile, simulate, run and demo.
 
-Exit codes: 0 success, 2 bad input (profile, trace, arguments), 1 anything unexpected.
+Exit codes: 0 success, 2 bad input (profile, trace, arguments), 1 anything unexpected,
+among it storage that refused a change (a full disk): said in one line, never a traceback.
 """
 
 import argparse
@@ -12,11 +13,11 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from agent import detect, device, host, setup_code
+from agent import detect, device, files, host, setup_code
 from agent.core.clock import ScaledClock
 from agent.core.consumables import ReorderChoice
 from agent.core.detectors import DETECTORS
-from agent.core.errors import ConfigError
+from agent.core.errors import ConfigError, StorageError
 from agent.core.pipeline import Agent
 from agent.demo import Narrator
 from agent.device_data import DeviceData
@@ -26,6 +27,10 @@ from agent.sim.appliances import FAULTS
 from provisioning import cli as provision_cli
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+# During a run the device's state is stored this often (wall time), and a store that
+# failed (a full disk) is tried again: a power cut or a full disk loses at most this much.
+STATE_CHECKPOINT_S = 300.0
 _HOUR_MS = 3600 * 1000
 
 
@@ -137,6 +142,7 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     )  # fmt: skip
     for message in messages:
         narrator.say(message)
+    said = set(messages)
     for cat in args.consent:
         _consent(agent, data, cat, True)
         if narrate_consent:
@@ -145,15 +151,20 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
     page = _page_address(args, data, narrator)
     asyncio.run(_run_agent(agent, args, narrator, data, page))
-    device.close_device(agent, data)
+    for problem in device.close_device(agent, data):
+        narrator.say(problem)
     for problem in agent.outbox.problems:
-        narrator.say("Outbox: " + problem)
+        if "Outbox: " + problem not in said:
+            narrator.say("Outbox: " + problem)
     samples = sum(c.samples for c in agent.channels)
     narrator.say(
         "Done: %d samples over %.0f simulated hours; %d unusual readings; %d messages would be sent, "
         "%d events kept on the device; %d waiting in the outbox for an uplink."
         % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, len(agent.outbox))
     )
+    if data is not None and data.unsaved:
+        narrator.say("The device's state could not be stored (see above); the state stored before is intact.")
+        return EXIT_FAILED
     return 0
 
 
@@ -171,7 +182,7 @@ def _page_address(args: argparse.Namespace, data: DeviceData | None, narrator: N
     identity = os.path.join(data.root, "identity")
     code = ""
     if getattr(args, "demo_setup_code", False):
-        os.makedirs(identity, exist_ok=True)
+        files.private_dir(identity)
         code = setup_code.new_code()
         setup_code.write_record(identity, setup_code.hash_code(code))
     try:
@@ -216,11 +227,27 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # end cleanly: the device's state is stored
             loop.add_signal_handler(sig, stop.set)
+    checkpoints = asyncio.ensure_future(_checkpoints(agent, data, narrator)) if data is not None else None
     try:
         await _uplink_and_run(agent, args, narrator, stop, page is not None and getattr(args, "stay", False))
     finally:
+        if checkpoints is not None:
+            checkpoints.cancel()
         if page is not None:
             await page.stop()
+
+
+async def _checkpoints(agent: Agent, data: DeviceData, narrator: Narrator) -> None:
+    """Store the device's state every STATE_CHECKPOINT_S during a run. A failure is said
+    once (not at every try) and tried again at the next checkpoint; the run goes on."""
+    last: list = []
+    while True:
+        await asyncio.sleep(STATE_CHECKPOINT_S)
+        problems = device.close_device(agent, data)
+        for problem in problems:
+            if problem not in last:
+                narrator.say(problem)
+        last = problems
 
 
 async def _uplink_and_run(agent: Agent, args: argparse.Namespace, narrator: Narrator, stop: asyncio.Event,
@@ -282,6 +309,7 @@ def _from_bundle(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _consent(agent: Agent, data: object, category: str, on: bool) -> dict:
+    """A consent change; a disk that refuses it raises StorageError (exit 1), nothing changed."""
     try:
         return device.set_consent(agent, data, category, on, agent.clock.now_ms(), int(time.time()))  # type: ignore[arg-type]
     except (ConfigError, OverflowError) as e:
@@ -295,7 +323,8 @@ def _consent_command(args: argparse.Namespace) -> int:
         print(message)
     if args.action == "set":
         receipt = _consent(agent, data, args.category, args.choice == "on")
-        device.close_device(agent, data)
+        for problem in device.close_device(agent, data):
+            print(problem)
         print("%s is now %s (receipt %d, text %s)" % (args.category, receipt["choice"], receipt["seq"],
                                                       receipt["text_hash"][:12]))  # fmt: skip
         if args.choice == "off":
@@ -317,8 +346,7 @@ def _data_command(args: argparse.Namespace) -> int:
     if args.action == "export":
         text = device.export_text(agent)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
+            files.write_atomic(args.output, text.encode())  # 0600: it is personal data
             print("%s: everything this device holds about its use (docs/export.md)" % args.output, file=sys.stderr)
         else:
             print(text, end="")
@@ -330,6 +358,8 @@ def _data_command(args: argparse.Namespace) -> int:
     removed: list = []
     if data is not None and args.action == "factory-reset":
         removed = data.factory_reset()
+    for problem in data.problems if data is not None else []:
+        print(problem, file=sys.stderr)
     print("Erased: consent history, learned models, stored events and the sent log. All optional categories are off.")
     if args.action == "factory-reset":
         print("Identity material removed: %s." % (", ".join(removed) or "none"))
@@ -415,8 +445,7 @@ def main(argv: list | None = None) -> int:
                 return 0
             data = compile_json(prof)
             if args.output:
-                with open(args.output, "wb") as f:
-                    f.write(data)
+                files.write_atomic(args.output, data, files.SHARED)
             else:
                 sys.stdout.write(data.decode() + "\n")
             return 0
@@ -446,6 +475,9 @@ def main(argv: list | None = None) -> int:
     except (ProfileFileError, TraceError, ConfigError, UsageError) as e:
         print("wichtel: " + str(e), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StorageError as e:
+        print("wichtel: " + str(e), file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

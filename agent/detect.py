@@ -1,17 +1,19 @@
 """`wichtel detect`: scores any timestamp,value CSV (the NAB format) with a Wichtel detector.
 
 Reads and writes one row at a time. The output goes to a temporary file that replaces
-the target only when the whole input was good: bad input leaves nothing half-written.
+the target only when the whole input was good (agent/files.py): bad input leaves nothing
+half-written.
 """
 
 import calendar
 import csv
+import io
 import math
-import os
 import sys
 import time
 from typing import TextIO
 
+from agent import files
 from agent.core.detectors import DETECTORS, SeriesScorer
 
 
@@ -76,19 +78,17 @@ def run(path: str, output: str | None, detector: str) -> int:
     if detector not in DETECTORS:
         print("wichtel: unknown detector %r; known: %s" % (detector, ", ".join(sorted(DETECTORS))), file=sys.stderr)
         return 2
-    tmp = None
     try:
         with open(path, newline="", encoding="utf-8") as src:
             if output is None:
                 n = score_csv(src, sys.stdout, path, detector)
             else:
-                tmp = output + ".tmp"
-                with open(tmp, "w", newline="", encoding="utf-8") as out:
+                # Scores are no personal data: readable by others, as a plain open would make them.
+                with files.atomic_writer(output, files.SHARED) as raw:
+                    out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
                     n = score_csv(src, out, path, detector)
                     out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, output)
-                tmp = None
+                    out.detach()  # the writer closes the file itself, after syncing it
                 print("%s: %d rows scored with %s" % (output, n, detector), file=sys.stderr)
     except OSError as e:
         print("wichtel: %s: %s" % (e.filename or path, e.strerror or e), file=sys.stderr)
@@ -99,7 +99,4 @@ def run(path: str, output: str | None, detector: str) -> int:
     except (DetectInputError, csv.Error) as e:
         print("wichtel: %s" % e, file=sys.stderr)
         return 2
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
     return 0

@@ -15,7 +15,7 @@ from agent.core.consent import ConsentLedger
 from agent.core.events import Event
 from agent.core.outbox import Outbox
 from agent.core.pipeline import Agent
-from agent.device_data import DeviceData
+from agent.device_data import DeviceData, last_receipt_seq
 from agent.outbox_files import FileStore
 
 
@@ -29,26 +29,37 @@ class _NoSensor:
 def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: dict | None = None,
                 clock: object = None, phases: object = None, observer: object = None,
                 choices: dict | None = None) -> tuple:  # fmt: skip
-    """(agent, data or None, messages for the user)."""
+    """(agent, data or None, messages for the user). Every damage found in the stored
+    data is among the messages, and is acted on before anything can be sent: consent
+    that cannot be shown counts as withdrawn (waiting messages of categories that are
+    off are deleted, upstream is asked to erase them), and a damaged pseudonym key is
+    replaced, never used."""
     data = DeviceData(data_dir) if data_dir else None
     ledger = ConsentLedger(profile["data_categories"], device_id)
     messages = []
     key = b""
+    saved: dict = {}
+    lost = False
     if data is not None:
-        messages += ["Consent: " + m for m in data.load_consent(ledger)]
-        key = data.pseudonym_key()
+        had_data = data.holds_data()
+        state, problem = data.load_state()
+        if problem:
+            messages.append("State: " + problem + "; the device starts with fresh models.")
+        saved = state or {}
+        problems, lost = data.load_consent(ledger, _count(saved, "consent_seq"))
+        messages += ["Consent: " + m for m in problems]
+        key, problem = data.load_pseudonym_key(had_data)
+        if problem:
+            messages.append("Pseudonym key: " + problem)
     drivers = drivers or {ch["id"]: _NoSensor() for ch in profile["channels"]}
     outbox = None
     if data is not None:
-        outbox = Outbox(limits.OUTBOX_LEN, FileStore(os.path.join(data.root, "outbox")))
+        store = FileStore(os.path.join(data.root, "outbox"))
+        outbox = Outbox(limits.OUTBOX_LEN, store, tuple(ledger.essential), _count(saved, "outbox_last_id"))
         messages += ["Outbox: " + m for m in outbox.problems]
     agent = Agent(profile, device_id, drivers, clock or ManualClock(), phases, None, ledger, observer,  # type: ignore[arg-type]
                   choices, key, outbox)  # fmt: skip
     if data is not None:
-        saved, problem = data.load_state()
-        if problem:
-            messages.append("State: " + problem + "; the device starts with fresh models.")
-        saved = saved or {}
         messages += ["State: " + m for m in agent.restore_consumables(saved.get("consumables", {}))]
         for stock in agent.stock:  # a choice given now wins over the stored one
             if choices and stock.tracker.id in choices:
@@ -61,29 +72,52 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
                 agent.local_events.push(Event.from_dict(item))
             except (KeyError, TypeError):
                 messages.append("State: a stored event could not be read and was left out.")
+        said = agent.enforce_consent(lost, agent.clock.now_ms(), agent.outbox.damaged)
+        messages += ["Consent: " + m for m in said]
+        if lost or agent.outbox.damaged:
+            # Stored at once: the erasure requests, and a state that no longer expects the lost receipts.
+            messages += close_device(agent, data)
     return agent, data, messages
 
 
-def close_device(agent: Agent, data: DeviceData | None) -> None:
-    """Store what the device learned and logged (also after each change on the local page)."""
+def _count(saved: dict, name: str) -> int:
+    """A counter from the stored state (0 when absent or not a whole number >= 0)."""
+    value = saved.get(name, 0)
+    return value if type(value) is int and value > 0 else 0
+
+
+def close_device(agent: Agent, data: DeviceData | None) -> list:
+    """Store what the device learned and logged (also after each change on the local page
+    and now and then during a run). Returns problems for the user; a state that cannot
+    be stored (a full disk) leaves the one stored before intact, and the agent goes on
+    with the new one in memory: the next call tries again."""
     if data is None:
-        return
-    data.save_state({
+        return []
+    # The outbox first: the state names the last message id, which must then be on disk.
+    agent.outbox.sync()
+    problem = data.save_state({
         "consumables": agent.consumable_state(),
         "sent": agent.sent_log.items(),
         "events": [e.as_dict() for e in agent.local_events.items()],
         "command_seq": agent.commands.last_seq,
+        "consent_seq": last_receipt_seq(agent.consent.history),
+        "outbox_last_id": agent.outbox.next_id - 1,
     })  # fmt: skip
-    agent.outbox.sync()
+    return ["State: " + problem] if problem else []
 
 
 def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:
     """The user's choice: checked, stored in the journal, then put into effect."""
     receipt = agent.consent_receipt(category, allowed, t_ms, wall_s)
     if data is not None:
-        data.append_receipt(receipt)
-    if agent.apply_consent(receipt) and data is not None:
-        data.rewrite_consent(agent.consent.history)
+        data.append_receipt(receipt)  # StorageError here: nothing changed
+    trimmed = agent.apply_consent(receipt)
+    if data is not None:
+        if trimmed:
+            data.rewrite_consent(agent.consent.history)
+        # The state names the receipt and the last message id, so a journal or outbox that
+        # later loses them is found out (a failure is in data.problems).
+        close_device(agent, data)
     return receipt
 
 
@@ -98,6 +132,6 @@ def erase(agent: Agent, data: DeviceData | None, t_ms: int) -> int:
     agent.erase(t_ms)
     if data is not None:
         data.erase()
-        agent.gate.key = data.pseudonym_key()
-        close_device(agent, data)
+        agent.gate.key = data.new_pseudonym_key()[0]  # a key that cannot be stored is in data.problems
+        close_device(agent, data)  # a state that cannot be stored is in data.problems
     return len([m for m in agent.outbox.items() if b'"erasure_request"' in m[1]])

@@ -10,6 +10,8 @@ import json
 import os
 import secrets
 
+from agent import files
+
 # No 0/O, 1/I/L: a code read off a label must not be ambiguous.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 LENGTH = 10  # 31**10: about 49.5 bits, and the page rate-limits wrong codes
@@ -83,14 +85,9 @@ def verify(typed: str, record: dict) -> bool:
 
 
 def write_record(directory: str, record: dict) -> str:
-    """Write setup_code.json atomically (temp file, fsync, replace); returns its path."""
+    """Write setup_code.json atomically and 0600 (agent/files.py); returns its path."""
     path = os.path.join(directory, FILE_NAME)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(check_record(record), f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    files.write_atomic(path, json.dumps(check_record(record), sort_keys=True).encode())
     return path
 
 

@@ -9,6 +9,7 @@ import sys
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from agent import files
 from provisioning.errors import PassphraseError, ProvisioningError
 
 KEY_MODE = 0o600
@@ -17,23 +18,9 @@ MIN_PASSPHRASE = 8
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
     """Write data to path through a temp file and os.replace: readers see old or new, never half.
-    The temp file is created with its final mode, so a key is never readable by others."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed or the file existed with another mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+    The temp file is created with its final mode, so a key is never readable by others
+    (the one way of writing files, agent/files.py; certificates and records default to 0644)."""
+    files.write_atomic(path, data, mode, sync)
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None = None) -> bytes:

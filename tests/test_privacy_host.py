@@ -40,7 +40,7 @@ def _with_receipts(root: str, choices: list) -> bytes:
 def test_journal_round_trip(tmp_path: str) -> None:
     _with_receipts(str(tmp_path), [("maintenance", True), ("usage_statistics", True), ("usage_statistics", False)])
     led = _ledger()
-    assert DeviceData(str(tmp_path)).load_consent(led) == []
+    assert DeviceData(str(tmp_path)).load_consent(led) == ([], False)
     assert led.choices()["maintenance"] == "on" and led.choices()["usage_statistics"] == "off"
     assert len(led.history) == 3
 
@@ -60,7 +60,7 @@ def test_the_journal_stays_within_its_bound_and_keeps_every_choice(tmp_path: str
     finally:
         close_device(agent, data)
     led = _ledger()
-    assert DeviceData(root).load_consent(led) == []
+    assert DeviceData(root).load_consent(led) == ([], False)
     assert led.choices() == agent.consent.choices()
     assert led.choices()["consumables"] == "on" and led.choices()["maintenance"] == "off"
     assert [r["seq"] for r in led.history] == [r["seq"] for r in agent.consent.history]
@@ -68,7 +68,7 @@ def test_the_journal_stays_within_its_bound_and_keeps_every_choice(tmp_path: str
     long = _with_receipts(str(tmp_path / "old"), [("maintenance", i % 2 == 0) for i in range(100)])
     assert len(journal.decode(long)[0]) == 100
     led = _ledger()
-    assert DeviceData(str(tmp_path / "old")).load_consent(led) == []
+    assert DeviceData(str(tmp_path / "old")).load_consent(led) == ([], False)
     with open(os.path.join(str(tmp_path / "old"), JOURNAL), "rb") as f:
         assert len(journal.decode(f.read())[0]) == len(led.history) <= limits.CONSENT_HISTORY_LEN
     assert led.choices()["maintenance"] == "off"
@@ -81,7 +81,8 @@ def test_a_write_cut_at_any_byte_loses_only_that_change(tmp_path: str) -> None:
         with open(os.path.join(str(tmp_path), JOURNAL), "wb") as f:
             f.write(full[:cut])
         led = _ledger()
-        problems = DeviceData(str(tmp_path)).load_consent(led)
+        problems, lost = DeviceData(str(tmp_path)).load_consent(led)
+        assert not lost
         assert led.choices()["maintenance"] == "on"
         assert led.choices()["usage_statistics"] == ("on" if cut == len(full) else "off")
         assert (problems == []) == (cut in (first, len(full)))
@@ -96,11 +97,11 @@ def test_a_damaged_journal_falls_back_to_privacy_by_default(tmp_path: str) -> No
     with open(os.path.join(str(tmp_path), JOURNAL), "wb") as f:
         f.write(bytes(damaged))
     led = _ledger()
-    problems = DeviceData(str(tmp_path)).load_consent(led)
-    assert problems and "damaged" in problems[0] and "all optional categories are off" in problems[0]
+    problems, lost = DeviceData(str(tmp_path)).load_consent(led)
+    assert lost and problems and "damaged" in problems[0] and "all optional categories are off" in problems[0]
     assert led.choices() == {"essential": "on", "maintenance": "off", "usage_statistics": "off", "consumables": "off"}
     # The bad journal was replaced: the next start is clean.
-    assert DeviceData(str(tmp_path)).load_consent(_ledger()) == []
+    assert DeviceData(str(tmp_path)).load_consent(_ledger()) == ([], False)
 
 
 _WRITER = """
@@ -130,7 +131,8 @@ def test_killed_while_writing_consent_the_journal_still_loads(tmp_path: str) -> 
     proc.wait()
     proc.stdout.close()
     led = _ledger()
-    problems = DeviceData(str(tmp_path)).load_consent(led)
+    problems, lost = DeviceData(str(tmp_path)).load_consent(led)
+    assert not lost
     last = led.history[-1]["seq"]  # receipt i switched maintenance on when i is odd
     assert last >= 50 and len(led.history) <= limits.CONSENT_HISTORY_LEN
     # Whatever was last completely written is the state; nothing else.
@@ -199,4 +201,4 @@ def test_factory_reset_keeps_only_permanent_identity(tmp_path: str, capsys: pyte
     assert "Identity material removed: device.crt, device.key." in out
     assert sorted(os.listdir(ident)) == ["factory-id.txt", "permanent.json"]
     led = _ledger()
-    assert DeviceData(d).load_consent(led) == [] and led.choices()["maintenance"] == "off"
+    assert DeviceData(d).load_consent(led) == ([], False) and led.choices()["maintenance"] == "off"

@@ -1,6 +1,8 @@
 """The setup code: fresh codes, hashes that verify only the right code, damaged records."""
 
 import json
+import os
+import stat
 
 import pytest
 from hypothesis import given, settings
@@ -61,3 +63,13 @@ def test_record_round_trip_and_damage(tmp_path) -> None:
     path.unlink()
     with pytest.raises(sc.SetupCodeError, match="cannot read"):
         sc.read_record(str(tmp_path))
+
+
+def test_the_record_is_written_0600_whatever_the_umask(tmp_path) -> None:
+    old = os.umask(0)
+    try:
+        path = sc.write_record(str(tmp_path), sc.hash_code("ABCDE-23456", iterations=sc.MIN_ITERATIONS))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert os.listdir(str(tmp_path)) == [sc.FILE_NAME]  # no temporary file left

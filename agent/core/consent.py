@@ -130,8 +130,9 @@ class ConsentLedger:
         for i, raw in enumerate(records):
             try:
                 receipt = json.loads(raw)
-                ok = receipt["category"] in self.categories and receipt["choice"] in (ON, OFF)
-            except (ValueError, KeyError, TypeError):
+                ok = (isinstance(receipt, dict) and receipt["category"] in self.categories
+                      and receipt["choice"] in (ON, OFF) and type(receipt.get("t_ms")) is int)  # fmt: skip
+            except (ValueError, KeyError, TypeError, RuntimeError):  # RuntimeError: nested too deep
                 ok = False
             if not ok:
                 self.reset()

@@ -36,6 +36,11 @@ class StateError(WichtelError):
     """Stored learned state cannot be used (corrupted, or from another model)."""
 
 
+class StorageError(WichtelError):
+    """The device's storage could not keep a change (a full or failing disk); the change
+    was not made."""
+
+
 class EncodingError(WichtelError):
     """A value cannot be encoded as a message (not JSON data, not finite, out of range)."""
 

@@ -3,6 +3,8 @@
 Bytes in, records out: the core never touches files. A record is 4 bytes of length,
 4 bytes of CRC-32 (big-endian) and the payload. A power cut in the middle of an append
 leaves a short or mismatching last record, which recovery drops, keeping all before it.
+No record is empty: zeroed storage (whose eight zero bytes would pass as an empty record
+with a matching CRC) is found as damage at its first byte.
 """
 
 import binascii
@@ -15,6 +17,8 @@ MAX_RECORD = const(4096)
 
 
 def encode(payload: bytes) -> bytes:
+    if not payload:
+        raise ValueError("a journal record cannot be empty")
     if len(payload) > MAX_RECORD:
         raise ValueError("journal record of %d bytes is larger than %d" % (len(payload), MAX_RECORD))
     return struct.pack(">II", len(payload), binascii.crc32(payload) & 0xFFFFFFFF) + payload
@@ -31,6 +35,9 @@ def decode(data: bytes) -> tuple:
             problem = "a record header is cut off at byte %d" % pos
             break
         length, crc = struct.unpack(">II", data[pos : pos + HEADER])
+        if length == 0:
+            problem = "the record at byte %d is empty (zeroed storage?)" % pos
+            break
         if length > MAX_RECORD:
             problem = "record at byte %d claims %d bytes" % (pos, length)
             break

@@ -2,14 +2,24 @@
 
 Logic here, storage behind a small interface (a memory store for tests and the board,
 files on the host: agent/outbox_files.py). Everything is one append-only log of journal
-records in segments: a message record (id, priority, category, topic, payload), and
-small "ack" and "drop" records. Recovery replays the log and stops at the first torn
-or corrupt record; a segment is deleted once nothing in it is pending.
+records in segments: a message record (id, priority, category, topic, payload), small
+"ack" and "drop" records, and at the start of each segment a "next id" record. A
+segment is deleted once nothing in it is pending.
 
 Bounded: at most `capacity` pending messages. When full, the oldest message of the
 lowest priority goes (a "drop" record says so); consent receipts and erasure requests
 (priority CRITICAL) are never dropped. Every message has an id, increasing across
 restarts, so the receiver can deduplicate: delivery is at least once.
+
+Recovery replays the log. A write cut off at the very end of the log (a power cut before
+the records were synced) loses only those unsynced records. Anything else is damage: a
+record failing its check in the middle, an empty or missing segment, a record that
+cannot be read, or fewer messages than the device knew it had written. Damage is said,
+with how many waiting messages may be lost (counted from the ids around the gap); the
+messages written before the damaged part may have lost their "ack" or "drop" records (a
+withdrawal of consent drops messages), so only those of the essential categories (safe
+to send twice) are kept; ids continue beyond anything the lost part could have held; and
+the log is written anew, so the next start is clean.
 """
 
 import json
@@ -23,6 +33,13 @@ LOW = 0  # statistics
 REPLY = -1  # command replies and what commands ask for: the first to go, they push out only each other
 
 SEGMENT_BYTES = 64 * 1024
+# A segment never holds more records than this; after damage, ids skip this many, so no
+# id the lost part may have given to a message (that the receiver may have) is used again.
+ID_SKIP = SEGMENT_BYTES // journal.HEADER
+# A segment file longer than this was not written by the outbox: reading stops there.
+SEGMENT_READ_BYTES = SEGMENT_BYTES + journal.HEADER + journal.MAX_RECORD
+# Damaged segments named one by one in the report; the rest are counted.
+_DAMAGE_NAMED = 3
 
 
 class MemoryStore:
@@ -50,56 +67,289 @@ class MemoryStore:
         pass
 
 
+def _is_id(value: object) -> bool:
+    return type(value) is int and value >= 1
+
+
+def _parse(raw: bytes) -> list | None:
+    """A record as the outbox writes it (payload as bytes), or None for anything else."""
+    try:
+        rec = json.loads(raw)
+    except (ValueError, RuntimeError):  # RuntimeError: nested too deep (RecursionError on CPython)
+        return None
+    if not isinstance(rec, list) or not rec:
+        return None
+    kind = rec[0]
+    try:
+        if kind == "m" and len(rec) == 6 and _is_id(rec[1]) and type(rec[2]) is int and LOW <= rec[2] <= CRITICAL:
+            if isinstance(rec[3], str) and isinstance(rec[4], str) and isinstance(rec[5], str):
+                rec[3].encode()
+                rec[4].encode()
+                rec[5] = rec[5].encode()
+                return rec
+        elif kind in ("a", "d") and len(rec) == 2 and _is_id(rec[1]):
+            return rec
+        elif kind == "n" and len(rec) == 3 and _is_id(rec[1]) and _is_id(rec[2]) and rec[1] <= rec[2]:
+            return rec
+    except ValueError:  # a lone surrogate that cannot become UTF-8 (UnicodeError is a ValueError)
+        return None
+    return None
+
+
+def _range(first: int, last: int) -> str:
+    return str(first) if first == last else "%d to %d" % (first, last)
+
+
+def _tail_words(empty: list, cut: tuple | None, damaged: bool) -> list:
+    """What an empty segment or a cut-off last record means, in plain words."""
+    out = []
+    if cut is not None:
+        seg, problem = cut[0], cut[2]
+        if damaged:
+            out.append("outbox segment %d: %s" % (seg, problem))
+        else:
+            out.append("outbox segment %d: %s; the records from there on had not reached the disk (a power cut or "
+                       "a full disk) and are lost" % (seg, problem))  # fmt: skip
+    if empty:
+        segs = "segment %d is" % empty[0] if len(empty) == 1 else "segments %s are" % _range(empty[0], empty[-1])
+        if damaged:
+            out.append("outbox %s empty" % segs)
+        else:
+            out.append("outbox %s empty: what was written to it had not reached the disk (a power cut or a full "
+                       "disk) and is lost; how much cannot be told" % segs)  # fmt: skip
+    return out
+
+
+def _lost(seen: dict, skipped: list, lo: int, hi: int) -> int:
+    """How many ids from lo to hi no record accounts for: messages whose records were in
+    the damaged part (some may have been delivered before: at most this many); -1 when
+    no record is left to count from."""
+    if not lo:
+        return -1 if hi else 0
+    if hi < lo:
+        return 0
+    accounted = 0
+    for mid in seen:
+        if lo <= mid <= hi:
+            accounted += 1
+    for first, end in skipped:
+        accounted += max(0, min(end, hi + 1) - max(first, lo))
+    return max(0, hi - lo + 1 - accounted)
+
+
 class Outbox:
-    def __init__(self, capacity: int = limits.OUTBOX_LEN, store: object = None) -> None:
+    def __init__(
+        self, capacity: int = limits.OUTBOX_LEN, store: object = None, essential: tuple = (), known_last_id: int = 0
+    ) -> None:
+        """essential: the categories whose messages may be sent twice without harm
+        (consent receipts, erasure requests, status); after damage only they are kept of
+        what was written before the damaged part. known_last_id: the highest id the
+        device knew it had used when it last stored its state (0: not known); ids up to
+        it that the log no longer holds were lost."""
         self.capacity = capacity
         self.store = store if store is not None else MemoryStore()
+        self.essential = essential
         self.pending: list = []  # [id, priority, category, topic, payload, segment], oldest first
         self.next_id = 1
         self.accepted = 0
         self.delivered = 0
         self.dropped = 0
         self.purged = 0
+        self.damaged = False  # the log was damaged: messages may be lost (see problems)
+        self.lost = 0  # waiting messages that damage may have taken (at most)
+        self.doubtful = 0  # waiting messages dropped after damage: their fate could not be told
         self.problems: list = []
         self.seg = 1
         self.seg_size = 0
-        self._recover()
+        self._stored = True  # False once a write of this outbox failed
+        self._floor = False  # the current segment starts with a "next id" record
+        self._recover(known_last_id)
 
     def __len__(self) -> int:
         return len(self.pending)
 
     # -- recovery ---------------------------------------------------------------------------
-    def _recover(self) -> None:
+    def _recover(self, known_last_id: int) -> None:
         by_id: dict = {}
+        seen: dict = {}  # ids of message, ack and drop records (a dict: sets differ on the board)
+        skipped: list = []  # [first, end) id ranges no message was given (after earlier damage)
+        damage: list = []  # what is wrong, in plain words, in log order
+        damaged_segs = 0
+        lo = 0  # ids from here on were all written to the segments that exist
+        hi = 0  # the highest id of a message, ack or drop record
+        floor = 0  # the highest id below some "next id" record
+        max_m = 0
+        doubtful_through = 0  # messages up to this id were written before the last damage
+        # The end of the log may hold what a power cut or a full disk kept from reaching
+        # the disk: empty segments, and a record cut off at the end of the segment before.
+        # Only if more follows (or the device knew of more) is that damage.
+        empty: list = []
+        cut = None  # (segment, good length, problem)
         segs = self.store.segments()  # type: ignore[attr-defined]
+        broken = False  # the segment before was found damaged (its end is then no news)
         for n, seg in enumerate(segs):
+            if n and seg != segs[n - 1] + 1:
+                damage.append("outbox segment %s is missing" % _range(segs[n - 1] + 1, seg - 1))
+                damaged_segs += seg - segs[n - 1] - 1
+                doubtful_through = max_m
+                broken = True
             data = self.store.read(seg)  # type: ignore[attr-defined]
-            records, good, problem = journal.decode(data)
-            for raw in records:
-                try:
-                    rec = json.loads(raw)
-                    kind = rec[0]
-                    if kind == "m":
-                        mid = rec[1]
-                        by_id[mid] = [mid, rec[2], rec[3], rec[4], rec[5].encode(), seg]
-                        self.next_id = max(self.next_id, mid + 1)
-                    elif kind in ("a", "d"):
-                        by_id.pop(rec[1], None)
-                        # Ids must keep rising even when every message was delivered.
-                        self.next_id = max(self.next_id, rec[1] + 1)
-                except (ValueError, TypeError, IndexError, KeyError, AttributeError):
-                    self.problems.append("outbox segment %d holds an unreadable record; it is skipped" % seg)
-            if problem is not None:
-                self.problems.append("outbox segment %d: %s; the rest of it is cut off" % (seg, problem))
-                self.store.truncate(seg, good)  # type: ignore[attr-defined]
-                # Later segments were written after the damage: keep what they hold.
-            if n == len(segs) - 1:
-                self.seg = seg
-                self.seg_size = good if problem is not None else len(data)
+            if not data:
+                empty.append(seg)
+                continue
+            if empty or cut is not None:
+                broken = True
+                damaged_segs += len(empty) + (cut is not None)
+                damage += _tail_words(empty, cut, True)
+                doubtful_through = max_m
+                empty = []
+                cut = None
+            records, good, problem = journal.decode(data[:SEGMENT_READ_BYTES])
+            unreadable = 0
+            floor_first = False
+            for i, raw in enumerate(records):
+                rec = _parse(raw)
+                if rec is None:
+                    unreadable += 1
+                    doubtful_through = max_m
+                    continue
+                kind = rec[0]
+                floor_first = floor_first or (not i and kind == "n")
+                if kind == "n":
+                    if n and not i and not broken and max(hi, floor) < rec[1] - 1:
+                        # Every id below a segment's first "next id" was written before it: the
+                        # segments before lost their end (cut at a record boundary, unseen by checksums).
+                        damage.append("outbox segment %d ends early: messages %s are missing"
+                                      % (segs[n - 1], _range(max(hi, floor) + 1, rec[1] - 1)))  # fmt: skip
+                        damaged_segs += 1
+                        doubtful_through = max_m
+                    if rec[2] > rec[1]:
+                        skipped.append((rec[1], rec[2]))
+                    floor = max(floor, rec[2] - 1)
+                    if n == 0 and i == 0:
+                        lo = rec[1]
+                    continue
+                mid = rec[1]
+                seen[mid] = True
+                hi = max(hi, mid)
+                if kind == "m":
+                    by_id[mid] = [mid, rec[2], rec[3], rec[4], rec[5], seg]
+                    max_m = max(max_m, mid)
+                    if not lo or mid < lo:
+                        lo = mid
+                else:
+                    by_id.pop(mid, None)
+            broken = False
+            if unreadable:
+                damage.append("outbox segment %d holds %d records that cannot be read" % (seg, unreadable))
+                broken = True
+            if len(data) > SEGMENT_READ_BYTES:
+                damage.append("outbox segment %d is longer than a segment can be (%d bytes)" % (seg, len(data)))
+                broken = True
+            elif problem is not None:
+                if "cut off" in problem and good + journal.HEADER + journal.MAX_RECORD >= len(data):
+                    cut = (seg, good, problem)
+                else:
+                    damage.append("outbox segment %d: %s; the %d bytes from there on are cut off"
+                                  % (seg, problem, len(data) - good))  # fmt: skip
+                    broken = True
+            if broken:
+                damaged_segs += 1
+                doubtful_through = max_m
+            self.seg = seg
+            self.seg_size = good
+            self._floor = floor_first
+        tail_open = bool(empty) or cut is not None or (damage and doubtful_through == max_m)
+        if known_last_id > max(hi, floor):
+            # The device had written more than the log holds: its end is gone (or all of it).
+            held = "ends at message %d" % max(hi, floor) if max(hi, floor) else "holds nothing"
+            damage.append("the outbox %s, but messages up to %d had been written" % (held, known_last_id))
+            damage += _tail_words(empty, cut, True)
+            damaged_segs += 1 + len(empty)
+            doubtful_through = max_m
+            tail_open = True
+            empty = []
+            cut = None
         self.pending = sorted(by_id.values(), key=lambda e: e[0])
+        self.next_id = max(hi, floor, known_last_id) + 1
+        if damage:
+            hi = max(hi, known_last_id)
+            self.problems += _tail_words(empty, cut, False)
+            self._after_damage(damage, damaged_segs, _lost(seen, skipped, lo, hi), hi if tail_open else 0,
+                               doubtful_through, segs)  # fmt: skip
+        elif empty or cut is not None:
+            self.problems += _tail_words(empty, cut, False)
+            for seg in empty:  # nothing to keep: the next start finds a clean end
+                self.store.remove(seg)  # type: ignore[attr-defined]
+            if cut is not None and cut[1]:
+                self.store.truncate(cut[0], cut[1])  # type: ignore[attr-defined]
+            elif cut is not None:  # nothing whole in it: gone, or the next start finds it empty
+                self.store.remove(cut[0])  # type: ignore[attr-defined]
         while len(self.pending) > self.capacity:
             self._drop_one()
         self._collect()
+        self.sync()  # what recovery wrote ("drop" records) is durable before anything else happens
+
+    def _after_damage(self, damage: list, segments: int, lost: int, open_after: int, doubtful_through: int,
+                      old: list) -> None:  # fmt: skip
+        """Say what the damage means, keep only what can be vouched for, write the log anew."""
+        self.problems += damage[:_DAMAGE_NAMED]
+        if len(damage) > _DAMAGE_NAMED:
+            self.problems.append("... and %d more damaged places in the outbox" % (len(damage) - _DAMAGE_NAMED))
+        self.damaged = True
+        self.lost = max(0, lost)
+        if lost < 0:
+            text = "how many waiting messages the damaged outbox lost cannot be told"
+            if open_after:
+                text += " (it had written up to message %d)" % open_after
+        else:
+            text = "no waiting message is known lost"
+            if lost:
+                text = "the damaged outbox lost up to %d waiting messages" % lost
+            if open_after:
+                text += ", and any written after message %d (how many cannot be told)" % open_after
+        self.problems.append(text)
+        keep = []
+        counts: dict = {}
+        for e in self.pending:
+            if e[0] <= doubtful_through and e[2] not in self.essential:
+                counts[e[2]] = counts.get(e[2], 0) + 1
+            else:
+                keep.append(e)
+        self.pending = keep
+        if counts:
+            self.doubtful = sum(counts.values())
+            named = ", ".join("%s %d" % (c, counts[c]) for c in sorted(counts))
+            self.problems.append(
+                "%d waiting messages written before the damaged part were deleted (%s): whether they had been "
+                "sent, or withdrawn with a consent, cannot be told any more" % (self.doubtful, named)
+            )
+        while len(self.pending) > self.capacity:
+            self._drop_one(CRITICAL, False)
+        # Ids go on beyond anything the lost parts may have given out: the receiver drops
+        # a message whose id it has seen, so an id used twice would lose the new message.
+        skip_from = self.next_id
+        self.next_id += ID_SKIP * max(1, segments)
+        self.seg = (old[-1] + 1) if old else 1
+        self.seg_size = 0
+        self._stored = True
+        self._write(["n", skip_from, self.next_id])
+        for e in self.pending:
+            e[5] = self._write(["m", e[0], e[1], e[2], e[3], e[4].decode()])
+        self.sync()
+        error = ""
+        if self._stored:
+            for seg in old:
+                try:
+                    self.store.remove(seg)  # type: ignore[attr-defined]
+                except OSError as e:
+                    error = str(e)
+        if not self._stored or error:
+            # The old segments are the only durable copy: the pending messages keep them.
+            for entry in self.pending:
+                entry[5] = old[0] if old else entry[5]
+            self._problem("the damaged outbox could not be replaced (%s); its damage will be found again at the "
+                          "next start" % (error or "see above"))  # fmt: skip
 
     # -- writing ------------------------------------------------------------------------------
     def _write(self, rec: list) -> int:
@@ -107,13 +357,25 @@ class Outbox:
         if self.seg_size + len(data) > SEGMENT_BYTES and self.seg_size:
             self.seg += 1
             self.seg_size = 0
+        if not self.seg_size:
+            if rec[0] != "n":
+                # Each segment starts with the next id: ids keep rising even after the
+                # segments that held the highest ones were deleted.
+                self._append(journal.encode(json.dumps(["n", self.next_id, self.next_id]).encode()))
+            self._floor = True
+        self._append(data)
+        return self.seg
+
+    def _append(self, data: bytes) -> None:
         try:
             self.store.append(self.seg, data)  # type: ignore[attr-defined]
         except OSError as e:
             # Storage failed (a full disk): the message stays in memory, and this is said.
+            # The store wrote none of it, so the segment goes on where it was.
+            self._stored = False
             self._problem("cannot store the outbox: %s; messages are kept in memory only" % e)
+            return
         self.seg_size += len(data)
-        return self.seg
 
     def _problem(self, text: str) -> None:
         if text not in self.problems:
@@ -134,8 +396,8 @@ class Outbox:
                 "the outbox holds %d messages that may not be dropped; try again later" % len(self.pending)
             )
         mid = self.next_id
-        self.next_id += 1
         seg = self._write(["m", mid, priority, category, topic, payload.decode()])
+        self.next_id = mid + 1
         self.pending.append([mid, priority, category, topic, payload, seg])
         self.accepted += 1
         return mid
@@ -148,9 +410,10 @@ class Outbox:
                 critical += 1
         return self.capacity + limits.OUTBOX_CRITICAL_RESERVE - critical
 
-    def _drop_one(self, incoming: int = CRITICAL) -> bool:
+    def _drop_one(self, incoming: int = CRITICAL, write: bool = True) -> bool:
         """Drop the oldest message of the lowest priority below CRITICAL (and not above
-        the incoming message's priority); False if nothing may go."""
+        the incoming message's priority); False if nothing may go. write=False: the log
+        is about to be written anew without it."""
         lowest = None
         for e in self.pending:
             if e[1] < CRITICAL and e[1] <= incoming and (lowest is None or e[1] < lowest[1]):
@@ -158,15 +421,20 @@ class Outbox:
         if lowest is None:
             return False
         self.pending.remove(lowest)
-        self._write(["d", lowest[0]])
+        if write:
+            self._write(["d", lowest[0]])
         self.dropped += 1
         return True
 
-    def sync(self) -> None:
+    def sync(self) -> bool:
+        """Make what was written durable; False (and said) when the storage refused."""
         try:
             self.store.sync()  # type: ignore[attr-defined]
         except OSError as e:
+            self._stored = False
             self._problem("cannot store the outbox: %s; messages are kept in memory only" % e)
+            return False
+        return True
 
     # -- reading and acknowledging --------------------------------------------------------------
     def peek(self) -> tuple:
@@ -194,6 +462,8 @@ class Outbox:
     def purge(self, category: str) -> int:
         """Remove every waiting message of a category (consent withdrawn); returns how many."""
         gone = [e for e in self.pending if e[2] == category]
+        if not gone:
+            return 0
         for e in gone:
             self.pending.remove(e)
             self._write(["d", e[0]])
@@ -207,6 +477,17 @@ class Outbox:
     def _collect(self) -> None:
         """Delete whole segments older than the oldest pending message's (and not current)."""
         keep_from = min([e[5] for e in self.pending] + [self.seg])
+        if not self._floor and [seg for seg in self.store.segments() if seg < keep_from]:  # type: ignore[attr-defined]
+            # The current segment (written by an older version) does not say which id comes
+            # next: deleting the older ones could take the highest id with them. A new
+            # segment that says it goes first, and must be on the disk before they go.
+            if self.seg_size:
+                self.seg += 1
+                self.seg_size = 0
+            self._write(["n", self.next_id, self.next_id])
+            if not self.sync():
+                return
+            keep_from = min([e[5] for e in self.pending] + [self.seg])
         for seg in self.store.segments():  # type: ignore[attr-defined]
             if seg < keep_from:
                 self.store.remove(seg)  # type: ignore[attr-defined]

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 DAY_MS = 86_400_000
 
+# What a consent receipt tells upstream (docs/asyncapi.yaml).
+_RECEIPT_FIELDS = ("category", "choice", "text_hash", "text_version")
+
 # Sensor-fault events for one channel are at most this often.
 FAULT_HOLDOFF_MS = 60_000
 # One round of flush() (a window of publishes) ends by then whatever the uplink does:
@@ -350,13 +353,60 @@ class Agent:
         category = receipt["category"]
         allowed = receipt["choice"] == "on"
         t_ms = receipt["t_ms"]
-        fields = ("category", "choice", "text_hash", "text_version")
-        self._queue(self.gate.control("consent_receipt", {k: receipt[k] for k in fields}, t_ms), "consent_receipt")
+        receipt_data = {k: receipt[k] for k in _RECEIPT_FIELDS}
+        self._queue(self.gate.control("consent_receipt", receipt_data, t_ms), "consent_receipt")
         if not allowed:
             self.outbox.purge(category)
             erasure = {"category": category, "scope": "category"}
             self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+            self.outbox.sync()  # a withdrawal is durable at once: its "drop" records must not be lost
         return trimmed
+
+    def enforce_consent(self, consent_lost: bool, t_ms: int, outbox_damaged: bool = False) -> list:
+        """At a start, before anything is sent: no waiting message of an optional category
+        that is off now may leave. Consent that can no longer be shown (consent_lost: the
+        stored consent was damaged) acts as a withdrawal of every optional category that
+        is off now: its waiting messages are deleted and upstream is asked to erase what
+        it holds of it (an erasure request with reason "consent_lost"). Waiting messages
+        of a category that is off are deleted in any case (and its data erased upstream
+        too: a withdrawal may have been cut short). After outbox damage (outbox_damaged)
+        receipts and erasure requests may be among the lost messages: upstream hears
+        each category's latest receipt again, and an erasure request for each that is
+        off. Returns what was done, in plain words."""
+        said = []
+        latest: dict = {}
+        if outbox_damaged:
+            for r in self.consent.history:
+                if all(k in r for k in _RECEIPT_FIELDS):
+                    latest[r["category"]] = r
+        erase = []
+        for cid in sorted(self.consent.categories):
+            if cid in self.consent.essential or self.consent.allows(cid):
+                continue
+            n = self.outbox.purge(cid)
+            if n:
+                said.append("%d waiting %s messages were deleted: consent for them is off" % (n, cid))
+            if n or consent_lost or cid in latest:
+                erase.append(cid)
+        asked = []
+        try:
+            for cid in sorted(latest):
+                receipt = {k: latest[cid][k] for k in _RECEIPT_FIELDS}
+                self._queue(self.gate.control("consent_receipt", receipt, t_ms), "consent_receipt")
+            for cid in erase:
+                erasure = {"category": cid, "scope": "category"}
+                if consent_lost:
+                    erasure["reason"] = "consent_lost"
+                self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+                asked.append(cid)
+        except OverflowError as e:
+            said.append("not all of it could be queued for upstream (%s)" % e)
+        if latest:
+            said.append("the outbox was damaged: the latest consent receipts go upstream again (%s)"
+                        % ", ".join(sorted(latest)))  # fmt: skip
+        if asked:
+            said.append("upstream is asked to erase what it holds of: " + ", ".join(asked))
+        return said
 
     def erase(self, t_ms: int) -> None:
         """Wipe what the device holds about its use and ask upstream to erase everything.
@@ -420,8 +470,15 @@ class Agent:
         duplicates by id), so each category's order holds. A round is bounded in time
         (FLUSH_ROUND_MS) whatever the uplink does; a publish that raises counts as failed."""
         while len(self.outbox) and self.uplink is not None:
-            self.outbox.sync()  # durable before it is offered
             batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
+            for entry in batch:
+                # The last check before anything leaves: consent may be gone since it was queued.
+                if not self.consent.allows(entry[2]):
+                    self.outbox.purge(entry[2])
+            batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
+            self.outbox.sync()  # durable before it is offered (and any deletion just made)
+            if not batch:
+                break
             try:
                 results: list = await asyncio.wait_for(self._publish_window(batch), FLUSH_ROUND_MS / 1000)
             except asyncio.TimeoutError:  # noqa: UP041 (MicroPython has no builtin TimeoutError)

@@ -37,7 +37,7 @@ from agent.core.errors import (
 )
 from agent.core.events import ANOMALY, Event
 from agent.core.gate import BEFORE_CONSENT, NO_CONSENT, OVER_BUDGET, SENT, UNKNOWN_CATEGORY, PrivacyGate
-from agent.core.outbox import Outbox
+from agent.core.outbox import CRITICAL, LOW, MemoryStore, Outbox
 from agent.core.pipeline import Agent, SampleSchedule
 from agent.core.ring import RingBuffer
 from agent.sim.appliances import make
@@ -840,6 +840,70 @@ def case_journal_recovers_up_to_a_torn_record(data_dir: str) -> list:
     recs, good, problem = journal.decode(bytes(flipped))
     assert recs == [b"one"] and "checksum" in problem
     return [good, problem]
+
+
+def case_zeroed_storage_is_damage(data_dir: str) -> list:
+    good = journal.encode(b"one")
+    assert journal.decode(bytes(16)) == ([], 0, "the record at byte 0 is empty (zeroed storage?)")
+    recs, at, problem = journal.decode(good + bytes(8))
+    assert recs == [b"one"] and at == len(good) and "zeroed" in problem
+    try:
+        journal.encode(b"")
+        raise AssertionError("an empty record was encoded")
+    except ValueError as e:
+        refused = str(e)
+    return [at, refused]
+
+
+def case_outbox_damage_is_counted_and_withdrawn_messages_stay_gone(data_dir: str) -> list:
+    store = MemoryStore()
+    box = Outbox(64, store, ("essential",))
+    for i in range(6):
+        box.push("t/usage_statistics", b"u%d" % i, "usage_statistics", LOW)
+    box.push("t/essential", b"receipt", "essential", CRITICAL)
+    box.purge("usage_statistics")  # withdrawn: "drop" records, then the erasure request
+    box.push("t/essential", b"erase", "essential", CRITICAL)
+    box.push("t/maintenance", b"alert", "maintenance")
+    box.sync()
+    known = box.next_id - 1
+    data = bytearray(store.data[1])
+    records, _, _ = journal.decode(bytes(data))
+    at = 0
+    for rec in records[:8]:  # into the first "drop" record: the withdrawal's trace is damaged
+        at += journal.HEADER + len(rec)
+    data[at + journal.HEADER + 2] ^= 0x20
+    store.data[1] = data
+    again = Outbox(64, store, ("essential",), known)
+    kept = [e[4] for e in again.pending]
+    assert b"u0" not in kept and b"alert" not in kept and b"receipt" in kept
+    # Lost: the erasure request and the alert after the damage. The six withdrawn ones came
+    # back with their "drop" records gone, and go again as written before the damage.
+    assert again.damaged and again.lost == 2 and again.doubtful == 6
+    assert "fails its checksum" in again.problems[0]
+    assert again.next_id > known + 1000  # ids go on beyond anything the lost part held
+    clean = Outbox(64, store, ("essential",), again.next_id - 1)
+    assert not clean.damaged and [e[0] for e in clean.pending] == [e[0] for e in again.pending]
+    return [len(again.problems), again.lost, [e[0] for e in again.pending], again.next_id - known]
+
+
+def case_lost_consent_acts_as_a_withdrawal(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    drivers = {}
+    for ch in prof["channels"]:
+        drivers[ch["id"]] = None
+    agent = Agent(prof, "dev-1", drivers, ManualClock(), None, None, ConsentLedger(prof["data_categories"], "dev-1"))
+    agent.set_consent("usage_statistics", True, 0)
+    agent.outbox.push("wichtel/v1/dev-1/usage_statistics", b"{}", "usage_statistics", LOW)
+    agent.consent.reset()  # as a damaged journal leaves it
+    said = agent.enforce_consent(True, 5)
+    kinds = []
+    for topic, payload, category in agent.outbox.items():
+        assert category == "essential" and topic.endswith("/essential")
+        body = json.loads(payload)
+        kinds.append([body["kind"], body["data"].get("category"), body["data"].get("reason")])
+    assert ["erasure_request", "usage_statistics", "consent_lost"] in kinds
+    assert said[0] == "1 waiting usage_statistics messages were deleted: consent for them is off"
+    return [said, kinds]
 
 
 async def case_withdrawal_purges_and_requests_erasure(data_dir: str) -> list:
