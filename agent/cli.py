@@ -17,7 +17,7 @@ from agent import detect, device, files, host, setup_code
 from agent.core.clock import ScaledClock
 from agent.core.consumables import ReorderChoice
 from agent.core.detectors import DETECTORS
-from agent.core.errors import ConfigError, StorageError
+from agent.core.errors import ConfigError, OutboxFullError, StorageError
 from agent.core.pipeline import Agent
 from agent.demo import Narrator
 from agent.device_data import DeviceData
@@ -312,7 +312,7 @@ def _consent(agent: Agent, data: object, category: str, on: bool) -> dict:
     """A consent change; a disk that refuses it raises StorageError (exit 1), nothing changed."""
     try:
         return device.set_consent(agent, data, category, on, agent.clock.now_ms(), int(time.time()))  # type: ignore[arg-type]
-    except (ConfigError, OverflowError) as e:
+    except (ConfigError, OutboxFullError) as e:
         raise UsageError(str(e)) from None
 
 
@@ -353,7 +353,7 @@ def _data_command(args: argparse.Namespace) -> int:
         return 0
     try:
         pending = device.erase(agent, data, agent.clock.now_ms())
-    except OverflowError as e:
+    except OutboxFullError as e:
         raise UsageError("nothing was erased: %s" % e) from None
     removed: list = []
     if data is not None and args.action == "factory-reset":

@@ -25,6 +25,7 @@ from agent import profile_loader, state_store
 from agent.cli import main
 from agent.core import journal
 from agent.core.consent import ConsentLedger
+from agent.core.errors import OutboxFullError
 from agent.core.outbox import CRITICAL, ID_SKIP, LOW, NORMAL, SEGMENT_BYTES, SEGMENT_READ_BYTES, MemoryStore, Outbox
 from agent.device import open_device, set_consent
 from agent.device_data import (
@@ -508,7 +509,7 @@ def test_a_damaged_outbox_never_brings_back_a_withdrawn_message(ops: list, which
                     given_ids.add(box.push("t/usage_statistics", b"s", "usage_statistics", LOW))
                 else:
                     given_ids.add(box.push("t/maintenance", b"a", "maintenance", NORMAL))
-            except OverflowError:
+            except OutboxFullError:
                 pass  # full of messages that rank higher: this one is refused, no id given
         elif op == "receipt":
             given_ids.add(box.push("t/essential", b"r", "essential", CRITICAL))

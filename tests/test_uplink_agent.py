@@ -18,6 +18,7 @@ from agent import profile_loader
 from agent.cli import main
 from agent.core.clock import ScaledClock
 from agent.core.consent import ConsentLedger
+from agent.core.errors import OutboxFullError
 from agent.core.outbox import Outbox
 from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
@@ -129,7 +130,7 @@ async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, broker:
                     try:
                         agent.set_consent("maintenance", sent % 2 == 0, 0)
                         break
-                    except OverflowError:
+                    except OutboxFullError:
                         full += 1
                         await asyncio.sleep(0.2)
                 sent += 1

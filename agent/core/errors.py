@@ -49,6 +49,11 @@ class PayloadTooLargeError(EncodingError):
     """An encoded message is larger than its limit."""
 
 
+class OutboxFullError(WichtelError):
+    """The outbox has no room for a message it may not drop to make room (consent receipts
+    and erasure requests, or a message no lower than everything waiting): try again later."""
+
+
 class InboundJsonError(WichtelError):
     """JSON from outside (a command, a compiled profile) that is refused before any work:
     larger, deeper, longer or with bigger numbers than its bounds, or not JSON. The

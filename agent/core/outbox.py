@@ -25,6 +25,7 @@ the log is written anew, so the next start is clean.
 import json
 
 from agent.core import journal, limits
+from agent.core.errors import OutboxFullError
 
 CRITICAL = 3  # consent receipts, erasure requests: never dropped
 HIGH = 2  # maintenance alerts, status
@@ -386,13 +387,13 @@ class Outbox:
         """Keep a message until acknowledged; returns its id. Call sync() to make it durable.
 
         Consent receipts and erasure requests may use a reserve beyond the capacity;
-        when even that is full, OverflowError tells the caller to try again later."""
+        when even that is full, OutboxFullError tells the caller to try again later."""
         while len(self.pending) >= self.capacity:
             if self._drop_one(priority):
                 continue
             if priority >= CRITICAL and len(self.pending) < self.capacity + limits.OUTBOX_CRITICAL_RESERVE:
                 break
-            raise OverflowError(
+            raise OutboxFullError(
                 "the outbox holds %d messages that may not be dropped; try again later" % len(self.pending)
             )
         mid = self.next_id

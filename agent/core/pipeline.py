@@ -12,7 +12,7 @@ from agent.core.commands import CONFIG, ERASURE_ACK, STATUS_REPORT, CommandDesk
 from agent.core.compat import sleep_ms
 from agent.core.consent import ConsentLedger
 from agent.core.consumables import ConsumableRuntime
-from agent.core.errors import CommandError, ConfigError, StateError
+from agent.core.errors import CommandError, ConfigError, OutboxFullError, StateError
 from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, PrivacyGate
 from agent.core.outbox import CRITICAL, HIGH, LOW, NORMAL, REPLY, Outbox
@@ -237,7 +237,15 @@ class Agent:
         self.decisions[decision.reason] = self.decisions.get(decision.reason, 0) + 1
         self.local_events.push(event)
         self._tell("decision", event, decision)
-        self._queue(decision)
+        try:
+            self._queue(decision)
+        except OutboxFullError:
+            # Everything waiting ranks at least as high (the link has been down a while):
+            # this event's message is the one that gives way. Counted and said; the event
+            # itself stays on the device for the local page.
+            self.outbox.dropped += 1
+            self.delivery_log("outbox full: a %s message was dropped (%d so far)" % (decision.category,
+                                                                                      self.outbox.dropped))  # fmt: skip
 
     def report_to(self, report: "Callable[[str], None] | None") -> None:
         """Where the agent's rate-limited lines go (refused commands, delivery faults)."""
@@ -292,7 +300,7 @@ class Agent:
         (counted in replies_dropped)."""
         try:
             self._queue(decision, kind, REPLY)
-        except OverflowError:
+        except OutboxFullError:
             self.replies_dropped += 1
 
     def _status_report(self, args: dict, t_ms: int) -> None:
@@ -330,7 +338,7 @@ class Agent:
         return receipt
 
     def consent_receipt(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
-        """The checked receipt of a choice, not yet in effect. OverflowError, before
+        """The checked receipt of a choice, not yet in effect. OutboxFullError, before
         anything changes, when the outbox has no room for the receipt (and erasure
         request): receipts are never dropped, so the user is asked to try again later."""
         receipt = self.consent.receipt(category, allowed, t_ms, wall_s)
@@ -338,10 +346,10 @@ class Agent:
         return receipt
 
     def _room_for(self, critical: int) -> None:
-        """OverflowError, before anything changes, unless the outbox takes `critical` more
+        """OutboxFullError, before anything changes, unless the outbox takes `critical` more
         receipts or erasure requests (they are never dropped: the user tries again later)."""
         if self.outbox.critical_room() < critical:
-            raise OverflowError(
+            raise OutboxFullError(
                 "the device holds %d messages that must reach the manufacturer first; try again later"
                 % len(self.outbox)
             )
@@ -399,7 +407,7 @@ class Agent:
                     erasure["reason"] = "consent_lost"
                 self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
                 asked.append(cid)
-        except OverflowError as e:
+        except OutboxFullError as e:
             said.append("not all of it could be queued for upstream (%s)" % e)
         if latest:
             said.append("the outbox was damaged: the latest consent receipts go upstream again (%s)"
@@ -410,7 +418,7 @@ class Agent:
 
     def erase(self, t_ms: int) -> None:
         """Wipe what the device holds about its use and ask upstream to erase everything.
-        Consent returns to privacy by default (essential on, the rest off). OverflowError,
+        Consent returns to privacy by default (essential on, the rest off). OutboxFullError,
         with nothing wiped, when the erasure requests would not fit in the outbox."""
         optional = [cid for cid in sorted(self.consent.categories) if cid not in self.consent.essential]
         self._room_for(len(optional))

@@ -22,7 +22,7 @@ from microdot.microdot import AsyncBytesIO
 
 from agent import device
 from agent.core.consumables import RISKS, ReorderChoice
-from agent.core.errors import ConfigError, StorageError, WichtelError
+from agent.core.errors import ConfigError, OutboxFullError, StorageError, WichtelError
 from agent.core.pipeline import Agent
 from agent.core.ratelimit import ThrottledReport
 from agent.device_data import DeviceData
@@ -307,7 +307,7 @@ class LocalPage:
                                    int(self.wall()))  # fmt: skip
             except ConfigError as e:
                 raise RequestRefusedError(400, t["bad_form"] % e) from e
-            except (OverflowError, StorageError) as e:
+            except (OutboxFullError, StorageError) as e:
                 raise RequestRefusedError(503, t["busy"] % e) from e
             title = next(c["title"][self._lang(req)] for c in self.agent.profile["data_categories"]
                          if c["id"] == category)  # fmt: skip
@@ -337,7 +337,7 @@ class LocalPage:
                 raise RequestRefusedError(400, t["bad_form"] % "the confirmation box was not ticked")
             try:
                 pending = device.erase(self.agent, self.data, self.agent.clock.now_ms())
-            except OverflowError as e:
+            except OutboxFullError as e:
                 raise RequestRefusedError(503, t["busy"] % e) from e
             req.g.session.notice = t["erased"] % pending
             return _redirect("/data")

@@ -32,6 +32,7 @@ from agent.core.errors import (
     EncodingError,
     InboundJsonError,
     MqttError,
+    OutboxFullError,
     ProfileError,
     StateError,
 )
@@ -287,6 +288,35 @@ def case_consent_history_bound_keeps_each_categorys_latest(data_dir: str) -> lis
     return [len(ledger.history), seqs[0], seqs[1], seqs[-1]]
 
 
+async def case_a_full_outbox_of_higher_messages_drops_the_new_one_and_the_gate_goes_on(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    agent = Agent(prof, "dev-1", {ch["id"]: None for ch in prof["channels"]}, ManualClock(), None, None,
+                  ConsentLedger(prof["data_categories"], "dev-1"))  # fmt: skip
+    for cid in ("maintenance", "usage_statistics"):
+        agent.set_consent(cid, True, 0)
+    lines: list = []
+    agent.report_to(lines.append)
+    agent.outbox.pending.clear()
+    for _ in range(limits.OUTBOX_LEN):  # the link is down: maintenance alerts fill the outbox
+        agent.outbox.push("t", b"{}", "maintenance", 2)
+    gate = asyncio.create_task(agent.gatekeeper())
+    for i in range(5):
+        agent.events.put(Event(ANOMALY, "usage_statistics", "drain_current", 1000 + i, "drain", {"score": 0.9}))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    alive = not gate.done()
+    gate.cancel()
+    try:
+        await gate
+    except asyncio.CancelledError:
+        pass
+    assert alive and len(agent.events) == 0, "the gatekeeper stopped on a full outbox"
+    kept = [e[2] for e in agent.outbox.pending]
+    assert kept == ["maintenance"] * limits.OUTBOX_LEN and agent.outbox.dropped == 5
+    assert lines and lines[0].startswith("outbox full: a usage_statistics message was dropped")
+    return [len(kept), agent.outbox.dropped, lines[0]]
+
+
 def case_consent_waits_when_the_outbox_has_no_room(data_dir: str) -> list:
     prof = _profile(data_dir)
     drivers = {}
@@ -299,7 +329,7 @@ def case_consent_waits_when_the_outbox_has_no_room(data_dir: str) -> list:
         try:
             agent.set_consent("maintenance", n % 2 == 0, n)
             n += 1
-        except OverflowError as e:
+        except OutboxFullError as e:
             refused = str(e)
     assert "try again later" in refused
     room = limits.OUTBOX_LEN + limits.OUTBOX_CRITICAL_RESERVE
@@ -313,7 +343,7 @@ def case_consent_waits_when_the_outbox_has_no_room(data_dir: str) -> list:
     try:
         agent.erase(n)
         raise AssertionError("erase went ahead without room for its erasure requests")
-    except OverflowError as e:
+    except OutboxFullError as e:
         assert "try again later" in str(e)
     assert len(agent.consent.history) == held and len(agent.outbox) in (room, room - 1)
     agent.outbox.ack()
