@@ -11,7 +11,7 @@ MP_STAMP := tools/mpwasm/node_modules/.installed
 # Debian packages the suite needs (chromium: browser tests of the local page); installed only when missing.
 APT_PACKAGES := mosquitto chromium
 
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test soak setup lint bench clean
 
 demo: setup
 	$(PY) -m agent demo --page 127.0.0.1:8080
@@ -20,6 +20,10 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# The long soaks (marked slow; `make test` runs their short versions).
+soak: setup
+	$(PY) -m pytest -m slow
 
 setup: $(PY_STAMP) $(MP_STAMP)
 	@./tools/ensure-apt.sh $(APT_PACKAGES)

@@ -639,25 +639,36 @@ def test_an_exception_in_a_route_is_one_short_line_within_the_log_rate(tmp_path:
     _serve(page, work)
 
 
-def test_out_of_descriptors_the_page_pauses_taking_connections_and_says_so_once_each_time(
-    tmp_path: "os.PathLike[str]",
-) -> None:
-    import errno
+class _Exhausted:
+    """The page's listening socket in a process out of descriptors: its first accepts fail
+    with EMFILE, as accept(2) does then."""
 
+    def __init__(self, sock: socket.socket, failures: int) -> None:
+        self.sock = sock
+        self.failures = failures
+
+    def accept(self) -> tuple:
+        import errno
+
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return self.sock.accept()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+def test_out_of_descriptors_the_page_pauses_taking_connections_and_says_so_once_each_time(
+    tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.local_page import server
+
+    real = server._listen
+    monkeypatch.setattr(server, "_listen", lambda *a: _Exhausted(real(*a), 3))
     page = _page(str(tmp_path))
 
     async def go() -> None:
-        loop = asyncio.get_running_loop()
-        real = loop.sock_accept
-        failures = [0]
-
-        async def exhausted(sock: socket.socket) -> tuple:
-            if failures[0] < 3:
-                failures[0] += 1
-                raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-            return await real(sock)
-
-        loop.sock_accept = exhausted  # type: ignore[method-assign]
         port = free_port()
         start = time.monotonic()
         await page.start("127.0.0.1", port)
@@ -671,6 +682,30 @@ def test_out_of_descriptors_the_page_pauses_taking_connections_and_says_so_once_
             device.close_device(page.agent, page.data)
 
     asyncio.run(go())
+
+
+def test_stopping_the_page_while_connections_wait_leaves_no_error_in_the_loop(tmp_path: "os.PathLike[str]") -> None:
+    # A cancelled loop.sock_accept whose connection was already waiting raised
+    # InvalidStateError in the loop (the soak's log showed its traceback).
+    page = _page(str(tmp_path))
+    errors: list = []
+
+    async def go() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        for _ in range(5):
+            port = free_port()
+            await page.start("127.0.0.1", port)
+            await asyncio.sleep(0.05)  # the page waits for connections
+            client = socket.create_connection(("127.0.0.1", port))
+            # The loop's next round finds the connection waiting and runs this task first:
+            # the stop comes while the page's wake-up for the connection is due.
+            await asyncio.sleep(0)
+            await page.stop()
+            client.close()
+        device.close_device(page.agent, page.data)
+
+    asyncio.run(go())
+    assert errors == []
 
 
 class Clock:

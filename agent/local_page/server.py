@@ -458,24 +458,36 @@ class LocalPage:
 
     async def _accept(self) -> None:
         """Take connections one at a time, so no more descriptors are open than the table
-        allows (plus the one being turned away)."""
+        allows (plus the one being turned away). Accepted here, not by loop.sock_accept: a
+        cancelled sock_accept whose connection was already waiting raises InvalidStateError
+        in the loop and leaves that connection open (CPython 3.11); cancelled here, the
+        loop only stops waiting, and a waiting connection stays in the backlog."""
         assert self._sock is not None
+        sock = self._sock
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, peer = await loop.sock_accept(self._sock)
-            except OSError as e:
-                self._report("local page: cannot take connections (%s); trying again in %.1f s"
-                             % (os.strerror(e.errno or 0), limits.ACCEPT_RETRY_S))  # fmt: skip
-                if e.errno in _ACCEPT_PAUSE_ERRNOS:
-                    await asyncio.sleep(limits.ACCEPT_RETRY_S)
-                continue
-            self.take(conn, peer)
-            if self._closing:  # a descriptor is free only when the pushed-out connection has closed
-                await asyncio.wait(list(self._closing), timeout=1.0)
-            # sock_accept does not yield while connections wait in the backlog: a flood of them
-            # must not keep the uplink and the sampler from their turns.
-            await asyncio.sleep(0)
+        readable = asyncio.Event()
+        loop.add_reader(sock.fileno(), readable.set)
+        try:
+            while True:
+                try:
+                    conn, peer = sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    readable.clear()
+                    await readable.wait()
+                    continue
+                except OSError as e:
+                    self._report("local page: cannot take connections (%s); trying again in %.1f s"
+                                 % (os.strerror(e.errno or 0), limits.ACCEPT_RETRY_S))  # fmt: skip
+                    if e.errno in _ACCEPT_PAUSE_ERRNOS:
+                        await asyncio.sleep(limits.ACCEPT_RETRY_S)
+                    continue
+                self.take(conn, peer)
+                if self._closing:  # a descriptor is free only when the pushed-out connection has closed
+                    await asyncio.wait(list(self._closing), timeout=1.0)
+                # A flood of waiting connections must not keep the uplink and the sampler from their turns.
+                await asyncio.sleep(0)
+        finally:
+            loop.remove_reader(sock.fileno())
 
     def take(self, conn: socket.socket, peer: tuple) -> asyncio.Future | None:
         """Admit one accepted connection and serve it in a task of its own (returned), or turn
