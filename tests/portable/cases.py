@@ -227,32 +227,33 @@ def case_gate_sends_only_consented_and_declared(data_dir: str) -> list:
     fields = {"detector": "anomaly", "value": 0.81234, "baseline": 0.45, "score": 0.9, "secret": "serial-123",
               "change_pct": 37.4}  # fmt: skip
     event = Event(ANOMALY, "maintenance", "motor_current", 5_400_000, "drain", fields)
-    assert gate.judge(event).reason == NO_CONSENT
+    assert gate.judge(event, 1).reason == NO_CONSENT
     consent.set("maintenance", True, 5_000_000)
-    sent = gate.judge(event)
+    sent = gate.judge(event, 1)
     assert sent.reason == SENT and sent.topic == "wichtel/v1/dev-1/maintenance" and sent.category == "maintenance"
     body = json.loads(sent.payload)
     # Only the category's declared fields leave: rounded, time coarsened to its hour.
     assert "secret" not in body["data"] and body["data"]["time"] == 3600
     assert body["data"]["change_pct"] == 35 and body["cat"] == "maintenance"
+    assert body["id"] == sent.msg_id == 1  # the id the outbox keeps it under travels in the body
     # Data from before the consent never leaves.
     early = Event(ANOMALY, "maintenance", "motor_current", 4_000_000, "drain", fields)
-    assert gate.judge(early).reason == BEFORE_CONSENT
+    assert gate.judge(early, 2).reason == BEFORE_CONSENT
     stray = Event(ANOMALY, "marketing", "motor_current", 6_000_000, "", fields)
-    assert gate.judge(stray).reason == UNKNOWN_CATEGORY
+    assert gate.judge(stray, 2).reason == UNKNOWN_CATEGORY
     # Statistics go out under a pseudonym: stable, not the device id.
     consent.set("usage_statistics", True, 0)
     stats = Event("reading", "usage_statistics", "inlet_flow", 7_200_000, "", {"mean": 3.26, "min": 0.0, "max": 8.1})
-    d = gate.judge(stats)
+    d = gate.judge(stats, 2)
     pseudonym = json.loads(d.payload)["pid"]
     assert d.reason == SENT and pseudonym != "dev-1" and len(pseudonym) == 16
-    assert json.loads(gate.judge(stats).payload)["pid"] == pseudonym
+    assert json.loads(gate.judge(stats, 2).payload)["pid"] == pseudonym
     assert json.loads(d.payload)["data"]["mean"] == 3.5  # rounded to 0.5
     # The daily budget caps a category.
     n = 0
-    while gate.judge(stats).reason == SENT:
+    while gate.judge(stats, 2).reason == SENT:
         n += 1
-    assert gate.judge(stats).reason == OVER_BUDGET and n > 10
+    assert gate.judge(stats, 2).reason == OVER_BUDGET and n > 10
     return [sent.topic, sent.payload.decode(), d.payload.decode(), n]
 
 
