@@ -14,7 +14,7 @@ from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
 from agent.core.events import Event
 from agent.core.outbox import Outbox
-from agent.core.pipeline import Agent
+from agent.core.pipeline import BROKER_ACCEPTED, Agent
 from agent.device_data import DeviceData, last_receipt_seq
 from agent.outbox_files import FileStore
 
@@ -66,6 +66,10 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
                 stock.tracker.choice = choices[stock.tracker.id]
         messages += ["State: " + m for m in agent.commands.restore(saved.get("command_seq", 0))]
         for item in saved.get("sent", []):
+            if isinstance(item, dict) and "status" not in item:
+                # Logged before the backend's confirmations were told apart: the broker's
+                # acknowledgement is all that was known of it.
+                item["status"] = BROKER_ACCEPTED
             agent.sent_log.push(item)
         for item in saved.get("events", []):
             try:

@@ -1,9 +1,11 @@
 """A local Mosquitto for tests and the demo, set up as the fleet's broker is: a device
 listener and a service listener on free loopback ports, each trusting its own CA, with
 the ACLs of provisioning/broker_rules.py and a small PKI of its own; and the operator's
-service, a backend that subscribes to the devices' trees on the service listener.
+service, a backend that subscribes to the devices' trees on the service listener and
+confirms the consent receipts and erasure requests it received.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +16,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
+from agent.core import limits
 from provisioning import broker_rules, pki
 
 DEVICES = ("dev-1", "dev-2")
@@ -153,17 +156,38 @@ class Broker:
         self.start()
 
 
+# What the backend owes a device an end-to-end confirmation of (docs/asyncapi.yaml, confirm).
+CONFIRMED_KINDS = ("consent_receipt", "erasure_request")
+_CONFIRM_BATCH_S = 0.25  # ids arriving within this are confirmed in one command
+
+
 class Service:
     """The operator's backend, connected as a real one is: on the service listener, with a
     certificate of the service CA, verifying the broker with the service CA; its identity
-    (service:NAME) is its user name and client id. Subscribes to the devices' trees."""
+    (service:NAME) is its user name and client id. Subscribes to the devices' trees.
 
-    def __init__(self, broker: Broker, topic: str = "wichtel/v1/#", name: str = SERVICE) -> None:
+    As the manufacturer's backend does, it confirms the consent receipts and erasure
+    requests it received: a `confirm` command naming their ids (the body's "id") on the
+    device's command topic, the ids of a short while in one command (at most
+    MAX_CONFIRM_IDS), with its own sequence numbers per device. A refusal reply whose
+    last_seq shows its counter was behind moves it on and confirms those ids again.
+    confirming=False (also later, as an attribute) makes it a backend that never
+    confirms; what it receives meanwhile stays unconfirmed."""
+
+    def __init__(self, broker: Broker, topic: str = "wichtel/v1/#", name: str = SERVICE,
+                 confirming: bool = True) -> None:  # fmt: skip
         crt, key = broker.service_certs[name]
         self.messages: list = []
         self.times: list = []  # when each message arrived (perf_counter)
         self.lock = threading.Lock()
         self.ready = threading.Event()
+        self.confirming = confirming
+        self.confirms: list = []  # (topic, seq, ids) of each confirm command sent
+        self._seq: dict = {}  # device topic tree -> the last sequence number this service used
+        self._owed: dict = {}  # device topic tree -> ids to confirm
+        self._recent: dict = {}  # device topic tree -> ids of its last round of confirms (again after a seq refusal)
+        self._wake = threading.Event()
+        self._closing = False
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="service:" + name, protocol=mqtt.MQTTv5)
         # A persistent session: what arrives while the service is away waits for it.
         from paho.mqtt.packettypes import PacketTypes
@@ -181,15 +205,66 @@ class Service:
         self.client.on_connect = lambda c, *a: c.subscribe(self.topic, qos=1)
         self.client.connect("localhost", broker.service_port, clean_start=False, properties=connect_props)
         self.client.loop_start()
+        self._confirmer = threading.Thread(target=self._confirm_loop, name="service-confirm", daemon=True)
+        self._confirmer.start()
         if not self.ready.wait(10):
             raise RuntimeError("the service did not subscribe")
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if "/cmd/" in msg.topic:
+            return  # commands (its own among them), not what devices send
         props = getattr(msg, "properties", None)
         user = dict(getattr(props, "UserProperty", []) or []) if props is not None else {}
         with self.lock:
             self.messages.append((msg.topic, msg.payload, msg.retain, user.get("id")))
             self.times.append(time.perf_counter())
+        self._note(msg.topic, bytes(msg.payload))
+
+    def _note(self, topic: str, payload: bytes) -> None:
+        """Take note of what needs confirming, or of a confirm the device refused."""
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[3] == "status" or not payload.startswith(b"{"):
+            return
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return
+        tree = "/".join(parts[:3])
+        data = body.get("data") if isinstance(body, dict) else None
+        with self.lock:
+            if body.get("kind") in CONFIRMED_KINDS and isinstance(body.get("id"), int) and self.confirming:
+                self._owed.setdefault(tree, []).append(body["id"])
+                self._wake.set()
+            elif body.get("kind") == "command_reply" and isinstance(data, dict) and data.get("command") == "confirm":
+                last = data.get("last_seq")
+                if data.get("ok") is False and isinstance(last, int) and last >= self._seq.get(tree, 0):
+                    # Our counter was behind the device's (it kept its own across our restarts).
+                    self._seq[tree] = last
+                    self._owed.setdefault(tree, []).extend(self._recent.get(tree, []))
+                    self._wake.set()
+
+    def _confirm_loop(self) -> None:
+        while not self._closing:
+            if not self._wake.wait(0.5):
+                continue
+            time.sleep(_CONFIRM_BATCH_S)  # what arrives together is confirmed together
+            self._wake.clear()
+            with self.lock:
+                owed, self._owed = self._owed, {}
+            for tree, ids in owed.items():
+                unique = sorted(set(ids))
+                with self.lock:
+                    self._recent[tree] = unique
+                for i in range(0, len(unique), limits.MAX_CONFIRM_IDS):
+                    self._send_confirm(tree, unique[i : i + limits.MAX_CONFIRM_IDS])
+
+    def _send_confirm(self, tree: str, ids: list) -> None:
+        with self.lock:
+            seq = self._seq.get(tree, 0) + 1
+            self._seq[tree] = seq
+            self.confirms.append((tree + "/cmd/confirm", seq, ids))
+        body = {"device": tree.rsplit("/", 1)[1], "seq": seq, "args": {"ids": ids}}
+        self.client.publish(tree + "/cmd/confirm", json.dumps(body).encode(), qos=1)
 
     def wait_for(self, count: int, timeout: float = 20.0, topic_part: str = "") -> list:
         deadline = time.monotonic() + timeout
@@ -208,5 +283,8 @@ class Service:
         self.client.publish(topic, payload, qos=1).wait_for_publish(10)
 
     def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        self._confirmer.join(5)
         self.client.loop_stop()
         self.client.disconnect()

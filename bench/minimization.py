@@ -48,6 +48,8 @@ def mqtt_size(topic: str, payload: bytes) -> int:
 
 
 class CountingUplink:
+    connects = 1
+
     def __init__(self) -> None:
         self.bytes = 0
         self.messages: list = []

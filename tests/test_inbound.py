@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from agent import profile_loader
 from agent.core import commands, inbound_json, limits, mqtt, pipeline
 from agent.core.clock import ManualClock
-from agent.core.commands import ARGUMENT_CHECKS, CONFIG, ERASURE_ACK, STATUS_REPORT, CommandDesk
+from agent.core.commands import ARGUMENT_CHECKS, CONFIG, CONFIRM, ERASURE_ACK, STATUS_REPORT, CommandDesk
 from agent.core.consent import ConsentLedger
 from agent.core.errors import CommandError, ConfigError, InboundJsonError, MqttError, WichtelError
 from agent.core.gate import PrivacyGate
@@ -171,14 +171,21 @@ _seqs = st.one_of(
     st.integers(-5, 2000), st.integers(-(10**961), 10**961), st.floats(allow_nan=True), st.booleans(), st.none(),
     st.text(max_size=5), st.just(limits.MAX_SEQ), st.just(limits.MAX_SEQ + 1),
 )  # fmt: skip
+_message_ids = st.lists(
+    st.one_of(st.integers(-5, 40), st.sampled_from([limits.MAX_MESSAGE_ID, limits.MAX_MESSAGE_ID + 1, 2**63]),
+              st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none(), st.text(max_size=4),
+              st.lists(st.integers(1, 3), max_size=2)),
+    max_size=limits.MAX_CONFIRM_IDS + 2,
+)  # fmt: skip
 _args = st.one_of(
     st.dictionaries(
-        st.sampled_from(["category", "status_interval_h", "consent", "x", ""]),
-        st.one_of(st.integers(-5, 200), st.text(max_size=40), st.booleans(), st.none(), st.lists(st.none())),
+        st.sampled_from(["category", "status_interval_h", "consent", "ids", "x", ""]),
+        st.one_of(st.integers(-5, 200), st.text(max_size=40), st.booleans(), st.none(), st.lists(st.none()),
+                  _message_ids),
         max_size=3,
     ),
     _value,
-)
+)  # fmt: skip
 _commands = st.builds(
     lambda seq, args, device: json.dumps({"device": device, "seq": seq, "args": args}).encode(),
     _seqs, _args, st.one_of(st.just("dev-1"), st.text(max_size=8)),
@@ -202,13 +209,18 @@ def test_command_desk_raises_nothing_but_command_errors(messages: list) -> None:
         assert topic == PREFIX + name and name in ARGUMENT_CHECKS
         assert before < seq <= before + limits.MAX_SEQ_STEP and seq <= limits.MAX_SEQ and desk.last_seq == seq
         assert isinstance(args, dict) and not any("consent" in k for k in args)
+        if name == CONFIRM:  # only a short list of message ids that can be ids
+            ids = args["ids"]
+            assert list(args) == ["ids"] and 1 <= len(ids) <= limits.MAX_CONFIRM_IDS
+            assert all(type(i) is int and 1 <= i <= limits.MAX_MESSAGE_ID for i in ids)
 
 
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(sorted(ARGUMENT_CHECKS)), st.integers(1, limits.MAX_SEQ_STEP)), max_size=20))
 def test_valid_commands_are_taken(steps: list) -> None:
     desk = CommandDesk("dev-1")
-    valid_args = {STATUS_REPORT: {}, ERASURE_ACK: {"category": "usage_statistics"}, CONFIG: {"status_interval_h": 6}}
+    valid_args = {STATUS_REPORT: {}, ERASURE_ACK: {"category": "usage_statistics"}, CONFIG: {"status_interval_h": 6},
+                  CONFIRM: {"ids": [1, limits.MAX_MESSAGE_ID]}}  # fmt: skip
     seq = 0
     for name, step in steps:
         seq += step
@@ -376,6 +388,8 @@ def test_commands_over_the_intake_rate_are_dropped_unanswered() -> None:
 
 
 class MemoryUplink:
+    connects = 1
+
     def __init__(self) -> None:
         self.received: list = []
 
@@ -455,6 +469,7 @@ class RaisingUplink(MemoryUplink):
 @pytest.mark.asyncio
 async def test_delivery_survives_an_uplink_that_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "UPLINK_RETRY_MS", 1)
+    monkeypatch.setattr(limits, "UPLINK_RETRY_CAP_MS", 4)
     uplink = RaisingUplink(50)
     agent = _agent(uplink=uplink)
     lines: list = []
@@ -463,10 +478,12 @@ async def test_delivery_survives_an_uplink_that_raises(monkeypatch: pytest.Monke
     deliver = asyncio.ensure_future(agent.deliver())
     try:
         for _ in range(500):
-            if not len(agent.outbox):
+            if uplink.received:
                 break
             await asyncio.sleep(0.01)
-        assert len(agent.outbox) == 0 and [m["kind"] for _, m in uplink.received] == ["consent_receipt"]
+        # The broker took the receipt: it awaits the backend's confirmation, offered once.
+        assert [m["kind"] for _, m in uplink.received] == ["consent_receipt"]
+        assert list(agent.outbox.awaiting) == [uplink.received[0][1]["id"]]
         assert agent.delivery_faults == 50 and not deliver.done()
         assert "RuntimeError" in lines[0] and len(lines) <= limits.LOG_BURST + 2
     finally:
@@ -476,6 +493,8 @@ async def test_delivery_survives_an_uplink_that_raises(monkeypatch: pytest.Monke
 class StubbornUplink:
     """A publish that never ends and swallows its cancellation, as a buggy uplink (or
     asyncio.wait_for on CPython 3.11, losing a cancellation) can."""
+
+    connects = 1
 
     def __init__(self) -> None:
         self.calls = 0

@@ -11,6 +11,7 @@ from agent.core.events import ANOMALY, Event
 from agent.core.gate import SENT
 from agent.core.pipeline import Agent
 from agent.core.schema import Map
+from tests import backend
 
 
 def _washer() -> dict:
@@ -31,6 +32,8 @@ async def test_manual_clock_samples_each_channel_at_its_rate() -> None:
 
 class FlakyUplink:
     """An in-memory uplink that fails its first `failures` publishes."""
+
+    connects = 1
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
@@ -113,6 +116,7 @@ async def test_sent_log_and_local_events_are_bounded() -> None:
         for i in range(20):
             agent.set_consent("maintenance", i % 2 == 0, 0)
         await agent.flush()
+        backend.confirm(agent)
     assert len(uplink.received) > limits.SENT_LOG_LEN
     assert len(agent.sent_log) == limits.SENT_LOG_LEN
     # The newest are kept.

@@ -39,6 +39,7 @@ from agent.device_data import (
     encode_key,
 )
 from agent.outbox_files import FileStore
+from tests import backend
 from tests.test_asyncapi import KIND_TO_MESSAGE, validator
 
 WASHER = profile_loader.example("washing_machine")
@@ -88,6 +89,8 @@ def _damage(path: str, how: str) -> bytes:
 
 class Recorder:
     """An uplink that takes everything: what it holds is what would have left."""
+
+    connects = 1
 
     def __init__(self) -> None:
         self.sent: list = []
@@ -372,6 +375,7 @@ def test_nothing_leaves_for_a_category_that_is_off_even_if_it_waits(tmp_path: ob
     agent.consent.set("maintenance", False, 1)  # in the ledger only: nothing purged it
     sent = _send_all(agent)
     assert sent and all(t.endswith("/essential") for t, _, _ in sent)
+    backend.confirm(agent)  # the receipt, awaiting the backend's confirmation
     assert len(agent.outbox) == 0
 
 

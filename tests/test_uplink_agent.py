@@ -63,14 +63,17 @@ def test_cli_run_delivers_what_the_gate_allows(broker: object, tmp_path: str) ->
         service.close()
 
 
-def _uplink(kind: str, broker: object, keepalive: int = 5) -> object:
-    """The uplink under test: paho with MQTT 5, paho falling back to 3.1.1, or the portable client."""
-    crt, key = broker.certs["dev-1"]  # type: ignore[attr-defined]
+def _uplink(kind: str, broker: object, keepalive: int = 5, on_command: object = None, cert: str = "dev-1",
+            report: object = None) -> object:  # fmt: skip
+    """The uplink under test: paho with MQTT 5, paho falling back to 3.1.1, or the portable
+    client; device dev-1 with the certificate `cert` (another device's: its ACL denies dev-1's tree)."""
+    crt, key = broker.certs[cert]  # type: ignore[attr-defined]
     cfg = UplinkConfig("localhost", broker.port, "dev-1", broker.ca_path, crt, key,  # type: ignore[attr-defined]
                        keepalive=keepalive, mqtt5=kind == "paho-mqtt5")  # fmt: skip
     if kind == "portable":
-        return PortableUplink("localhost", cfg.port, "dev-1", lambda: tls_context(cfg), keepalive=keepalive)
-    return PahoUplink(cfg)
+        return PortableUplink("localhost", cfg.port, "dev-1", lambda: tls_context(cfg), keepalive=keepalive,
+                              on_command=on_command, report=report)  # fmt: skip
+    return PahoUplink(cfg, on_command=on_command, report=report)  # type: ignore[arg-type]
 
 
 def _agent_heap() -> int:
@@ -93,11 +96,12 @@ async def _drained(agent: Agent, timeout: float = 60) -> None:
 
 
 def _delivered_ids(kind: str, messages: list) -> list:
-    """What the service can deduplicate by: the MQTT 5 user property "id", or, over
-    MQTT 3.1.1, the sequence number in the body."""
+    """What the service can deduplicate by: the body's "id", under MQTT 5 also the user
+    property "id" (the same)."""
+    ids = {json.loads(m[1])["id"] for m in messages}
     if kind == "paho-mqtt5":
-        return sorted(set(_ids(messages)))
-    return sorted({json.loads(m[1])["seq"] for m in messages})
+        assert set(_ids(messages)) == ids
+    return sorted(ids)
 
 
 @pytest.mark.asyncio
@@ -110,11 +114,13 @@ async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, broker:
     restarts = int(os.environ.get("WICHTEL_SOAK_RESTARTS", "5"))
     service = Service(broker)  # type: ignore[arg-type]
     prof = profile_loader.load(WASHER)
-    uplink = _uplink(kind, broker)
+    agent_box: list = []
+    uplink = _uplink(kind, broker, on_command=lambda t, p: agent_box[0].on_command(t, p))
     drivers = {ch["id"]: type("D", (), {"read": lambda self, t: 1.0})() for ch in prof["channels"]}
     outbox = Outbox(64, FileStore(str(tmp_path / "outbox")))  # type: ignore[operator]
     agent = Agent(prof, "dev-1", drivers, ScaledClock(1.0), None, uplink, ConsentLedger(prof["data_categories"]),  # type: ignore[arg-type]
                   outbox=outbox)  # fmt: skip
+    agent_box.append(agent)
     uplink.start()  # type: ignore[attr-defined]
     deliver = asyncio.ensure_future(agent.deliver())
     sent = 0
@@ -140,9 +146,9 @@ async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, broker:
                 await _drained(agent)
                 heap.append(_agent_heap())  # connected again, nothing waiting
         await _drained(agent)
-        assert len(agent.outbox) == 0
+        assert len(agent.outbox) == 0  # the service confirmed every receipt and erasure request
         heap.append(_agent_heap())
-        expected = list(range(1, agent.gate.seq + 1))
+        expected = list(range(1, agent.outbox.next_id))
         ids: list = []
         for _ in range(300):  # the service itself may still be reconnecting after the last restart
             ids = _delivered_ids(kind, service.received("/essential"))
@@ -155,10 +161,11 @@ async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, broker:
         # Order per category: the first arrival of each message comes in sequence order.
         firsts: list = []
         for m in service.received("/essential"):
-            seq = json.loads(m[1])["seq"]
-            if seq not in firsts:
-                firsts.append(seq)
+            mid = json.loads(m[1])["id"]
+            if mid not in firsts:
+                firsts.append(mid)
         assert firsts == sorted(firsts)
+        assert all(e["status"] == "confirmed" for e in agent.sent_log.items() if '"kind":"status"' not in e["content"])
         # Memory stays bounded: what reconnecting allocates is given back. The bounded
         # logs (sent log, consent history) fill meanwhile, under 150 KiB; a TLS transport
         # kept per reconnect (its buffer alone is 128 KiB) would cross this bound.

@@ -115,9 +115,12 @@ async def test_black_hole_and_delay_lose_nothing(broker: object) -> None:
     service = Service(broker)  # type: ignore[arg-type]
     prof = profile_loader.load(profile_loader.example("washing_machine"))
     crt, key = broker.certs["dev-1"]  # type: ignore[attr-defined]
-    uplink = PahoUplink(UplinkConfig("localhost", proxy.port, "dev-1", broker.ca_path, crt, key, keepalive=15))  # type: ignore[attr-defined]
+    agent_box: list = []  # the service confirms receipts through the device's command topic
+    uplink = PahoUplink(UplinkConfig("localhost", proxy.port, "dev-1", broker.ca_path, crt, key, keepalive=15),  # type: ignore[attr-defined]
+                        on_command=lambda t, p: agent_box[0].on_command(t, p))  # fmt: skip
     drivers = {ch["id"]: type("D", (), {"read": lambda self, t: 1.0})() for ch in prof["channels"]}
     agent = Agent(prof, "dev-1", drivers, ScaledClock(1.0), None, uplink, ConsentLedger(prof["data_categories"]))
+    agent_box.append(agent)
     uplink.start()
     deliver = asyncio.ensure_future(agent.deliver())
     try:
@@ -174,12 +177,19 @@ async def test_thirty_percent_packet_loss_loses_nothing_and_keeps_order(kind: st
     prof = profile_loader.load(profile_loader.example("washing_machine"))
     crt, key = broker.certs["dev-1"]  # type: ignore[attr-defined]
     cfg = UplinkConfig("localhost", proxy.port, "dev-1", broker.ca_path, crt, key, keepalive=20)  # type: ignore[attr-defined]
+    agent_box: list = []  # the service confirms receipts through the device's command topic
+
+    def on_command(topic: str, payload: bytes) -> None:
+        agent_box[0].on_command(topic, payload)
+
     if kind == "paho":
-        uplink: object = PahoUplink(cfg)
+        uplink: object = PahoUplink(cfg, on_command=on_command)
     else:
-        uplink = PortableUplink("localhost", proxy.port, "dev-1", lambda: tls_context(cfg), keepalive=20)
+        uplink = PortableUplink("localhost", proxy.port, "dev-1", lambda: tls_context(cfg), keepalive=20,
+                                on_command=on_command)  # fmt: skip
     drivers = {ch["id"]: type("D", (), {"read": lambda self, t: 1.0})() for ch in prof["channels"]}
     agent = Agent(prof, "dev-1", drivers, ScaledClock(1.0), None, uplink, ConsentLedger(prof["data_categories"]))  # type: ignore[arg-type]
+    agent_box.append(agent)
     uplink.start()  # type: ignore[attr-defined]
     deliver = asyncio.ensure_future(agent.deliver())
     try:
@@ -190,14 +200,14 @@ async def test_thirty_percent_packet_loss_loses_nothing_and_keeps_order(kind: st
         while len(agent.outbox) and time.monotonic() - t0 < 120:
             await asyncio.sleep(0.1)
         assert len(agent.outbox) == 0, (uplink.connects, uplink.failures, uplink.last_error)  # type: ignore[attr-defined]
-        expected = list(range(1, agent.gate.seq + 1))
+        expected = list(range(1, agent.outbox.next_id))
         firsts: list = []
         for _ in range(200):
             firsts = []
             for m in service.received("dev-1/essential"):
-                seq = json.loads(m[1])["seq"]
-                if seq not in firsts:
-                    firsts.append(seq)
+                mid = json.loads(m[1])["id"]
+                if mid not in firsts:
+                    firsts.append(mid)
             if sorted(firsts) == expected:
                 break
             await asyncio.sleep(0.1)

@@ -1,5 +1,5 @@
 """Inbound commands from the operator: taken at a bounded rate, checked strictly within
-bounds before any work, answered always (unless not for this device), trusted never blindly.
+bounds before any work, answered (unless not for this device), trusted never blindly.
 
 A command arrives on exactly this device's own command topic, <root>/v1/<device id>/cmd/<name>,
 as JSON {"device": <this device's id>, "seq": <whole number>, "args": {...}} of at most
@@ -7,8 +7,9 @@ MAX_COMMAND_BYTES, checked by the bounded scanner (inbound_json.py) before it is
 seq runs from 1 to MAX_SEQ and must be above the last one taken and at most MAX_SEQ_STEP
 above it; every refusal reply says the last one taken, so a backend whose counter is
 behind or far ahead learns where to go on (no lock-out). Anything else changes nothing
-and gets an error reply; a message on another topic gets none. No command can switch a
-consent on: consent is changed only on the device, by its user.
+and gets an error reply; a message on another topic gets none. A valid command gets an
+ok reply, except a confirm (QUIET_WHEN_DONE). No command can switch a consent on:
+consent is changed only on the device, by its user.
 """
 
 from agent.core import limits
@@ -19,8 +20,12 @@ from agent.core.ratelimit import TokenBucket
 STATUS_REPORT = "status_report"
 ERASURE_ACK = "erasure_ack"
 CONFIG = "config"
+CONFIRM = "confirm"  # the backend holds these messages (by outbox id): receipts and erasure requests may go
 # Settings a command may change, with their allowed ranges.
 CONFIG_KEYS = {"status_interval_h": (1, 168)}
+# Commands answered only when refused: a confirmation is itself the answer to the device's
+# messages, and a reply to it would be an acknowledgement of an acknowledgement.
+QUIET_WHEN_DONE = (CONFIRM,)
 COMMAND_LOG_LEN = 32  # (seq, command, outcome) kept for the local page
 
 
@@ -46,9 +51,20 @@ def _config_settings(name: str, args: dict) -> None:
             raise CommandError("%s must be a whole number from %d to %d" % (key, bounds[0], bounds[1]))
 
 
+def _message_ids(name: str, args: dict) -> None:
+    ids = args.get("ids")
+    if len(args) != 1 or not isinstance(ids, list) or not 0 < len(ids) <= limits.MAX_CONFIRM_IDS:
+        raise CommandError("%s takes exactly ids, a list of 1 to %d message ids" % (name, limits.MAX_CONFIRM_IDS))
+    for mid in ids:
+        if not isinstance(mid, int) or isinstance(mid, bool) or not 1 <= mid <= limits.MAX_MESSAGE_ID:
+            raise CommandError("a message id is a whole number from 1 to %d; got %s" % (limits.MAX_MESSAGE_ID,
+                                                                                          describe(mid)))  # fmt: skip
+
+
 # Each command the device knows, with the check of its arguments. A new command is one
 # entry here and one handler in Agent.COMMANDS (pipeline.py); a test keeps the two equal.
-ARGUMENT_CHECKS = {STATUS_REPORT: _no_args, ERASURE_ACK: _one_category, CONFIG: _config_settings}
+ARGUMENT_CHECKS = {STATUS_REPORT: _no_args, ERASURE_ACK: _one_category, CONFIG: _config_settings,
+                   CONFIRM: _message_ids}  # fmt: skip
 
 
 class CommandDesk:
@@ -64,6 +80,10 @@ class CommandDesk:
             raise ConfigError(problems[0])
         self.log: list = []  # (seq or None, command, outcome), the last COMMAND_LOG_LEN
         self.intake = TokenBucket(1000 / limits.COMMAND_REFILL_MS, limits.COMMAND_BURST, now_ms)
+        # Confirmations have an intake of their own: a flood of other commands cannot hold
+        # them back (receipts would pile up until the user is told "try again later"),
+        # and a flood of them costs bounded work and no replies.
+        self.confirm_intake = TokenBucket(1000 / limits.CONFIRM_REFILL_MS, limits.CONFIRM_BURST, now_ms)
         self.over_rate = 0  # commands dropped unanswered: more than the intake rate
         self.not_ours = 0  # messages refused unanswered: not on this device's command topic
 
@@ -80,11 +100,12 @@ class CommandDesk:
             % (describe(value), limits.MAX_SEQ)
         ]
 
-    def admit(self, now_ms: int) -> bool:
-        """Whether a command that arrives at now_ms is taken in at all (the intake rate:
-        COMMAND_BURST at once, then one per COMMAND_REFILL_MS). A command over the rate is
-        dropped unanswered and counted, so a flood costs neither work nor replies."""
-        if self.intake.take(now_ms):
+    def admit(self, now_ms: int, name: str = "") -> bool:
+        """Whether a command `name` (name_of its topic) that arrives at now_ms is taken in
+        at all: COMMAND_BURST at once, then one per COMMAND_REFILL_MS; a confirm within
+        its own intake (CONFIRM_BURST, then one per CONFIRM_REFILL_MS). A command over the
+        rate is dropped unanswered and counted, so a flood costs neither work nor replies."""
+        if (self.confirm_intake if name == CONFIRM else self.intake).take(now_ms):
             return True
         self.over_rate += 1
         return False

@@ -4,7 +4,9 @@ An event leaves only if its data category is consented to (and the event is not 
 before the consent), and then only the fields that category allowlists, minimized as
 the category declares: values rounded to its steps, time coarsened to its grain, a
 pseudonymous id where the purpose allows, within its daily
-byte budget. Every message is tagged with its category (topic and body).
+byte budget. Every message is tagged with its category (topic and body) and carries
+the id the outbox keeps it under ("id"), by which the receiver drops duplicates and the
+backend confirms what it received.
 """
 
 import binascii
@@ -32,13 +34,14 @@ DAY_MS = 86_400_000
 class Decision:
     """What the gate did with one event, and why."""
 
-    __slots__ = ("category", "payload", "reason", "topic")
+    __slots__ = ("category", "msg_id", "payload", "reason", "topic")
 
-    def __init__(self, reason: str, topic: str = "", payload: bytes = b"", category: str = "") -> None:
+    def __init__(self, reason: str, topic: str = "", payload: bytes = b"", category: str = "", msg_id: int = 0) -> None:
         self.reason = reason
         self.topic = topic
         self.payload = payload
         self.category = category
+        self.msg_id = msg_id  # the id in the body: the outbox must keep the message under it
 
 
 class PrivacyGate:
@@ -68,7 +71,8 @@ class PrivacyGate:
         digest = hashlib.sha256(self.key + b"/" + category.encode()).digest()
         return binascii.hexlify(digest[:8]).decode()
 
-    def judge(self, event: Event) -> Decision:
+    def judge(self, event: Event, msg_id: int) -> Decision:
+        """What may leave of an event, as the message with id msg_id (the outbox's next)."""
         if event.category == "":
             return Decision(LOCAL_ONLY)
         cat = self.cats.get(event.category)
@@ -83,23 +87,24 @@ class PrivacyGate:
             value = self._field(event, name, cat)
             if value is not None:
                 body[name] = value
-        return self._message(event.category, event.kind, body, event.t_ms)
+        return self._message(event.category, event.kind, body, event.t_ms, msg_id)
 
-    def control(self, kind: str, data: dict, t_ms: int, on_request: bool = False) -> Decision:
+    def control(self, kind: str, data: dict, t_ms: int, msg_id: int, on_request: bool = False) -> Decision:
         """A message of the essential category: consent receipts, erasure requests, status,
         command replies. Receipts and erasure requests are owed to the user: no daily budget
         stops them. Command replies, and what a command asks for (on_request), are charged to
         a daily share of their own (COMMAND_SHARE): no flood of commands can use up the
         budget the device's own status needs."""
         if kind in ("consent_receipt", "erasure_request"):
-            return self._message(self.essential, kind, data, t_ms, budget=None)
+            return self._message(self.essential, kind, data, t_ms, msg_id, budget=None)
         if on_request or kind == "command_reply":
-            return self._message(self.essential, kind, data, t_ms, budget=self.COMMAND_SHARE)
-        return self._message(self.essential, kind, data, t_ms)
+            return self._message(self.essential, kind, data, t_ms, msg_id, budget=self.COMMAND_SHARE)
+        return self._message(self.essential, kind, data, t_ms, msg_id)
 
-    def _message(self, category: str, kind: str, body: dict, t_ms: int, budget: str | None = "") -> Decision:
+    def _message(self, category: str, kind: str, body: dict, t_ms: int, msg_id: int,
+                 budget: str | None = "") -> Decision:  # fmt: skip
         """budget: "" the category's own daily budget, COMMAND_SHARE the commands' share, None none."""
-        msg = {"v": 1, "seq": self.seq + 1, "cat": category, "kind": kind, "data": body}
+        msg = {"v": 1, "id": msg_id, "seq": self.seq + 1, "cat": category, "kind": kind, "data": body}
         if self.cats[category]["pseudonymous"]:
             msg["pid"] = self.pseudonym(category)
         try:
@@ -125,7 +130,7 @@ class PrivacyGate:
             return Decision(OVER_BUDGET)
         spent[1] += len(payload)
         self.seq += 1
-        return Decision(SENT, topic, payload, category)
+        return Decision(SENT, topic, payload, category, msg_id)
 
     @staticmethod
     def _field(event: Event, name: str, cat: dict) -> object:

@@ -31,7 +31,11 @@ if TYPE_CHECKING:
         async def sleep_until(self, t_ms: int) -> None: ...
 
     class Uplink(Protocol):
-        """Delivers one message; False when it could not (it will be offered again)."""
+        """Delivers one message; False when it could not (it will be offered again).
+        connects: how many links it has made so far (a new one makes the agent offer
+        again what awaits the backend's confirmation)."""
+
+        connects: int
 
         async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool: ...
 

@@ -1,15 +1,26 @@
-"""The outbox: messages the privacy gate let through, kept until the broker acknowledged them.
+"""The outbox: messages the privacy gate let through, kept until they are delivered: most
+until the broker acknowledged them, those owed to the user until the backend confirmed them.
 
 Logic here, storage behind a small interface (a memory store for tests and the board,
 files on the host: agent/outbox_files.py). Everything is one append-only log of journal
 records in segments: a message record (id, priority, category, topic, payload), small
-"ack" and "drop" records, and at the start of each segment a "next id" record. A
-segment is deleted once nothing in it is pending.
+"ack", "drop", "awaiting" and "confirmed" records, and at the start of each segment a
+"next id" record. A segment is deleted once nothing in it is pending.
 
-Bounded: at most `capacity` pending messages. When full, the oldest message of the
-lowest priority goes (a "drop" record says so); consent receipts and erasure requests
-(priority CRITICAL) are never dropped. Every message has an id, increasing across
-restarts, so the receiver can deduplicate: delivery is at least once.
+Consent receipts and erasure requests (priority CRITICAL) are owed to the user. A broker
+acknowledgement does not show that the backend has them (under MQTT 3.1.1 a broker
+acknowledges a message its ACL denied), so such a message only moves to "awaiting
+confirmation" then, and stays until the backend confirms its id (confirm()); it is offered
+again, with the same id, after a wait that doubles each time (confirm_wait_ms) and
+whenever the link is made again (reoffer()). Every other message is done once the broker
+acknowledged it.
+
+Bounded: at most `capacity` pending messages besides those awaiting confirmation, and at
+most capacity + OUTBOX_CRITICAL_RESERVE in all. When full, the oldest message of the
+lowest priority goes (a "drop" record says so); messages owed to the user are never
+dropped: when even the reserve is full, OutboxFullError says "try again later". Every
+message has an id, increasing across restarts, so the receiver can deduplicate: delivery
+is at least once.
 
 Recovery replays the log. A write cut off at the very end of the log (a power cut before
 the records were synced) loses only those unsynced records. Anything else is damage: a
@@ -25,7 +36,8 @@ the log is written anew, so the next start is clean.
 import json
 
 from agent.core import journal, limits
-from agent.core.errors import OutboxFullError
+from agent.core.errors import OutboxFullError, StateError
+from agent.core.ratelimit import doubling_ms
 
 CRITICAL = 3  # consent receipts, erasure requests: never dropped
 HIGH = 2  # maintenance alerts, status
@@ -41,6 +53,18 @@ ID_SKIP = SEGMENT_BYTES // journal.HEADER
 SEGMENT_READ_BYTES = SEGMENT_BYTES + journal.HEADER + journal.MAX_RECORD
 # Damaged segments named one by one in the report; the rest are counted.
 _DAMAGE_NAMED = 3
+
+# Where a pending message stands (state_of), and what took() made of an acknowledged one.
+WAITING = "waiting"  # not yet acknowledged by the broker
+AWAITING = "awaiting confirmation"  # the broker took it; owed to the user, it waits for the backend's confirmation
+DONE = "done"  # the broker took it, and that is all it needs: forgotten
+GONE = "gone"  # no longer pending (confirmed, dropped or withdrawn meanwhile)
+
+
+def confirm_wait_ms(offers: int) -> int:
+    """How long a message awaiting confirmation waits before it is offered again, after
+    `offers` offers since the first the broker took (0: after the first)."""
+    return doubling_ms(limits.CONFIRM_WAIT_MS, offers, limits.CONFIRM_WAIT_CAP_MS)
 
 
 class MemoryStore:
@@ -88,7 +112,7 @@ def _parse(raw: bytes) -> list | None:
                 rec[4].encode()
                 rec[5] = rec[5].encode()
                 return rec
-        elif kind in ("a", "d") and len(rec) == 2 and _is_id(rec[1]):
+        elif kind in ("a", "d", "w", "c") and len(rec) == 2 and _is_id(rec[1]):
             return rec
         elif kind == "n" and len(rec) == 3 and _is_id(rec[1]) and _is_id(rec[2]) and rec[1] <= rec[2]:
             return rec
@@ -151,9 +175,15 @@ class Outbox:
         self.store = store if store is not None else MemoryStore()
         self.essential = essential
         self.pending: list = []  # [id, priority, category, topic, payload, segment], oldest first
+        # Pending messages the broker took that wait for the backend's confirmation: id ->
+        # [offers since the first taken, when it is offered again (None: at once)]. Times are
+        # milliseconds from any start that does not wrap (the caller's; Agent._uptime_ms).
+        self.awaiting: dict = {}
         self.next_id = 1
         self.accepted = 0
-        self.delivered = 0
+        self.delivered = 0  # done at the broker's acknowledgement, or confirmed
+        self.confirmed = 0  # confirmed by the backend
+        self.unknown_confirms = 0  # confirmations of ids not pending (confirmed before, or never ours): no effect
         self.dropped = 0
         self.purged = 0
         self.damaged = False  # the log was damaged: messages may be lost (see problems)
@@ -172,7 +202,8 @@ class Outbox:
     # -- recovery ---------------------------------------------------------------------------
     def _recover(self, known_last_id: int) -> None:
         by_id: dict = {}
-        seen: dict = {}  # ids of message, ack and drop records (a dict: sets differ on the board)
+        taken: dict = {}  # ids of "awaiting" records: the broker took them, the backend has not confirmed
+        seen: dict = {}  # ids of message, ack, drop, awaiting and confirmed records (a dict: sets differ on the board)
         skipped: list = []  # [first, end) id ranges no message was given (after earlier damage)
         damage: list = []  # what is wrong, in plain words, in log order
         damaged_segs = 0
@@ -238,8 +269,11 @@ class Outbox:
                     max_m = max(max_m, mid)
                     if not lo or mid < lo:
                         lo = mid
+                elif kind == "w":
+                    taken[mid] = True
                 else:
                     by_id.pop(mid, None)
+                    taken.pop(mid, None)
             broken = False
             if unreadable:
                 damage.append("outbox segment %d holds %d records that cannot be read" % (seg, unreadable))
@@ -272,6 +306,9 @@ class Outbox:
             empty = []
             cut = None
         self.pending = sorted(by_id.values(), key=lambda e: e[0])
+        for mid in taken:
+            if mid in by_id and by_id[mid][1] >= CRITICAL:
+                self.awaiting[mid] = [0, None]  # offered again at once: this is a new start
         self.next_id = max(hi, floor, known_last_id) + 1
         if damage:
             hi = max(hi, known_last_id)
@@ -286,8 +323,9 @@ class Outbox:
                 self.store.truncate(cut[0], cut[1])  # type: ignore[attr-defined]
             elif cut is not None:  # nothing whole in it: gone, or the next start finds it empty
                 self.store.remove(cut[0])  # type: ignore[attr-defined]
-        while len(self.pending) > self.capacity:
-            self._drop_one()
+        while len(self.pending) - len(self.awaiting) > self.capacity:
+            if not self._drop_one():
+                break  # the rest is owed to the user: kept, within the reserve push() keeps
         self._collect()
         self.sync()  # what recovery wrote ("drop" records) is durable before anything else happens
 
@@ -318,6 +356,9 @@ class Outbox:
             else:
                 keep.append(e)
         self.pending = keep
+        for mid in list(self.awaiting):
+            if not [e for e in keep if e[0] == mid]:
+                del self.awaiting[mid]
         if counts:
             self.doubtful = sum(counts.values())
             named = ", ".join("%s %d" % (c, counts[c]) for c in sorted(counts))
@@ -325,8 +366,9 @@ class Outbox:
                 "%d waiting messages written before the damaged part were deleted (%s): whether they had been "
                 "sent, or withdrawn with a consent, cannot be told any more" % (self.doubtful, named)
             )
-        while len(self.pending) > self.capacity:
-            self._drop_one(CRITICAL, False)
+        while len(self.pending) - len(self.awaiting) > self.capacity:
+            if not self._drop_one(CRITICAL, False):
+                break
         # Ids go on beyond anything the lost parts may have given out: the receiver drops
         # a message whose id it has seen, so an id used twice would lose the new message.
         skip_from = self.next_id
@@ -337,6 +379,8 @@ class Outbox:
         self._write(["n", skip_from, self.next_id])
         for e in self.pending:
             e[5] = self._write(["m", e[0], e[1], e[2], e[3], e[4].decode()])
+            if e[0] in self.awaiting:
+                self._write(["w", e[0]])
         self.sync()
         error = ""
         if self._stored:
@@ -383,15 +427,22 @@ class Outbox:
             self.problems.append(text)
             del self.problems[:-8]
 
-    def push(self, topic: str, payload: bytes, category: str = "", priority: int = NORMAL) -> int:
-        """Keep a message until acknowledged; returns its id. Call sync() to make it durable.
+    def push(self, topic: str, payload: bytes, category: str = "", priority: int = NORMAL, mid: int = 0) -> int:
+        """Keep a message until delivered; returns its id. Call sync() to make it durable.
+        mid: the id the message was made with (its body carries it), which must be the
+        next id (StateError otherwise: the body would name another message).
 
-        Consent receipts and erasure requests may use a reserve beyond the capacity;
-        when even that is full, OutboxFullError tells the caller to try again later."""
-        while len(self.pending) >= self.capacity:
+        Consent receipts and erasure requests may use a reserve beyond the capacity
+        (messages awaiting confirmation live there); when even that is full,
+        OutboxFullError tells the caller to try again later."""
+        if mid and mid != self.next_id:
+            raise StateError("a message made for id %d cannot be kept: the outbox's next id is %d"
+                             % (mid, self.next_id))  # fmt: skip
+        room = self.capacity + limits.OUTBOX_CRITICAL_RESERVE
+        while len(self.pending) - len(self.awaiting) >= self.capacity or len(self.pending) >= room:
             if self._drop_one(priority):
                 continue
-            if priority >= CRITICAL and len(self.pending) < self.capacity + limits.OUTBOX_CRITICAL_RESERVE:
+            if priority >= CRITICAL and len(self.pending) < room:
                 break
             raise OutboxFullError(
                 "the outbox holds %d messages that may not be dropped; try again later" % len(self.pending)
@@ -422,6 +473,7 @@ class Outbox:
         if lowest is None:
             return False
         self.pending.remove(lowest)
+        self.awaiting.pop(lowest[0], None)
         if write:
             self._write(["d", lowest[0]])
         self.dropped += 1
@@ -448,17 +500,84 @@ class Outbox:
         return self.pending[0]  # type: ignore[no-any-return]
 
     def ack(self, mid: int | None = None) -> None:
-        """The broker has the message (default: the oldest): forget it."""
+        """Forget a message (default: the oldest) as delivered, whatever it is owed."""
         if mid is None:
             mid = self.pending[0][0]
+        if not self._forget(mid, "a"):
+            raise KeyError(mid)
+
+    def _forget(self, mid: int, kind: str) -> bool:
         for i, e in enumerate(self.pending):
             if e[0] == mid:
                 del self.pending[i]
-                self._write(["a", mid])
+                self.awaiting.pop(mid, None)
+                self._write([kind, mid])
                 self.delivered += 1
                 self._collect()
-                return
-        raise KeyError(mid)
+                return True
+        return False
+
+    def took(self, mid: int, now_ms: int) -> str:
+        """The broker acknowledged message mid at now_ms. DONE: forgotten. AWAITING:
+        owed to the user, it stays until confirmed, and is offered again after
+        confirm_wait_ms (doubling with each offer). GONE: not pending any more (confirmed,
+        dropped or withdrawn while it was in flight)."""
+        entry = None
+        for e in self.pending:
+            if e[0] == mid:
+                entry = e
+                break
+        if entry is None:
+            return GONE
+        if entry[1] < CRITICAL:
+            self._forget(mid, "a")
+            return DONE
+        state = self.awaiting.get(mid)
+        if state is None:
+            self._write(["w", mid])
+            state = [0, None]
+            self.awaiting[mid] = state
+        else:
+            state[0] += 1
+        state[1] = now_ms + confirm_wait_ms(state[0])
+        return AWAITING
+
+    def confirm(self, mid: int) -> bool:
+        """The backend confirmed it holds message mid: forget it (True). An id that is not
+        pending (confirmed before, or never given) changes nothing and is counted (False)."""
+        if self._forget(mid, "c"):
+            self.confirmed += 1
+            return True
+        self.unknown_confirms += 1
+        return False
+
+    def offerable(self, now_ms: int, limit: int) -> list:
+        """Up to `limit` entries to offer at now_ms, oldest first: those the broker
+        has not taken, and those awaiting confirmation whose wait is over."""
+        out = []
+        for e in self.pending:
+            state = self.awaiting.get(e[0])
+            if state is None or state[1] is None or now_ms >= state[1]:
+                out.append(e)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def reoffer(self) -> int:
+        """The link was made again: everything awaiting confirmation is offered again at
+        once (its wait goes on doubling). Returns how many."""
+        for state in self.awaiting.values():
+            state[1] = None
+        return len(self.awaiting)
+
+    def state_of(self, mid: int) -> str:
+        """WAITING or AWAITING for a pending message, GONE otherwise."""
+        if mid in self.awaiting:
+            return AWAITING
+        for e in self.pending:
+            if e[0] == mid:
+                return WAITING
+        return GONE
 
     def purge(self, category: str) -> int:
         """Remove every waiting message of a category (consent withdrawn); returns how many."""
@@ -467,6 +586,7 @@ class Outbox:
             return 0
         for e in gone:
             self.pending.remove(e)
+            self.awaiting.pop(e[0], None)
             self._write(["d", e[0]])
         self.purged += len(gone)
         self._collect()

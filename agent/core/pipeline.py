@@ -8,15 +8,15 @@ import asyncio
 
 from agent.core import VERSION, limits, processors
 from agent.core.channel import BoundedChannel
-from agent.core.commands import CONFIG, ERASURE_ACK, STATUS_REPORT, CommandDesk
-from agent.core.compat import sleep_ms
+from agent.core.commands import CONFIG, CONFIRM, ERASURE_ACK, QUIET_WHEN_DONE, STATUS_REPORT, CommandDesk
+from agent.core.compat import sleep_ms, ticks_diff, ticks_ms
 from agent.core.consent import ConsentLedger
 from agent.core.consumables import ConsumableRuntime
 from agent.core.errors import CommandError, ConfigError, OutboxFullError, StateError
 from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, PrivacyGate
-from agent.core.outbox import CRITICAL, HIGH, LOW, NORMAL, REPLY, Outbox
-from agent.core.ratelimit import ThrottledReport
+from agent.core.outbox import CRITICAL, GONE, HIGH, LOW, NORMAL, REPLY, Outbox
+from agent.core.ratelimit import ThrottledReport, doubling_ms
 from agent.core.ring import RingBuffer
 
 TYPE_CHECKING = False
@@ -37,6 +37,17 @@ FAULT_HOLDOFF_MS = 60_000
 # One round of flush() (a window of publishes) ends by then whatever the uplink does:
 # the uplink's own send and acknowledgement timeouts, and a margin.
 FLUSH_ROUND_MS = limits.SEND_TIMEOUT_MS + limits.ACK_TIMEOUT_MS + 1000
+
+# What the sent log says of a message that left (its "status"): the broker acknowledged
+# it (under MQTT 3.1.1 also when its ACL denied it), or the backend confirmed its id.
+BROKER_ACCEPTED = "accepted by broker"
+CONFIRMED = "confirmed"
+
+
+def retry_wait_ms(failures: int) -> int:
+    """The wait before offering again after `failures` failed rounds in a row (1: the
+    first): UPLINK_RETRY_MS, doubling, at most UPLINK_RETRY_CAP_MS."""
+    return doubling_ms(limits.UPLINK_RETRY_MS, failures - 1, limits.UPLINK_RETRY_CAP_MS)
 
 
 class SampleSchedule:
@@ -144,10 +155,15 @@ class Agent:
         self.inbound_faults = 0  # inbound messages whose handling failed (contained)
         self.delivery_faults = 0  # rounds of delivery that failed with an exception (contained)
         self.replies_dropped = 0  # replies (and statuses on request) that found no room in the outbox
+        self.failed_rounds = 0  # rounds of delivery that failed in a row (the retry wait doubles with each)
+        self._links_seen = 0  # the uplink's count of links made, when delivery last looked
+        self._ticks = ticks_ms()
+        self._uptime = 0  # ms since the agent was made, added up from the ticks (which wrap on the board)
         self._delivering = False
         self.consent = consent or ConsentLedger(profile["data_categories"], device_id)
         self.gate = PrivacyGate(profile, device_id, self.consent, pseudonym_key)
-        # What the device holds for the local page: recent events and every message that left.
+        # What the device holds for the local page: recent events and every message that
+        # left, each with its status (BROKER_ACCEPTED or CONFIRMED).
         self.local_events = RingBuffer(limits.LOCAL_EVENTS_LEN)
         self.sent_log = RingBuffer(limits.SENT_LOG_LEN)
         self.events = BoundedChannel(limits.EVENT_QUEUE_LEN)
@@ -233,7 +249,7 @@ class Agent:
     def _judge(self, event: object) -> None:
         if not isinstance(event, Event):
             raise TypeError("only events may reach the privacy gate, got " + repr(event))
-        decision = self.gate.judge(event)
+        decision = self.gate.judge(event, self.outbox.next_id)
         self.decisions[decision.reason] = self.decisions.get(decision.reason, 0) + 1
         self.local_events.push(event)
         self._tell("decision", event, decision)
@@ -254,7 +270,7 @@ class Agent:
 
     def _queue_status(self, t_ms: int, on_request: bool = False) -> None:
         status = {"status": "ok", "firmware": VERSION, "update": "none"}
-        decision = self.gate.control("status", status, t_ms, on_request)
+        decision = self.gate.control("status", status, t_ms, self.outbox.next_id, on_request)
         if on_request:
             self._queue_requested(decision, "status")
         else:
@@ -263,8 +279,9 @@ class Agent:
     def on_command(self, topic: str, payload: bytes) -> None:
         """An inbound message on the command tree: taken in at the intake rate, checked,
         carried out if valid and answered either way (within the replies' own daily
-        share). Supervised: never raises, whatever arrives; a failure is contained,
-        counted and said (rate-limited), and the uplink goes on."""
+        share; a confirm that was carried out is not answered: QUIET_WHEN_DONE).
+        Supervised: never raises, whatever arrives; a failure is contained, counted and
+        said (rate-limited), and the uplink goes on."""
         try:
             self._command(topic, payload)
         except Exception as e:  # noqa: BLE001 - the supervisor of an inbound path: nothing may escape to the uplink
@@ -274,7 +291,7 @@ class Agent:
     def _command(self, topic: str, payload: bytes) -> None:
         t_ms = self.clock.now_ms()
         desk = self.commands
-        if not desk.admit(t_ms):
+        if not desk.admit(t_ms, desk.name_of(topic)):
             self.inbound_log("command: more than the intake rate; dropped unanswered (%d so far)" % desk.over_rate)
             return
         try:
@@ -289,10 +306,11 @@ class Agent:
             return
         self.COMMANDS[name](self, args, t_ms)
         desk.note(seq, name, "done")
-        self._reply(desk.reply(name, seq), t_ms)
+        if name not in QUIET_WHEN_DONE:
+            self._reply(desk.reply(name, seq), t_ms)
 
     def _reply(self, reply: dict, t_ms: int) -> None:
-        self._queue_requested(self.gate.control("command_reply", reply, t_ms), "command_reply")
+        self._queue_requested(self.gate.control("command_reply", reply, t_ms, self.outbox.next_id), "command_reply")
 
     def _queue_requested(self, decision: "Decision", kind: str) -> None:
         """A reply, or what a command asked for: the lowest priority in the outbox, so it
@@ -312,8 +330,22 @@ class Agent:
     def _config(self, args: dict, t_ms: int) -> None:
         self.status_interval_h = args.get("status_interval_h", self.status_interval_h)
 
+    def _confirm(self, args: dict, t_ms: int) -> None:
+        """The backend holds these messages: they leave the outbox, and the sent log says
+        so. An id not waiting (confirmed before, or never ours) changes nothing; it is
+        counted (Outbox.unknown_confirms)."""
+        for mid in args["ids"]:
+            self.outbox.confirm(mid)
+            self._log_confirmed(mid)
+        self.outbox.sync()
+
+    def _log_confirmed(self, mid: int) -> None:
+        for entry in self.sent_log.items():
+            if entry.get("id") == mid:
+                entry["status"] = CONFIRMED
+
     # What each command does (checked first by commands.ARGUMENT_CHECKS; same names).
-    COMMANDS = {STATUS_REPORT: _status_report, ERASURE_ACK: _erasure_ack, CONFIG: _config}
+    COMMANDS = {STATUS_REPORT: _status_report, ERASURE_ACK: _erasure_ack, CONFIG: _config, CONFIRM: _confirm}
 
     def _queue(self, decision: "Decision", kind: str = "", priority: int | None = None) -> None:
         if decision.reason != SENT:
@@ -327,7 +359,7 @@ class Agent:
                 priority = LOW
             else:
                 priority = NORMAL
-        self.outbox.push(decision.topic, decision.payload, decision.category, priority)
+        self.outbox.push(decision.topic, decision.payload, decision.category, priority, decision.msg_id)
         self._outbox_ready.set()
 
     def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
@@ -362,11 +394,11 @@ class Agent:
         allowed = receipt["choice"] == "on"
         t_ms = receipt["t_ms"]
         receipt_data = {k: receipt[k] for k in _RECEIPT_FIELDS}
-        self._queue(self.gate.control("consent_receipt", receipt_data, t_ms), "consent_receipt")
+        self._queue(self.gate.control("consent_receipt", receipt_data, t_ms, self.outbox.next_id), "consent_receipt")
         if not allowed:
             self.outbox.purge(category)
             erasure = {"category": category, "scope": "category"}
-            self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+            self._queue(self.gate.control("erasure_request", erasure, t_ms, self.outbox.next_id), "erasure_request")
             self.outbox.sync()  # a withdrawal is durable at once: its "drop" records must not be lost
         return trimmed
 
@@ -400,12 +432,12 @@ class Agent:
         try:
             for cid in sorted(latest):
                 receipt = {k: latest[cid][k] for k in _RECEIPT_FIELDS}
-                self._queue(self.gate.control("consent_receipt", receipt, t_ms), "consent_receipt")
+                self._queue(self.gate.control("consent_receipt", receipt, t_ms, self.outbox.next_id), "consent_receipt")
             for cid in erase:
                 erasure = {"category": cid, "scope": "category"}
                 if consent_lost:
                     erasure["reason"] = "consent_lost"
-                self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+                self._queue(self.gate.control("erasure_request", erasure, t_ms, self.outbox.next_id), "erasure_request")
                 asked.append(cid)
         except OutboxFullError as e:
             said.append("not all of it could be queued for upstream (%s)" % e)
@@ -432,7 +464,7 @@ class Agent:
             stock.tracker.reset()
         for cid in optional:
             erasure = {"category": cid, "scope": "all"}
-            self._queue(self.gate.control("erasure_request", erasure, t_ms), "erasure_request")
+            self._queue(self.gate.control("erasure_request", erasure, t_ms, self.outbox.next_id), "erasure_request")
 
     def export(self) -> dict:
         """Everything the device holds about its use, as plain data (docs/export.md)."""
@@ -448,7 +480,8 @@ class Agent:
             ],
             "learned": {"consumables": self.consumable_state()},
             "events": [e.as_dict() for e in self.local_events.items()],
-            "outbox": [{"topic": t, "category": c, "payload": p.decode()} for t, p, c in self.outbox.items()],
+            "outbox": [{"id": e[0], "topic": e[3], "category": e[2], "payload": e[4].decode(),
+                        "status": self.outbox.state_of(e[0])} for e in self.outbox.pending],
             "sent": list(self.sent_log.items()),
         }  # fmt: skip
 
@@ -471,19 +504,42 @@ class Agent:
         while True:
             self._judge(await self.events.get())
 
+    def _offerable(self, limit: int) -> list:
+        """Up to `limit` outbox entries to offer now. A link made since the last look (the
+        uplink's `connects` grew) first makes everything awaiting confirmation due again:
+        what a broker took on an old link may never have reached the backend."""
+        uplink = self.uplink
+        if uplink is not None and uplink.connects != self._links_seen:
+            self._links_seen = uplink.connects
+            self.outbox.reoffer()
+        return self.outbox.offerable(self._uptime_ms(), limit)
+
+    def _uptime_ms(self) -> int:
+        """Milliseconds since the agent was made, for the waits of messages awaiting
+        confirmation: real time, not the appliance clock (which a simulation runs fast),
+        and never wrapping (looked at every second or so by deliver())."""
+        now = ticks_ms()
+        self._uptime += max(0, ticks_diff(now, self._ticks))
+        self._ticks = now
+        return self._uptime
+
     async def flush(self) -> bool:
         """Offer waiting messages to the uplink in order, up to UPLINK_WINDOW in flight at
-        once; False at the first failure. Messages after a failed one are not counted as
-        delivered even if the broker took them: they go again (the receiver drops
-        duplicates by id), so each category's order holds. A round is bounded in time
-        (FLUSH_ROUND_MS) whatever the uplink does; a publish that raises counts as failed."""
-        while len(self.outbox) and self.uplink is not None:
-            batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
+        once (one, to probe, after a failed round); False at the first failure. Messages
+        after a failed one are not counted as delivered even if the broker took them: they
+        go again (the receiver drops duplicates by id), so each category's order holds. A
+        round is bounded in time (FLUSH_ROUND_MS) whatever the uplink does; a publish that
+        raises counts as failed. What the broker took goes to the sent log as "accepted by
+        broker"; receipts and erasure requests then await the backend's confirmation in
+        the outbox (offered again after a doubling wait, and on every new link)."""
+        window = 1 if self.failed_rounds else limits.UPLINK_WINDOW
+        while self.uplink is not None:
+            batch = self._offerable(window)
             for entry in batch:
                 # The last check before anything leaves: consent may be gone since it was queued.
                 if not self.consent.allows(entry[2]):
                     self.outbox.purge(entry[2])
-            batch = list(self.outbox.pending[: limits.UPLINK_WINDOW])
+            batch = self._offerable(window)
             self.outbox.sync()  # durable before it is offered (and any deletion just made)
             if not batch:
                 break
@@ -498,15 +554,27 @@ class Agent:
                         self.delivery_faults += 1
                         self.delivery_log("delivery: publish failed (%s: %s)" % (type(results[i]).__name__, results[i]))
                     return False
-                mid, _, category, topic, payload, _ = entry
-                try:
-                    self.outbox.ack(mid)
-                except KeyError:
-                    pass  # purged (consent withdrawn) or dropped while in flight; it did leave, so it is logged
-                self.sent_log.push({"t_ms": self.clock.now_ms(), "category": category, "topic": topic,
-                                    "size": len(payload), "content": payload.decode()})  # fmt: skip
-                self._tell("sent", topic, payload)
+                self._taken(entry)
+            window = limits.UPLINK_WINDOW  # the probe went through: the full window again
         return True
+
+    def _taken(self, entry: list) -> None:
+        """The broker acknowledged an entry: the outbox learns it, the sent log shows it.
+        A message offered again is logged once; one owed to the user that is gone by
+        now was confirmed meanwhile (nothing else takes it out: it is never dropped, and
+        its category cannot be withdrawn)."""
+        mid, priority, category, topic, payload, _ = entry
+        state = self.outbox.took(mid, self._uptime_ms())
+        owed = priority >= CRITICAL
+        if owed:
+            for logged in self.sent_log.items():
+                if logged.get("id") == mid:
+                    return  # offered again: its entry stands (and says whether it was confirmed)
+        status = CONFIRMED if owed and state == GONE else BROKER_ACCEPTED
+        # A non-owed message purged (consent withdrawn) or dropped while in flight did leave: it is logged.
+        self.sent_log.push({"t_ms": self.clock.now_ms(), "id": mid, "category": category, "topic": topic,
+                            "size": len(payload), "content": payload.decode(), "status": status})  # fmt: skip
+        self._tell("sent", topic, payload)
 
     async def _publish_window(self, batch: list) -> list:
         # A coroutine of its own, so that a timeout or cancellation of the round reaches
@@ -519,26 +587,47 @@ class Agent:
     async def deliver(self) -> None:
         """Hand outbox messages to the uplink as they come; retry after a failure.
 
-        Supervised: an exception from the uplink or the outbox is contained, counted and
-        said (rate-limited), and delivery goes on after UPLINK_RETRY_MS; it never ends on
-        its own while the agent runs. Every wait is bounded (a missed wake-up costs at most
+        After a failed round the next waits retry_wait_ms: UPLINK_RETRY_MS, doubling with
+        each failed round in a row up to UPLINK_RETRY_CAP_MS, from the start again after a
+        round that succeeds; a new link ends the wait at once. So a broker that refuses
+        (MQTT 5 reason code >= 0x80) meets a few probes, not a flood. Supervised: an
+        exception from the uplink or the outbox is contained, counted and said
+        (rate-limited), and delivery goes on after the same wait; it never ends on its own
+        while the agent runs. Every wait is bounded (a missed wake-up costs at most
         UPLINK_RETRY_MS), and the loop ends when run() ends even if a cancellation is lost
         on the way (asyncio.wait_for of CPython 3.11 can swallow one)."""
         self._delivering = True
         while self.uplink is not None and self._delivering:
             try:
-                if not len(self.outbox):
+                if not self._offerable(1):
+                    # Nothing to offer now (messages awaiting confirmation wait for their time).
                     self._outbox_ready.clear()
                     try:
                         await asyncio.wait_for(self._outbox_ready.wait(), limits.UPLINK_RETRY_MS / 1000)
                     except asyncio.TimeoutError:  # noqa: UP041 (as above)
                         pass  # nothing came: look again
-                elif not await self.flush():
-                    await sleep_ms(limits.UPLINK_RETRY_MS)
+                elif await self.flush():
+                    self.failed_rounds = 0
+                else:
+                    self.failed_rounds += 1
+                    await self._retry_wait()
             except Exception as e:  # noqa: BLE001 - the delivery loop's supervisor: it must not die silently
                 self.delivery_faults += 1
+                self.failed_rounds += 1
                 self.delivery_log("delivery: %s: %s; trying again" % (type(e).__name__, str(e)[:120]))
-                await sleep_ms(limits.UPLINK_RETRY_MS)
+                await self._retry_wait()
+
+    async def _retry_wait(self) -> None:
+        """Wait retry_wait_ms(failed_rounds), in steps of UPLINK_RETRY_MS; a new link (or
+        the end of the run) ends it early."""
+        left = retry_wait_ms(self.failed_rounds)
+        while left > 0 and self._delivering:
+            step = min(left, limits.UPLINK_RETRY_MS)
+            await sleep_ms(step)
+            left -= step
+            uplink = self.uplink
+            if uplink is not None and uplink.connects != self._links_seen:
+                return
 
     async def run(self, duration_ms: int) -> None:
         """Run the pipeline for duration_ms of clock time, then drain the events."""

@@ -1,11 +1,22 @@
 """Rate limits for whatever a peer can make the device do: log lines, replies, retries.
 
 A token bucket that takes the time as an argument (no clock of its own, checkable on a
-host), and a reporter that passes at most that many lines and then says how many it held back.
+host), a reporter that passes at most that many lines and then says how many it held back,
+and the doubling wait that paces retries.
 """
 
 from agent.core.compat import ticks_diff, ticks_ms
 from agent.core.errors import ConfigError
+
+
+def doubling_ms(first_ms: int, n: int, cap_ms: int) -> int:
+    """The wait after the n-th failure in a row (n = 0: the first): first_ms doubled n
+    times, never more than cap_ms, whatever n is."""
+    wait = first_ms
+    while n > 0 and 0 < wait < cap_ms:  # doubled step by step: no number beyond 2 * cap_ms (small ints on the board)
+        wait <<= 1
+        n -= 1
+    return cap_ms if wait > cap_ms else wait
 
 
 class TokenBucket:

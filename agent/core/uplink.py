@@ -14,7 +14,7 @@ from agent.core.compat import const, sleep_ms, ticks_diff, ticks_ms
 from agent.core.errors import MqttError
 from agent.core.limits import ACK_TIMEOUT_MS, BACKOFF_BASE_MS, BACKOFF_CAP_MS, CONNECT_TIMEOUT_MS
 from agent.core.mqtt import PortableMqttClient
-from agent.core.ratelimit import ThrottledReport
+from agent.core.ratelimit import ThrottledReport, doubling_ms
 
 _STOP_TIMEOUT_MS = const(5000)  # stop() waits this long for the connection task to end, then says so
 
@@ -22,10 +22,7 @@ _STOP_TIMEOUT_MS = const(5000)  # stop() waits this long for the connection task
 def backoff_ms(attempt: int, unit: float) -> int:
     """Full jitter: the wait before reconnect attempt `attempt` (0 = first retry), given
     a uniform random unit in [0, 1). Bounded by BACKOFF_CAP_MS whatever the attempt."""
-    ceiling = BACKOFF_BASE_MS << min(attempt, 16)
-    if ceiling > BACKOFF_CAP_MS:
-        ceiling = BACKOFF_CAP_MS
-    return int(unit * ceiling)
+    return int(unit * doubling_ms(BACKOFF_BASE_MS, attempt, BACKOFF_CAP_MS))
 
 
 def next_attempt(attempt: int, up_ms: int) -> int:
@@ -159,8 +156,9 @@ class PortableUplink:
             await sleep_ms(wait)
 
     async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool:
-        """QoS 1; True once the broker acknowledged. MQTT 3.1.1 has no user properties:
-        the receiver deduplicates by the body's category and sequence number."""
+        """QoS 1; True once the broker acknowledged (under MQTT 3.1.1 also when its ACL
+        denied the message: the backend's confirmation tells). MQTT 3.1.1 has no user
+        properties: the receiver deduplicates by the body's "id", the outbox's msg_id."""
         client = self.client
         if client is None or not client.connected:
             return False

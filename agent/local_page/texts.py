@@ -66,13 +66,20 @@ TEXTS = {
         "n_receipts": "consent choices",
         "n_events": "recent events",
         "n_waiting": "messages waiting to be sent",
+        "n_awaiting": "of your choices and erasure requests sent, waiting for the manufacturer to confirm them",
         "n_sent": "messages sent (logged)",
         "download": "Download everything (JSON)",
         "show_all": "Show everything the appliance holds",
         "sent_log": "What left your home",
         "no_sent": "Nothing has left your home yet.",
+        "sent_status_intro": "“Accepted by broker”: the manufacturer's message server took the message. "
+        "“Confirmed”: the manufacturer's system confirmed it received it. Your choices and erasure requests are "
+        "sent again until they are confirmed.",
         "bytes": "Bytes",
         "content": "Content",
+        "status": "Status",
+        "status_broker": "accepted by broker",
+        "status_confirmed": "confirmed",
         "erase": "Erase my data",
         "erase_intro": "Deletes your choices, what the appliance learned, its events and its log, "
         "switches everything optional off and asks every recipient to erase what it holds.",
@@ -188,13 +195,20 @@ TEXTS = {
         "n_receipts": "Datenschutz-Entscheidungen",
         "n_events": "letzte Ereignisse",
         "n_waiting": "Nachrichten, die auf das Senden warten",
+        "n_awaiting": "Ihrer Entscheidungen und Löschaufträge gesendet, warten auf die Bestätigung des Herstellers",
         "n_sent": "gesendete Nachrichten (protokolliert)",
         "download": "Alles herunterladen (JSON)",
         "show_all": "Alles anzeigen, was das Gerät gespeichert hat",
         "sent_log": "Was Ihr Zuhause verlassen hat",
         "no_sent": "Bisher hat nichts Ihr Zuhause verlassen.",
+        "sent_status_intro": "„Vom Broker angenommen“: Der Nachrichtenserver des Herstellers hat die Nachricht "
+        "übernommen. „Bestätigt“: Das System des Herstellers hat bestätigt, dass es sie erhalten hat. Ihre "
+        "Entscheidungen und Löschaufträge werden erneut gesendet, bis sie bestätigt sind.",
         "bytes": "Bytes",
         "content": "Inhalt",
+        "status": "Status",
+        "status_broker": "vom Broker angenommen",
+        "status_confirmed": "bestätigt",
         "erase": "Meine Daten löschen",
         "erase_intro": "Löscht Ihre Entscheidungen, was das Gerät gelernt hat, seine Ereignisse und sein "
         "Protokoll, schaltet alles Optionale aus und bittet jeden Empfänger, seine Daten zu löschen.",

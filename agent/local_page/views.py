@@ -12,7 +12,7 @@ from html import escape
 from agent.core import VERSION
 from agent.core.consumables import CHOICES, RISKS
 from agent.core.events import ANOMALY
-from agent.core.pipeline import Agent
+from agent.core.pipeline import CONFIRMED, Agent
 from agent.local_page.texts import LANGS, TEXTS, grain_text
 
 PAGES = ("overview", "privacy", "data", "consumables", "device")
@@ -222,7 +222,8 @@ def my_data(agent: Agent, view: View) -> str:
     counts = (
         (t["n_receipts"], len(agent.consent.history)),
         (t["n_events"], len(agent.local_events)),
-        (t["n_waiting"], len(agent.outbox)),
+        (t["n_waiting"], len(agent.outbox) - len(agent.outbox.awaiting)),
+        (t["n_awaiting"], len(agent.outbox.awaiting)),
         (t["n_sent"], len(agent.sent_log)),
     )
     holds = "".join("<li><strong>%d</strong> %s</li>" % (n, e(label)) for label, n in counts)
@@ -235,20 +236,23 @@ def my_data(agent: Agent, view: View) -> str:
     )
     sent = list(agent.sent_log.items())
     rows = "".join(
-        '<tr><td data-label="%s">%s</td><td data-label="%s">%s</td><td class="num" data-label="%s">%d</td>'
-        '<td data-label="%s"><code class="msg">%s</code></td></tr>'
+        '<tr><td data-label="%s">%s</td><td data-label="%s">%s</td><td data-label="%s" class="status-%s">%s</td>'
+        '<td class="num" data-label="%s">%d</td><td data-label="%s"><code class="msg">%s</code></td></tr>'
         % (e(t["when_device"]), e(device_time(m["t_ms"], view)), e(t["category"]),
-           e(titles.get(m["category"], m["category"])), e(t["bytes"]), m["size"], e(t["content"]), e(m["content"]))
+           e(titles.get(m["category"], m["category"])), e(t["status"]),
+           "confirmed" if m.get("status") == CONFIRMED else "broker", e(_sent_status(m, t)),
+           e(t["bytes"]), m["size"], e(t["content"]), e(m["content"]))
         for m in reversed(sent)
     )  # fmt: skip
     if rows:
         body += (
-            '<section class="card"><h2>%s</h2><div class="scroll"><table class="sent"><thead><tr>'
-            '<th scope="col">%s</th><th scope="col">%s</th><th scope="col" class="num">%s</th>'
+            '<section class="card"><h2>%s</h2><p class="hint">%s</p><div class="scroll"><table class="sent"><thead><tr>'
+            '<th scope="col">%s</th><th scope="col">%s</th><th scope="col">%s</th><th scope="col" class="num">%s</th>'
             '<th scope="col">%s</th></tr></thead>'
             "<tbody>%s</tbody></table></div></section>"
-            % (e(t["sent_log"]), e(t["when_device"]), e(t["category"]), e(t["bytes"]), e(t["content"]), rows)
-        )
+            % (e(t["sent_log"]), e(t["sent_status_intro"]), e(t["when_device"]), e(t["category"]), e(t["status"]),
+               e(t["bytes"]), e(t["content"]), rows)
+        )  # fmt: skip
     else:
         body += '<section class="card"><h2>%s</h2><p>%s</p></section>' % (e(t["sent_log"]), e(t["no_sent"]))
     body += (
@@ -256,6 +260,12 @@ def my_data(agent: Agent, view: View) -> str:
         "</section>" % (e(t["erase"]), e(t["erase_intro"]), e(t["erase"]))
     )
     return layout(view, t["data"], body, current="data")
+
+
+def _sent_status(entry: dict, t: dict) -> str:
+    """A sent-log entry's status in words: "confirmed" only when the backend confirmed it;
+    anything else (an entry stored before statuses were kept) claims no more than the broker."""
+    return str(t["status_confirmed"] if entry.get("status") == CONFIRMED else t["status_broker"])
 
 
 def erase_confirm(view: View) -> str:

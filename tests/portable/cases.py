@@ -39,6 +39,7 @@ from agent.core.errors import (
 from agent.core.events import ANOMALY, Event
 from agent.core.gate import BEFORE_CONSENT, NO_CONSENT, OVER_BUDGET, SENT, UNKNOWN_CATEGORY, PrivacyGate
 from agent.core.outbox import CRITICAL, LOW, MemoryStore, Outbox
+from agent.core.outbox import confirm_wait_ms as outbox_confirm_wait
 from agent.core.pipeline import Agent, SampleSchedule
 from agent.core.ring import RingBuffer
 from agent.sim.appliances import make
@@ -227,32 +228,33 @@ def case_gate_sends_only_consented_and_declared(data_dir: str) -> list:
     fields = {"detector": "anomaly", "value": 0.81234, "baseline": 0.45, "score": 0.9, "secret": "serial-123",
               "change_pct": 37.4}  # fmt: skip
     event = Event(ANOMALY, "maintenance", "motor_current", 5_400_000, "drain", fields)
-    assert gate.judge(event).reason == NO_CONSENT
+    assert gate.judge(event, 1).reason == NO_CONSENT
     consent.set("maintenance", True, 5_000_000)
-    sent = gate.judge(event)
+    sent = gate.judge(event, 1)
     assert sent.reason == SENT and sent.topic == "wichtel/v1/dev-1/maintenance" and sent.category == "maintenance"
     body = json.loads(sent.payload)
     # Only the category's declared fields leave: rounded, time coarsened to its hour.
     assert "secret" not in body["data"] and body["data"]["time"] == 3600
     assert body["data"]["change_pct"] == 35 and body["cat"] == "maintenance"
+    assert body["id"] == sent.msg_id == 1  # the id the outbox keeps it under travels in the body
     # Data from before the consent never leaves.
     early = Event(ANOMALY, "maintenance", "motor_current", 4_000_000, "drain", fields)
-    assert gate.judge(early).reason == BEFORE_CONSENT
+    assert gate.judge(early, 2).reason == BEFORE_CONSENT
     stray = Event(ANOMALY, "marketing", "motor_current", 6_000_000, "", fields)
-    assert gate.judge(stray).reason == UNKNOWN_CATEGORY
+    assert gate.judge(stray, 2).reason == UNKNOWN_CATEGORY
     # Statistics go out under a pseudonym: stable, not the device id.
     consent.set("usage_statistics", True, 0)
     stats = Event("reading", "usage_statistics", "inlet_flow", 7_200_000, "", {"mean": 3.26, "min": 0.0, "max": 8.1})
-    d = gate.judge(stats)
+    d = gate.judge(stats, 2)
     pseudonym = json.loads(d.payload)["pid"]
     assert d.reason == SENT and pseudonym != "dev-1" and len(pseudonym) == 16
-    assert json.loads(gate.judge(stats).payload)["pid"] == pseudonym
+    assert json.loads(gate.judge(stats, 2).payload)["pid"] == pseudonym
     assert json.loads(d.payload)["data"]["mean"] == 3.5  # rounded to 0.5
     # The daily budget caps a category.
     n = 0
-    while gate.judge(stats).reason == SENT:
+    while gate.judge(stats, 2).reason == SENT:
         n += 1
-    assert gate.judge(stats).reason == OVER_BUDGET and n > 10
+    assert gate.judge(stats, 2).reason == OVER_BUDGET and n > 10
     return [sent.topic, sent.payload.decode(), d.payload.decode(), n]
 
 
@@ -1163,3 +1165,67 @@ async def case_mqtt_packets_encode_and_parse(data_dir: str) -> list:
     except mqtt.MqttError as e:
         refused.append(str(e))
     return [list(pkt[:4]), list(conn[:12]), refused]
+
+
+class _Broker311:
+    """An uplink whose broker acknowledges every publish, as MQTT 3.1.1 does even when its
+    ACL denied the message."""
+
+    connects = 1
+
+    def __init__(self) -> None:
+        self.got: list = []
+
+    async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool:
+        self.got.append(msg_id)
+        return True
+
+
+async def case_owed_messages_wait_for_the_backends_confirmation(data_dir: str) -> list:
+    # In a task of its own: the WebAssembly port's top level cannot take asyncio.wait_for (flush uses it).
+    return await asyncio.create_task(_owed_messages_wait(data_dir))
+
+
+async def _owed_messages_wait(data_dir: str) -> list:
+    prof = _profile(data_dir)
+    drivers = {}
+    for ch in prof["channels"]:
+        drivers[ch["id"]] = None
+    up = _Broker311()
+    agent = Agent(prof, "dev-1", drivers, ManualClock(), None, up, ConsentLedger(prof["data_categories"], "dev-1"))
+    agent.set_consent("maintenance", True, 0)
+    agent.set_consent("maintenance", False, 1)  # a receipt, a receipt and an erasure request
+    agent._queue_status(2)  # a status: done once the broker took it
+    assert await agent.flush()
+    ids = [e[0] for e in agent.outbox.pending]
+    assert up.got == [1, 2, 3, 4] and ids == [1, 2, 3] and sorted(agent.outbox.awaiting) == ids
+    statuses = [e["status"] for e in agent.sent_log.items()]
+    assert statuses == ["accepted by broker"] * 4
+    assert not agent.outbox.offerable(agent._uptime_ms(), 8)  # nothing offered again before its wait
+    agent.outbox.reoffer()  # the link was made again: offered again at once, logged once
+    assert await agent.flush() and up.got[4:] == [1, 2, 3] and len(agent.sent_log) == 4
+    topic = "wichtel/v1/dev-1/cmd/confirm"
+    refused = [
+        b'{"device":"dev-1","seq":1,"args":{"ids":[]}}',
+        b'{"device":"dev-1","seq":1,"args":{"ids":[0]}}',
+        b'{"device":"dev-1","seq":1,"args":{"ids":[true]}}',
+        b'{"device":"dev-1","seq":1,"args":{"ids":[1.5]}}',
+        b'{"device":"dev-1","seq":1,"args":{"ids":[9007199254740992]}}',
+        b'{"device":"dev-1","seq":1,"args":{"ids":[1],"x":1}}',
+        b'{"device":"dev-1","seq":1,"args":{"ids":[' + b"1," * 32 + b"1]}}",
+    ]
+    for body in refused:
+        agent.on_command(topic, body)
+    assert len(agent.outbox.awaiting) == 3 and agent.commands.last_seq == 0
+    agent.on_command(topic, b'{"device":"dev-1","seq":1,"args":{"ids":[1,3,77]}}')
+    assert list(agent.outbox.awaiting) == [2] and agent.outbox.unknown_confirms == 1
+    statuses = [e["status"] for e in agent.sent_log.items()]
+    assert statuses == ["confirmed", "accepted by broker", "confirmed", "accepted by broker"]
+    kinds = [json.loads(p)["kind"] for _, p, _ in agent.outbox.items()]
+    # Each refusal is answered; the confirm carried out is not (an acknowledgement of an acknowledgement).
+    assert kinds == ["consent_receipt"] + ["command_reply"] * len(refused)
+    waits = [limits.CONFIRM_WAIT_MS]
+    for n in range(1, 10):
+        waits.append(outbox_confirm_wait(n))
+    assert waits[-1] == limits.CONFIRM_WAIT_CAP_MS and waits == sorted(waits)
+    return [statuses, agent.outbox.confirmed, len(agent.outbox), len(agent.commands.log), waits]
