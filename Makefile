@@ -19,7 +19,7 @@ demo: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The long soaks (marked slow; `make test` runs their short versions).
 soak: setup

@@ -48,6 +48,7 @@ def test_no_message_ever_leaves_that_the_consent_state_did_not_allow(steps: list
     gate = PrivacyGate(PROFILE, "dev", ledger, b"key")
     now = 0
     on_since: dict = {}  # category -> when it was last switched on (absent: off)
+    sent_ids: list = []
     for step in steps:
         now += step[-1]
         if step[0] == "consent":
@@ -62,7 +63,7 @@ def test_no_message_ever_leaves_that_the_consent_state_did_not_allow(steps: list
         event.t_ms = now - (event.t_ms % (now + 1))  # sometimes from before a consent
         for name in ("serial", "wifi_ssid", "owner"):
             event.fields[name] = "LEAK-" + name
-        decision = gate.judge(event)
+        decision = gate.judge(event, len(sent_ids) + 1)
         if decision.reason != SENT:
             assert decision.payload == b"" and decision.topic == ""
             continue
@@ -72,8 +73,12 @@ def test_no_message_ever_leaves_that_the_consent_state_did_not_allow(steps: list
         assert decision.category == cat and decision.topic.endswith("/" + cat)
         assert len(decision.payload) <= PROFILE["uplink"]["max_payload"]
         message = json.loads(decision.payload)
-        expected_keys = {"v", "seq", "cat", "kind", "data"} | ({"pid"} if CATEGORIES[cat]["pseudonymous"] else set())
+        expected_keys = {"v", "id", "seq", "cat", "kind", "data"} | (
+            {"pid"} if CATEGORIES[cat]["pseudonymous"] else set()
+        )
         assert message["cat"] == cat and set(message) == expected_keys
+        assert message["id"] == decision.msg_id == len(sent_ids) + 1
+        sent_ids.append(message["id"])
         assert set(message["data"]) <= set(CATEGORIES[cat]["fields"])
         assert "LEAK" not in decision.payload.decode("ascii")
         if "time" in message["data"]:
@@ -90,8 +95,11 @@ def test_sequence_numbers_count_only_messages_that_leave(events: list) -> None:
     for cat in OPTIONAL:
         ledger.set(cat, True, 0)
     gate = PrivacyGate(PROFILE, "dev", ledger)
-    seqs = [json.loads(d.payload)["seq"] for d in (gate.judge(e) for e in events) if d.reason == SENT]
+    bodies = [json.loads(d.payload) for d in (gate.judge(e, 7 + i) for i, e in enumerate(events)) if d.reason == SENT]
+    seqs = [b["seq"] for b in bodies]
     assert seqs == list(range(1, len(seqs) + 1))
+    # Each body carries the id it was made for (the outbox keeps it under that id).
+    assert all(b["id"] >= 7 for b in bodies) and len({b["id"] for b in bodies}) == len(bodies)
 
 
 _json = st.recursive(
