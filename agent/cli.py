@@ -157,11 +157,13 @@ def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
         if "Outbox: " + problem not in said:
             narrator.say("Outbox: " + problem)
     samples = sum(c.samples for c in agent.channels)
+    awaiting = len(agent.outbox.awaiting)
     narrator.say(
         "Done: %d samples over %.0f simulated hours; %d unusual readings; %d messages would be sent, "
-        "%d events kept on the device; %d waiting in the outbox for an uplink."
-        % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, len(agent.outbox))
-    )
+        "%d events kept on the device; %d waiting in the outbox for an uplink%s."
+        % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, len(agent.outbox) - awaiting,
+           "; %d sent but not yet confirmed by the backend (kept, and sent again)" % awaiting if awaiting else "")
+    )  # fmt: skip
     if data is not None and data.unsaved:
         narrator.say("The device's state could not be stored (see above); the state stored before is intact.")
         return EXIT_FAILED

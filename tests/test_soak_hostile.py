@@ -233,6 +233,10 @@ def _soak(broker: object, tmp_path: str, hours: float, speed: int) -> None:
             time.sleep(0.2)
         assert sent and sent <= received, sorted(sent - received)[:3]
         assert "0 waiting in the outbox" in text or "waiting in the outbox" not in text, text[-600:]
+        # The backend confirmed every receipt and erasure request, and the sent log says so.
+        assert "not yet confirmed" not in text, text[-600:]
+        owed = [i for i in state["sent"] if json.loads(i["content"])["kind"] in ("consent_receipt", "erasure_request")]
+        assert owed and all(i["status"] == "confirmed" for i in owed), owed[:3]
         kinds = [json.loads(c)["kind"] for c in sent]
         assert "consent_receipt" in kinds and "status" in kinds, kinds
         assert any(json.loads(c)["cat"] == "maintenance" for c in sent), "the leak went unreported"
