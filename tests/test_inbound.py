@@ -603,7 +603,8 @@ def test_packet_bound_is_exact() -> None:
     assert error == "" and len(packets[0][1]) == mqtt.MAX_PACKET - 3
     over = bytes([0x30]) + mqtt._remaining(mqtt.MAX_PACKET + 1) + body + b"x"
     packets, error, largest = asyncio.run(_read_all(over))
-    assert error == "inbound packet of 4097 bytes; at most 4096" and largest == 1
+    # Refused on its two-byte head (first byte and length), before any of the body is read.
+    assert error == "inbound packet of 4097 bytes; at most 4096" and largest == 2
 
 
 def test_errors_are_one_hierarchy_and_keep_their_old_names() -> None:

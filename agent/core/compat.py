@@ -23,6 +23,11 @@ if IS_MICROPYTHON:
         gc.collect()
         return gc.mem_alloc()
 
+    def tcp_nodelay(writer: object) -> bool:
+        """MicroPython's asyncio stream does not expose its socket (get_extra_info raises
+        KeyError) and its TLS socket has no setsockopt: nothing to set; False says so."""
+        return False
+
 else:
 
     def const(value: int) -> int:
@@ -47,6 +52,15 @@ else:
         """Heap use is measured with tracemalloc on CPython; here it is unknown."""
         return -1
 
+    def tcp_nodelay(writer: object) -> bool:
+        """TCP_NODELAY (IPPROTO_TCP 6, option 1) on the stream's socket, so that small
+        packets leave at once; False when the transport has no socket. OSError passes."""
+        sock = writer.get_extra_info("socket")  # type: ignore[attr-defined]
+        if sock is None:
+            return False
+        sock.setsockopt(6, 1, 1)
+        return True
+
 
 async def sleep_ms(ms: int) -> None:
     """Sleep ms milliseconds (0 yields to other tasks)."""
@@ -55,4 +69,4 @@ async def sleep_ms(ms: int) -> None:
     await asyncio.sleep(ms / 1000 if ms > 0 else 0)
 
 
-__all__ = ["IS_MICROPYTHON", "const", "mem_alloc", "sleep_ms", "ticks_add", "ticks_diff", "ticks_ms"]
+__all__ = ["IS_MICROPYTHON", "const", "mem_alloc", "sleep_ms", "tcp_nodelay", "ticks_add", "ticks_diff", "ticks_ms"]

@@ -10,7 +10,7 @@ import asyncio
 import struct
 
 from agent.core import limits
-from agent.core.compat import const, ticks_diff, ticks_ms
+from agent.core.compat import const, tcp_nodelay, ticks_diff, ticks_ms
 from agent.core.errors import MqttError
 from agent.core.ratelimit import ThrottledReport
 
@@ -108,17 +108,20 @@ async def read_packet(reader: object, max_packet: int = MAX_PACKET) -> tuple:
     than max_packet (refused before its body is read: nothing of that size is ever
     allocated) or a stream that ends within a packet; the stream's own OSError passes."""
     try:
-        head = await reader.readexactly(1)  # type: ignore[attr-defined]
+        # The first byte and the first length byte at once: every packet has both, and on
+        # MicroPython each read is a trip through the scheduler's poll (about 1 ms over TLS).
+        head = await reader.readexactly(2)  # type: ignore[attr-defined]
+        b = head[1]
         mult = 1
         length = 0
-        for _ in range(4):
-            b = (await reader.readexactly(1))[0]  # type: ignore[attr-defined]
+        while True:
             length += (b & 0x7F) * mult
             if not b & 0x80:
                 break
             mult *= 128
-        else:
-            raise MqttError("remaining length longer than 4 bytes")
+            if mult > 128**3:
+                raise MqttError("remaining length longer than 4 bytes")
+            b = (await reader.readexactly(1))[0]  # type: ignore[attr-defined]
         if length > max_packet:
             raise MqttError("inbound packet of %d bytes; at most %d" % (length, max_packet))
         body = await reader.readexactly(length) if length else b""  # type: ignore[attr-defined]
@@ -152,6 +155,7 @@ class PortableMqttClient:
         self._next_id = 0
         self._acks: dict = {}
         self.connected = False
+        self.nodelay = False  # whether TCP_NODELAY is set on this link (the platform may not offer it)
         self.handler_faults = 0  # messages whose handler raised (contained)
         self._last_rx = ticks_ms()  # when the last whole packet came from the broker
         self._ended: object = None  # asyncio.Event: the reader stopped
@@ -161,10 +165,11 @@ class PortableMqttClient:
         """Connect; the broker's certificate is checked against host (use its name, not an address)."""
         self.reader, self.writer = await asyncio.open_connection(host, port, ssl=ssl)
         try:
-            # TCP_NODELAY (IPPROTO_TCP 6, option 1 on Linux and lwIP): small packets at once.
-            self.writer.get_extra_info("socket").setsockopt(6, 1, 1)  # type: ignore[attr-defined,unused-ignore]
-        except (AttributeError, OSError, TypeError, ValueError):
-            pass  # a port without it still works, with Nagle's delays
+            self.nodelay = tcp_nodelay(self.writer)
+        except OSError as e:
+            # The link works without it, with Nagle's delays: said, and the connect goes on.
+            self.nodelay = False
+            self.report("mqtt: TCP_NODELAY not set (%s); small packets may wait" % e)
         await self._send(connect_packet(self.client_id, self.keepalive, will_topic, will))
         first, body = await read_packet(self.reader, self.max_packet)
         if first != CONNACK or len(body) != 2:
