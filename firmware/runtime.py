@@ -126,7 +126,7 @@ def read_bundle(directory: str) -> dict:
         raise ConfigError("%s: not JSON (%s)" % (path, e)) from e
     broker = doc.get("broker") if isinstance(doc, dict) else None
     if not isinstance(broker, dict):
-        raise ConfigError("%s: no \"broker\" object; expected {\"host\": ..., \"port\": ...}" % path)
+        raise ConfigError('%s: no "broker" object; expected {"host": ..., "port": ...}' % path)
     host, port = broker.get("host"), broker.get("port")
     if not isinstance(host, str) or not host or type(port) is not int or not 0 < port < 65536:
         raise ConfigError("%s: broker %r:%r; expected a host name and a port 1..65535" % (path, host, port))
