@@ -4,10 +4,10 @@ brokers it cannot verify refused."""
 
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import profile_loader
 from agent.core.errors import ConfigError
 from agent.local_broker import Service
+from bench.micropython_uplink import write_bundle
 from firmware import runtime
 from provisioning import pki
 from tests import micropython_unix
@@ -26,23 +26,6 @@ ROOT = micropython_unix.ROOT
 # The device's heap: fixed, as on a board (the run's peak is in its result and the report).
 HEAP = 2 * 1024 * 1024
 RUN_TIMEOUT_S = 240
-
-
-def write_bundle(directory: str, broker: object, port: int, device: str = "dev-1") -> str:
-    """The MicroPython layout of a bundle (docs/manufacturing.md section 4) for `device` of
-    the test broker's PKI, pointing at localhost:port."""
-    os.makedirs(directory, exist_ok=True)
-    crt, key = broker.certs[device]  # type: ignore[attr-defined]
-    shutil.copy(crt, os.path.join(directory, runtime.CERT_FILE))
-    shutil.copy(key, os.path.join(directory, runtime.KEY_FILE))
-    shutil.copy(broker.ca_path, os.path.join(directory, runtime.CA_FILE))  # type: ignore[attr-defined]
-    prof = profile_loader.load(profile_loader.example("washing_machine"))
-    with open(os.path.join(directory, runtime.PROFILE_FILE), "wb") as f:
-        f.write(profile_loader.compile_json(prof))
-    doc = {"device_id": device, "broker": {"host": "localhost", "port": port}, "topic_prefix": "wichtel"}
-    with open(os.path.join(directory, runtime.DESCRIPTOR_FILE), "w") as f:
-        json.dump(doc, f)
-    return directory
 
 
 def start_device(bundle: str, out_path: str, *args: str, heap: int = HEAP) -> subprocess.Popen:
@@ -325,3 +308,13 @@ def test_on_micropython_a_fault_in_the_connect_path_ends_in_a_retry_with_backoff
     # Full jitter at 0.5: half of 500, 1000, 2000 ms: the waits double.
     assert waits[:3] == [250, 500, 1000], waits
     assert last.startswith("OSError") or last.startswith("TypeError"), last
+
+
+def test_the_uplink_rate_benchmark_runs_the_same_script_on_both_runtimes() -> None:
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "micropython_uplink.py"), "--messages", "60",
+                           "--json"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["uplink_messages"] == 60
+    assert result["uplink_msgs_per_s"] > 0 and result["cpython_uplink_msgs_per_s"] > 0
+    assert 0 < result["uplink_heap_peak_bytes"] <= result["uplink_heap_bytes"] <= HEAP
