@@ -6,7 +6,7 @@ mbedTLS the certificates and key as DER, and runs the agent with simulated senso
 given time. The same file runs on the MicroPython unix port and on CPython:
 
     micropython -X heapsize=512K firmware/runtime.py --bundle DIR [--seconds S] [--speed X]
-        [--receipts-every-ms MS] [--burst N] [--drain-s S] [--outbox N]
+        [--receipts-every-ms MS] [--burst N] [--drain-s S] [--outbox N] [--data-dir DIR]
 
 Its last line is RESULT_MARK and a JSON object (what was made, sent, left, the link's history,
 the heap on MicroPython); lines before it are what the agent and the uplink said.
@@ -29,6 +29,7 @@ from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
 from agent.sim.appliances import make
 from agent.sim.engine import SimDriver
+from firmware.flash_store import FlashStore
 
 RESULT_MARK = "WICHTEL-RESULT "
 
@@ -211,12 +212,14 @@ async def _receipts(agent: Agent, every_ms: int, made: list) -> None:
 
 
 async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts_every_ms: int = 0, burst: int = 0,
-              drain_s: int = 60, outbox_len: int = 256, say: object = print) -> dict:  # fmt: skip
+              drain_s: int = 60, outbox_len: int = 256, data_dir: str = "", say: object = print) -> dict:  # fmt: skip
     """Run the device of the bundle in directory for `seconds` of real time, then until its
     outbox is empty (at most drain_s more); returns what happened as plain data.
 
     burst: N maintenance messages put into the outbox before the uplink starts, budgets
-    lifted (the rate of the uplink, not of the appliance); seconds 0 then runs no appliance."""
+    lifted (the rate of the uplink, not of the appliance); seconds 0 then runs no appliance.
+    data_dir: where the outbox keeps its log (FlashStore), as on a board; "" keeps it in
+    the heap (MemoryStore)."""
     bundle = read_bundle(directory)
     prof = core_profile.from_json(read_file(directory + "/" + PROFILE_FILE, MAX_PROFILE_BYTES))
     device_id = bundle["device_id"]
@@ -228,7 +231,8 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
                             root=bundle["topic_prefix"], keepalive=prof["uplink"]["keepalive_s"],
                             on_command=lambda t, p: box[0].on_command(t, p), report=say)  # fmt: skip
     clock = ScaledClock(speed)
-    agent = Agent(prof, device_id, drivers, clock, sim, uplink, ledger, outbox=Outbox(outbox_len + burst))
+    outbox = Outbox(outbox_len + burst, FlashStore(data_dir) if data_dir else None)
+    agent = Agent(prof, device_id, drivers, clock, sim, uplink, ledger, outbox=outbox)
     box.append(agent)
     agent.report_to(say)  # type: ignore[arg-type]
     heap = HeapWatch()
@@ -292,7 +296,7 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
 def _args(argv: list) -> dict:
     """--name value pairs (MicroPython has no argparse); ConfigError for anything else."""
     known = {"--bundle": str, "--seconds": float, "--speed": float, "--receipts-every-ms": int, "--burst": int,
-             "--drain-s": int, "--outbox": int}  # fmt: skip
+             "--drain-s": int, "--outbox": int, "--data-dir": str}  # fmt: skip
     out: dict = {}
     if len(argv) % 2:
         raise ConfigError("arguments %r: expected --name value pairs" % (argv,))
