@@ -6,7 +6,7 @@ mbedTLS the certificates and key as DER, and runs the agent with simulated senso
 given time. The same file runs on the MicroPython unix port and on CPython:
 
     micropython -X heapsize=512K firmware/runtime.py --bundle DIR [--seconds S] [--speed X]
-        [--receipts-every-ms MS] [--burst N] [--drain-s S] [--outbox N] [--data-dir DIR]
+        [--receipts-every-ms MS] [--burst N] [--drain-s S] [--outbox N] [--data-dir DIR] [--keepalive S]
 
 Its last line is RESULT_MARK and a JSON object (what was made, sent, left, the link's history,
 the heap on MicroPython); lines before it are what the agent and the uplink said.
@@ -212,14 +212,15 @@ async def _receipts(agent: Agent, every_ms: int, made: list) -> None:
 
 
 async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts_every_ms: int = 0, burst: int = 0,
-              drain_s: int = 60, outbox_len: int = 256, data_dir: str = "", say: object = print) -> dict:  # fmt: skip
+              drain_s: int = 60, outbox_len: int = 256, data_dir: str = "", keepalive: int = 0,
+              say: object = print) -> dict:  # fmt: skip
     """Run the device of the bundle in directory for `seconds` of real time, then until its
     outbox is empty (at most drain_s more); returns what happened as plain data.
 
     burst: N maintenance messages put into the outbox before the uplink starts, budgets
     lifted (the rate of the uplink, not of the appliance); seconds 0 then runs no appliance.
     data_dir: where the outbox keeps its log (FlashStore), as on a board; "" keeps it in
-    the heap (MemoryStore)."""
+    the heap (MemoryStore). keepalive: seconds (0: the profile's)."""
     bundle = read_bundle(directory)
     prof = core_profile.from_json(read_file(directory + "/" + PROFILE_FILE, MAX_PROFILE_BYTES))
     device_id = bundle["device_id"]
@@ -228,7 +229,7 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
     ledger = ConsentLedger(prof["data_categories"], device_id)
     box: list = []
     uplink = PortableUplink(bundle["host"], bundle["port"], device_id, tls_context_factory(directory),
-                            root=bundle["topic_prefix"], keepalive=prof["uplink"]["keepalive_s"],
+                            root=bundle["topic_prefix"], keepalive=keepalive or prof["uplink"]["keepalive_s"],
                             on_command=lambda t, p: box[0].on_command(t, p), report=say)  # fmt: skip
     clock = ScaledClock(speed)
     outbox = Outbox(outbox_len + burst, FlashStore(data_dir) if data_dir else None)
@@ -296,7 +297,8 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
 def _args(argv: list) -> dict:
     """--name value pairs (MicroPython has no argparse); ConfigError for anything else."""
     known = {"--bundle": str, "--seconds": float, "--speed": float, "--receipts-every-ms": int, "--burst": int,
-             "--drain-s": int, "--outbox": int, "--data-dir": str}  # fmt: skip
+             "--drain-s": int, "--outbox": int, "--data-dir": str,
+             "--keepalive": int}  # fmt: skip
     out: dict = {}
     if len(argv) % 2:
         raise ConfigError("arguments %r: expected --name value pairs" % (argv,))
