@@ -133,6 +133,43 @@ def test_micropython_device_waits_for_the_broker_survives_restarts_and_loses_not
         service.close()
 
 
+def test_micropython_device_sends_a_thousand_messages_through_a_restart_and_loses_none(
+    broker: object, tmp_path: str
+) -> None:
+    service = Service(broker)  # type: ignore[arg-type]
+    try:
+        bundle = write_bundle(str(tmp_path / "bundle"), broker, broker.port)  # type: ignore[operator,attr-defined]
+        out = str(tmp_path / "device.out")  # type: ignore[operator]
+        # A thousand maintenance messages wait in the outbox (in the heap: a bigger one).
+        proc = start_device(bundle, out, "--seconds", "0", "--burst", "1000", "--drain-s", "120",
+                            "--data-dir", str(tmp_path / "data"), heap=2 * HEAP)  # type: ignore[operator]  # fmt: skip
+        try:
+            _wait_for_more(service, "dev-1", 200)
+            broker.restart()  # type: ignore[attr-defined]  # mid-stream
+            result = result_of(proc, out)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        print({k: v for k, v in result.items() if k != "output"})
+        assert result["made"] == 1000 and result["left"] == 0 and result["connects"] >= 2, result
+        ids: list = []
+        for _ in range(200):  # the service itself may still be reconnecting after the restart
+            got = _device_messages(service, "dev-1")
+            ids = sorted({body["id"] for _, body in got})
+            if ids == list(range(1, 1001)):
+                break
+            time.sleep(0.1)
+        assert ids == list(range(1, 1001)), (len(ids), ids[:3])
+        firsts: list = []
+        for _, body in got:
+            if body["id"] not in firsts:
+                firsts.append(body["id"])
+        assert firsts == sorted(firsts)
+    finally:
+        service.close()
+
+
 class _TlsPeer:
     """A hostile broker: TLS with the certificate it was given, taking any client (or none),
     answering a CONNECT with CONNACK so that a device that let it through would go on. It
