@@ -267,3 +267,47 @@ def test_the_micropython_page_fits_its_heap(board: BoardProcess) -> None:
     # The heap is fixed: running out would have been a MemoryError, and the process gone.
     assert board.proc.poll() is None and "MemoryError" not in out and heap, out
     print("heap in use on the MicroPython page process: at most %d of %d bytes" % (max(heap), HEAP))
+
+
+# What the page's board modules may import at their top level: MicroPython's own modules,
+# microdot, and the portable parts of the agent. (The factory-only functions of
+# agent/setup_code.py import secrets and agent.files where they are called.)
+PORTABLE_PAGE = ["agent/setup_code.py", "firmware/page_main.py"] + [
+    "agent/local_page/%s.py" % m for m in ("access", "board", "crypto", "intake", "limits", "routes", "texts", "views")
+]
+_PORTABLE_AGENT = ("agent.core", "agent.local_page", "agent.sim", "agent.setup_code")
+
+
+def _top_level_imports(path: str) -> list:
+    import ast
+
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    names = []
+    for node in tree.body:  # the module's own statements; under `if TYPE_CHECKING:` nothing runs
+        if isinstance(node, ast.Import):
+            names += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            names += [(base + "." + a.name if base == "agent" else base, node.lineno) for a in node.names]
+    return names
+
+
+@pytest.mark.parametrize("path", PORTABLE_PAGE)
+def test_the_page_modules_for_a_board_import_only_what_micropython_has(path: str) -> None:
+    from tools.portability import ALLOWED
+
+    allowed = ALLOWED | {"microdot", "socket", "binascii"}
+    bad = [(name, line) for name, line in _top_level_imports(path)
+           if not (name.split(".")[0] in allowed or name.startswith(_PORTABLE_AGENT))]  # fmt: skip
+    assert bad == [], "%s imports what a board does not have: %s" % (path, bad)
+
+
+def test_the_import_check_catches_a_host_only_module(tmp_path: "os.PathLike[str]") -> None:
+    intruder = os.path.join(str(tmp_path), "views.py")
+    with open(os.path.join(ROOT, "agent", "local_page", "views.py"), encoding="utf-8") as f:
+        text = f.read()
+    with open(intruder, "w", encoding="utf-8") as f:
+        f.write(text.replace("import json\n", "import json\nfrom html import escape\nfrom agent import device\n", 1))
+    names = [n for n, _ in _top_level_imports(intruder)]
+    assert "html" in names and "agent.device" in names
