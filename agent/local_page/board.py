@@ -8,6 +8,7 @@ where memory asks for it (limits.BOARD_*); docs/local-page.md says what differs.
 """
 
 import asyncio
+import gc
 import socket
 import time
 
@@ -60,6 +61,7 @@ class BoardPage(PageApp):
                  request_timeout_s: float = limits.REQUEST_TIMEOUT_S,
                  answer_timeout_s: float = limits.ANSWER_TIMEOUT_S) -> None:  # fmt: skip
         super().__init__(agent, DeviceActions(agent), record, now or Uptime(), wall, report)
+        self.show_all = False  # the export is a download only: the largest strings the page would build
         self.request_timeout_s = request_timeout_s
         self.answer_timeout_s = answer_timeout_s
         self.stats = {"served": 0, "refused": 0, "pushed_out": 0, "timed_out": 0, "bad_head": 0, "failed": 0}
@@ -146,20 +148,26 @@ class BoardPage(PageApp):
             return
         except intake.HeadError as e:
             self.stats["bad_head"] += 1
-            out = await self._refusal(e, peer)
+            out = [await self._refusal(e, peer)]
         except (EOFError, OSError):
             return  # the client went away
+        except MemoryError:  # no room for this request now: it is closed, the page goes on
+            self.stats["failed"] += 1
+            self._report("local page: no memory for a request from %s; closed" % address)
+            return
         else:
             self.connections.request_in(cid)
+            # The largest blocks the page needs are its answer's: garbage collected first, the
+            # free blocks between live objects join up (measured: docs/local-page.md).
+            gc.collect()
             try:
-                out = await self.answer(data, peer)
+                out = await self.answer_pieces(data, peer)
             except Exception as e:  # noqa: BLE001 -- one request's fault must not end the page; it is reported
                 self.stats["failed"] += 1
                 self._log_exception(e)
                 return
         try:
-            writer.write(out)
-            await asyncio.wait_for(writer.drain(), self.answer_timeout_s)
+            await asyncio.wait_for(self._send(writer, out), self.answer_timeout_s)
             self.stats["served"] += 1
         except asyncio.TimeoutError:  # noqa: UP041 -- MicroPython has no builtin TimeoutError
             self.stats["timed_out"] += 1
@@ -167,32 +175,48 @@ class BoardPage(PageApp):
         except OSError:
             pass  # the client went away
 
+    async def _send(self, writer: asyncio.StreamWriter, pieces: list) -> None:
+        """The answer piece by piece: no block as large as the whole answer is needed."""
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+
     async def _read_request(self, reader: asyncio.StreamReader) -> bytes:
         """Head and body of one request, within the page's bounds (HeadError otherwise). Read
-        in pieces into one buffer that never holds more than MAX_HEAD_BYTES of head:
-        MicroPython's readline has no limit of its own."""
-        head = b""
-        while True:
+        in pieces of BOARD_READ_BYTES, kept apart until the head is complete: MicroPython's
+        readline has no bound of its own, and a fragmented heap may have no room for one
+        block of MAX_HEAD_BYTES, only for the head a browser actually sends."""
+        pieces: list = []
+        size = 0
+        end = -1
+        while end < 0:
             piece = await reader.read(limits.BOARD_READ_BYTES)
             if not piece:
                 raise EOFError("the client closed before its request was complete")
-            head += piece
-            end = head.find(_END)
-            if end >= 0:
-                break
-            if len(head) > limits.MAX_HEAD_BYTES:
+            # The empty line may straddle two pieces: look from 3 bytes before this one.
+            seam = pieces[-1][-3:] if pieces else b""
+            at = (seam + piece).find(_END)
+            pieces.append(piece)
+            size += len(piece)
+            if at >= 0:
+                end = size - len(piece) - len(seam) + at + len(_END)
+            elif size > limits.MAX_HEAD_BYTES:
                 raise intake.HeadError(431, "the request head is over %d bytes" % limits.MAX_HEAD_BYTES)
-        body = head[end + 4 :]
-        head = head[: end + 4]
-        parsed = intake.parse_head(head, self.allowed_hosts)
-        if len(body) > parsed.content_length:
+        if len(pieces) > 1:
+            gc.collect()  # a head in several pieces needs one block for them all: garbage out of its way first
+        data = b"".join(pieces) if len(pieces) > 1 else pieces[0]
+        pieces = []
+        parsed = intake.parse_head(data if end == len(data) else data[:end], self.allowed_hosts)
+        missing = parsed.content_length - (len(data) - end)
+        if missing < 0:
             raise intake.HeadError(400, "more bytes than Content-Length after the head (no pipelining)")
-        while len(body) < parsed.content_length:
-            piece = await reader.read(parsed.content_length - len(body))
+        while missing:
+            piece = await reader.read(missing)
             if not piece:
                 raise EOFError("the client closed before its body was complete")
-            body += piece
-        return head + body
+            data += piece
+            missing -= len(piece)
+        return data
 
     async def _send_and_close(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         try:

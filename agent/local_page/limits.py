@@ -18,6 +18,7 @@ ACCEPT_RETRY_S = 0.5  # out of file descriptors: wait before taking connections 
 # -- on a board (board.py): what memory and one core ask for ---------------------------
 BOARD_MAX_CONNECTIONS = 6  # a browser opens up to 6; each may hold a request head of MAX_HEAD_BYTES
 BOARD_READ_BYTES = 512  # a request is read in pieces this large (MicroPython's readline has no bound)
+EXPORT_PIECE_BYTES = 1024  # the export file is sent in pieces about this large (a board's heap fragments)
 BOARD_HASH_CHUNK = 500  # PBKDF2 rounds between two turns of the board's other tasks (~2 ms on the unix port)
 
 # -- request heads (intake.parse_head) ----------------------------------------------------

@@ -6,6 +6,9 @@ the page's bounds, hands the bytes to PageApp.answer and sends what comes back. 
 changes the agent only through its DeviceActions (agent/device.py on the host).
 """
 
+import io
+import json
+
 import microdot.microdot as microdot_module
 from microdot import Microdot, Request, Response
 from microdot.microdot import AsyncBytesIO
@@ -113,8 +116,39 @@ class DeviceActions:
         """The export file (docs/export.md)."""
         return views.json_text(self.agent.export()) + "\n"
 
+    def export_pieces(self) -> list:
+        """The export file as pieces of bytes, none much larger than EXPORT_PIECE_BYTES: a
+        board's heap may have room for them, not for the whole text in one block."""
+        pieces = _Pieces()
+        json.dump(self.agent.export(), pieces)  # MicroPython's json writes token by token
+        pieces.write("\n")
+        return pieces.done()
+
     def changed(self) -> None:
         """After a change on the page: nothing more to store in memory."""
+
+
+class _Pieces(io.IOBase):
+    """A stream for json.dump that keeps what it is given as pieces of about EXPORT_PIECE_BYTES.
+    (MicroPython's json.dump writes only to a stream object, token by token.)"""
+
+    def __init__(self) -> None:
+        self.pieces: list = []
+        self._open = bytearray()
+
+    def write(self, data: "str | bytes") -> int:
+        # CPython's json writes text; MicroPython's a buffer that it reuses: copied here at once.
+        self._open.extend(data.encode() if isinstance(data, str) else data)
+        if len(self._open) >= limits.EXPORT_PIECE_BYTES:
+            self.pieces.append(bytes(self._open))
+            self._open = bytearray()
+        return len(data)
+
+    def done(self) -> list:
+        if self._open:
+            self.pieces.append(bytes(self._open))
+            self._open = bytearray()
+        return self.pieces
 
 
 class PageApp:
@@ -131,6 +165,7 @@ class PageApp:
         # Everything a client can make the page write goes through one rate limit.
         self.log = ThrottledReport(report, limits.LOG_PER_S, limits.LOG_BURST)
         self._print_exception: object = None
+        self.show_all = True  # My data shows the export inline too (views.my_data)
         self.app = Microdot()
         self._routes()
 
@@ -282,12 +317,13 @@ class PageApp:
 
         @app.get("/data")
         async def my_data(req: Request) -> Response:
-            return _html(views.my_data(self.agent, self._view(req, req.g.session)))
+            return _html(views.my_data(self.agent, self._view(req, req.g.session), self.show_all))
 
         @app.get("/data/export.json")
         async def export(req: Request) -> Response:
             name = "wichtel-export-%s.json" % self.agent.gate.device_id
-            return Response(self.actions.export_text().encode(), 200, {
+            # An iterator of pieces: microdot sends them one by one.
+            return Response(iter(self.actions.export_pieces()), 200, {  # type: ignore[arg-type]
                 "Content-Type": "application/json; charset=UTF-8",
                 "Content-Disposition": 'attachment; filename="%s"' % name,
             })  # fmt: skip
@@ -395,14 +431,19 @@ class PageApp:
 
     async def answer(self, data: bytes, peer: tuple) -> bytes:
         """The whole answer to one request that passed the intake checks."""
+        return b"".join(await self.answer_pieces(data, peer))
+
+    async def answer_pieces(self, data: bytes, peer: tuple) -> list:
+        """The answer as microdot wrote it: a piece per write, for a server that sends them
+        one after the other instead of joining them into one block."""
         sink = _Answer(peer)
         try:
             req = await Request.create(self.app, AsyncBytesIO(data), sink, peer)  # type: ignore[arg-type]
         except ValueError:  # a query string microdot cannot decode (%-escape not hex or not UTF-8)
-            return await self._refusal(intake.HeadError(400, "the query is not URL-encoded"), peer)
+            return [await self._refusal(intake.HeadError(400, "the query is not URL-encoded"), peer)]
         res = await self.app.dispatch_request(req)
         await res.write(sink)
-        return sink.data()
+        return sink.parts
 
     async def _refusal(self, error: intake.HeadError, peer: tuple) -> bytes:
         """The error page for a request the page did not read; nothing was done."""

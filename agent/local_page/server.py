@@ -50,6 +50,10 @@ class _HostActions(DeviceActions):
     def export_text(self) -> str:
         return device.export_text(self.agent)
 
+    def export_pieces(self) -> list:
+        """The export file in one piece, indented and sorted as `wichtel data export` writes it."""
+        return [device.export_text(self.agent).encode()]
+
     def changed(self) -> None:
         """Store what a change on the page did, as the agent stores it on closing."""
         device.close_device(self.agent, self.data)

@@ -31,13 +31,16 @@ class View:
         self.notice = notice
 
 
+_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
+
+
 def escape(text: str) -> str:
     """text for HTML, in element content and quoted attributes alike: html.escape(text,
     quote=True), which MicroPython does not have. "&" first, so nothing is escaped twice."""
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-        .replace("'", "&#x27;")
-    )  # fmt: skip
+    for plain, entity in _ENTITIES:
+        if plain in text:  # a copy of the text only where there is something to replace
+            text = text.replace(plain, entity)
+    return text
 
 
 def e(value: object) -> str:
@@ -232,7 +235,10 @@ def privacy(agent: Agent, view: View) -> str:
     return layout(view, t["privacy"], body, current="privacy")
 
 
-def my_data(agent: Agent, view: View) -> str:
+def my_data(agent: Agent, view: View, show_all: bool = True) -> str:
+    """show_all: everything the device holds, as JSON on the page too (besides the download).
+    A board leaves it out: the text and its escaped copies are the largest strings it would
+    build (docs/local-page.md, "The page on MicroPython")."""
     t = view.t
     lang = view.lang
     titles = {c["id"]: c["title"][lang] for c in agent.profile["data_categories"]}
@@ -244,12 +250,15 @@ def my_data(agent: Agent, view: View) -> str:
         (t["n_sent"], len(agent.sent_log)),
     )
     holds = "".join("<li><strong>%d</strong> %s</li>" % (n, e(label)) for label, n in counts)
-    export = json_text(agent.export())
+    inline = (
+        "<details><summary>%s</summary><pre>%s</pre></details>" % (e(t["show_all"]), e(json_text(agent.export())))
+        if show_all
+        else ""
+    )
     body = (
         '<p class="intro">%s</p><section class="card"><h2>%s</h2><ul class="plain">%s</ul>'
-        '<p><a class="button" href="/data/export.json" download>%s</a></p>'
-        "<details><summary>%s</summary><pre>%s</pre></details></section>"
-        % (e(t["data_intro"]), e(t["holds"]), holds, e(t["download"]), e(t["show_all"]), e(export))
+        '<p><a class="button" href="/data/export.json" download>%s</a></p>%s</section>'
+        % (e(t["data_intro"]), e(t["holds"]), holds, e(t["download"]), inline)
     )
     sent = list(agent.sent_log.items())
     rows = "".join(
