@@ -23,14 +23,12 @@ LENGTH = 10  # 31**10: about 49.5 bits, and the page rate-limits wrong codes
 GROUP = 5
 ALGORITHM = "pbkdf2-sha256"
 # ~15 ms per hash here: slow for an attacker with a flash dump, fast enough for a batch.
-# The record carries its own count, so a board may be given another (BOARD_ITERATIONS).
+# The record carries its own count; every board gets this one: on MicroPython the hash runs
+# in Python around hashlib.sha256 (0.11-0.22 s for 50,000 rounds on the unix port, an
+# estimated 2-11 s on an ESP32), in pieces between the agent's other tasks
+# (docs/local-page.md, "The page on MicroPython"; docs/security.md).
 DEFAULT_ITERATIONS = 50_000
 MIN_ITERATIONS = 10_000
-# A MicroPython board hashes in Python around hashlib.sha256 (crypto.pbkdf2_sha256_steps):
-# 50,000 rounds took 0.19 s on the unix port and take an estimated 4-10 s on an ESP32
-# (docs/local-page.md, "The page on MicroPython"); the factory may give such a board
-# this count. Never fewer than MIN_ITERATIONS (docs/security.md).
-BOARD_ITERATIONS = {"pi": DEFAULT_ITERATIONS, "esp32": 20_000, "esp32s3": 20_000}
 SALT_BYTES = 16
 FILE_NAME = "setup_code.json"
 

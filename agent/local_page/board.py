@@ -73,14 +73,14 @@ class BoardPage(PageApp):
         self._checking = asyncio.Lock()  # one code check at a time: they queue, as on the host's one thread
 
     async def _check_code(self, typed: str) -> bool:
-        """The salted hash in pieces of HASH_CHUNK rounds, yielding between them, so the
+        """The salted hash in pieces of BOARD_HASH_CHUNK rounds, yielding between them, so the
         sampler and the uplink go on while a code is checked."""
+        result = None
         async with self._checking:
             for result in setup_code.verify_steps(typed, self.gate.record, limits.BOARD_HASH_CHUNK):
-                if result is not None:
-                    return result
-                await asyncio.sleep(0)
-        return False  # not reached: the last step is the result
+                if result is None:
+                    await asyncio.sleep(0)
+        return result is True  # the last step is the answer; every one before it is None
 
     async def start(self, host: str, port: int, names: tuple = ()) -> None:
         """Listen on host:port only, answering to that address and names (intake.allowed_hosts)."""
