@@ -116,15 +116,9 @@ def test_chromium_signs_in_switches_a_category_and_exports_on_micropython(board:
         page = context.new_page()
         page.goto(board.url + "/privacy")
         assert page.url.endswith("/login") and "WM 8 Eco" not in page.content()
-        # A wrong code is refused; from the fifth in a row, even the right code must wait.
+        # A wrong code is refused (the throttle that follows: test_wrong_codes_make_…_wait_on_micropython).
         _login(page, board.url, "AAAAA-BBBBB")
         assert "That code is not right" in page.get_by_role("alert").inner_text()
-        for _ in range(4):
-            _login(page, board.url, "AAAAA-BBBBB")
-        assert "try again in 1 s" in page.get_by_role("alert").inner_text()
-        _login(page, board.url, CODE)
-        assert page.url.endswith("/login") and "try again in" in page.get_by_role("alert").inner_text()
-        time.sleep(1.1)
         started = time.monotonic()
         _login(page, board.url, CODE)
         page.get_by_role("heading", name="Brunnhilde Hausgeräte WM 8 Eco").wait_for()
@@ -313,3 +307,76 @@ def test_the_import_check_catches_a_host_only_module(tmp_path: "os.PathLike[str]
         f.write(text.replace("import json\n", "import json\nfrom html import escape\nfrom agent import device\n", 1))
     names = [n for n, _ in _top_level_imports(intruder)]
     assert "html" in names and "agent.device" in names
+
+
+def _nonce(port: int) -> tuple:
+    """(nonce, its cookie) from a fresh login form of the page."""
+    answer = _exchange(port, _get(port, "127.0.0.1:%d" % port))
+    cookie = answer.split(b"Set-Cookie: wichtel_login=", 1)[1].split(b";", 1)[0]
+    return cookie, b"wichtel_login=" + cookie
+
+
+def _login_request(port: int, source: str, code: bytes) -> socket.socket:
+    """A sign-in with a fresh nonce from `source`, sent; the socket, to read the answer from."""
+    nonce, cookie = _nonce(port)
+    body = b"nonce=" + nonce + b"&code=" + code
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60, source_address=(source, 0))
+    sock.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nCookie: %s\r\n"
+                 b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s"
+                 % (port, cookie, len(body), body))  # fmt: skip
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    with sock:
+        out = b""
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                return out
+            out += piece
+
+
+def test_wrong_codes_make_the_next_check_wait_on_micropython(board: BoardProcess) -> None:
+    """Four wrong codes cost nothing; the fifth starts the wait, counted from when its check
+    began: the right code sent while the fifth is still being hashed is not even checked."""
+    source = "127.0.2.1"
+    for _ in range(limits.FREE_FAILURES - 1):
+        assert b"That code is not right" in _answer(_login_request(board.port, source, b"AAAAA-BBBBB"))
+    fifth = _login_request(board.port, source, b"AAAAA-BBBBB")
+    time.sleep(0.05)  # the fifth is in and hashing (0.1 s and more here)
+    right = _answer(_login_request(board.port, source, CODE.encode()))
+    assert _status(right) == 429 and b"Retry-After: " in right and b"wichtel_session=" not in right
+    assert _status(_answer(fifth)) in (403, 429)  # refused; "try again" if its wait is not over yet
+    time.sleep(limits.FIRST_DELAY_S + 0.1)
+    signed_in = _answer(_login_request(board.port, source, CODE.encode()))
+    assert _status(signed_in) == 303 and b"wichtel_session=" in signed_in
+
+
+# Slow enough that none of the checks below ends before the extra connection arrives.
+SLOW_ITERATIONS = 200_000  # at least 0.4 s a check here
+
+
+@pytest.fixture(scope="module")
+def slow_board(tmp_path_factory: pytest.TempPathFactory) -> object:
+    proc = BoardProcess(str(tmp_path_factory.mktemp("slow-board")), SLOW_ITERATIONS)
+    yield proc
+    out = proc.output()
+    proc.stop()
+    assert "Traceback" not in out and "MemoryError" not in out, out
+
+
+def test_code_checks_queue_and_a_connection_over_the_cap_is_turned_away(slow_board: BoardProcess) -> None:
+    """As many sign-ins as the board holds connections, from as many addresses, each hashing
+    a wrong code in turn: while they are answered, one more connection gets 503 at once and
+    nothing else; afterwards every one of them had its code checked and refused."""
+    port = slow_board.port
+    socks = [_login_request(port, "127.0.1.%d" % (k + 1), b"AAAAA-BBBBB") for k in range(limits.BOARD_MAX_CONNECTIONS)]
+    time.sleep(0.3)  # all read: each is being answered (hashing, or waiting for the one hash at a time)
+    started = time.monotonic()
+    busy = _exchange(port, b"")  # turned away before its request is read (sent, it might meet a reset)
+    assert _status(busy) == 503 and b"busy" in busy, busy[:200]
+    assert time.monotonic() - started < 1.0  # turned away at once, not after the queue
+    for sock in socks:
+        answer = _answer(sock)
+        assert _status(answer) == 403 and b"That code is not right" in answer, answer[:300]
