@@ -15,8 +15,6 @@ import time
 import urllib.request
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from agent import profile_loader, setup_code
 from agent.local_broker import free_port
@@ -388,64 +386,3 @@ def test_code_checks_queue_and_a_connection_over_the_cap_is_turned_away(slow_boa
     # The hashes ran in pieces: the process's other tasks (its heap report, once a second) went on.
     time.sleep(0.2)
     assert hashing_s > 2 and len(slow_board.heap_in_use()) - before >= int(hashing_s) - 1, (hashing_s, before)
-
-
-# -- the board server's pure parts, on CPython (board.py imports there too) ----------------
-def _read(data: bytes, cut: list) -> bytes:
-    """board.BoardPage._read_request over a stream that delivers data in the pieces `cut` makes."""
-    import asyncio
-    import types
-
-    from agent.local_page import board, intake
-
-    async def go() -> bytes:
-        reader = asyncio.StreamReader()
-        pos = 0
-        for at in sorted(set(cut)) + [len(data)]:
-            if at > pos:
-                reader.feed_data(data[pos:at])
-                pos = at
-        reader.feed_eof()
-        page = types.SimpleNamespace(allowed_hosts=intake.allowed_hosts("127.0.0.1", 8080))
-        return await board.BoardPage._read_request(page, reader)  # type: ignore[arg-type]
-
-    return asyncio.run(go())
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(0, 3 * limits.BOARD_READ_BYTES), st.integers(0, 40), st.lists(st.integers(0, 4000), max_size=6))
-def test_a_request_is_read_whole_wherever_its_pieces_end(pad: int, body_len: int, cut: list) -> None:
-    """The empty line that ends the head may straddle two of the pieces the board reads."""
-    body = b"c" * body_len
-    head = b"POST /login HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX: " + b"a" * pad + b"\r\n"
-    head += b"Content-Length: %d\r\n\r\n" % body_len if body_len else b"\r\n"
-    assert _read(head + body, cut) == head + body
-
-
-def test_a_head_over_the_bound_is_refused_in_pieces_and_more_body_than_declared_too() -> None:
-    from agent.local_page import intake
-
-    start = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX: "
-    with pytest.raises(intake.HeadError) as over:
-        _read(start + b"a" * (limits.MAX_HEAD_BYTES * 4), [])
-    assert over.value.status == 431
-    with pytest.raises(intake.HeadError) as extra:
-        _read(b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 2\r\n\r\nabc", [])
-    assert extra.value.status == 400
-    with pytest.raises(EOFError):
-        _read(b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 9\r\n\r\nabc", [])
-
-
-def test_the_uptime_clock_runs_on_across_a_wrap_of_the_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.local_page import board
-
-    period = 1 << 30  # an ESP32's ticks_ms wraps at 2**30 ms
-    ticks = [period - 500]
-    monkeypatch.setattr(board, "ticks_ms", lambda: ticks[0] % period)
-    monkeypatch.setattr(board, "ticks_diff", lambda a, b: ((a - b + period // 2) % period) - period // 2)
-    clock = board.Uptime()
-    seen = []
-    for step in (300, 300, 3_600_000, 1):  # across the wrap, then an hour
-        ticks[0] += step
-        seen.append(clock())
-    assert seen == [0.3, 0.6, 3600.6, 3600.601]
