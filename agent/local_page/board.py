@@ -189,12 +189,12 @@ class BoardPage(PageApp):
         pieces: list = []
         size = 0
         end = -1
+        seam = b""  # the last 3 bytes read, however many pieces they came in
         while end < 0:
             piece = await reader.read(limits.BOARD_READ_BYTES)
             if not piece:
                 raise EOFError("the client closed before its request was complete")
-            # The empty line may straddle two pieces: look from 3 bytes before this one.
-            seam = pieces[-1][-3:] if pieces else b""
+            # The empty line may straddle pieces: look from the 3 bytes before this one.
             at = (seam + piece).find(_END)
             pieces.append(piece)
             size += len(piece)
@@ -202,6 +202,7 @@ class BoardPage(PageApp):
                 end = size - len(piece) - len(seam) + at + len(_END)
             elif size > limits.MAX_HEAD_BYTES:
                 raise intake.HeadError(431, "the request head is over %d bytes" % limits.MAX_HEAD_BYTES)
+            seam = (seam + piece)[-3:]
         if len(pieces) > 1:
             gc.collect()  # a head in several pieces needs one block for them all: garbage out of its way first
         data = b"".join(pieces) if len(pieces) > 1 else pieces[0]
