@@ -112,12 +112,8 @@ class DeviceActions:
         self.agent.erase(t_ms)
         return len([m for m in self.agent.outbox.items() if b'"erasure_request"' in m[1]])
 
-    def export_text(self) -> str:
-        """The export file (docs/export.md)."""
-        return views.json_text(self.agent.export()) + "\n"
-
     def export_pieces(self) -> list:
-        """The export file as pieces of bytes, none much larger than EXPORT_PIECE_BYTES: a
+        """The export file (docs/export.md) as pieces of bytes, none much larger than EXPORT_PIECE_BYTES: a
         board's heap may have room for them, not for the whole text in one block."""
         pieces = _Pieces()
         json.dump(self.agent.export(), pieces)  # MicroPython's json writes token by token

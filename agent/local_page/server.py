@@ -47,9 +47,6 @@ class _HostActions(DeviceActions):
     def erase(self, t_ms: int) -> int:
         return device.erase(self.agent, self.data, t_ms)
 
-    def export_text(self) -> str:
-        return device.export_text(self.agent)
-
     def export_pieces(self) -> list:
         """The export file in one piece, indented and sorted as `wichtel data export` writes it."""
         return [device.export_text(self.agent).encode()]
