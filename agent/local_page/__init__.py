@@ -1,6 +1,8 @@
 """The local privacy page: what the appliance holds and sends, the user's choices, erase.
 
 limits.py (every bound), intake.py (which connections and request heads are taken in),
-access.py (who may), texts.py (words), views.py (what to show) do no I/O; server.py is
-the socket server and microdot adapter inside the agent's asyncio loop (docs/local-page.md).
+access.py (who may), crypto.py (HMAC, PBKDF2, tokens on both runtimes), texts.py (words),
+views.py (what to show) do no I/O; routes.py is the microdot app that answers a complete
+request; server.py (CPython) and board.py (MicroPython) are the socket servers inside the
+agent's asyncio loop (docs/local-page.md).
 """

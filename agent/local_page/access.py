@@ -6,12 +6,11 @@ be checked on a host without waiting. The web adapter (server.py) only asks and 
 docs/local-page.md argues why the owner always gets an attempt; the bounds are in limits.py.
 """
 
-import hashlib
-import hmac
-import secrets
+import binascii
 
 from agent import setup_code
 from agent.core.errors import ConfigError
+from agent.local_page import crypto
 from agent.local_page.limits import (
     FIRST_DELAY_S,
     FORGET_FAILURES_S,
@@ -188,10 +187,10 @@ class LoginNonces:
         self._secret = secret
 
     def _mac(self, body: str) -> str:
-        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+        return binascii.hexlify(crypto.hmac_sha256(self._secret, body.encode())[:16]).decode()
 
     def issue(self, now: float) -> str:
-        body = "%d.%s" % (int(now), secrets.token_urlsafe(TOKEN_BYTES // 2))
+        body = "%d.%s" % (int(now), crypto.token_urlsafe(TOKEN_BYTES // 2))
         return body + "." + self._mac(body)
 
     def valid(self, nonce: object, now: float) -> bool:
@@ -201,7 +200,7 @@ class LoginNonces:
         issued = body.partition(".")[0]
         if not issued or len(issued) > 15 or any(c not in _DIGITS for c in issued):
             return False
-        if not hmac.compare_digest(self._mac(body).encode(), mac.encode()):
+        if not crypto.same_bytes(self._mac(body).encode(), mac.encode()):
             return False
         return int(issued) <= now and now - int(issued) <= NONCE_MAX_AGE_S
 
@@ -214,8 +213,8 @@ class Session:
 
     def __init__(self, now: float) -> None:
         self.notice = ""
-        self.id = secrets.token_urlsafe(TOKEN_BYTES)
-        self.csrf = secrets.token_urlsafe(TOKEN_BYTES)
+        self.id = crypto.token_urlsafe(TOKEN_BYTES)
+        self.csrf = crypto.token_urlsafe(TOKEN_BYTES)
         self.created = now
         self.last_used = now
 
@@ -264,7 +263,7 @@ class SessionTable:
 
 def same_token(expected: str, given: object) -> bool:
     """A form token as expected, compared in constant time; False for anything missing."""
-    return isinstance(given, str) and bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
+    return isinstance(given, str) and bool(expected) and crypto.same_bytes(expected.encode(), given.encode())
 
 
 # -- the gatekeeper -----------------------------------------------------------------------
@@ -288,7 +287,7 @@ class Gatekeeper:
         self.record = setup_code.check_record(record)
         self.throttle = LoginThrottle()
         self.sessions = SessionTable()
-        self.nonces = LoginNonces(secret if secret is not None else secrets.token_bytes(TOKEN_BYTES))
+        self.nonces = LoginNonces(secret if secret is not None else crypto.token_bytes(TOKEN_BYTES))
 
     def admit(self, client: str, now: float) -> LoginResult | None:
         """None: check the code now. Otherwise the refusal: while an address must wait, its

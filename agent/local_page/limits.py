@@ -15,6 +15,12 @@ ACCEPT_RETRY_S = 0.5  # out of file descriptors: wait before taking connections 
 # No keep-alive: microdot answers with HTTP/1.0 and the page closes every connection after
 # its answer, so a connection is idle only while its request is not in (REQUEST_TIMEOUT_S).
 
+# -- on a board (board.py): what memory and one core ask for ---------------------------
+BOARD_MAX_CONNECTIONS = 6  # a browser opens up to 6; each may hold a request head of MAX_HEAD_BYTES
+BOARD_READ_BYTES = 512  # a request is read in pieces this large (MicroPython's readline has no bound)
+EXPORT_PIECE_BYTES = 1024  # the export file is sent in pieces about this large (a board's heap fragments)
+BOARD_HASH_CHUNK = 500  # PBKDF2 rounds between two turns of the board's other tasks (~2 ms on the unix port)
+
 # -- request heads (intake.parse_head) ----------------------------------------------------
 MAX_REQUEST_LINE = 1024  # "GET /lang/de?next=/consumables HTTP/1.1" is 40 bytes
 MAX_HEADER_LINE = 4096  # one header line (a cookie line of other pages on the same host fits)

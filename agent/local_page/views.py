@@ -7,9 +7,9 @@ the page's only style sheet is static/page.css, so the CSP can be `default-src '
 
 import json
 import time
-from html import escape
 
 from agent.core import VERSION
+from agent.core.compat import IS_MICROPYTHON
 from agent.core.consumables import CHOICES, RISKS
 from agent.core.events import ANOMALY
 from agent.core.pipeline import CONFIRMED, Agent
@@ -31,8 +31,28 @@ class View:
         self.notice = notice
 
 
+_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
+
+
+def escape(text: str) -> str:
+    """text for HTML, in element content and quoted attributes alike: html.escape(text,
+    quote=True), which MicroPython does not have. "&" first, so nothing is escaped twice."""
+    for plain, entity in _ENTITIES:
+        if plain in text:  # a copy of the text only where there is something to replace
+            text = text.replace(plain, entity)
+    return text
+
+
 def e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(str(value))
+
+
+def json_text(value: object) -> str:
+    """value as JSON for people to read: indented, keys sorted, non-ASCII kept. MicroPython's
+    json has none of these options: there the text is compact, in the dicts' order."""
+    if IS_MICROPYTHON:
+        return json.dumps(value)
+    return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False)
 
 
 def device_time(t_ms: int, view: View) -> str:
@@ -43,7 +63,7 @@ def device_time(t_ms: int, view: View) -> str:
 def wall_time(seconds: int) -> str:
     if not seconds:
         return ""
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+    return "%04d-%02d-%02d %02d:%02d UTC" % tuple(time.gmtime(seconds)[:5])  # no strftime on MicroPython
 
 
 def _token(view: View) -> str:
@@ -215,7 +235,10 @@ def privacy(agent: Agent, view: View) -> str:
     return layout(view, t["privacy"], body, current="privacy")
 
 
-def my_data(agent: Agent, view: View) -> str:
+def my_data(agent: Agent, view: View, show_all: bool = True) -> str:
+    """show_all: everything the device holds, as JSON on the page too (besides the download).
+    A board leaves it out: the text and its escaped copies are the largest strings it would
+    build (docs/local-page.md, "The page on MicroPython")."""
     t = view.t
     lang = view.lang
     titles = {c["id"]: c["title"][lang] for c in agent.profile["data_categories"]}
@@ -227,12 +250,15 @@ def my_data(agent: Agent, view: View) -> str:
         (t["n_sent"], len(agent.sent_log)),
     )
     holds = "".join("<li><strong>%d</strong> %s</li>" % (n, e(label)) for label, n in counts)
-    export = json.dumps(agent.export(), indent=1, sort_keys=True, ensure_ascii=False)
+    inline = (
+        "<details><summary>%s</summary><pre>%s</pre></details>" % (e(t["show_all"]), e(json_text(agent.export())))
+        if show_all
+        else ""
+    )
     body = (
         '<p class="intro">%s</p><section class="card"><h2>%s</h2><ul class="plain">%s</ul>'
-        '<p><a class="button" href="/data/export.json" download>%s</a></p>'
-        "<details><summary>%s</summary><pre>%s</pre></details></section>"
-        % (e(t["data_intro"]), e(t["holds"]), holds, e(t["download"]), e(t["show_all"]), e(export))
+        '<p><a class="button" href="/data/export.json" download>%s</a></p>%s</section>'
+        % (e(t["data_intro"]), e(t["holds"]), holds, e(t["download"]), inline)
     )
     sent = list(agent.sent_log.items())
     rows = "".join(
