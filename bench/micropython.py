@@ -36,7 +36,8 @@ HEAP_STEP = 4 * 1024
 
 # Runs on the unix port. argv: profile path, days, board, measure (1: collect and note the
 # live heap every 10 simulated minutes; 0: run as a device would, to find the smallest heap).
-WEEK = """
+WEEK = (
+    """
 import gc, sys, json, asyncio
 gc.collect()
 base = gc.mem_alloc()
@@ -82,11 +83,14 @@ if measure:
     agent.observer = observe
 asyncio.run(agent.run(int(days * 86400000)))
 gc.collect()
-print(%r + json.dumps({"imports_bytes": imports, "sim_imports_bytes": sim_imports, "profile_bytes": loaded - base
-      - imports - sim_imports, "released_bytes": released, "built_bytes": built, "peak_bytes_week": peak[0] if measure else None,
-      "after_week_bytes": gc.mem_alloc(), "samples": sum(c.samples for c in agent.channels),
-      "outbox": len(agent.outbox), "outbox_dropped": agent.outbox.dropped, "decisions": agent.decisions}))
-""" % _MARK
+print(%r + json.dumps({
+    "imports_bytes": imports, "sim_imports_bytes": sim_imports, "profile_bytes": loaded - base - imports - sim_imports,
+    "released_bytes": released, "built_bytes": built, "peak_bytes_week": peak[0] if measure else None,
+    "after_week_bytes": gc.mem_alloc(), "samples": sum(c.samples for c in agent.channels),
+    "outbox": len(agent.outbox), "outbox_dropped": agent.outbox.dropped, "decisions": agent.decisions}))
+"""
+    % _MARK
+)
 
 
 class Setup:
@@ -111,8 +115,8 @@ class Setup:
 
 def run_week(setup: Setup, heap: int, measure: bool) -> dict:
     """One simulated run on the unix port with this heap; MicroPythonUnixError if it fails."""
-    code = WEEK.replace("sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]",
-                        "%r, %r, %r, %r" % (setup.profile, setup.days, setup.board, "1" if measure else "0"))  # fmt: skip
+    args = "%r, %r, %r, %r" % (setup.profile, setup.days, setup.board, "1" if measure else "0")
+    code = WEEK.replace("sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]", args)
     out = micropython_unix.run(code, heap=heap, path=setup.path, timeout=1800)
     result: dict = json.loads(out.split(_MARK, 1)[1])
     return result

@@ -3,10 +3,11 @@ until the broker acknowledged them, those owed to the user until the backend con
 
 Logic here, storage behind a small interface: files on the host (agent/outbox_files.py),
 a memory store that stands for flash in tests, and a volatile store that keeps no log
-(a board with no storage for it: the outbox lives in RAM only, its pending list). Everything is one append-only log of journal
-records in segments: a message record (id, priority, category, topic, payload), small
-"ack", "drop", "awaiting" and "confirmed" records, and at the start of each segment a
-"next id" record. A segment is deleted once nothing in it is pending.
+(a board with no storage for it: the outbox lives in RAM only, its pending list).
+Everything is one append-only log of journal records in segments: a message record
+(id, priority, category, topic, payload), small "ack", "drop", "awaiting" and
+"confirmed" records, and at the start of each segment a "next id" record. A segment
+is deleted once nothing in it is pending.
 
 Consent receipts and erasure requests (priority CRITICAL) are owed to the user. A broker
 acknowledgement does not show that the backend has them (under MQTT 3.1.1 a broker
@@ -198,11 +199,12 @@ class Outbox:
         reserve: int = limits.OUTBOX_CRITICAL_RESERVE,
     ) -> None:
         """store: VolatileStore by default (RAM only). reserve: the room consent receipts
-        and erasure requests have beyond the capacity. essential: the categories whose messages may be sent twice without harm
-        (consent receipts, erasure requests, status); after damage only they are kept of
-        what was written before the damaged part. known_last_id: the highest id the
-        device knew it had used when it last stored its state (0: not known); ids up to
-        it that the log no longer holds were lost."""
+        and erasure requests have beyond the capacity. essential: the categories whose
+        messages may be sent twice without harm (consent receipts, erasure requests,
+        status); after damage only they are kept of what was written before the damaged
+        part. known_last_id: the highest id the device knew it had used when it last
+        stored its state (0: not known); ids up to it that the log no longer holds were
+        lost."""
         self.capacity = capacity
         self.reserve = reserve
         self.store = store if store is not None else VolatileStore()

@@ -327,7 +327,7 @@ def settings_schema(kind: str, phases: list) -> "Map":
     registered kind gives it as settings_schema(phases), or as a SETTINGS attribute."""
     cls = REGISTRY[kind]
     if hasattr(cls, "SETTINGS"):
-        return cls.SETTINGS  # type: ignore[attr-defined,no-any-return]
+        return cls.SETTINGS  # type: ignore[no-any-return]
     return cls.settings_schema(phases)  # type: ignore[attr-defined,no-any-return]
 
 
