@@ -39,18 +39,13 @@ HEAP_STEP = 4 * 1024
 WEEK = (
     """
 import gc, sys, json, asyncio
+path, days, board, measure = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 gc.collect()
 base = gc.mem_alloc()
+# As a board starts: check the profile first, drop the validation code, then import the rest.
 from agent.core import profile as core_profile
-from agent.core.clock import ManualClock
-from agent.core.pipeline import Agent
 gc.collect()
-imports = gc.mem_alloc() - base
-from agent.sim.appliances import make
-from agent.sim.engine import SimDriver
-gc.collect()
-sim_imports = gc.mem_alloc() - base - imports
-path, days, board, measure = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+checker = gc.mem_alloc()
 with open(path, "rb") as f:
     prof = core_profile.from_json(f.read())
 gc.collect()
@@ -59,7 +54,21 @@ core_profile.release()
 del core_profile
 gc.collect()
 released = loaded - gc.mem_alloc()
+from agent.core.clock import ManualClock
+from agent.core.pipeline import Agent
+gc.collect()
+profile_bytes = loaded - checker
+imports = gc.mem_alloc() - base - profile_bytes
+from agent.sim.appliances import make
+from agent.sim.engine import SimDriver
+gc.collect()
+sim_imports = gc.mem_alloc() - base - profile_bytes - imports
 sim = make("washing_machine", 7, ["pump_clog"], 5, 2)
+# The other appliances' models are not needed: the simulator keeps the washer's.
+del make
+sys.modules.pop("agent.sim.appliances")
+import agent.sim
+delattr(agent.sim, "appliances")
 drivers = {}
 for ch in prof["channels"]:
     drivers[ch["id"]] = SimDriver(sim, ch["id"])
@@ -84,7 +93,7 @@ if measure:
 asyncio.run(agent.run(int(days * 86400000)))
 gc.collect()
 print(%r + json.dumps({
-    "imports_bytes": imports, "sim_imports_bytes": sim_imports, "profile_bytes": loaded - base - imports - sim_imports,
+    "imports_bytes": imports, "sim_imports_bytes": sim_imports, "profile_bytes": profile_bytes,
     "released_bytes": released, "built_bytes": built, "peak_bytes_week": peak[0] if measure else None,
     "after_week_bytes": gc.mem_alloc(), "samples": sum(c.samples for c in agent.channels),
     "outbox": len(agent.outbox), "outbox_dropped": agent.outbox.dropped, "decisions": agent.decisions}))
