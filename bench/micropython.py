@@ -1,7 +1,8 @@
 """Benchmark: the agent on the MicroPython unix port with a fixed heap (-X heapsize), where
 memory is enforced: what its imports, the built agent and a simulated week take.
 
-Each measurement is a function returning a dict; the JSON is their union. Memory:
+Each measurement is a function of the set-up and the figures so far, returning a dict;
+the JSON is their union. Memory:
 imports_bytes (live after importing what the washer agent needs, the simulator apart;
 the profile's validation code is dropped once the profile is checked: released_bytes),
 built_bytes (the built Agent), peak_bytes_week (the most live at any 10 simulated
@@ -28,10 +29,9 @@ from tools import build_mpy  # noqa: E402
 
 _MARK = "@@WEEK@@"
 WEEK_DAYS = 7.0
-# Bisection bounds for the smallest heap: the interpreter does not start the agent below
-# the low one; the high one is far above anything measured. Steps of 4 KB.
+# Bisection bounds for the smallest heap (see min_heap); steps of 4 KB.
 HEAP_LOW = 32 * 1024
-HEAP_HIGH = 1024 * 1024
+HEAP_HIGH = 2 * 1024 * 1024
 HEAP_STEP = 4 * 1024
 
 # Runs on the unix port. argv: profile path, days, board, measure (1: collect and note the
@@ -131,16 +131,19 @@ def run_week(setup: Setup, heap: int, measure: bool) -> dict:
     return result
 
 
-def memory(setup: Setup) -> dict:
+def memory(setup: Setup, so_far: dict) -> dict:
     """imports_bytes, built_bytes, peak_bytes_week (and what goes with them), in a 1 MB heap."""
     result = run_week(setup, 1024 * 1024, True)
     result["mpy_bytes"] = setup.mpy_bytes
     return result
 
 
-def min_heap(setup: Setup) -> dict:
-    """min_heap_bytes_week: the smallest heap (to HEAP_STEP) with which the run completes.
-    A failure other than running out of memory is raised, not taken for a small heap."""
+def min_heap(setup: Setup, so_far: dict) -> dict:
+    """min_heap_bytes_week: the smallest heap (to HEAP_STEP) with which the run completes,
+    by bisection. It starts from the live peak (so_far["peak_bytes_week"], when measured):
+    a heap that size fails (its allocation table takes part of it); twice that, doubled
+    until it completes, is the upper end. A failure other than running out of memory is
+    raised, not taken for a small heap."""
 
     def completes(heap: int) -> bool:
         try:
@@ -151,9 +154,14 @@ def min_heap(setup: Setup) -> dict:
             return False
         return True
 
-    lo, hi = HEAP_LOW, HEAP_HIGH  # lo fails (or is untried), hi completes
-    if not completes(hi):
-        raise micropython_unix.MicroPythonUnixError("the run does not complete even in a %d-byte heap" % hi)
+    peak = so_far.get("peak_bytes_week") or HEAP_LOW
+    lo = peak // HEAP_STEP * HEAP_STEP  # fails
+    hi = lo * 2  # completes, once checked
+    while not completes(hi):
+        lo = hi
+        hi *= 2
+        if hi > HEAP_HIGH:
+            raise micropython_unix.MicroPythonUnixError("the run does not complete even in a %d-byte heap" % lo)
     while hi - lo > HEAP_STEP:
         mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
         if completes(mid):
@@ -181,7 +189,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup(tmp, args.days, args.board, args.source)
         for measurement in MEASUREMENTS:
-            results.update(measurement(setup))
+            results.update(measurement(setup, results))
     kb = 1024
     print("MicroPython unix port (64-bit), fixed heap; %s modules; board sizes %r; %.3g simulated days"
           % (results["modules"], args.board, args.days))  # fmt: skip
