@@ -269,6 +269,18 @@ def case_outbox_bound(data_dir: str) -> list:
     return [len(box), box.dropped, box.accepted]
 
 
+def case_the_default_outbox_keeps_no_log_in_memory(data_dir: str) -> list:
+    box = Outbox(4)  # as a board without storage for it has it: the pending list only
+    for i in range(6):
+        box.push("t", b"x" * 100 + str(i).encode(), "usage_statistics", LOW)
+    assert box.store.segments() == [] and len(box) == 4 and box.dropped == 2  # type: ignore[attr-defined]
+    box.ack()
+    assert len(box) == 3 and box.sync() and box.peek()[1].endswith(b"3")
+    again = Outbox(4, box.store)  # a restart: RAM kept nothing, and that is not damage
+    assert len(again) == 0 and not again.damaged and again.problems == []
+    return [len(box), box.dropped, box.next_id]
+
+
 def case_consent_history_bound_keeps_each_categorys_latest(data_dir: str) -> list:
     prof = _profile(data_dir)
     ledger = ConsentLedger(prof["data_categories"], "dev-1")
