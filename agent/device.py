@@ -28,8 +28,9 @@ class _NoSensor:
 
 def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: dict | None = None,
                 clock: object = None, phases: object = None, observer: object = None,
-                choices: dict | None = None) -> tuple:  # fmt: skip
-    """(agent, data or None, messages for the user). Every damage found in the stored
+                choices: dict | None = None, board: str = limits.PI) -> tuple:  # fmt: skip
+    """(agent, data or None, messages for the user). board: what the agent keeps in
+    memory is sized for it (limits.BOARD_SIZES). Every damage found in the stored
     data is among the messages, and is acted on before anything can be sent: consent
     that cannot be shown counts as withdrawn (waiting messages of categories that are
     off are deleted, upstream is asked to erase them), and a damaged pseudonym key is
@@ -55,10 +56,12 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
     outbox = None
     if data is not None:
         store = FileStore(os.path.join(data.root, "outbox"))
-        outbox = Outbox(limits.OUTBOX_LEN, store, tuple(ledger.essential), _count(saved, "outbox_last_id"))
+        sizes = limits.board_sizes(board)
+        outbox = Outbox(sizes["outbox"], store, tuple(ledger.essential), _count(saved, "outbox_last_id"),
+                        sizes["outbox_reserve"])  # fmt: skip
         messages += ["Outbox: " + m for m in outbox.problems]
     agent = Agent(profile, device_id, drivers, clock or ManualClock(), phases, None, ledger, observer,  # type: ignore[arg-type]
-                  choices, key, outbox)  # fmt: skip
+                  choices, key, outbox, board)  # fmt: skip
     if data is not None:
         messages += ["State: " + m for m in agent.restore_consumables(saved.get("consumables", {}))]
         for stock in agent.stock:  # a choice given now wins over the stored one

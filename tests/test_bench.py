@@ -18,3 +18,20 @@ def test_pipeline_benchmark_prints_json_figures() -> None:
     assert figures["pipeline_only"]["cpython"]["samples"] == figures["pipeline_only"]["micropython_wasm"]["samples"]
     assert figures["pipeline_only"]["micropython_wasm"]["heap_agent_bytes"] > 0
     assert figures["core_mpy_bytes"] > 0
+
+
+def test_micropython_benchmark_prints_the_memory_keys() -> None:
+    # A short run (a tenth of a day): the keys and their kinds, not the figures.
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "micropython.py"), "--json", "--days", "0.1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    for key in ("imports_bytes", "built_bytes", "peak_bytes_week", "min_heap_bytes_week"):
+        assert isinstance(figures[key], int) and figures[key] > 0, key
+    assert figures["modules"] == "mpy" and figures["samples"] > 0
+    # The smallest heap that completes the run holds at least what was live at its peak.
+    assert figures["min_heap_bytes_week"] >= figures["peak_bytes_week"]
+    assert any(line.strip().startswith("smallest heap that runs it") for line in lines)

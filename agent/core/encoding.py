@@ -26,19 +26,29 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _string(text: str, out: list) -> None:
-    """A JSON string with everything outside printable ASCII as \\uXXXX escapes."""
+    """A JSON string with everything outside printable ASCII as \\uXXXX escapes. Runs of
+    plain characters go out as one slice: a list entry per character would grow the
+    list (and the heap blocks it needs) with every message, in the hot path."""
     out.append('"')
+    start = 0
+    i = 0
     for ch in text:
         code = ord(ch)
-        if 0x20 <= code < 0x7F:
-            out.append(_ESCAPES.get(ch, ch))
-        elif ch in _ESCAPES:
+        if 0x20 <= code < 0x7F and ch != '"' and ch != "\\":
+            i += 1
+            continue
+        if start < i:
+            out.append(text[start:i])
+        if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
         elif code > 0xFFFF:
             code -= 0x10000
             out.append("\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)))
         else:
             out.append("\\u%04x" % code)
+        i += 1
+        start = i
+    out.append(text[start:] if start else text)
     out.append('"')
 
 

@@ -59,3 +59,28 @@ COMMAND_REPLY_DAILY_BYTES = const(4096)  # command replies (and a status on requ
 LOG_BURST = const(10)  # lines a peer can make one reporter write at once; then one
 LOG_REFILL_MS = const(1000)  # per LOG_REFILL_MS, the rest counted (ratelimit.ThrottledReport)
 SEND_TIMEOUT_MS = const(10_000)  # the stream takes a packet, or the link counts as dead
+
+# What the agent keeps in memory, sized per board (Agent(board=...), the device settings'
+# "board"): how many messages wait in the outbox (and its reserve for receipts and erasure
+# requests), how many sent messages and recent events the local page can show, how many
+# events wait for the privacy gate. "pi" is the bounds above; "esp32" fits an ESP32
+# without PSRAM (bench/micropython.py measures it; docs/architecture.md has the figures).
+# The detectors' state is fixed per processor by the profile (float arrays, its schema
+# bounds them) and the same on every board.
+PI = "pi"
+ESP32 = "esp32"
+BOARD_SIZES = {
+    PI: {"outbox": OUTBOX_LEN, "outbox_reserve": OUTBOX_CRITICAL_RESERVE, "sent_log": SENT_LOG_LEN,
+         "local_events": LOCAL_EVENTS_LEN, "event_queue": EVENT_QUEUE_LEN},
+    ESP32: {"outbox": 16, "outbox_reserve": 16, "sent_log": 16, "local_events": 16, "event_queue": 16},
+}  # fmt: skip
+
+
+def board_sizes(board: str) -> dict:
+    """The memory sizes of a board; ConfigError naming the known boards for any other name."""
+    sizes = BOARD_SIZES.get(board)
+    if sizes is None:
+        from agent.core.errors import ConfigError
+
+        raise ConfigError("board: got %r; expected one of %s" % (board, ", ".join(sorted(BOARD_SIZES))))
+    return sizes

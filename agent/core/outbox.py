@@ -1,11 +1,13 @@
 """The outbox: messages the privacy gate let through, kept until they are delivered: most
 until the broker acknowledged them, those owed to the user until the backend confirmed them.
 
-Logic here, storage behind a small interface (a memory store for tests and the board,
-files on the host: agent/outbox_files.py). Everything is one append-only log of journal
-records in segments: a message record (id, priority, category, topic, payload), small
-"ack", "drop", "awaiting" and "confirmed" records, and at the start of each segment a
-"next id" record. A segment is deleted once nothing in it is pending.
+Logic here, storage behind a small interface: files on the host (agent/outbox_files.py),
+a memory store that stands for flash in tests, and a volatile store that keeps no log
+(a board with no storage for it: the outbox lives in RAM only, its pending list).
+Everything is one append-only log of journal records in segments: a message record
+(id, priority, category, topic, payload), small "ack", "drop", "awaiting" and
+"confirmed" records, and at the start of each segment a "next id" record. A segment
+is deleted once nothing in it is pending.
 
 Consent receipts and erasure requests (priority CRITICAL) are owed to the user. A broker
 acknowledgement does not show that the backend has them (under MQTT 3.1.1 a broker
@@ -16,7 +18,7 @@ whenever the link is made again (reoffer()). Every other message is done once th
 acknowledged it.
 
 Bounded: at most `capacity` pending messages besides those awaiting confirmation, and at
-most capacity + OUTBOX_CRITICAL_RESERVE in all. When full, the oldest message of the
+most capacity + reserve (OUTBOX_CRITICAL_RESERVE by default) in all. When full, the oldest message of the
 lowest priority goes (a "drop" record says so); messages owed to the user are never
 dropped: when even the reserve is full, OutboxFullError says "try again later". Every
 message has an id, increasing across restarts, so the receiver can deduplicate: delivery
@@ -67,8 +69,33 @@ def confirm_wait_ms(offers: int) -> int:
     return doubling_ms(limits.CONFIRM_WAIT_MS, offers, limits.CONFIRM_WAIT_CAP_MS)
 
 
+class VolatileStore:
+    """Keeps no log: the outbox lives in RAM only, as its pending list (a board with no
+    storage for it). A restart loses what waits, as RAM does; nothing is said to be
+    durable that is not. Holding the log in RAM as well would keep every message twice
+    and every "ack" and "drop" record until its segment goes."""
+
+    def segments(self) -> list:
+        return []
+
+    def read(self, seg: int) -> bytes:
+        return b""
+
+    def append(self, seg: int, data: bytes) -> None:
+        pass
+
+    def truncate(self, seg: int, length: int) -> None:
+        pass
+
+    def remove(self, seg: int) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
+
+
 class MemoryStore:
-    """Segments in memory (tests, and boards before flash storage is set up)."""
+    """Segments in memory that stand for flash storage in tests (recovery, damage)."""
 
     def __init__(self) -> None:
         self.data: dict = {}
@@ -164,15 +191,24 @@ def _lost(seen: dict, skipped: list, lo: int, hi: int) -> int:
 
 class Outbox:
     def __init__(
-        self, capacity: int = limits.OUTBOX_LEN, store: object = None, essential: tuple = (), known_last_id: int = 0
+        self,
+        capacity: int = limits.OUTBOX_LEN,
+        store: object = None,
+        essential: tuple = (),
+        known_last_id: int = 0,
+        reserve: int = limits.OUTBOX_CRITICAL_RESERVE,
     ) -> None:
-        """essential: the categories whose messages may be sent twice without harm
-        (consent receipts, erasure requests, status); after damage only they are kept of
-        what was written before the damaged part. known_last_id: the highest id the
-        device knew it had used when it last stored its state (0: not known); ids up to
-        it that the log no longer holds were lost."""
+        """store: VolatileStore by default (RAM only). reserve: the room consent receipts
+        and erasure requests have beyond the capacity. essential: the categories whose
+        messages may be sent twice without harm (consent receipts, erasure requests,
+        status); after damage only they are kept of what was written before the damaged
+        part. known_last_id: the highest id the device knew it had used when it last
+        stored its state (0: not known); ids up to it that the log no longer holds were
+        lost."""
         self.capacity = capacity
-        self.store = store if store is not None else MemoryStore()
+        self.reserve = reserve
+        self.store = store if store is not None else VolatileStore()
+        self._volatile = isinstance(self.store, VolatileStore)  # no log to write: records are not even encoded
         self.essential = essential
         self.pending: list = []  # [id, priority, category, topic, payload, segment], oldest first
         # Pending messages the broker took that wait for the backend's confirmation: id ->
@@ -398,6 +434,8 @@ class Outbox:
 
     # -- writing ------------------------------------------------------------------------------
     def _write(self, rec: list) -> int:
+        if self._volatile:
+            return self.seg
         data = journal.encode(json.dumps(rec).encode())
         if self.seg_size + len(data) > SEGMENT_BYTES and self.seg_size:
             self.seg += 1
@@ -438,7 +476,7 @@ class Outbox:
         if mid and mid != self.next_id:
             raise StateError("a message made for id %d cannot be kept: the outbox's next id is %d"
                              % (mid, self.next_id))  # fmt: skip
-        room = self.capacity + limits.OUTBOX_CRITICAL_RESERVE
+        room = self.capacity + self.reserve
         while len(self.pending) - len(self.awaiting) >= self.capacity or len(self.pending) >= room:
             if self._drop_one(priority):
                 continue
@@ -460,7 +498,7 @@ class Outbox:
         for e in self.pending:
             if e[1] >= CRITICAL:
                 critical += 1
-        return self.capacity + limits.OUTBOX_CRITICAL_RESERVE - critical
+        return self.capacity + self.reserve - critical
 
     def _drop_one(self, incoming: int = CRITICAL, write: bool = True) -> bool:
         """Drop the oldest message of the lowest priority below CRITICAL (and not above

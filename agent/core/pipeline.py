@@ -115,7 +115,9 @@ class Agent:
 
     drivers: channel id -> Driver. phase_source: None when the appliance reports no
     phases. uplink: None keeps everything in the outbox. observer: told about each step
-    (demo, local store). See interfaces.py.
+    (demo, local store). See interfaces.py. board: what the agent keeps in memory is
+    sized for it (limits.BOARD_SIZES; ConfigError for a board not known there); an outbox
+    passed in keeps its own size.
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class Agent:
         choices: dict | None = None,
         pseudonym_key: bytes = b"",
         outbox: Outbox | None = None,
+        board: str = limits.PI,
     ) -> None:
         self.profile = profile
         self.clock = clock
@@ -164,10 +167,13 @@ class Agent:
         self.gate = PrivacyGate(profile, device_id, self.consent, pseudonym_key)
         # What the device holds for the local page: recent events and every message that
         # left, each with its status (BROKER_ACCEPTED or CONFIRMED).
-        self.local_events = RingBuffer(limits.LOCAL_EVENTS_LEN)
-        self.sent_log = RingBuffer(limits.SENT_LOG_LEN)
-        self.events = BoundedChannel(limits.EVENT_QUEUE_LEN)
-        self.outbox = outbox if outbox is not None else Outbox()
+        sizes = limits.board_sizes(board)
+        self.local_events = RingBuffer(sizes["local_events"])
+        self.sent_log = RingBuffer(sizes["sent_log"])
+        self.events = BoundedChannel(sizes["event_queue"])
+        if outbox is None:
+            outbox = Outbox(sizes["outbox"], reserve=sizes["outbox_reserve"])
+        self.outbox = outbox
         self.decisions: dict = {}
         self._emit = self.events.put
         self._outbox_ready = asyncio.Event()

@@ -12,11 +12,11 @@ from array import array
 from agent.core import detectors, explain, limits
 from agent.core.errors import ConfigError
 from agent.core.events import ANOMALY, READING
-from agent.core.schema import Map, Num, OneOf
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.core.interfaces import Detector
+    from agent.core.schema import Map
 
 _NEVER = -(1 << 30)
 
@@ -49,7 +49,14 @@ class Processor:
     """
 
     kind = ""
-    SETTINGS = Map({})
+
+    @staticmethod
+    def settings_schema(phases: list) -> "Map":
+        """Its settings' validator. Built when a profile is checked, with the schema module
+        imported then: a board drops both once its profile is checked (profile.release)."""
+        from agent.core.schema import Map
+
+        return Map({})
 
     def feed(self, t_ms: int, value: float, phase: str) -> tuple | None:
         raise NotImplementedError
@@ -64,19 +71,24 @@ class AnomalyProcessor(Processor):
     """
 
     kind = "anomaly"
-    SETTINGS = Map(
-        {},
-        {
-            "detector": (OneOf(detectors.DETECTORS), "wichtel"),
-            "min_score": (Num(0.05, 0.99), 0.7),
-            "holdoff_s": (Num(0, 7 * 86_400, "seconds"), 43_200),
-            "escalate": (Num(0.0, 1.0), 0.2),
-            "alarm": (Num(1.0, 50.0, "scaled deviations"), 3.5),
-            "warmup": (Num(2, 100_000, "samples", integer=True), 300),
-            # Samples a phase must have been seen in before its readings can alarm.
-            "phase_warmup": (Num(4, 255, "samples", integer=True), 100),
-        },
-    )
+
+    @staticmethod
+    def settings_schema(phases: list) -> "Map":
+        from agent.core.schema import Map, Num, OneOf
+
+        return Map(
+            {},
+            {
+                "detector": (OneOf(detectors.DETECTORS), "wichtel"),
+                "min_score": (Num(0.05, 0.99), 0.7),
+                "holdoff_s": (Num(0, 7 * 86_400, "seconds"), 43_200),
+                "escalate": (Num(0.0, 1.0), 0.2),
+                "alarm": (Num(1.0, 50.0, "scaled deviations"), 3.5),
+                "warmup": (Num(2, 100_000, "samples", integer=True), 300),
+                # Samples a phase must have been seen in before its readings can alarm.
+                "phase_warmup": (Num(4, 255, "samples", integer=True), 100),
+            },
+        )
 
     def __init__(self, info: ChannelInfo, detector: str, min_score: float, holdoff_s: float,
                  escalate: float, alarm: float, warmup: int, phase_warmup: int) -> None:  # fmt: skip
@@ -136,7 +148,9 @@ class CycleFeatureProcessor(Processor):
     FEATURES = ("duration", "mean", "peak")
 
     @staticmethod
-    def settings_schema(phases: list) -> Map:
+    def settings_schema(phases: list) -> "Map":
+        from agent.core.schema import Map, Num, OneOf
+
         return Map(
             {"phase": OneOf(tuple(phases))},
             {
@@ -258,7 +272,12 @@ class Aggregator(Processor):
     """Summarises a channel over fixed windows: count, min, mean, max."""
 
     kind = "aggregate"
-    SETTINGS = Map({}, {"window_s": (Num(1, 86_400, "seconds"), 300)})
+
+    @staticmethod
+    def settings_schema(phases: list) -> "Map":
+        from agent.core.schema import Map, Num
+
+        return Map({}, {"window_s": (Num(1, 86_400, "seconds"), 300)})
 
     def __init__(self, info: ChannelInfo, window_s: float) -> None:
         self.window_ms = int(window_s * 1000)
@@ -303,12 +322,13 @@ def register(cls: type) -> None:
     REGISTRY[cls.kind] = cls  # type: ignore[attr-defined]
 
 
-def settings_schema(kind: str, phases: list) -> Map:
-    """The settings validator of a processor kind (some depend on the profile's phases)."""
+def settings_schema(kind: str, phases: list) -> "Map":
+    """The settings validator of a processor kind (some depend on the profile's phases). A
+    registered kind gives it as settings_schema(phases), or as a SETTINGS attribute."""
     cls = REGISTRY[kind]
-    if hasattr(cls, "settings_schema"):
-        return cls.settings_schema(phases)  # type: ignore[no-any-return]
-    return cls.SETTINGS  # type: ignore[attr-defined,no-any-return]
+    if hasattr(cls, "SETTINGS"):
+        return cls.SETTINGS  # type: ignore[no-any-return]
+    return cls.settings_schema(phases)  # type: ignore[attr-defined,no-any-return]
 
 
 def build(kind: str, settings: dict, info: ChannelInfo) -> Processor:

@@ -206,3 +206,17 @@ def channel(prof: dict, channel_id: str) -> dict:
         if ch["id"] == channel_id:
             return ch  # type: ignore[no-any-return]
     raise KeyError(channel_id)
+
+
+def release() -> None:
+    """Forget the validation code (this module and the schema validators) once a profile
+    is checked: on a board their code would stay in the heap for nothing. Importing
+    agent.core.profile again brings them back. The caller drops its own references."""
+    import sys
+
+    import agent.core as package
+
+    for name in ("profile", "schema"):
+        sys.modules.pop("agent.core." + name, None)
+        if name in package.__dict__:
+            delattr(package, name)

