@@ -10,8 +10,11 @@ minutes of a week), min_heap_bytes_week (the smallest -X heapsize with which the
 completes, by bisection on real runs). The modules are .mpy (tools/build_mpy.py) unless
 --source. The week: the washing machine driven by its simulator (a clogging drain
 pump), maintenance and usage statistics allowed, no uplink (the outbox holds its bound).
+Uplink (bench/micropython_uplink.py): uplink_msgs_per_s (the board runtime on the unix
+port, mutual TLS to a local Mosquitto) and cpython_uplink_msgs_per_s (the same script on
+CPython, the same broker, the same run); --no-uplink leaves them out.
 
-usage: python bench/micropython.py [--json] [--days D] [--board esp32|pi] [--source]
+usage: python bench/micropython.py [--json] [--days D] [--board esp32|pi] [--source] [--no-uplink]
 """
 
 import argparse
@@ -171,6 +174,12 @@ def min_heap(setup: Setup, so_far: dict) -> dict:
     return {"min_heap_bytes_week": hi}
 
 
+def uplink(setup: "Setup", so_far: dict) -> dict:
+    from bench import micropython_uplink
+
+    return micropython_uplink.measure()
+
+
 MEASUREMENTS = (memory, min_heap)
 
 
@@ -180,6 +189,7 @@ def main() -> int:
     parser.add_argument("--days", type=float, default=WEEK_DAYS, help="simulated days (default 7: a week)")
     parser.add_argument("--board", default="esp32", help="the board whose sizes the agent takes (default esp32)")
     parser.add_argument("--source", action="store_true", help="import the sources instead of .mpy modules")
+    parser.add_argument("--no-uplink", action="store_true", help="memory only: no uplink rates (no Mosquitto needed)")
     args = parser.parse_args()
     missing = micropython_unix.available()
     if missing:
@@ -188,7 +198,7 @@ def main() -> int:
     results: dict = {"days": args.days, "board": args.board, "modules": "source" if args.source else "mpy"}
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup(tmp, args.days, args.board, args.source)
-        for measurement in MEASUREMENTS:
+        for measurement in MEASUREMENTS if args.no_uplink else (*MEASUREMENTS, uplink):
             results.update(measurement(setup, results))
     kb = 1024
     print("MicroPython unix port (64-bit), fixed heap; %s modules; board sizes %r; %.3g simulated days"
@@ -200,6 +210,10 @@ def main() -> int:
     print("  built agent                %6.1f KB" % (results["built_bytes"] / kb))
     print("  peak live over the run     %6.1f KB" % (results["peak_bytes_week"] / kb))
     print("  smallest heap that runs it %6.1f KB   (-X heapsize)" % (results["min_heap_bytes_week"] / kb))
+    if "uplink_msgs_per_s" in results:
+        print("  uplink, mutual TLS, %d messages: %.0f msgs/s on the unix port (heap %d KB), %.0f on CPython"
+              % (results["uplink_messages"], results["uplink_msgs_per_s"], results["uplink_heap_bytes"] // kb,
+                 results["cpython_uplink_msgs_per_s"]))  # fmt: skip
     if args.json:
         print(json.dumps(results, sort_keys=True))
     return 0

@@ -170,6 +170,9 @@ def tls_context_factory(directory: str) -> object:
     return make_context
 
 
+GC_THRESHOLD = const(16 * 1024)
+
+
 class HeapWatch:
     """The live heap's peak, sampled every _HEAP_SAMPLE_MS after a collection (MicroPython only)."""
 
@@ -316,6 +319,13 @@ def _args(argv: list) -> dict:
 
 
 def main(argv: list) -> int:
+    if IS_MICROPYTHON:
+        import gc
+
+        # Collect after every GC_THRESHOLD bytes allocated rather than when the heap is full:
+        # garbage then stays low in the heap instead of scattering long-lived objects over
+        # all of it, so the blocks of several KB a TLS connection needs stay free.
+        gc.threshold(GC_THRESHOLD)
     args = _args(argv)
     directory = args.pop("bundle")
     if "outbox" in args:

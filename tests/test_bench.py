@@ -20,7 +20,7 @@ def test_pipeline_benchmark_prints_json_figures() -> None:
     assert figures["core_mpy_bytes"] > 0
 
 
-def test_micropython_benchmark_prints_the_memory_keys() -> None:
+def test_micropython_benchmark_prints_the_memory_and_uplink_keys() -> None:
     # A short run (a tenth of a day): the keys and their kinds, not the figures.
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bench", "micropython.py"), "--json", "--days", "0.1"],
@@ -31,6 +31,8 @@ def test_micropython_benchmark_prints_the_memory_keys() -> None:
     figures = json.loads(lines[-1])
     for key in ("imports_bytes", "built_bytes", "peak_bytes_week", "min_heap_bytes_week"):
         assert isinstance(figures[key], int) and figures[key] > 0, key
+    for key in ("uplink_msgs_per_s", "cpython_uplink_msgs_per_s"):  # the same script, broker and run
+        assert isinstance(figures[key], float) and figures[key] > 0, key
     assert figures["modules"] == "mpy" and figures["samples"] > 0
     # The smallest heap that completes the run holds at least what was live at its peak.
     assert figures["min_heap_bytes_week"] >= figures["peak_bytes_week"]

@@ -23,6 +23,11 @@ if IS_MICROPYTHON:
         gc.collect()
         return gc.mem_alloc()
 
+    def collect() -> None:
+        """Free the garbage now: before a TLS connection, whose buffers need contiguous
+        blocks of several KB that a heap full of scattered garbage may not have."""
+        gc.collect()
+
     def tcp_nodelay(writer: object) -> bool:
         """MicroPython's asyncio stream does not expose its socket (get_extra_info raises
         KeyError) and its TLS socket has no setsockopt: nothing to set; False says so."""
@@ -51,6 +56,9 @@ else:
     def mem_alloc() -> int:
         """Heap use is measured with tracemalloc on CPython; here it is unknown."""
         return -1
+
+    def collect() -> None:
+        """CPython's allocator does not need contiguous heap for a TLS connection."""
 
     def tcp_nodelay(writer: object) -> bool:
         """TCP_NODELAY (IPPROTO_TCP 6, option 1) on the stream's socket, so that small

@@ -10,7 +10,7 @@ ends in a reconnect with backoff, said at a bounded rate; nothing ends the uplin
 import asyncio
 
 from agent.core import limits
-from agent.core.compat import const, sleep_ms, ticks_diff, ticks_ms
+from agent.core.compat import collect, const, sleep_ms, ticks_diff, ticks_ms
 from agent.core.errors import MqttError
 from agent.core.limits import ACK_TIMEOUT_MS, BACKOFF_BASE_MS, BACKOFF_CAP_MS, CONNECT_TIMEOUT_MS
 from agent.core.mqtt import PortableMqttClient
@@ -108,6 +108,7 @@ class PortableUplink:
         self.client = client
         pump = None
         try:
+            collect()
             ctx = self.ssl_context()  # type: ignore[operator]
             await asyncio.wait_for(
                 client.open(self.host, self.port, ctx, self.tree + "status/availability", b"offline"),
