@@ -53,3 +53,17 @@ def write_file(tmp_path: "os.PathLike[str]") -> object:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def cpython_results(compiled_profiles: str) -> dict:
+    """The portable cases' results on CPython (tests/portable), which every MicroPython
+    runtime must give too (tests/test_portable.py, tests/test_portable_unix.py)."""
+    import asyncio
+    import json
+
+    from tests.portable import cases, runner
+
+    results = asyncio.run(runner.run_all(cases, compiled_profiles))
+    # Through JSON, as the MicroPython results come: tuples become lists.
+    return json.loads(json.dumps(results))  # type: ignore[no-any-return]
