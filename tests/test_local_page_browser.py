@@ -1,7 +1,8 @@
 """The local page in a real browser: Debian's Chromium driven by Playwright, against a
 running `wichtel run --page` process and a real Mosquitto (or no broker at all).
 
-Screenshots of every page, phone and desktop, go to docs/screenshots/.
+Screenshots of every page, phone and desktop, go to docs/screenshots/ with
+WICHTEL_SCREENSHOTS=docs (otherwise to a temporary directory: a run rewrites no tracked file).
 """
 
 import json
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -23,7 +25,11 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHOTS = os.path.join(ROOT, "docs", "screenshots")
+# Screenshots go to docs/screenshots/ only when asked (WICHTEL_SCREENSHOTS=docs): a test run
+# leaves tracked files as they are. Otherwise they are still taken (each page renders at
+# both viewports) into a directory of their own.
+SHOTS = (os.path.join(ROOT, "docs", "screenshots") if os.environ.get("WICHTEL_SCREENSHOTS") == "docs"
+         else os.path.join(tempfile.gettempdir(), "wichtel-screenshots-%d" % os.getpid()))  # fmt: skip
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 CODE = "K7M2P-9QXR4"
 # 2 simulated hours per second: a 6-hour usage window closes every 3 s.
@@ -81,7 +87,7 @@ class Device:
 
 
 def _shoot(page: object, name: str) -> None:
-    """The current page at both viewports into docs/screenshots/NAME-phone|desktop.png."""
+    """The current page at both viewports into SHOTS/NAME-phone|desktop.png."""
     os.makedirs(SHOTS, exist_ok=True)
     for label, size in VIEWPORTS.items():
         page.set_viewport_size(size)  # type: ignore[attr-defined]
