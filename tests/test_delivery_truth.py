@@ -117,3 +117,39 @@ async def test_mqtt5_refusals_are_retried_after_growing_waits(broker: object) ->
     gaps = [b - a for a, b in itertools.pairwise([first_round[-1], *probes])]
     assert all(b > a * 1.5 for a, b in itertools.pairwise(gaps)), gaps
     assert agent.failed_rounds >= 3
+
+
+class _Taking:
+    """An uplink the broker side of which takes every message at once."""
+
+    connects = 1
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    async def publish(self, topic: str, payload: bytes, msg_id: int = 0) -> bool:
+        self.sent.append(json.loads(payload))
+        return True
+
+
+@pytest.mark.asyncio
+async def test_a_confirm_that_arrives_twice_leaves_the_receipt_confirmed_and_its_refusal_only_accepted() -> None:
+    """QoS 1 is at least once: a broker restart can cost the backend its PUBACK, and it sends
+    the same confirm again. The second is refused (its seq is old) and answered; the receipt
+    stays confirmed, and the answer, owed to nobody, says only "accepted by broker"."""
+    uplink = _Taking()
+    agent = _agent(uplink)
+    agent.set_consent("maintenance", True, 0)
+    assert await agent.flush()
+    receipt = uplink.sent[0]
+    assert receipt["kind"] == "consent_receipt"
+    confirm = json.dumps({"device": "dev-1", "seq": 1, "args": {"ids": [receipt["id"]]}}).encode()
+    topic = "wichtel/v1/dev-1/cmd/confirm"
+    agent.on_command(topic, confirm)
+    agent.on_command(topic, confirm)  # the same command, delivered again
+    assert await agent.flush()
+    assert len(agent.outbox) == 0
+    by_kind = {json.loads(e["content"])["kind"]: e["status"] for e in agent.sent_log.items()}
+    assert by_kind == {"consent_receipt": CONFIRMED, "command_reply": BROKER_ACCEPTED}
+    reply = [m for m in uplink.sent if m["kind"] == "command_reply"]
+    assert len(reply) == 1 and reply[0]["data"]["ok"] is False and reply[0]["data"]["last_seq"] == 1
