@@ -129,7 +129,7 @@ def run_week(setup: Setup, heap: int, measure: bool) -> dict:
     """One simulated run on the unix port with this heap; MicroPythonUnixError if it fails."""
     args = "%r, %r, %r, %r" % (setup.profile, setup.days, setup.board, "1" if measure else "0")
     code = WEEK.replace("sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]", args)
-    out = micropython_unix.run(code, heap=heap, path=setup.path, timeout=1800)
+    out = micropython_unix.run(code, heap=heap, path=setup.path, cpu_s=600)
     result: dict = json.loads(out.split(_MARK, 1)[1])
     return result
 

@@ -2,17 +2,19 @@
 
 import json
 import os
-import subprocess
 import sys
+
+from tests import timeouts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_bench(script: str, tmp_dir: str, *args: str, timeout: float = 600) -> tuple:
-    """(stdout, figures) of bench/<script> run with --json; fails the test on a non-zero exit."""
+def run_bench(script: str, tmp_dir: str, *args: str, cpu_s: float = 240) -> tuple:
+    """(stdout, figures) of bench/<script> run with --json; fails the test on a non-zero exit.
+    cpu_s: its CPU budget; the wall-clock limit follows (tests/timeouts.py)."""
     out = os.path.join(tmp_dir, script + ".json")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), *args, "--json", out],
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    proc = timeouts.run([sys.executable, os.path.join(ROOT, "bench", script), *args, "--json", out], cpu_s,
+                        capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     with open(out) as f:
         return proc.stdout, json.load(f)

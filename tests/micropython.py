@@ -2,7 +2,8 @@
 
 import os
 import shutil
-import subprocess
+
+from tests import timeouts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME = os.path.join(ROOT, "tools", "mpwasm")
@@ -22,15 +23,16 @@ def available() -> str | None:
     return None
 
 
-def run(code: str, mounts: dict[str, str], heap: int = 512 * 1024, timeout: float = 300) -> str:
-    """Run code (top-level await allowed); return its stdout. mounts: host dir -> runtime dir."""
+def run(code: str, mounts: dict[str, str], heap: int = 512 * 1024, cpu_s: float = 120) -> str:
+    """Run code (top-level await allowed); return its stdout. mounts: host dir -> runtime dir.
+    cpu_s: the runtime's CPU budget; its wall-clock limit follows (tests/timeouts.py)."""
     missing = available()
     if missing:
         raise MicroPythonError(missing)
     cmd = ["node", os.path.join(RUNTIME, "run.mjs"), "--heap", str(heap)]
     for host, target in mounts.items():
         cmd += ["--mount", host + ":" + target]
-    proc = subprocess.run(cmd, input=code, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    proc = timeouts.run(cmd, cpu_s, input=code, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise MicroPythonError("MicroPython failed (exit %d):\n%s%s" % (proc.returncode, proc.stdout, proc.stderr))
     return proc.stdout

@@ -8,11 +8,12 @@ import pytest
 
 from agent import profile_loader
 from agent.cli import main
+from tests import timeouts
 from tests.conftest import EXAMPLES
 
 
 def _wichtel(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=300)
+    return timeouts.run([sys.executable, "-m", "agent", *args], 120, capture_output=True, text=True)
 
 
 def test_demo_runs_to_completion_and_finds_the_clogging_pump() -> None:

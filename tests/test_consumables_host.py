@@ -3,7 +3,6 @@ profile checks, the demo's reorder suggestion and the benchmark's output."""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -14,6 +13,7 @@ from agent import profile_loader, state_store
 from agent.cli import main
 from agent.core import consumables
 from agent.core.errors import StateError
+from tests import timeouts
 from tests.benchmarks import run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +153,7 @@ def test_profile_rejects_a_dose_larger_than_capacity(write_file: object, capsys:
 
 
 def test_demo_shows_the_reorder_suggestion_kept_local() -> None:
-    proc = subprocess.run([sys.executable, "-m", "agent", "demo"], capture_output=True, text=True, timeout=300)
+    proc = timeouts.run([sys.executable, "-m", "agent", "demo"], 120, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     found = [k for k, line in enumerate(lines) if "decided: reorder suggested for detergent" in line]

@@ -4,6 +4,7 @@ brokers it cannot verify refused."""
 
 import json
 import os
+import resource
 import socket
 import ssl
 import subprocess
@@ -20,12 +21,12 @@ from agent.local_broker import Service
 from bench.micropython_uplink import write_bundle
 from firmware import runtime
 from provisioning import pki
-from tests import micropython_unix
+from tests import micropython_unix, timeouts
 
 ROOT = micropython_unix.ROOT
 # The device's heap: fixed, as on a board (the run's peak is in its result and the report).
 HEAP = 1024 * 1024
-RUN_TIMEOUT_S = 240
+RUN_CPU_S = 120  # a device run's CPU budget; its wall-clock limit follows (tests/timeouts.py)
 
 
 def start_device(bundle: str, out_path: str, *args: str, heap: int = HEAP) -> subprocess.Popen:
@@ -37,12 +38,17 @@ def start_device(bundle: str, out_path: str, *args: str, heap: int = HEAP) -> su
     cmd = [micropython_unix.interpreter(), "-X", "heapsize=%d" % heap, os.path.join(ROOT, "firmware", "runtime.py"),
            "--bundle", bundle, *args]  # fmt: skip
     with open(out_path, "w") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-
-
-def result_of(proc: subprocess.Popen, out_path: str, timeout: float = RUN_TIMEOUT_S) -> dict:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
-        proc.wait(timeout)
+        resource.prlimit(proc.pid, resource.RLIMIT_CPU, (RUN_CPU_S, RUN_CPU_S + 5))
+    except ProcessLookupError:
+        pass  # already gone: result_of reads why
+    return proc
+
+
+def result_of(proc: subprocess.Popen, out_path: str) -> dict:
+    try:
+        proc.wait(timeouts.wall_s(RUN_CPU_S))
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -351,8 +357,8 @@ def test_on_micropython_a_fault_in_the_connect_path_ends_in_a_retry_with_backoff
 
 
 def test_the_uplink_rate_benchmark_runs_the_same_script_on_both_runtimes() -> None:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "micropython_uplink.py"), "--messages", "60",
-                           "--json"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
+    proc = timeouts.run([sys.executable, os.path.join(ROOT, "bench", "micropython_uplink.py"), "--messages", "60",
+                         "--json"], RUN_CPU_S, capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["uplink_messages"] == 60

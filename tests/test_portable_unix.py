@@ -27,7 +27,7 @@ def unix_results(compiled_profiles: str, tmp_path_factory: pytest.TempPathFactor
         "import asyncio, json\nfrom tests.portable import cases, runner\n"
         "print(%r + json.dumps(asyncio.run(runner.run_all(cases, %r))))\n" % (_MARK, compiled_profiles)
     )
-    out = micropython_unix.run(code, heap=UNIX_HEAP, path=(build,), timeout=600)
+    out = micropython_unix.run(code, heap=UNIX_HEAP, path=(build,), cpu_s=300)
     return json.loads(out.split(_MARK, 1)[1])  # type: ignore[no-any-return]
 
 

@@ -46,6 +46,11 @@ from agent.sim.appliances import make
 from agent.sim.engine import SimDriver
 from agent.sim.rng import XorShift32
 
+# The simulated spans of the two whole-pipeline cases: long enough for what each looks for,
+# and no longer (each simulated hour costs about a second on the WebAssembly runtime).
+PUMP_HOURS = 34  # the drain slowing is found at hour 33 (seed 7, clog from the third cycle)
+RUN_HOURS = 26  # a day's statistics and a maintenance alert (seed 1, clog from the third cycle)
+
 
 def _profile(data_dir: str, kind: str = "washing_machine") -> dict:
     # As a device reads it: bounded before parsing, then validated.
@@ -561,12 +566,12 @@ def case_simulator_injected_fault_changes_drain(data_dir: str) -> list:
 
 async def case_pipeline_finds_clogging_pump(data_dir: str) -> dict:
     prof = _profile(data_dir)
-    sim = make("washing_machine", 7, ["pump_clog"], 5, 2)
+    sim = make("washing_machine", 7, ["pump_clog"], 3, 1)  # the clog grows at once: found within PUMP_HOURS
     drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in prof["channels"]}
     consent = ConsentLedger(prof["data_categories"])
     consent.set("maintenance", True)
     agent = Agent(prof, "dev-7", drivers, ManualClock(), sim, None, consent)
-    await agent.run(60 * 3600 * 1000)
+    await agent.run(PUMP_HOURS * 3600 * 1000)
     payloads = []
     while len(agent.outbox):
         topic, payload, _ = agent.outbox.peek()
@@ -579,7 +584,7 @@ async def case_pipeline_finds_clogging_pump(data_dir: str) -> dict:
     assert all(
         p.startswith("wichtel/v1/dev-7/maintenance ") or p.startswith("wichtel/v1/dev-7/essential ") for p in payloads
     )
-    assert sum(1 for p in payloads if '"kind":"status"' in p) == 3
+    assert sum(1 for p in payloads if '"kind":"status"' in p) == 2  # at the start and a day later
     return {
         "samples": sum(c.samples for c in agent.channels),
         "decisions": agent.decisions,
@@ -952,15 +957,15 @@ def case_lost_consent_acts_as_a_withdrawal(data_dir: str) -> list:
 
 async def case_withdrawal_purges_and_requests_erasure(data_dir: str) -> list:
     prof = _profile(data_dir)
-    sim = make("washing_machine", 7, ["pump_clog"], 5, 2)
+    sim = make("washing_machine", 1, ["pump_clog"], 3, 1)  # maintenance alerts within RUN_HOURS
     drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in prof["channels"]}
     agent = Agent(prof, "dev-7", drivers, ManualClock(), sim)
     agent.set_consent("maintenance", True, 0)
     agent.set_consent("usage_statistics", True, 0)
-    await agent.run(60 * 3600 * 1000)
+    await agent.run(RUN_HOURS * 3600 * 1000)
     cats = [m[2] for m in agent.outbox.items()]
     assert "usage_statistics" in cats and "maintenance" in cats
-    agent.set_consent("usage_statistics", False, 60 * 3600 * 1000)
+    agent.set_consent("usage_statistics", False, RUN_HOURS * 3600 * 1000)
     after = agent.outbox.items()
     assert "usage_statistics" not in [m[2] for m in after]
     last = json.loads(after[-1][1])
@@ -968,7 +973,7 @@ async def case_withdrawal_purges_and_requests_erasure(data_dir: str) -> list:
     assert after[-1][0] == "wichtel/v1/dev-7/essential"
     exported = agent.export()
     assert exported["consent"]["current"]["usage_statistics"] == "off" and len(exported["consent"]["history"]) == 3
-    agent.erase(61 * 3600 * 1000)
+    agent.erase((RUN_HOURS + 1) * 3600 * 1000)
     assert agent.consent.choices()["maintenance"] == "off" and agent.export()["events"] == []
     kinds = [json.loads(m[1])["kind"] for m in agent.outbox.items()]
     assert kinds.count("erasure_request") >= 4
