@@ -123,7 +123,9 @@ def measure(rounds: int, micropython: bool) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=400, help="renders of each page on CPython (a quarter on MicroPython)")
+    parser.add_argument(
+        "--rounds", type=int, default=400, help="renders of each page on CPython (a quarter on MicroPython)"
+    )
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON to OUT")
     parser.add_argument("--no-micropython", action="store_true", help="CPython only")
     args = parser.parse_args()
