@@ -18,6 +18,10 @@ the break. An expression is a Python expression over the arguments and builtins 
 
 from agent.core.errors import WichtelError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 # The template files: NAME.html in this directory's templates/ (no os.path on MicroPython).
 TEMPLATE_DIR = __file__.rpartition("/")[0] + "/templates"
 SUFFIX = ".html"
@@ -162,44 +166,50 @@ class _Compiler:
         )
 
 
-def module_source(templates: dict) -> tuple:
-    """(Python source defining every template of `templates` (name -> text) in _T, line map:
-    for each source line the (template, line) it comes from)."""
-    lines: list = []
-    where: list = []
-    for name in sorted(templates):
-        if not _is_name(name):
-            raise TemplateError("template file %s%s: the name must be a Python identifier" % (name, SUFFIX))
-        for source, line in _Compiler(name, templates[name]).compile():
-            lines.append(source)
-            where.append((name, line))
-    return "\n".join(lines) + "\n", where
+def source(name: str, text: str) -> tuple:
+    """(the Python source of template `name` (text), for each of its lines the template line it comes from)."""
+    if not _is_name(name):
+        raise TemplateError("template file %s%s: the name must be a Python identifier" % (name, SUFFIX))
+    code = _Compiler(name, text).compile()
+    return "\n".join(line for line, _ in code) + "\n", [at for _, at in code]
+
+
+def module_source(templates: dict) -> str:
+    """One Python module defining every template of `templates` (name -> text) in _T."""
+    return "".join(source(name, templates[name])[0] for name in sorted(templates))
+
+
+def _files(directory: str) -> "Iterator[tuple[str, str]]":
+    """(name, text) of every NAME.html of directory, one file at a time."""
+    import os  # MicroPython's os has listdir too; imported where the files are read
+
+    for entry in sorted(os.listdir(directory)):
+        if entry.endswith(SUFFIX):
+            with open(directory + "/" + entry, encoding="utf-8") as f:
+                yield entry[: -len(SUFFIX)], f.read()
 
 
 def read_dir(directory: str = TEMPLATE_DIR) -> dict:
     """Every NAME.html of directory: name -> text."""
-    import os  # MicroPython's os has listdir too; imported where the files are read
-
-    found = {}
-    for entry in sorted(os.listdir(directory)):
-        if entry.endswith(SUFFIX):
-            with open(directory + "/" + entry, encoding="utf-8") as f:
-                found[entry[: -len(SUFFIX)]] = f.read()
-    return found
+    return dict(_files(directory))
 
 
-def load(templates: dict) -> dict:
-    """name -> generator function for every template of `templates` (name -> text), compiled."""
-    source, where = module_source(templates)
+def load(templates: "dict | Iterable[tuple[str, str]]") -> dict:
+    """name -> generator function for every template of `templates` (a dict name -> text, or
+    (name, text) pairs), each compiled on its own: no block as large as all of them at once."""
     table: dict = {}
-    try:
-        code = compile(source, "<templates>", "exec")
-    except SyntaxError as e:
-        # The line of the generated source says which template line holds the broken expression.
-        line = getattr(e, "lineno", None)
-        place = "template %s%s line %d" % (where[line - 1][0], SUFFIX, where[line - 1][1]) if line else "a template"
-        raise TemplateError("%s: not a Python expression or statement (%s)" % (place, e)) from e
-    exec(code, {"_e": _e, "_T": table})  # the package's own templates, compiled above
+    scope = {"_e": _e, "_T": table}
+    for name, text in templates.items() if isinstance(templates, dict) else templates:
+        python, where = source(name, text)
+        try:
+            code = compile(python, name + SUFFIX, "exec")
+        except SyntaxError as e:
+            # The line of the generated source says which template line holds the broken expression.
+            line = getattr(e, "lineno", None)  # None on MicroPython
+            place = "template %s%s%s" % (name, SUFFIX, " line %d" % where[line - 1] if line else "")
+            raise TemplateError("%s: not a Python expression or statement (%s)" % (place, e)) from e
+        exec(code, scope)  # the package's own template, compiled above
+        del python, code
     return table
 
 
@@ -207,7 +217,7 @@ class Templates:
     """The compiled templates of a directory; render(name, **args) is the page's text."""
 
     def __init__(self, directory: str = TEMPLATE_DIR) -> None:
-        self.table = load(read_dir(directory))
+        self.table = load(_files(directory))
 
     def generate(self, name: str, **args: object) -> object:
         """The text in pieces, as the template writes them."""
