@@ -1,5 +1,7 @@
 """Benchmark: the local page's rendering: time per page on CPython and on the MicroPython
 unix port, and the heap the page's views take there (import, one render of the overview).
+On the unix port twice: from the sources (templates compiled at import) and from the
+board's build (tools/build_mpy.py --page: .mpy modules, templates compiled ahead of time).
 
 The same script runs on both runtimes: the washer agent with consent receipts, alerts and
 a full sent log, every page rendered ROUNDS times. Memory (unix port, fixed heap):
@@ -7,7 +9,7 @@ views_import_bytes (live after importing the views and their templates, over the
 already built), overview_alloc_bytes (everything one render of the overview allocates,
 the collector held off: an upper bound of what it needs at once), overview_bytes (its
 length). The machine is shared: compare figures of one run, not across runs.
-usage: python bench/page.py [--rounds N] [--json OUT] [--no-micropython]
+usage: python bench/page.py [--rounds N] [--json OUT] [--no-micropython] [--no-build]
 """
 
 import argparse
@@ -22,6 +24,7 @@ sys.path.insert(0, ROOT)
 
 from agent import profile_loader  # noqa: E402
 from tests import micropython_unix  # noqa: E402
+from tools import build_mpy  # noqa: E402
 
 HEAP = 768 * 1024  # the page test's heap (tests/test_local_page_micropython.py)
 PAGES = ("login", "overview", "privacy", "data", "consumables", "device", "erase", "error")
@@ -104,7 +107,7 @@ def _run(argv: list, env: dict) -> dict:
     return dict(json.loads(line[len("@@PAGE@@") :]))
 
 
-def measure(rounds: int, micropython: bool) -> dict:
+def measure(rounds: int, micropython: bool, built: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         prof = os.path.join(tmp, "washing_machine.json")
         with open(prof, "wb") as f:
@@ -117,7 +120,14 @@ def measure(rounds: int, micropython: bool) -> dict:
         if micropython:
             env["MICROPYPATH"] = os.pathsep.join((".frozen", ROOT))
             exe = micropython_unix.interpreter()
-            out["micropython"] = _run([exe, "-X", "heapsize=%d" % HEAP, script, prof, str(max(1, rounds // 4))], env)
+            mp_argv = [exe, "-X", "heapsize=%d" % HEAP, script, prof, str(max(1, rounds // 4))]
+            out["micropython"] = _run(mp_argv, env)
+            if built:
+                build = os.path.join(tmp, "mpy")
+                build_mpy.build(build)
+                build_mpy.build_page(build)
+                env["MICROPYPATH"] = os.pathsep.join((".frozen", build))
+                out["micropython_mpy"] = _run(mp_argv, env)
     return out
 
 
@@ -128,8 +138,9 @@ def main() -> int:
     )
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON to OUT")
     parser.add_argument("--no-micropython", action="store_true", help="CPython only")
+    parser.add_argument("--no-build", action="store_true", help="the unix port from the sources only")
     args = parser.parse_args()
-    figures = measure(args.rounds, not args.no_micropython)
+    figures = measure(args.rounds, not args.no_micropython, not args.no_build)
     for runtime, values in figures.items():
         print(runtime)
         for name in PAGES:

@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import profile_loader
-from agent.local_page import template
+from agent.local_page import template_compiler
 from agent.local_page.template import TemplateError, escape
 from agent.local_page.texts import LANGS, TEXTS
 from tests import micropython_unix, page_samples
+from tools import build_mpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROFILE = profile_loader.compile_json(profile_loader.load(profile_loader.example("washing_machine")))
@@ -110,16 +111,28 @@ def test_the_german_and_the_english_page_each_render_in_their_own_words() -> Non
     assert page_samples.render_all(agent, "de", v)["privacy"] != page_samples.render_all(agent, "en", v)["privacy"]
 
 
-def test_the_same_pages_on_the_micropython_unix_port(tmp_path: "os.PathLike[str]") -> None:
+@pytest.mark.parametrize("built", [False, True], ids=["from-source", "from-the-board-build"])
+def test_the_same_pages_on_the_micropython_unix_port(built: bool, tmp_path: "os.PathLike[str]") -> None:
+    """From the sources (the templates compiled at import) and from the board's build (.mpy,
+    the templates compiled ahead of time: the compiler is not even imported), the unix port
+    writes every page as CPython does."""
     missing = micropython_unix.available()
     if missing:
         pytest.fail(missing)
     profile = os.path.join(str(tmp_path), "washing_machine.json")
     with open(profile, "wb") as f:
         f.write(PROFILE)
+    path: tuple = (ROOT,)
+    if built:
+        build = os.path.join(str(tmp_path), "mpy")
+        build_mpy.build(build, build_mpy.BOARD_PACKAGES + build_mpy.TEST_PACKAGES + ("tests/page_samples.py",))
+        sizes = build_mpy.build_page(build)
+        assert sizes["agent/local_page/templates_compiled.py"] > 0
+        path = (build,)
     code = (
-        "import gc, json\n"
+        "import gc, json, sys\n"
         "from tests import page_samples\n"
+        "print('@@compiler', 'agent.local_page.template_compiler' in sys.modules)\n"
         "with open(%r, 'rb') as f:\n"
         "    profile = f.read()\n"
         "for text in json.loads(%r):\n"
@@ -128,8 +141,9 @@ def test_the_same_pages_on_the_micropython_unix_port(tmp_path: "os.PathLike[str]
         "        print('@@' + json.dumps(page_samples.render_all(agent, lang, v, False)))\n"
         "        gc.collect()\n" % (profile, json.dumps(HOSTILE))
     )
-    out = micropython_unix.run(code, heap=768 * 1024)
-    pages = [json.loads(line[2:]) for line in out.splitlines() if line.startswith("@@")]
+    out = micropython_unix.run(code, heap=768 * 1024, path=path)
+    assert "@@compiler %s" % (not built) in out
+    pages = [json.loads(line[2:]) for line in out.splitlines() if line.startswith("@@{")]
     expected = []
     for text in HOSTILE:
         agent, v = page_samples.hostile_agent(PROFILE, text)
@@ -139,7 +153,7 @@ def test_the_same_pages_on_the_micropython_unix_port(tmp_path: "os.PathLike[str]
 
 # -- the compiler -----------------------------------------------------------------------
 def _one(text: str, **args: object) -> str:
-    return "".join(template.load({"page": text})["page"](**args))
+    return "".join(template_compiler.load({"page": text})["page"](**args))
 
 
 def test_values_are_escaped_whatever_their_type_and_literal_text_is_kept() -> None:
@@ -156,7 +170,7 @@ def test_a_line_break_and_its_indentation_are_not_output_a_space_before_it_is() 
 
 
 def test_blocks_and_includes() -> None:
-    table = template.load({
+    table = template_compiler.load({
         "outer": "{% args items %}{% for i, x in enumerate(items) %}{% if i %}, {% endif %}"
                  "{% include inner x=x, i=i %}{% endfor %}",
         "inner": "{% args x, i %}{% if x == 'b' %}<b>{{ x }}</b>{% elif i == 0 %}<i>{{ x }}</i>{% else %}{{ x }}"
@@ -185,17 +199,17 @@ def test_blocks_and_includes() -> None:
 )
 def test_a_broken_template_is_refused_with_its_file_and_line(text: str, wanted: str) -> None:
     with pytest.raises(TemplateError, match=wanted):
-        template.load({"page": text})
+        template_compiler.load({"page": text})
 
 
 def test_a_template_name_must_be_a_python_name() -> None:
     with pytest.raises(TemplateError, match="must be a Python identifier"):
-        template.load({"my-page": "<p>"})
+        template_compiler.load({"my-page": "<p>"})
 
 
 def test_the_compiled_pages_write_only_literal_text_escaped_values_and_other_templates() -> None:
     """There is no unescaped output: every yield in the page's compiled templates is one of three forms."""
-    source = template.module_source(template.read_dir())
+    source = template_compiler.module_source(template_compiler.read_dir())
     yields = [line.strip() for line in source.splitlines() if line.strip().startswith("yield")]
     assert yields
     for line in yields:

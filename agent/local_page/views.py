@@ -16,13 +16,13 @@ from agent.core.compat import IS_MICROPYTHON
 from agent.core.consumables import CHOICES, RISKS
 from agent.core.events import ANOMALY
 from agent.core.pipeline import CONFIRMED, Agent
-from agent.local_page.template import Templates
+from agent.local_page.template import Templates, page_templates
 from agent.local_page.texts import LANGS, TEXTS, grain_text
 
 PAGES = ("overview", "privacy", "data", "consumables", "device")
 _PATHS = {"overview": "/", "privacy": "/privacy", "data": "/data", "consumables": "/consumables", "device": "/device"}
 MAX_ALERTS_SHOWN = 5
-_TEMPLATES = Templates()  # compiled once, at import
+_TEMPLATES = Templates(page_templates())  # compiled once, before the first page
 
 
 class View:
