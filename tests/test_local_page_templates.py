@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import profile_loader
-from agent.local_page import template_compiler
+from agent.local_page import template, template_compiler, views
 from agent.local_page.template import TemplateError, escape
 from agent.local_page.texts import LANGS, TEXTS
 from tests import micropython_unix, page_samples
@@ -260,3 +261,43 @@ def test_the_html_check_catches_hand_built_markup(tmp_path: "os.PathLike[str]") 
         f.write('from html import escape\n\n\ndef row(x):\n    return "<td>%s</td>" % escape(x)\n')
     kinds = sorted(kind for _, kind, _ in _code_findings(intruder))
     assert kinds == ["escaping call", "import", "markup"]
+
+
+@pytest.fixture
+def beside_the_page(monkeypatch: pytest.MonkeyPatch, tmp_path: "os.PathLike[str]") -> object:
+    """Puts a templates_compiled module with the text given where agent.local_page finds it,
+    as a build's would be; gone again after the test."""
+    import sys
+
+    import agent.local_page
+
+    name = "agent.local_page." + template.COMPILED_MODULE
+
+    def put(text: str) -> None:
+        with open(os.path.join(str(tmp_path), template.COMPILED_MODULE + ".py"), "w", encoding="utf-8") as f:
+            f.write(text)
+
+    monkeypatch.setattr(agent.local_page, "__path__", [*agent.local_page.__path__, str(tmp_path)])
+    yield put
+    sys.modules.pop(name, None)
+    if hasattr(agent.local_page, template.COMPILED_MODULE):
+        delattr(agent.local_page, template.COMPILED_MODULE)
+
+
+def test_templates_a_build_compiled_are_used_as_they_are(beside_the_page: "Callable[[str], None]") -> None:
+    beside_the_page(template_compiler.module_source(template_compiler.read_dir()))
+    built = template.page_templates()
+    assert built["head"].__module__ == "agent.local_page." + template.COMPILED_MODULE
+    compiled = template_compiler.load(template_compiler.read_dir())
+    assert set(built) == set(compiled)
+    args = {"view": views.View("de", "<t>", "/x"), "t": TEXTS["de"], "nonce": "n", "message": "<m>",
+            "frame": {"langs": [("en", "English", False)], "nav": [("/", "<a>", True)]}}  # fmt: skip
+    assert "".join(built["login"](**args)) == "".join(compiled["login"](**args))
+
+
+def test_a_compiled_module_that_cannot_load_is_an_error_not_a_reason_to_compile_anew(
+    beside_the_page: "Callable[[str], None]",
+) -> None:
+    beside_the_page("from agent.local_page.template import no_such_name\n")
+    with pytest.raises(ImportError, match="no_such_name"):
+        template.page_templates()
