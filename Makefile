@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/minimization.py
 	$(PY) bench/uplink.py
 	$(PY) bench/provisioning.py
+	$(PY) bench/page.py
 
 clean:
 	rm -rf $(VENV) tools/mpwasm/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

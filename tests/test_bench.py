@@ -37,3 +37,22 @@ def test_micropython_benchmark_prints_the_memory_and_uplink_keys() -> None:
     # The smallest heap that completes the run holds at least what was live at its peak.
     assert figures["min_heap_bytes_week"] >= figures["peak_bytes_week"]
     assert any(line.strip().startswith("smallest heap that runs it") for line in lines)
+
+
+def test_page_benchmark_writes_the_render_times_and_the_heap(tmp_path: "os.PathLike[str]") -> None:
+    out = os.path.join(str(tmp_path), "page.json")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "page.py"), "--rounds", "4", "--json", out],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with open(out, encoding="utf-8") as f:
+        figures = json.load(f)
+    assert set(figures) == {"cpython", "micropython", "micropython_mpy"}
+    for runtime, values in figures.items():
+        for page in ("login", "overview", "privacy", "data", "consumables", "device", "erase", "error"):
+            assert values[page + "_ms"] > 0, (runtime, page)
+    # The same overview on every runtime; the views' heap only where it is measured.
+    assert len({values["overview_bytes"] for values in figures.values()}) == 1
+    for runtime in ("micropython", "micropython_mpy"):
+        assert figures[runtime]["views_import_bytes"] > 0 and figures[runtime]["overview_alloc_bytes"] > 0

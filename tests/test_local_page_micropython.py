@@ -269,7 +269,19 @@ def test_the_micropython_page_fits_its_heap(board: BoardProcess) -> None:
 # microdot, and the portable parts of the agent. (The factory-only functions of
 # agent/setup_code.py import secrets and agent.files where they are called.)
 PORTABLE_PAGE = ["agent/setup_code.py", "firmware/page_main.py"] + [
-    "agent/local_page/%s.py" % m for m in ("access", "board", "crypto", "intake", "limits", "routes", "texts", "views")
+    "agent/local_page/%s.py" % m
+    for m in (
+        "access",
+        "board",
+        "crypto",
+        "intake",
+        "limits",
+        "routes",
+        "template",
+        "template_compiler",
+        "texts",
+        "views",
+    )
 ]
 _PORTABLE_AGENT = ("agent.core", "agent.local_page", "agent.sim", "agent.setup_code")
 

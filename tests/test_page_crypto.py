@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import setup_code
-from agent.local_page import crypto, views
+from agent.local_page import crypto, template
 from tests import micropython_unix
 
 # Keys shorter than, equal to and longer than SHA-256's 64-byte block (longer ones are hashed first).
@@ -50,7 +50,7 @@ def test_same_bytes_is_compare_digest(a: bytes, b: bytes) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_escape_is_html_escape(text: str) -> None:
-    assert views.escape(text) == html.escape(text, quote=True)
+    assert template.escape(text) == html.escape(text, quote=True)
 
 
 def test_tokens_are_random_url_safe_and_of_their_length() -> None:
@@ -89,7 +89,7 @@ def test_the_same_vectors_on_the_micropython_unix_port() -> None:
     texts = ["", "a&b<c>\"d'e", "&amp;", "Grüße <script>alert('x')</script>"]
     code = (
         "import binascii, json, time\n"
-        "from agent.local_page import crypto, views\n"
+        "from agent.local_page import crypto, template\n"
         "from agent import setup_code\n"
         "out = []\n"
         "for k, m, s, n in json.loads(%r):\n"
@@ -100,7 +100,7 @@ def test_the_same_vectors_on_the_micropython_unix_port() -> None:
         "    out.append([binascii.hexlify(crypto.hmac_sha256(k, m)).decode(), binascii.hexlify(key).decode(), ms])\n"
         "eq = [crypto.same_bytes(a, b) for a, b in ((b'', b''), (b'ab', b'ab'), (b'ab', b'ac'), (b'ab', b'abc'))]\n"
         "record = setup_code.hash_code('ABCDE-23456', %d, b's' * 16)\n"
-        "print(json.dumps([out, eq, [views.escape(t) for t in json.loads(%r)], record,\n"
+        "print(json.dumps([out, eq, [template.escape(t) for t in json.loads(%r)], record,\n"
         "                  setup_code.verify('abcde23456', record), setup_code.verify('ABCDE23457', record)]))\n"
         % (json.dumps(cases), setup_code.MIN_ITERATIONS, json.dumps(texts))
     )
