@@ -1,4 +1,5 @@
-"""The `wichtel` command: profile check/compile, simulate, run and demo.
+"""The `wichtel` command: profile check/compile, simulate, run, consent, data and detect;
+other packages add commands of their own (provisioning adds `provision` and `demo`).
 
 Exit codes: 0 success, 2 bad input (profile, trace, arguments), 1 anything unexpected,
 among it storage that refused a change (a full disk): said in one line, never a traceback.
@@ -6,25 +7,26 @@ among it storage that refused a change (a full disk): said in one line, never a 
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import signal
 import sys
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from agent import detect, device, files, host, setup_code
+from agent.core import VERSION
 from agent.core.clock import ScaledClock
 from agent.core.consumables import ReorderChoice
 from agent.core.detectors import DETECTORS
-from agent.core.errors import ConfigError, OutboxFullError, StorageError
+from agent.core.errors import ConfigError, OutboxFullError, StorageError, WichtelError
 from agent.core.pipeline import Agent
 from agent.demo import Narrator
 from agent.device_data import DeviceData
-from agent.profile_loader import ProfileFileError, compile_json, example, load
+from agent.profile_loader import ProfileFileError, compile_json, load
 from agent.replay import TraceError
 from agent.sim.appliances import FAULTS
-from provisioning import cli as provision_cli
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -33,13 +35,41 @@ EXIT_FAILED = 1
 STATE_CHECKPOINT_S = 300.0
 _HOUR_MS = 3600 * 1000
 
+# Commands another package adds to `wichtel`: an entry point of this group, named as the
+# command, names a module with add_commands(subparsers) and run(args). The agent does not
+# know those packages (docs/layers.md); a command's module is imported only when that
+# command (or the list of all commands) is asked for, so `wichtel run` never loads one.
+COMMAND_GROUP = "wichtel.commands"
+COMMANDS = ("profile", "run", "simulate", "consent", "data", "detect")  # the agent's own
 
-class UsageError(Exception):
+
+class UsageError(WichtelError):
     """Arguments that parse but do not fit together."""
 
 
-def _parser() -> argparse.ArgumentParser:
+class CommandModule(Protocol):
+    """What an entry point of COMMAND_GROUP names."""
+
+    def add_commands(self, sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def added_commands(argv: list) -> "dict[str, CommandModule]":
+    """{command: module} of the added commands argv may need: none for the agent's own
+    commands or --version, the one named, or all of them (for help, and to list them when
+    argv names no command or one that does not exist)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if (words and words[0] in COMMANDS) or (not words and "--version" in argv):
+        return {}
+    entries = importlib.metadata.entry_points(group=COMMAND_GROUP)
+    named = [e for e in entries if words and e.name == words[0]]
+    return {e.name: e.load() for e in (named or entries)}
+
+
+def _parser(added: "dict[str, CommandModule] | None" = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wichtel", description="Wichtel: a privacy-first edge agent for home appliances.")
+    p.add_argument("--version", action="version", version="wichtel " + VERSION)
     sub = p.add_subparsers(dest="command", required=True)
 
     prof = sub.add_parser("profile", help="check or compile an appliance profile")
@@ -118,17 +148,13 @@ def _parser() -> argparse.ArgumentParser:
     detect.add_argument("--output", metavar="scores.csv", help="write timestamp,value,anomaly_score (default: stdout)")
     detect.add_argument("--list", action="store_true", help="list the detectors and exit")
 
-    provision_cli.add_commands(sub)
-
-    demo = sub.add_parser("demo", help="a simulated washing machine whose drain pump clogs")
-    demo.add_argument("--speed", type=float, default=0.0, help="times real time; 0 = as fast as possible (default)")
-    demo.add_argument("--hours", type=float, default=120.0)
-    demo.add_argument("--page", metavar="HOST:PORT", help="also serve the local privacy page here; the demo then "
-                      "goes on in real time until Ctrl-C")  # fmt: skip
+    for module in (added or {}).values():
+        module.add_commands(sub)
     return p
 
 
-def _run(args: argparse.Namespace, narrate_consent: bool = False) -> int:
+def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
+    """`wichtel run` on a namespace of its options (what the demo runs, too)."""
     profile = load(args.profile)
     if args.replay:
         drivers, phases = host.replayed(profile, args.replay)
@@ -296,12 +322,11 @@ def _from_bundle(args: argparse.Namespace) -> argparse.Namespace:
         if not args.profile:
             raise UsageError("wichtel run needs --profile (or --bundle DIR of a provisioned device)")
         return args
-    from provisioning.bundle import for_run
-    from provisioning.errors import ProvisioningError
+    from agent.bundle import BundleError, for_run  # cryptography only where a bundle is checked
 
     try:
         settings = for_run(args.bundle)
-    except ProvisioningError as e:
+    except BundleError as e:
         raise UsageError("--bundle %s: %s" % (args.bundle, e)) from e
     for name, value in settings.items():
         if name != "broker" or not args.broker:  # an explicit --broker wins (a test or staging broker)
@@ -385,51 +410,10 @@ def _choices(specs: list, profile: dict) -> dict:
     return out
 
 
-def _demo(args: argparse.Namespace) -> int:
-    """The washing machine with a clogging pump, its uplink to a local Mosquitto with TLS."""
-    import tempfile
-
-    from agent import local_broker
-
-    print("Wichtel demo: a washing machine whose drain pump starts to clog at its ninth wash.")
-    demo_args = argparse.Namespace(
-        profile=example("washing_machine"), replay=None, seed=7, fault=["pump_clog"], fault_onset=8, fault_ramp=4,
-        consent=["maintenance"], device_id="dev-1", speed=args.speed, hours=args.hours, broker=None,
-        page=args.page, demo_setup_code=True, stay=True, data_dir=None,
-    )  # fmt: skip
-    if not local_broker.available():
-        print("(Mosquitto is not installed here: the demo runs without an uplink; `make demo` installs it.)")
-        return _run(demo_args, narrate_consent=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = local_broker.Broker(tmp)
-        broker.start()
-        service = local_broker.Service(broker)
-        try:
-            crt, key = broker.certs["dev-1"]
-            demo_args.broker, demo_args.ca, demo_args.cert, demo_args.key = (
-                "localhost:%d" % broker.port, broker.ca_path, crt, key)  # fmt: skip
-            demo_args.data_dir = os.path.join(tmp, "device")
-            print("A local Mosquitto listens on port %d with TLS, client certificates and a per-device ACL."
-                  % broker.port)  # fmt: skip
-            code = _run(demo_args, narrate_consent=True)
-            arrived = [m for m in service.wait_for(0, 2) if "/status/" not in m[0]]
-        finally:
-            service.close()
-            broker.stop()
-    counts: dict = {}
-    for topic, _, _, _ in arrived:
-        cat = topic.rsplit("/", 1)[1]
-        counts[cat] = counts.get(cat, 0) + 1
-    print("Arrived upstream at the operator's service: %d messages (%s)."
-          % (len(arrived), ", ".join("%d %s" % (n, c) for c, n in sorted(counts.items())) or "none"))  # fmt: skip
-    for topic, payload, _, _ in arrived:
-        if topic.endswith("/maintenance"):
-            print("  " + topic + " " + payload.decode())
-    return code
-
-
 def main(argv: list | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    added = added_commands(argv)
+    args = _parser(added).parse_args(argv)
     try:
         if args.command == "profile":
             prof = load(args.file)
@@ -469,11 +453,9 @@ def main(argv: list | None = None) -> int:
             if args.file is None:
                 raise UsageError("wichtel detect needs FILE.csv (or --list)")
             return detect.run(args.file, args.output, args.detector)
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "provision":
-            return provision_cli.run(args)
-        return _run(_from_bundle(args))
+        if args.command in added:
+            return int(added[args.command].run(args))
+        return run_device(_from_bundle(args))
     except (ProfileFileError, TraceError, ConfigError, UsageError) as e:
         print("wichtel: " + str(e), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -15,9 +15,10 @@ from typing import TextIO
 
 from agent import files
 from agent.core.detectors import DETECTORS, SeriesScorer
+from agent.core.errors import WichtelError
 
 
-class DetectInputError(Exception):
+class DetectInputError(WichtelError):
     """The input CSV cannot be scored; the message names the file and line."""
 
 

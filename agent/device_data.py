@@ -16,7 +16,7 @@ import os
 from agent import files, state_store
 from agent.core import journal
 from agent.core.consent import ConsentLedger
-from agent.core.errors import StorageError
+from agent.core.errors import InputError, StorageError
 
 JOURNAL = "consent.journal"
 STATE = "state.json"
@@ -32,7 +32,7 @@ PROBLEMS_KEPT = 8  # storage problems kept for the user to see (the newest)
 
 def encode_key(key: bytes) -> bytes:
     if len(key) != KEY_BYTES:
-        raise ValueError("a pseudonym key has %d bytes, got %d" % (KEY_BYTES, len(key)))
+        raise InputError("a pseudonym key has %d bytes, got %d" % (KEY_BYTES, len(key)))
     return KEY_MAGIC + key + hashlib.sha256(KEY_MAGIC + key).digest()[:KEY_CHECK_BYTES]
 
 

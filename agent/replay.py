@@ -7,8 +7,10 @@ increasing order; an empty cell means "not sampled at this time".
 import csv
 import math
 
+from agent.core.errors import WichtelError
 
-class TraceError(Exception):
+
+class TraceError(WichtelError):
     """A trace file cannot be replayed; the message names file and line."""
 
 

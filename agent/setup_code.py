@@ -11,6 +11,7 @@ import json
 import os
 
 from agent.core.compat import IS_MICROPYTHON
+from agent.core.errors import WichtelError
 from agent.local_page import crypto
 
 TYPE_CHECKING = False
@@ -33,7 +34,7 @@ SALT_BYTES = 16
 FILE_NAME = "setup_code.json"
 
 
-class SetupCodeError(ValueError):
+class SetupCodeError(WichtelError):
     """A setup-code record that is not one this module wrote."""
 
 

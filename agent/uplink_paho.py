@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.core import limits
+from agent.core.errors import MqttError
 from agent.core.limits import ACK_TIMEOUT_MS, CONNECT_TIMEOUT_MS
 from agent.core.ratelimit import ThrottledReport
 from agent.core.uplink import backoff_ms, next_attempt
@@ -174,11 +175,11 @@ class PahoUplink:
                 await self._first(self.connected, self._lost, CONNECT_TIMEOUT_S)
                 if not self.connected.is_set():
                     # With TLS 1.3 a refused client certificate shows only after the handshake.
-                    raise ConnectionError(self.last_error or "the broker closed the connection")
+                    raise MqttError(self.last_error or "the broker closed the connection")
                 up_since = self._loop.time()
                 await self._lost.wait()
             except Exception as e:  # noqa: BLE001 - the connection's supervisor: every failure leads to a retry
-                # Mostly TimeoutError, OSError (ssl.SSLError, ConnectionError); anything else
+                # Mostly TimeoutError, OSError (ssl.SSLError, ConnectionError), MqttError; anything else
                 # from paho or a callback is said the same way instead of ending the uplink.
                 self.failures += 1
                 self.last_error = "%s: %s" % (type(e).__name__, e)

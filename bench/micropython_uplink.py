@@ -21,8 +21,9 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from agent import local_broker, profile_loader  # noqa: E402
+from agent import profile_loader  # noqa: E402
 from firmware import runtime  # noqa: E402
+from provisioning import local_broker  # noqa: E402
 
 MESSAGES = 300
 HEAP = 1024 * 1024  # the burst's messages wait in the heap (the outbox's pending list) until the link comes

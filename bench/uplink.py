@@ -22,7 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from agent import local_broker, profile_loader  # noqa: E402
+from agent import profile_loader  # noqa: E402
 from agent.core.clock import ScaledClock  # noqa: E402
 from agent.core.consent import ConsentLedger  # noqa: E402
 from agent.core.events import ANOMALY, Event  # noqa: E402
@@ -31,6 +31,7 @@ from agent.core.pipeline import Agent  # noqa: E402
 from agent.outbox_files import FileStore  # noqa: E402
 from agent.uplink_paho import PahoUplink, UplinkConfig  # noqa: E402
 from bench import report  # noqa: E402
+from provisioning import local_broker  # noqa: E402
 
 
 class _Flat:

@@ -40,7 +40,7 @@ MAX_PROFILE_BYTES = const(16384)  # a compiled profile (docs/manufacturing.md)
 MAX_CA_CERTS = const(4)  # certificates taken from ca.pem (issuing CA and root; room for a rollover)
 _HEAP_SAMPLE_MS = const(500)  # how often the live heap is looked at (each look is a collection)
 
-# The bundle's files (provisioning/bundle.py IDENTITY_FILES, MicroPython layout).
+# The bundle's files (agent/bundle.py IDENTITY_FILES, MicroPython layout).
 CA_FILE = "ca.pem"
 CERT_FILE = "device.crt"
 KEY_FILE = "device.key"

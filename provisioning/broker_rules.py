@@ -7,7 +7,7 @@ other's listener, and each has its own ACL. The device ACL holds only per-device
 `pattern` rules (no user rule a device could ever match); the service ACL is reachable
 only with a service certificate. Both listeners take the certificate's common name as
 user name and as client id, so no client can take another's session by naming its
-client id. The test broker (agent/local_broker.py) and `wichtel provision broker` both
+client id. The test broker (provisioning/local_broker.py) and `wichtel provision broker` both
 take their text from here, so the rules the tests check are the rules a manufacturer
 deploys.
 """

@@ -10,7 +10,7 @@ from cryptography import x509
 
 from agent.profile_loader import compile_json, load
 from provisioning import authority, batch, broker_files, broker_rules, bundle, enroll, flash, identities, keys, serials
-from provisioning.errors import ProvisioningError
+from provisioning.errors import BundleError, ProvisioningError
 from provisioning.progress import ProgressBar
 
 PKI_ENV = "WICHTEL_PKI"
@@ -171,7 +171,7 @@ def _service(auth: authority.Authority, name: str, out: str) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except ProvisioningError as e:
+    except (ProvisioningError, BundleError) as e:
         print("wichtel: " + str(e), file=sys.stderr)
         return 2
 

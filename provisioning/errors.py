@@ -1,11 +1,15 @@
 """Every error the provisioning tools raise, in one hierarchy.
 
 str() of each is the one paragraph the operator reads: what was given, what was
-expected, and what to do. The CLI turns any of them into exit code 2.
+expected, and what to do. The CLI turns any of them into exit code 2. All are
+WichtelErrors; BundleError is the device's own (agent/bundle.py), raised here too.
 """
 
+from agent.bundle import BundleError as BundleError  # the device's check and the factory's share it
+from agent.core.errors import WichtelError
 
-class ProvisioningError(Exception):
+
+class ProvisioningError(WichtelError):
     """Input the factory tools cannot use; nothing half-written is left behind."""
 
 
@@ -31,10 +35,6 @@ class BatchError(ProvisioningError):
 
 class DiskFullError(BatchError):
     """The output disk filled up in the middle of a batch."""
-
-
-class BundleError(ProvisioningError):
-    """A device bundle that does not verify: chain, key, profile or layout."""
 
 
 class FlashError(ProvisioningError):

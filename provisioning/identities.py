@@ -14,11 +14,11 @@ grammars share no string. The grammars are checked where certificates are made
 import re
 import secrets
 
+# The device id's grammar is checked on the device too (agent/bundle.py), so it is kept there.
+from agent.bundle import DEVICE_ID_LEN, device_id_problem
 from provisioning.errors import IdentityError
 
-DEVICE_ID_LEN = 20  # 100 random bits: unguessable, and collisions are checked against the register
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
-_DEVICE_ID = re.compile(r"^[a-z2-7]{%d}\Z" % DEVICE_ID_LEN)
 SERVICE_PREFIX = "service:"
 SERVICE_NAME_MIN = 2
 SERVICE_NAME_MAX = 32
@@ -29,13 +29,6 @@ def new_device_id() -> str:
     """A fresh random device id."""
     bits = secrets.randbits(5 * DEVICE_ID_LEN)
     return "".join(_BASE32[(bits >> (5 * i)) & 31] for i in range(DEVICE_ID_LEN))
-
-
-def device_id_problem(text: str) -> str:
-    """Why text cannot be a device id ("" if it can)."""
-    if not _DEVICE_ID.match(text):
-        return "expected %d characters of a-z and 2-7 (a random device id), got %r" % (DEVICE_ID_LEN, text[:64])
-    return ""
 
 
 def check_device_id(text: str, where: str) -> str:

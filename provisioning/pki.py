@@ -11,11 +11,26 @@ import ipaddress
 import os
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# The checks a device makes of certificates live on its side; re-exported for the factory.
+from agent.bundle import (
+    chain_problem as chain_problem,
+)
+from agent.bundle import (
+    fingerprint as fingerprint,
+)
+from agent.bundle import (
+    public_bytes as public_bytes,
+)
+from agent.bundle import (
+    signature_problem as signature_problem,
+)
+from agent.bundle import (
+    signer_problem as signer_problem,
+)
 from provisioning import identities
 from provisioning.errors import IdentityError
 
@@ -308,37 +323,9 @@ def make_bundle_signer(root: Identity, org: str, days: int = ISSUING_DAYS) -> Id
     return Identity(key, cert)
 
 
-def signer_problem(cert: x509.Certificate, root: x509.Certificate, at: datetime.datetime | None = None) -> str:
-    """Why cert cannot sign bundles under root ("" if it can): issued by root itself, valid,
-    not a CA, EKU codeSigning."""
-    problem = chain_problem(cert, root, at)
-    if problem:
-        return problem
-    try:
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound as e:
-        return "it lacks the %s extension of a bundle signer" % e.oid.dotted_string
-    if constraints.ca or list(usage) != [ExtendedKeyUsageOID.CODE_SIGNING]:
-        return "it is not a bundle signer (expected a leaf with extended key usage codeSigning only)"
-    return ""
-
-
 def sign(signer: Identity, data: bytes) -> bytes:
     """ECDSA P-256 / SHA-256 signature (DER) of data."""
     return signer.key.sign(data, ec.ECDSA(hashes.SHA256()))
-
-
-def signature_problem(cert: x509.Certificate, signature: bytes, data: bytes) -> str:
-    """Why signature is not cert's signature of data ("" if it is)."""
-    public = cert.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey):
-        return "the signer's key is not an ECDSA key"
-    try:
-        public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        return "the signature does not verify with the key of %s" % cert.subject.rfc4514_string()
-    return ""
 
 
 def make_update_chain(org: str) -> tuple[Identity, Identity]:
@@ -400,28 +387,3 @@ def build_crl(
             x509.RevokedCertificateBuilder().serial_number(cert_serial).revocation_date(when).build()
         )
     return builder.sign(issuing.key, hashes.SHA256())
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the DER certificate, hex: what the manifest and the operator compare."""
-    return cert.fingerprint(hashes.SHA256()).hex()
-
-
-def public_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def chain_problem(cert: x509.Certificate, issuer: x509.Certificate, at: datetime.datetime | None = None) -> str:
-    """Why cert is not a valid child of issuer at a time ("" if it is)."""
-    at = at or _now()
-    if cert.issuer != issuer.subject:
-        return "issued by %s, not by %s" % (cert.issuer.rfc4514_string(), issuer.subject.rfc4514_string())
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        return "its signature does not verify with %s (%s)" % (issuer.subject.rfc4514_string(), e)
-    except InvalidSignature:
-        return "its signature does not verify with the key of %s" % issuer.subject.rfc4514_string()
-    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-        return "valid only from %s to %s" % (cert.not_valid_before_utc.date(), cert.not_valid_after_utc.date())
-    return ""

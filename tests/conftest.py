@@ -34,7 +34,7 @@ def broker(tmp_path: "os.PathLike[str]") -> object:
     """A real Mosquitto with TLS, client certificates and a per-device ACL."""
     import shutil
 
-    from agent.local_broker import Broker
+    from provisioning.local_broker import Broker
 
     if shutil.which("mosquitto") is None:
         pytest.fail("mosquitto is not installed: run `make test` (it installs the Debian package)")

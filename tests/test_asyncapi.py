@@ -9,7 +9,7 @@ import yaml
 
 from agent import profile_loader
 from agent.cli import main
-from agent.local_broker import Service
+from provisioning.local_broker import Service
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KIND_TO_MESSAGE = {"anomaly": "anomaly", "reading": "reading", "consumable": "consumable", "status": "status",

@@ -12,8 +12,8 @@ from agent import profile_loader
 from agent.core.clock import ScaledClock
 from agent.core.consent import ConsentLedger
 from agent.core.pipeline import Agent
-from agent.local_broker import Service
 from agent.uplink_paho import PahoUplink, UplinkConfig
+from provisioning.local_broker import Service
 from tests.test_asyncapi import validator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,7 +15,7 @@ from agent.core import limits
 from agent.core.clock import ScaledClock
 from agent.core.consent import ConsentLedger
 from agent.core.pipeline import BROKER_ACCEPTED, CONFIRMED, Agent
-from agent.local_broker import Service
+from provisioning.local_broker import Service
 from tests.test_uplink_agent import _uplink
 
 WASHER = profile_loader.example("washing_machine")

@@ -16,8 +16,8 @@ import pytest
 from agent import cli, device, device_data, files, outbox_files, profile_loader, setup_code, state_store
 from agent.core.outbox import Outbox
 from agent.device_data import JOURNAL, KEY, STATE, DeviceData
-from agent.local_broker import free_port
 from agent.outbox_files import FileStore
+from provisioning.local_broker import free_port
 
 WASHER = profile_loader.example("washing_machine")
 PROFILE = profile_loader.load(WASHER)
@@ -53,7 +53,7 @@ def test_every_file_a_device_makes_is_private(tmp_path: object, open_umask: None
         "maintenance"], device_id="dev-1", speed=0.0, hours=14.0, broker=None, page="127.0.0.1:%d" % free_port(),
         demo_setup_code=True, stay=False, data_dir=root, reorder_choice=[],
     )  # fmt: skip
-    assert cli._run(args) == 0
+    assert cli.run_device(args) == 0
     assert cli.main(["consent", "set", "usage_statistics", "off", *base]) == 0
     export = os.path.join(str(tmp_path), "export.json")
     assert cli.main(["data", "export", *base, "-o", export]) == 0

@@ -21,9 +21,9 @@ from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
 from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
-from agent.local_broker import Service
 from agent.uplink_paho import PahoUplink, UplinkConfig, tls_context
 from provisioning import broker_rules, pki
+from provisioning.local_broker import Service
 from tests.hostile_broker import Connection, HostileBroker, certificate_paths
 
 KINDS = ["paho-mqtt5", "paho-mqtt311", "portable"]

@@ -353,7 +353,7 @@ def test_request_body_bound_and_bad_requests_over_a_real_socket(page: tuple) -> 
         return data
 
     async def go() -> None:
-        from agent.local_broker import free_port
+        from provisioning.local_broker import free_port
 
         port = free_port()
         await lp.start("127.0.0.1", port)

@@ -18,9 +18,9 @@ from microdot.microdot import AsyncBytesIO
 
 from agent import device, profile_loader, setup_code
 from agent.core.errors import ConfigError
-from agent.local_broker import free_port
 from agent.local_page import access, intake, limits
 from agent.local_page.server import LocalPage
+from provisioning.local_broker import free_port
 
 CODE = "K7M2P-9QXR4"
 RECORD = setup_code.hash_code(CODE, iterations=setup_code.MIN_ITERATIONS)
@@ -838,7 +838,7 @@ def test_a_flood_of_slow_and_idle_connections_stops_neither_the_uplink_nor_the_s
     import sys
     import threading
 
-    from agent.local_broker import Service
+    from provisioning.local_broker import Service
 
     service = Service(broker)  # type: ignore[arg-type]
     crt, key = broker.certs["dev-1"]  # type: ignore[attr-defined]

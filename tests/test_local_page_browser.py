@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from agent import profile_loader, setup_code
-from agent.local_broker import Service, free_port
+from provisioning.local_broker import Service, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -232,7 +232,7 @@ def test_the_page_in_chromium_against_mosquitto(browser: object, broker: object,
 
 
 def test_every_function_works_with_the_broker_unreachable_and_by_keyboard(browser: object, tmp_path: object) -> None:
-    from agent.local_broker import Broker
+    from provisioning.local_broker import Broker
 
     certs = Broker(str(tmp_path))  # only its certificates: nothing listens on the port below
     crt, key = certs.certs["dev-1"]

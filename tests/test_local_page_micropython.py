@@ -17,8 +17,8 @@ import urllib.request
 import pytest
 
 from agent import profile_loader, setup_code
-from agent.local_broker import free_port
 from agent.local_page import limits
+from provisioning.local_broker import free_port
 from tests import micropython_unix
 from tests.test_local_page_browser import CHROMIUM, CHROMIUM_ARGS, CODE
 

@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.core.errors import ConfigError
-from agent.local_broker import Service
 from bench.micropython_uplink import write_bundle
 from firmware import runtime
 from provisioning import pki
+from provisioning.local_broker import Service
 from tests import micropython_unix, timeouts
 
 ROOT = micropython_unix.ROOT

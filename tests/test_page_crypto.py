@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import setup_code
+from agent.core.errors import ConfigError
 from agent.local_page import crypto, template
 from tests import micropython_unix
 
@@ -36,7 +37,7 @@ def test_pbkdf2_in_steps_equals_cpythons(password: bytes, salt: bytes, iteration
 
 @pytest.mark.parametrize("bad", [(0, 1), (1, 0), (-5, 10)])
 def test_pbkdf2_refuses_no_rounds_or_no_chunk(bad: tuple) -> None:
-    with pytest.raises(ValueError, match="pbkdf2: iterations"):
+    with pytest.raises(ConfigError, match="pbkdf2: iterations"):
         list(crypto.pbkdf2_sha256_steps(b"pw", b"salt", *bad))
 
 

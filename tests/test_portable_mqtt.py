@@ -6,7 +6,7 @@ import ssl
 import pytest
 
 from agent.core import limits, mqtt
-from agent.local_broker import Service
+from provisioning.local_broker import Service
 
 
 def _ctx(broker: object, name: str = "dev-1") -> ssl.SSLContext:

@@ -482,8 +482,7 @@ def test_a_bundle_that_does_not_verify_is_named(
 def test_revoke_writes_a_crl_and_the_broker_files_use_the_test_brokers_rules(
     pki_dir: str, tmp_path: "os.PathLike[str]", capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agent import local_broker
-    from provisioning import broker_rules
+    from provisioning import broker_rules, local_broker
 
     out = os.path.join(tmp_path, "out")
     assert cli(capsys, *batch_args(pki_dir, out, "--count", "2"))[0] == 0

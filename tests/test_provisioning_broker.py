@@ -22,10 +22,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import local_broker, profile_loader
+from agent import profile_loader
 from agent.cli import main
 from agent.uplink_paho import PahoUplink, UplinkConfig
-from provisioning import authority, batch, bundle, keys, pki
+from provisioning import authority, batch, bundle, keys, local_broker, pki
 
 PROFILE = profile_loader.example("washing_machine")
 # paho leaves the socket of a refused TLS handshake to the garbage collector (tests/test_uplink.py).

@@ -26,8 +26,8 @@ from paho.mqtt.properties import Properties
 
 from agent import profile_loader, setup_code
 from agent.core import limits
-from agent.local_broker import Service, free_port
 from provisioning import pki
+from provisioning.local_broker import Service, free_port
 from tests.test_local_page_attacks import RECORD, _code, _http, _owner_signs_in
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -25,7 +25,7 @@ from agent import profile_loader, state_store
 from agent.cli import main
 from agent.core import journal
 from agent.core.consent import ConsentLedger
-from agent.core.errors import OutboxFullError
+from agent.core.errors import InputError, OutboxFullError
 from agent.core.outbox import CRITICAL, ID_SKIP, LOW, NORMAL, SEGMENT_BYTES, SEGMENT_READ_BYTES, MemoryStore, Outbox
 from agent.device import open_device, set_consent
 from agent.device_data import (
@@ -362,7 +362,7 @@ def test_zeroed_storage_is_damage_not_an_empty_record() -> None:
     assert journal.decode(bytes(64)) == ([], 0, "the record at byte 0 is empty (zeroed storage?)")
     records, at, problem = journal.decode(good + bytes(8))
     assert records == [b'{"a":1}'] and at == len(good) and "empty (zeroed storage?)" in problem
-    with pytest.raises(ValueError, match="cannot be empty"):
+    with pytest.raises(InputError, match="cannot be empty"):
         journal.encode(b"")
 
 

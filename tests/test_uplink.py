@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from agent.local_broker import Service
 from agent.uplink_paho import PahoUplink, UplinkConfig
+from provisioning.local_broker import Service
 
 
 def _cfg(broker: object, device: str = "dev-1", cert: str | None = None, ca: str | None = None) -> UplinkConfig:

@@ -22,9 +22,9 @@ from agent.core.errors import OutboxFullError
 from agent.core.outbox import Outbox
 from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
-from agent.local_broker import CONFIRMED_KINDS, Service
 from agent.outbox_files import FileStore
 from agent.uplink_paho import PahoUplink, UplinkConfig, tls_context
+from provisioning.local_broker import CONFIRMED_KINDS, Service
 from tests.benchmarks import run_bench
 
 WASHER = profile_loader.example("washing_machine")

@@ -23,8 +23,8 @@ from agent.core.clock import ScaledClock
 from agent.core.consent import ConsentLedger
 from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
-from agent.local_broker import Service, free_port
 from agent.uplink_paho import PahoUplink, UplinkConfig, tls_context
+from provisioning.local_broker import Service, free_port
 
 SEGMENT = 1460  # bytes per simulated packet (Ethernet MSS)
 RTO_S = 0.2  # first retransmission timeout

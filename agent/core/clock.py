@@ -5,6 +5,7 @@ runs on a board, at N times real speed in a demo, or instantly in a test.
 """
 
 from agent.core.compat import sleep_ms, ticks_diff, ticks_ms
+from agent.core.errors import ConfigError
 
 
 class ScaledClock:
@@ -12,7 +13,7 @@ class ScaledClock:
 
     def __init__(self, speed: float = 1.0, start_ms: int = 0) -> None:
         if not speed > 0:
-            raise ValueError("speed must be > 0, got " + repr(speed))
+            raise ConfigError("clock speed must be > 0, got " + repr(speed))
         self.speed = speed
         self.start_ms = start_ms
         self._t0 = ticks_ms()

@@ -9,7 +9,7 @@ import math
 from array import array
 
 from agent.core import limits
-from agent.core.errors import ConfigError, StateError
+from agent.core.errors import ConfigError, InputError, StateError
 
 DAY_MS = 86_400_000
 _Z90 = 1.2816  # 90% one-sided normal quantile: the band is the 10%..90% range
@@ -124,7 +124,7 @@ class UsageModel:
         as fractions of the day. Days not reported in between (the device was off) do
         not count; a day number from a clock that started again follows the last day."""
         if used < 0:
-            raise ValueError("usage of a day cannot be negative, got " + repr(used))
+            raise InputError("usage of a day cannot be negative, got " + repr(used))
         n = len(self.hist)
         if self.last_day >= 0 and day > self.last_day + 1:
             for _ in range(min(day - self.last_day - 1, n)):
@@ -550,7 +550,7 @@ class ConsumableTracker:
         events = self._advance(t_ms)
         used = self.dose if dose is None else dose
         if used is None or not (0 <= used <= self.capacity):
-            raise ValueError("dose %r of %s must be from 0 to its capacity %s" % (used, self.id, self.capacity))
+            raise InputError("dose %r of %s must be from 0 to its capacity %s" % (used, self.id, self.capacity))
         self.used_today += used
         self._used_at(t_ms)
         self.level = max(0.0, self.level - used)
@@ -561,7 +561,7 @@ class ConsumableTracker:
         events = self._advance(t_ms)
         to = self.capacity if level is None else level
         if not 0 <= to <= self.capacity:
-            raise ValueError("refill level %r must be from 0 to the capacity %s" % (to, self.capacity))
+            raise InputError("refill level %r must be from 0 to the capacity %s" % (to, self.capacity))
         return events + self._refilled(to)
 
     def tick(self, t_ms: int) -> list:
@@ -571,7 +571,7 @@ class ConsumableTracker:
     # -- state ------------------------------------------------------------------------
     def _advance(self, t_ms: int) -> list:
         if self.last_t >= 0 and t_ms < self.last_t:
-            raise ValueError("time went backwards for %s: %d ms after %d ms" % (self.id, t_ms, self.last_t))
+            raise InputError("time went backwards for %s: %d ms after %d ms" % (self.id, t_ms, self.last_t))
         self.last_t = t_ms
         day = t_ms // DAY_MS
         if self.day < 0:

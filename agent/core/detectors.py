@@ -9,6 +9,7 @@ import math
 from array import array
 
 from agent.core.compat import const
+from agent.core.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -97,10 +98,10 @@ class ContextDetector:
 
     def __init__(self, contexts: int = _DEFAULT_CONTEXTS, **settings: float) -> None:
         if not 0 <= contexts <= _MAX_CONTEXTS:
-            raise ValueError("contexts must be 0.." + str(_MAX_CONTEXTS) + ", got " + str(contexts))
+            raise ConfigError("contexts must be 0.." + str(_MAX_CONTEXTS) + ", got " + str(contexts))
         for key in settings:
             if not hasattr(ContextDetector, key) or key.startswith("_"):
-                raise ValueError("unknown setting " + repr(key) + " for detector wichtel")
+                raise ConfigError("unknown setting " + repr(key) + " for detector wichtel")
             setattr(self, key, settings[key])
         self.n = 0
         self.mean = 0.0
@@ -209,7 +210,7 @@ class SeriesScorer:
     def __init__(self, name: str, settings: dict | None = None) -> None:
         cls = DETECTORS.get(name)
         if cls is None:
-            raise ValueError("unknown detector " + repr(name) + "; known: " + ", ".join(sorted(DETECTORS)))
+            raise ConfigError("unknown detector " + repr(name) + "; known: " + ", ".join(sorted(DETECTORS)))
         self.detector: "Detector" = cls(**(settings or {}))
         ctx = getattr(self.detector, "ctx_seen", None)
         self.slots = len(ctx) if ctx is not None else 0

@@ -32,6 +32,12 @@ class ConfigError(WichtelError):
     """A run-time configuration (driver, processor, limit) cannot be used."""
 
 
+class InputError(WichtelError):
+    """A value a caller handed over that cannot be taken: a dose above the capacity, a clock
+    running backwards, an empty journal record, a key of the wrong length. The calling
+    code's mistake, not the user's or the profile's; nothing changed."""
+
+
 class StateError(WichtelError):
     """Stored learned state cannot be used (corrupted, or from another model)."""
 

@@ -11,6 +11,7 @@ import binascii
 import struct
 
 from agent.core.compat import const
+from agent.core.errors import InputError, PayloadTooLargeError
 
 HEADER = const(8)
 MAX_RECORD = const(4096)
@@ -18,9 +19,9 @@ MAX_RECORD = const(4096)
 
 def encode(payload: bytes) -> bytes:
     if not payload:
-        raise ValueError("a journal record cannot be empty")
+        raise InputError("a journal record cannot be empty")
     if len(payload) > MAX_RECORD:
-        raise ValueError("journal record of %d bytes is larger than %d" % (len(payload), MAX_RECORD))
+        raise PayloadTooLargeError("journal record of %d bytes is larger than %d" % (len(payload), MAX_RECORD))
     return struct.pack(">II", len(payload), binascii.crc32(payload) & 0xFFFFFFFF) + payload
 
 

@@ -38,7 +38,7 @@ the log is written anew, so the next start is clean.
 import json
 
 from agent.core import journal, limits
-from agent.core.errors import OutboxFullError, StateError
+from agent.core.errors import InputError, OutboxFullError, StateError
 from agent.core.ratelimit import doubling_ms
 
 CRITICAL = 3  # consent receipts, erasure requests: never dropped
@@ -542,7 +542,7 @@ class Outbox:
         if mid is None:
             mid = self.pending[0][0]
         if not self._forget(mid, "a"):
-            raise KeyError(mid)
+            raise InputError("ack of message %d, which the outbox does not hold" % mid)
 
     def _forget(self, mid: int, kind: str) -> bool:
         for i, e in enumerate(self.pending):

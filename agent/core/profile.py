@@ -6,7 +6,7 @@ the factory tool did.
 """
 
 from agent.core import inbound_json, limits, processors
-from agent.core.errors import InboundJsonError, ProfileError
+from agent.core.errors import ConfigError, InboundJsonError, ProfileError
 from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Range, Str
 
 FORMAT_VERSION = 1
@@ -201,11 +201,11 @@ def _check_unique(prof: dict, key: str) -> None:
 
 
 def channel(prof: dict, channel_id: str) -> dict:
-    """The channel of a validated profile with this id; KeyError when absent."""
+    """The channel of a validated profile with this id; ConfigError naming the known ones when absent."""
     for ch in prof["channels"]:
         if ch["id"] == channel_id:
             return ch  # type: ignore[no-any-return]
-    raise KeyError(channel_id)
+    raise ConfigError("no channel %r; known: %s" % (channel_id, ", ".join(ch["id"] for ch in prof["channels"])))
 
 
 def release() -> None:

@@ -4,13 +4,15 @@ Dropping the oldest is the design: fresh readings matter more than stale ones, a
 full buffer must never block a sampler or grow the heap. Drops are counted.
 """
 
+from agent.core.errors import ConfigError
+
 
 class RingBuffer:
     """Holds at most capacity items; push on a full buffer evicts the oldest."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
-            raise ValueError("ring capacity must be >= 1, got " + str(capacity))
+            raise ConfigError("ring capacity must be >= 1, got " + str(capacity))
         self._items: list = [None] * capacity
         self._capacity = capacity
         self._start = 0

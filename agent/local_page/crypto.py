@@ -10,6 +10,7 @@ import hashlib
 import os
 
 from agent.core.compat import IS_MICROPYTHON
+from agent.core.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def pbkdf2_sha256_steps(password: bytes, salt: bytes, iterations: int, chunk: in
     every `chunk` iterations and finally the key. A single-threaded board checks a code
     between its other tasks this way instead of stopping them for the whole hash."""
     if iterations < 1 or chunk < 1:
-        raise ValueError("pbkdf2: iterations %d and chunk %d, expected both >= 1" % (iterations, chunk))
+        raise ConfigError("pbkdf2: iterations %d and chunk %d, expected both >= 1" % (iterations, chunk))
     inner, outer = _pads(password)
     sha256 = hashlib.sha256  # no copy() on MicroPython's hash objects: both pads are hashed every round
     u = sha256(outer + sha256(inner + salt + b"\x00\x00\x00\x01").digest()).digest()

@@ -46,6 +46,14 @@ Request.max_body_length = limits.MAX_BODY_BYTES
 Request.max_readline = limits.MAX_HEADER_LINE + 2
 
 
+def _number(text: str, what: str) -> float:
+    """A number typed into a form; ConfigError naming the field and the text otherwise."""
+    try:
+        return float(text)
+    except ValueError as e:  # float() of text that is no number: the only ValueError caught here
+        raise ConfigError("%s must be a number, got %r" % (what, text)) from e
+
+
 class RequestRefusedError(WichtelError):
     """A request the page will not carry out; status and message for the error page."""
 
@@ -350,16 +358,16 @@ class PageApp:
             form = self._form(req)
             lead_text = str(form.get("lead_time_days") or "").strip().replace(",", ".")
             try:
-                lead = float(lead_text) if lead_text else None
+                lead = _number(lead_text, "the lead time in days") if lead_text else None
                 choice = ReorderChoice(str(form.get("mode") or ""), str(form.get("product") or "").strip(),
                                        str(form.get("retailer") or "").strip(), lead_time_days=lead)  # fmt: skip
                 old = self.agent.consumable(cid).tracker.choice
                 risk_text = str(form.get("risk") or "").strip()
-                choice.risk = float(risk_text) if risk_text else old.risk
+                choice.risk = _number(risk_text, "when to remind") if risk_text else old.risk
                 if risk_text and choice.risk not in RISKS:
-                    raise ValueError("when to remind must be one of the offered choices, got " + repr(risk_text))
+                    raise ConfigError("when to remind must be one of the offered choices, got " + repr(risk_text))
                 self.agent.set_reorder_choice(cid, choice)
-            except (ValueError, ConfigError) as e:
+            except ConfigError as e:
                 raise RequestRefusedError(400, t["bad_form"] % e) from e
             self.actions.changed()
             req.g.session.notice = t["saved"]
@@ -371,7 +379,7 @@ class PageApp:
             try:
                 name = self.agent.consumable(cid).tracker.name[self._lang(req)]
                 self.agent.refilled(cid, self.agent.clock.now_ms())
-            except (ValueError, ConfigError) as e:
+            except ConfigError as e:  # no such consumable
                 raise RequestRefusedError(400, t["bad_form"] % e) from e
             self.actions.changed()
             req.g.session.notice = t["refill_done"] % name

@@ -31,6 +31,7 @@ from agent.core.errors import (
     ConfigError,
     EncodingError,
     InboundJsonError,
+    InputError,
     MqttError,
     OutboxFullError,
     ProfileError,
@@ -612,7 +613,7 @@ def case_usage_model_learns_rhythm_and_ignores_vacations(data_dir: str) -> list:
     try:
         m.add_day(85, -1.0)
         raise AssertionError("negative usage accepted")
-    except ValueError as e:
+    except InputError as e:
         assert "negative" in str(e)
     return [round(m.mean, 3), [round(w, 3) for w in m.week]]
 
@@ -706,7 +707,7 @@ def case_level_sensor_filters_noise_finds_refills_and_faults(data_dir: str) -> l
     try:
         tr.reading(t - 10, 700.0)
         raise AssertionError("time going backwards was accepted")
-    except ValueError as e:
+    except InputError as e:
         assert "backwards" in str(e)
     return kinds
 
@@ -762,7 +763,7 @@ def case_counted_doses_and_bad_input(data_dir: str) -> list:
     for call in (lambda: tr.cycle(10**9, 600.0), lambda: tr.refill(10**9, -5.0), lambda: tr.refill(10**9, 501.0)):
         try:
             call()
-        except ValueError as e:
+        except InputError as e:
             errors.append(str(e))
     assert len(errors) == 3
     big = dict(spec)
@@ -899,7 +900,7 @@ def case_zeroed_storage_is_damage(data_dir: str) -> list:
     try:
         journal.encode(b"")
         raise AssertionError("an empty record was encoded")
-    except ValueError as e:
+    except InputError as e:
         refused = str(e)
     return [at, refused]
 
