@@ -252,7 +252,7 @@ def test_micropython_device_refuses_a_broker_it_cannot_verify(peer: str, broker:
         bundle = write_bundle(os.path.join(d, "bundle"), broker, hostile.port)
         out = os.path.join(d, "device.out")
         proc = start_device(bundle, out, "--seconds", "4", "--speed", "2000", "--drain-s", "2")
-        result = result_of(proc, out, 120)
+        result = result_of(proc, out)
     finally:
         hostile.close()
     print({k: v for k, v in result.items() if k != "output"})
