@@ -56,7 +56,7 @@ async def test_a_receipt_the_broker_acl_denied_is_never_called_delivered(
         assert len(owed) == 3
         # The broker acknowledged them (MQTT 3.1.1 has no way to say no): "accepted by broker", no more.
         assert await _until(lambda: len(agent.sent_log) == 3, 30), list(agent.sent_log.items())
-        assert await _until(lambda: all(s[0] >= 2 for s in agent.outbox.awaiting.values()), 30), agent.outbox.awaiting
+        assert await _until(lambda: all(s.offers >= 2 for s in agent.outbox.awaiting.values()), 30), agent.outbox.awaiting
         assert sorted(agent.outbox.awaiting) == owed and [e[0] for e in agent.outbox.pending] == owed
         assert {e["status"] for e in agent.sent_log.items()} == {BROKER_ACCEPTED}
         assert len(agent.sent_log) == 3  # offered again, logged once

@@ -83,8 +83,8 @@ class Shouter(processors.Processor):
     def __init__(self, info: processors.ChannelInfo) -> None:
         self.info = info
 
-    def feed(self, t_ms: int, value: float, phase: str) -> tuple | None:
-        return (ANOMALY, {"value": value})
+    def feed(self, t_ms: int, value: float, phase: str) -> processors.Result | None:
+        return processors.Result(ANOMALY, {"value": value})
 
 
 @pytest.mark.asyncio

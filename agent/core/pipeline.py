@@ -15,7 +15,19 @@ from agent.core.consumables import ConsumableRuntime
 from agent.core.errors import CommandError, ConfigError, OutboxFullError, StateError
 from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, PrivacyGate
-from agent.core.outbox import CRITICAL, GONE, HIGH, LOW, NORMAL, REPLY, Outbox
+from agent.core.outbox import (
+    CATEGORY_PRIORITIES,
+    CRITICAL,
+    ENTRY_CATEGORY,
+    ENTRY_ID,
+    ENTRY_PAYLOAD,
+    ENTRY_PRIORITY,
+    ENTRY_TOPIC,  # fmt: skip
+    GONE,
+    HIGH,
+    REPLY,
+    Outbox,
+)
 from agent.core.ratelimit import ThrottledReport, doubling_ms
 from agent.core.ring import RingBuffer
 
@@ -31,6 +43,10 @@ DAY_MS = 86_400_000
 
 # What a consent receipt tells upstream (docs/asyncapi.yaml).
 _RECEIPT_FIELDS = ("category", "choice", "text_hash", "text_version")
+
+# The outbox priority of the device's own messages (besides replies: REPLY); an event's
+# is its data category's (the profile's "priority").
+_KIND_PRIORITIES = {"consent_receipt": CRITICAL, "erasure_request": CRITICAL, "status": HIGH}
 
 # Sensor-fault events for one channel are at most this often.
 FAULT_HOLDOFF_MS = 60_000
@@ -105,8 +121,8 @@ class ChannelRuntime:
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
             if out is not None:
-                fields = out[1]
-                emit(Event(out[0], category, self.id, t_ms, fields.pop("phase", phase), fields))
+                about = phase if out.phase is None else out.phase
+                emit(Event(out.kind, category, self.id, t_ms, about, out.fields))
         return True
 
 
@@ -175,6 +191,7 @@ class Agent:
             outbox = Outbox(sizes["outbox"], reserve=sizes["outbox_reserve"])
         self.outbox = outbox
         self.decisions: dict = {}
+        self._priorities = {c["id"]: CATEGORY_PRIORITIES[c["priority"]] for c in profile["data_categories"]}
         self._emit = self.events.put
         self._outbox_ready = asyncio.Event()
         self._synced = 0
@@ -357,14 +374,9 @@ class Agent:
         if decision.reason != SENT:
             return
         if priority is None:
-            if kind in ("consent_receipt", "erasure_request"):
-                priority = CRITICAL
-            elif kind == "status" or decision.category == "maintenance":
-                priority = HIGH
-            elif decision.category == "usage_statistics":
-                priority = LOW
-            else:
-                priority = NORMAL
+            priority = _KIND_PRIORITIES.get(kind)
+        if priority is None:
+            priority = self._priorities[decision.category]
         self.outbox.push(decision.topic, decision.payload, decision.category, priority, decision.msg_id)
         self._outbox_ready.set()
 
@@ -543,8 +555,8 @@ class Agent:
             batch = self._offerable(window)
             for entry in batch:
                 # The last check before anything leaves: consent may be gone since it was queued.
-                if not self.consent.allows(entry[2]):
-                    self.outbox.purge(entry[2])
+                if not self.consent.allows(entry[ENTRY_CATEGORY]):
+                    self.outbox.purge(entry[ENTRY_CATEGORY])
             batch = self._offerable(window)
             self.outbox.sync()  # durable before it is offered (and any deletion just made)
             if not batch:
@@ -569,9 +581,12 @@ class Agent:
         A message offered again is logged once; one owed to the user that is gone by
         now was confirmed meanwhile (nothing else takes it out: it is never dropped, and
         its category cannot be withdrawn)."""
-        mid, priority, category, topic, payload, _ = entry
+        mid = entry[ENTRY_ID]
+        category = entry[ENTRY_CATEGORY]
+        topic = entry[ENTRY_TOPIC]
+        payload = entry[ENTRY_PAYLOAD]
         state = self.outbox.took(mid, self._uptime_ms())
-        owed = priority >= CRITICAL
+        owed = entry[ENTRY_PRIORITY] >= CRITICAL
         if owed:
             for logged in self.sent_log.items():
                 if logged.get("id") == mid:
@@ -588,7 +603,8 @@ class Agent:
         uplink = self.uplink
         if uplink is None:
             return [False] * len(batch)
-        return list(await asyncio.gather(*[uplink.publish(e[3], e[4], e[0]) for e in batch], return_exceptions=True))
+        sends = [uplink.publish(e[ENTRY_TOPIC], e[ENTRY_PAYLOAD], e[ENTRY_ID]) for e in batch]
+        return list(await asyncio.gather(*sends, return_exceptions=True))
 
     async def deliver(self) -> None:
         """Hand outbox messages to the uplink as they come; retry after a failure.

@@ -475,8 +475,8 @@ def case_cycle_feature_finds_slow_drift_with_explanation(data_dir: str) -> list:
             for _ in range(seconds):
                 out = proc.feed(t, 0.5, phase)
                 if out is not None:
-                    events.append([cycle, out[1]["phase"], round(out[1]["change_pct"]), out[1]["explanation_en"],
-                                   out[1]["explanation_de"]])  # fmt: skip
+                    events.append([cycle, out.phase, round(out.fields["change_pct"]), out.fields["explanation_en"],
+                                   out.fields["explanation_de"]])  # fmt: skip
                 t += 1000
     assert events, "no drift found"
     first = events[0]
@@ -504,7 +504,7 @@ def case_anomaly_processor_waits_for_each_phase_and_holds_off(data_dir: str) -> 
                 value = max(0.0, rng.gauss(flow, 0.4) if flow else 0.0) + leak
                 out = proc.feed(t, value, phase)
                 if out is not None:
-                    events.append([cycle, phase, out[1]["explanation_en"]])
+                    events.append([cycle, phase, out.fields["explanation_en"]])
                 t += 2000
     assert events and events[0][0] == 8 and events[0][1] == "idle"
     assert events[0][2].startswith("Water inlet flow during idle read 0.5 l/min; usual is about 0 l/min")
@@ -519,7 +519,7 @@ def case_aggregate_windows(data_dir: str) -> list:
     for i in range(35):
         out = agg.feed(i * 1000, float(i % 10), "")
         if out is not None:
-            outs.append(out[1])
+            outs.append(out.fields)
     assert len(outs) == 3 and outs[0] == {"n": 10, "min": 0.0, "mean": 4.5, "max": 9.0, "window_s": 10}
     return outs
 
