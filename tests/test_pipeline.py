@@ -114,7 +114,7 @@ async def test_sent_log_and_local_events_are_bounded() -> None:
     agent = Agent(prof, "d", drivers, ManualClock(), sim, uplink)
     for _ in range(limits.SENT_LOG_LEN // 20 + 2):
         for i in range(20):
-            agent.set_consent("maintenance", i % 2 == 0, 0)
+            agent.rights.set_consent("maintenance", i % 2 == 0, 0)
         await agent.flush()
         backend.confirm(agent)
     assert len(uplink.received) > limits.SENT_LOG_LEN

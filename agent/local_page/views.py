@@ -13,6 +13,7 @@ from agent.core.compat import IS_MICROPYTHON
 from agent.core.consumables import CHOICES, RISKS
 from agent.core.events import ANOMALY
 from agent.core.pipeline import CONFIRMED, Agent
+from agent.core.snapshot import Snapshot
 from agent.local_page.texts import LANGS, TEXTS, grain_text
 
 PAGES = ("overview", "privacy", "data", "consumables", "device")
@@ -126,8 +127,8 @@ def error(view: View, status: int, message: str, signed_in: bool = False) -> str
     return layout(view, "%s (%d)" % (view.t["error"], status), body, signed_in=signed_in)
 
 
-def _uplink_text(agent: Agent, view: View) -> str:
-    uplink = agent.uplink
+def _uplink_text(snap: Snapshot, view: View) -> str:
+    uplink = snap.uplink
     if uplink is None:
         return view.t["no_uplink"]
     connected = getattr(uplink, "connected", None)
@@ -136,16 +137,15 @@ def _uplink_text(agent: Agent, view: View) -> str:
     return view.t["not_connected"]
 
 
-def _consumable_lines(agent: Agent, view: View) -> list:
+def _consumable_lines(snap: Snapshot, view: View) -> list:
     t = view.t
     lines = []
-    for stock in agent.stock:
-        tr = stock.tracker
+    for tr in snap.consumables:
         head = t["level"] % (tr.name[view.lang], tr.level / tr.capacity * 100)
-        if tr.faulty:
+        f = tr.forecast
+        if f is None:  # the tracker is faulty
             tail = t["faulty"]
         else:
-            f = tr.forecast()
             days = tuple("%.0f" % d for d in (f.days_left, f.early, f.late))
             tail = t["learning"] if f.days_left < 0 else t["runs_out"] % days
         meter = '<meter min="0" max="100" value="%.0f" aria-hidden="true"></meter>' % (tr.level / tr.capacity * 100)
@@ -155,23 +155,24 @@ def _consumable_lines(agent: Agent, view: View) -> list:
 
 def overview(agent: Agent, view: View) -> str:
     t = view.t
-    prof = agent.profile
+    snap = agent.snapshot()
+    prof = snap.profile
     names = prof["phase_names"]
-    phase = agent.last_phase
+    phase = snap.phase
     phase_text = names[phase][view.lang] if phase in names else (phase or t["phase_none"])
-    alerts = [ev for ev in agent.local_events.items() if ev.kind == ANOMALY][-MAX_ALERTS_SHOWN:]
+    alerts = [ev for ev in snap.events if ev.kind == ANOMALY][-MAX_ALERTS_SHOWN:]
     alert_html = "".join(
         '<li><span class="when">%s</span> %s</li>' % (e(device_time(ev.t_ms, view)), e(ev.fields.get(
             "explanation_" + view.lang, "")))
         for ev in reversed(alerts)
     ) or None  # fmt: skip
-    stock = "".join("<li>%s</li>" % line for _, line in _consumable_lines(agent, view))
+    stock = "".join("<li>%s</li>" % line for _, line in _consumable_lines(snap, view))
     body = '<section class="card"><h2>%s</h2><dl><dt>%s</dt><dd>%s</dd><dt>%s</dt><dd>%s</dd></dl></section>' % (
         e(t["state"]),
         e(t["phase"]),
         e(phase_text),
         e(t["uplink"]),
-        e(_uplink_text(agent, view)),
+        e(_uplink_text(snap, view)),
     )
     body += '<section class="card"><h2>%s</h2>%s</section>' % (
         e(t["alerts"]),
@@ -188,9 +189,10 @@ def overview(agent: Agent, view: View) -> str:
 def privacy(agent: Agent, view: View) -> str:
     t = view.t
     lang = view.lang
-    choices = agent.consent.choices()
+    snap = agent.snapshot()
+    choices = snap.choices
     cards = []
-    for cat in agent.profile["data_categories"]:
+    for cat in snap.profile["data_categories"]:
         cid = cat["id"]
         on = choices.get(cid) == "on"
         if cat["essential"]:
@@ -215,13 +217,13 @@ def privacy(agent: Agent, view: View) -> str:
                e(t["to_whom"]), e(", ".join(cat["recipients"]) or t["nobody"]),
                e(t["kept"]), e(t["kept_v"] % (cat["retention_days"], cat["upstream_retention_days"])))
         )  # fmt: skip
-    titles = {c["id"]: c["title"][lang] for c in agent.profile["data_categories"]}
+    titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
     rows = "".join(
         "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>"
         % (e(wall_time(r.get("time", 0)) or device_time(r.get("t_ms", 0), view)),
            e(titles.get(r["category"], r["category"])), e(t["is_on"] if r["choice"] == "on" else t["is_off"]),
            e(r.get("text_version", "")))
-        for r in reversed(agent.consent.history)
+        for r in reversed(snap.receipts)
     )  # fmt: skip
     history = (
         '<div class="scroll"><table><caption>%s</caption><thead><tr><th scope="col">%s</th><th scope="col">%s</th>'
@@ -241,17 +243,19 @@ def my_data(agent: Agent, view: View, show_all: bool = True) -> str:
     build (docs/local-page.md, "The page on MicroPython")."""
     t = view.t
     lang = view.lang
-    titles = {c["id"]: c["title"][lang] for c in agent.profile["data_categories"]}
+    snap = agent.snapshot()
+    titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
     counts = (
-        (t["n_receipts"], len(agent.consent.history)),
-        (t["n_events"], len(agent.local_events)),
-        (t["n_waiting"], len(agent.outbox) - len(agent.outbox.awaiting)),
-        (t["n_awaiting"], len(agent.outbox.awaiting)),
-        (t["n_sent"], len(agent.sent_log)),
+        (t["n_receipts"], len(snap.receipts)),
+        (t["n_events"], len(snap.events)),
+        (t["n_waiting"], snap.waiting),
+        (t["n_awaiting"], snap.awaiting),
+        (t["n_sent"], len(snap.sent)),
     )
     holds = "".join("<li><strong>%d</strong> %s</li>" % (n, e(label)) for label, n in counts)
+    export = agent.rights.export() if show_all else None
     inline = (
-        "<details><summary>%s</summary><pre>%s</pre></details>" % (e(t["show_all"]), e(json_text(agent.export())))
+        "<details><summary>%s</summary><pre>%s</pre></details>" % (e(t["show_all"]), e(json_text(export)))
         if show_all
         else ""
     )
@@ -260,7 +264,7 @@ def my_data(agent: Agent, view: View, show_all: bool = True) -> str:
         '<p><a class="button" href="/data/export.json" download>%s</a></p>%s</section>'
         % (e(t["data_intro"]), e(t["holds"]), holds, e(t["download"]), inline)
     )
-    sent = list(agent.sent_log.items())
+    sent = snap.sent
     rows = "".join(
         '<tr><td data-label="%s">%s</td><td data-label="%s">%s</td><td data-label="%s" class="status-%s">%s</td>'
         '<td class="num" data-label="%s">%d</td><td data-label="%s"><code class="msg">%s</code></td></tr>'
@@ -310,10 +314,11 @@ def erase_confirm(view: View) -> str:
 def consumables(agent: Agent, view: View) -> str:
     t = view.t
     lang = view.lang
-    lines = _consumable_lines(agent, view)
+    snap = agent.snapshot()
+    lines = _consumable_lines(snap, view)
     if not lines:
         return layout(view, t["consumables"], "<p>%s</p>" % e(t["no_consumables"]), current="consumables")
-    titles = {c["id"]: c["title"][lang] for c in agent.profile["data_categories"]}
+    titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
     cards = []
     for tr, line in lines:
         cid = e(tr.id)
@@ -330,8 +335,7 @@ def consumables(agent: Agent, view: View) -> str:
             % (cid, i, r, " checked" if abs(ch.risk - r) < 1e-9 else "", cid, i, e(t["risk_%g" % r]))
             for i, r in enumerate(RISKS)
         )
-        stock = agent.consumable(tr.id)
-        share_note = '<p class="hint">%s</p>' % e(t["share_needs"] % titles.get(stock.category, stock.category))
+        share_note = '<p class="hint">%s</p>' % e(t["share_needs"] % titles.get(tr.category, tr.category))
         lead = "" if ch.lead_time_days is None else "%g" % ch.lead_time_days
         cards.append(
             '<section class="card" id="c-%s"><h2>%s</h2><p>%s</p>'
@@ -355,21 +359,22 @@ def consumables(agent: Agent, view: View) -> str:
 
 def device(agent: Agent, view: View) -> str:
     t = view.t
-    app = agent.profile["appliance"]
-    uplink = agent.uplink
+    snap = agent.snapshot()
+    app = snap.profile["appliance"]
+    uplink = snap.uplink
     cfg = getattr(uplink, "cfg", None)
     tls = t["tls_v"] % ("%s:%s" % (cfg.host, cfg.port)) if cfg is not None else t["no_uplink"]
     rows = (
         (t["maker"], app["maker"]),
         (t["model"], app["model"]),
         (t["hw"], app["hardware_revision"]),
-        (t["device_id"], agent.gate.device_id),
+        (t["device_id"], snap.device_id),
         (t["firmware"], VERSION),
         (t["update"], t["update_none"]),
         (t["last_check"], t["never"]),
         (t["supported"], t["not_declared"]),
         (t["tls"], tls),
-        (t["uplink"], _uplink_text(agent, view)),
+        (t["uplink"], _uplink_text(snap, view)),
         (t["code_store"], t["code_store_v"]),
     )
     dl = "".join("<dt>%s</dt><dd>%s</dd>" % (e(k), e(v)) for k, v in rows)
