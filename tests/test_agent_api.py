@@ -163,3 +163,53 @@ def test_the_api_names_what_the_agent_has() -> None:
     for name in attributes:
         assert hasattr(agent, name), name
     assert isinstance(agent.rights, DataRights)
+
+
+def _washer_agent() -> Agent:
+    from agent import host, profile_loader
+    from agent.core.clock import ManualClock
+
+    prof = profile_loader.load(profile_loader.example("washing_machine"))
+    drivers, sim = host.simulated(prof, 1, [])
+    return Agent(prof, "dev-1", drivers, ManualClock(), sim)
+
+
+def test_a_snapshot_shows_the_agent_and_cannot_change_it() -> None:
+    from agent.core.events import ANOMALY, Event
+
+    agent = _washer_agent()
+    agent.rights.set_consent("maintenance", True, 0)
+    agent.judge(Event(ANOMALY, "maintenance", "motor_current", 5, "drain", {"value": 1.0, "score": 0.9}))
+    snap = agent.snapshot()
+    assert snap.device_id == "dev-1" and snap.choices["maintenance"] == "on" and len(snap.receipts) == 1
+    assert (snap.waiting, snap.awaiting, snap.made) == (len(agent.outbox), 0, agent.outbox.next_id - 1) == (2, 0, 2)
+    assert [e.t_ms for e in snap.events] == [5] and snap.decisions == agent.decisions
+    assert [c.id for c in snap.consumables] == ["detergent"] and snap.consumable("detergent").level > 0
+    # What the snapshot holds are copies: changing them changes nothing in the agent.
+    snap.receipts.clear()
+    snap.events.clear()
+    snap.choices["maintenance"] = "off"
+    snap.decisions.clear()
+    again = agent.snapshot()
+    assert len(again.receipts) == 1 and len(again.events) == 1 and again.choices["maintenance"] == "on"
+    assert again.decisions and agent.consent.allows("maintenance")
+
+
+def test_save_and_restore_bring_back_the_state() -> None:
+    from agent.core.events import ANOMALY, Event
+
+    agent = _washer_agent()
+    agent.rights.set_consent("maintenance", True, 0)
+    agent.judge(Event(ANOMALY, "maintenance", "motor_current", 5, "drain", {"value": 1.0, "score": 0.9}))
+    saved = agent.save()
+    assert saved["consent_seq"] == 1 and saved["outbox_last_id"] == 2 and len(saved["events"]) == 1
+    fresh = _washer_agent()
+    assert fresh.restore(saved) == []
+    again = fresh.save()
+    # The consent ledger and the outbox are the host's to store (journal, outbox files).
+    assert {k: v for k, v in again.items() if k not in ("consent_seq", "outbox_last_id")} == {
+        k: v for k, v in saved.items() if k not in ("consent_seq", "outbox_last_id")
+    }
+    # A stored part that cannot be read is said, and left out.
+    saved["events"].append({"kind": "anomaly"})
+    assert _washer_agent().restore(saved) == ["a stored event could not be read and was left out."]
