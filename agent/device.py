@@ -97,7 +97,7 @@ def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: b
     trimmed = agent.rights.apply_consent(receipt)
     if data is not None:
         if trimmed:
-            data.rewrite_consent(agent.rights.receipts())
+            data.rewrite_consent(agent.snapshot().receipts)
         # The state names the receipt and the last message id, so a journal or outbox that
         # later loses them is found out (a failure is in data.problems).
         close_device(agent, data)

@@ -5,7 +5,6 @@ DataRights does no I/O: the host stores receipts (agent/device.py) before apply_
 puts them into effect, and the export as a file. The Agent builds one and exposes it.
 """
 
-from agent.core.consent import last_receipt_seq
 from agent.core.errors import OutboxFullError
 from agent.core.outbox import ENTRY_CATEGORY, ENTRY_ID, ENTRY_PAYLOAD, ENTRY_TOPIC
 
@@ -77,7 +76,7 @@ class DataRights:
     def apply_consent(self, receipt: dict) -> bool:
         """Put a checked (and, on a device, already stored) receipt into effect. True if
         the ledger let old receipts go (ConsentLedger.apply): rewrite the stored journal
-        with receipts()."""
+        with the receipts kept (Agent.snapshot().receipts)."""
         trimmed = self._consent.apply(receipt)
         category = receipt["category"]
         t_ms = receipt["t_ms"]
@@ -159,14 +158,6 @@ class DataRights:
     def erasures_waiting(self) -> int:
         """How many erasure requests wait in the outbox to go upstream."""
         return len([e for e in self._outbox.pending if b'"erasure_request"' in e[ENTRY_PAYLOAD]])
-
-    def receipts(self) -> list:
-        """The consent receipts the ledger keeps, oldest first (a copy: what the journal holds)."""
-        return list(self._consent.history)
-
-    def last_receipt_seq(self) -> int:
-        """The number of the newest receipt kept (0 for none)."""
-        return last_receipt_seq(self._consent.history)
 
     def learned(self) -> dict:
         """What the consumable trackers learned, by consumable id."""
