@@ -305,7 +305,7 @@ class Agent:
 
     # restore, save, snapshot and consumable live in modules of their own, imported on first
     # use: a board that stores no state and shows no page keeps their code out of its heap
-    # (about 4 KB, measured with bench/micropython.py).
+    # (about 3 KB of imports on the unix port, measured).
     def restore(self, saved: dict, choices: dict | None = None) -> list:
         """Take back the state save() gave (from a previous run): learned consumable
         models, the command sequence, the sent log and recent events. A reorder choice
