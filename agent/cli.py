@@ -173,21 +173,23 @@ def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
         _consent(agent, data, cat, True)
         if narrate_consent:
             narrator.say("The user switched on '%s' on the local page: %s" % (cat, narrator.purposes[cat]))
-    off = [c["id"] for c in profile["data_categories"] if not agent.consent.allows(c["id"])]
+    consent = agent.snapshot().choices
+    off = [c["id"] for c in profile["data_categories"] if consent[c["id"]] != "on"]
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
     page = _page_address(args, data, narrator)
     asyncio.run(_run_agent(agent, args, narrator, data, page))
     for problem in device.close_device(agent, data):
         narrator.say(problem)
-    for problem in agent.outbox.problems:
+    snap = agent.snapshot()
+    for problem in snap.outbox_problems:
         if "Outbox: " + problem not in said:
             narrator.say("Outbox: " + problem)
-    samples = sum(c.samples for c in agent.channels)
-    awaiting = len(agent.outbox.awaiting)
+    samples = snap.samples
+    awaiting = snap.awaiting
     narrator.say(
         "Done: %d samples over %.0f simulated hours; %d unusual readings; %d messages would be sent, "
         "%d events kept on the device; %d waiting in the outbox for an uplink%s."
-        % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, len(agent.outbox) - awaiting,
+        % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, snap.waiting,
            "; %d sent but not yet confirmed by the backend (kept, and sent again)" % awaiting if awaiting else "")
     )  # fmt: skip
     if data is not None and data.unsaved:
@@ -300,13 +302,13 @@ async def _uplink_and_run(agent: Agent, args: argparse.Namespace, narrator: Narr
                        root=agent.profile["uplink"]["topic_prefix"])  # fmt: skip
     uplink = PahoUplink(cfg, on_command=agent.on_command, report=narrator.say)
     agent.report_to(narrator.say)
-    agent.uplink = uplink
+    agent.attach_uplink(uplink)
     uplink.start()
     try:
         await run()
         # What is waiting goes out if the broker can be reached within a few seconds.
         for _ in range(50):
-            if not len(agent.outbox):
+            if not agent.waiting_messages():
                 break
             if uplink.connected.is_set():
                 await agent.flush()
@@ -359,7 +361,7 @@ def _consent_command(args: argparse.Namespace) -> int:
         return 0
     lang = args.lang
     for cat in profile["data_categories"]:
-        state = "always on" if cat["essential"] else agent.consent.choices()[cat["id"]]
+        state = "always on" if cat["essential"] else agent.snapshot().choices[cat["id"]]
         print("%-18s %-9s %s" % (cat["id"], state, cat["title"][lang]))
         print("%-28s %s" % ("", cat["purpose"][lang]))
     return 0

@@ -12,10 +12,9 @@ import os
 from agent.core import limits
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
-from agent.core.events import Event
 from agent.core.outbox import Outbox
-from agent.core.pipeline import BROKER_ACCEPTED, Agent
-from agent.device_data import DeviceData, last_receipt_seq
+from agent.core.pipeline import Agent
+from agent.device_data import DeviceData
 from agent.outbox_files import FileStore
 
 
@@ -63,25 +62,11 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
     agent = Agent(profile, device_id, drivers, clock or ManualClock(), phases, None, ledger, observer,  # type: ignore[arg-type]
                   choices, key, outbox, board)  # fmt: skip
     if data is not None:
-        messages += ["State: " + m for m in agent.restore_consumables(saved.get("consumables", {}))]
-        for stock in agent.stock:  # a choice given now wins over the stored one
-            if choices and stock.tracker.id in choices:
-                stock.tracker.choice = choices[stock.tracker.id]
-        messages += ["State: " + m for m in agent.commands.restore(saved.get("command_seq", 0))]
-        for item in saved.get("sent", []):
-            if isinstance(item, dict) and "status" not in item:
-                # Logged before the backend's confirmations were told apart: the broker's
-                # acknowledgement is all that was known of it.
-                item["status"] = BROKER_ACCEPTED
-            agent.sent_log.push(item)
-        for item in saved.get("events", []):
-            try:
-                agent.local_events.push(Event.from_dict(item))
-            except (KeyError, TypeError):
-                messages.append("State: a stored event could not be read and was left out.")
-        said = agent.enforce_consent(lost, agent.clock.now_ms(), agent.outbox.damaged)
+        messages += ["State: " + m for m in agent.restore(saved, choices)]  # a choice given now wins
+        damaged = agent.snapshot().outbox_damaged
+        said = agent.rights.enforce_consent(lost, agent.clock.now_ms(), damaged)
         messages += ["Consent: " + m for m in said]
-        if lost or agent.outbox.damaged:
+        if lost or damaged:
             # Stored at once: the erasure requests, and a state that no longer expects the lost receipts.
             messages += close_device(agent, data)
     return agent, data, messages
@@ -100,28 +85,19 @@ def close_device(agent: Agent, data: DeviceData | None) -> list:
     with the new one in memory: the next call tries again."""
     if data is None:
         return []
-    # The outbox first: the state names the last message id, which must then be on disk.
-    agent.outbox.sync()
-    problem = data.save_state({
-        "consumables": agent.consumable_state(),
-        "sent": agent.sent_log.items(),
-        "events": [e.as_dict() for e in agent.local_events.items()],
-        "command_seq": agent.commands.last_seq,
-        "consent_seq": last_receipt_seq(agent.consent.history),
-        "outbox_last_id": agent.outbox.next_id - 1,
-    })  # fmt: skip
+    problem = data.save_state(agent.save())
     return ["State: " + problem] if problem else []
 
 
 def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:
     """The user's choice: checked, stored in the journal, then put into effect."""
-    receipt = agent.consent_receipt(category, allowed, t_ms, wall_s)
+    receipt = agent.rights.consent_receipt(category, allowed, t_ms, wall_s)
     if data is not None:
         data.append_receipt(receipt)  # StorageError here: nothing changed
-    trimmed = agent.apply_consent(receipt)
+    trimmed = agent.rights.apply_consent(receipt)
     if data is not None:
         if trimmed:
-            data.rewrite_consent(agent.consent.history)
+            data.rewrite_consent(agent.snapshot().receipts)
         # The state names the receipt and the last message id, so a journal or outbox that
         # later loses them is found out (a failure is in data.problems).
         close_device(agent, data)
@@ -130,15 +106,15 @@ def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: b
 
 def export_text(agent: Agent) -> str:
     """Everything the device holds about its use, as the export file (docs/export.md)."""
-    return json.dumps(agent.export(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(agent.rights.export(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def erase(agent: Agent, data: DeviceData | None, t_ms: int) -> int:
     """Wipe what the device holds about its use, on flash too, and ask upstream to erase;
     a fresh pseudonym key from now on. Returns how many erasure requests wait to go."""
-    agent.erase(t_ms)
+    agent.rights.erase(t_ms)
     if data is not None:
         data.erase()
-        agent.gate.key = data.new_pseudonym_key()[0]  # a key that cannot be stored is in data.problems
+        agent.rights.use_pseudonym_key(data.new_pseudonym_key()[0])  # a key that cannot be stored is in data.problems
         close_device(agent, data)  # a state that cannot be stored is in data.problems
-    return len([m for m in agent.outbox.items() if b'"erasure_request"' in m[1]])
+    return agent.rights.erasures_waiting()

@@ -15,7 +15,7 @@ import os
 
 from agent import files, state_store
 from agent.core import journal
-from agent.core.consent import ConsentLedger
+from agent.core.consent import ConsentLedger, last_receipt_seq
 from agent.core.errors import InputError, StorageError
 
 JOURNAL = "consent.journal"
@@ -48,12 +48,6 @@ def decode_key(data: bytes) -> tuple:
     if hashlib.sha256(KEY_MAGIC + key).digest()[:KEY_CHECK_BYTES] != data[len(KEY_MAGIC) + KEY_BYTES :]:
         return None, "it fails its checksum"
     return key, None
-
-
-def last_receipt_seq(history: list) -> int:
-    """The highest receipt number in a consent history (0 for none)."""
-    seqs = [r.get("seq") for r in history]
-    return max([s for s in seqs if type(s) is int] + [0])
 
 
 class DeviceData:

@@ -81,7 +81,7 @@ agent = Agent(prof, "dev-7", drivers, ManualClock(), sim, board=board)
 gc.collect()
 built = gc.mem_alloc() - before
 for category in ("maintenance", "usage_statistics"):
-    agent.set_consent(category, True, 0)
+    agent.rights.set_consent(category, True, 0)
 peak = [gc.mem_alloc()]
 due = [0]
 
@@ -95,11 +95,13 @@ if measure:
     agent.observer = observe
 asyncio.run(agent.run(int(days * 86400000)))
 gc.collect()
+after = gc.mem_alloc()
+snap = agent.snapshot()
 print(%r + json.dumps({
     "imports_bytes": imports, "sim_imports_bytes": sim_imports, "profile_bytes": profile_bytes,
     "released_bytes": released, "built_bytes": built, "peak_bytes_week": peak[0] if measure else None,
-    "after_week_bytes": gc.mem_alloc(), "samples": sum(c.samples for c in agent.channels),
-    "outbox": len(agent.outbox), "outbox_dropped": agent.outbox.dropped, "decisions": agent.decisions}))
+    "after_week_bytes": after, "samples": snap.samples,
+    "outbox": snap.waiting + snap.awaiting, "outbox_dropped": snap.dropped, "decisions": snap.decisions}))
 """
     % _MARK
 )

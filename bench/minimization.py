@@ -93,7 +93,7 @@ def week(kind: str, days: float, consent: list, faults: list, meter: object = No
                for c in prof["consumables"]} if "consumables" in consent else None  # fmt: skip
     agent = Agent(prof, DEVICE, drivers, ManualClock(), sim, uplink, None, meter, choices)  # type: ignore[arg-type]
     for cat in consent:
-        agent.set_consent(cat, True, 0)
+        agent.rights.set_consent(cat, True, 0)
     asyncio.run(agent.run(int(days * 86_400_000)))
     return uplink, agent
 

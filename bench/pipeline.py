@@ -54,9 +54,9 @@ async def bench(data_dir, hours, simulated):
     await agent.run(int(hours * 3600000))
     t1 = time.ticks_ms() if IS_MICROPYTHON else time.perf_counter()
     seconds = time.ticks_diff(t1, t0) / 1000 if IS_MICROPYTHON else t1 - t0
-    samples = sum(c.samples for c in agent.channels)
     # Everything live after the run: imported modules, profile, simulator, learned state.
     total = mem_alloc()
+    samples = agent.snapshot().samples
     return {"samples": samples, "seconds": seconds, "samples_per_s": samples / seconds,
             "heap_agent_bytes": built - before if before >= 0 else None,
             "heap_total_after_run_bytes": total if before >= 0 else None}

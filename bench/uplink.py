@@ -67,12 +67,12 @@ async def _run(broker: local_broker.Broker, service: local_broker.Service, tmp: 
         # Throughput: n events as fast as they come, one fsync per batch of 100.
         t0 = time.perf_counter()
         for i in range(n):
-            agent._judge(_event(i))
+            agent.judge(_event(i))
             if i % 100 == 99:
-                agent.outbox.sync()
+                agent.sync()
                 await asyncio.sleep(0)
-        agent.outbox.sync()
-        while len(agent.outbox):
+        agent.sync()
+        while agent.waiting_messages():
             await asyncio.sleep(0.001)
         got = await asyncio.to_thread(service.wait_for, n, 60, "/maintenance")
         out["msgs_per_s"] = len(got) / (time.perf_counter() - t0)
@@ -86,8 +86,8 @@ async def _run(broker: local_broker.Broker, service: local_broker.Service, tmp: 
             ev = _event(10_000_000 + i)
             ev.fields["value"] = float(i)
             sent_at[float(i)] = time.perf_counter()
-            agent._judge(ev)
-            agent.outbox.sync()
+            agent.judge(ev)
+            agent.sync()
             await asyncio.sleep(0.01)
         await asyncio.to_thread(service.wait_for, base + 300, 30, "/maintenance")
         lat = []
@@ -104,8 +104,8 @@ async def _run(broker: local_broker.Broker, service: local_broker.Service, tmp: 
         # Reconnect: the broker restarts; how long from its start to the first delivery.
         broker.stop()
         await asyncio.sleep(0.5)
-        agent._judge(_event(20_000_000))
-        agent.outbox.sync()
+        agent.judge(_event(20_000_000))
+        agent.sync()
         before = len(service.received("/maintenance"))
         t_start = time.perf_counter()
         await asyncio.to_thread(broker.start)
@@ -115,7 +115,7 @@ async def _run(broker: local_broker.Broker, service: local_broker.Service, tmp: 
     finally:
         deliver.cancel()
         await uplink.stop()
-        agent.outbox.sync()
+        agent.sync()
     return out
 
 

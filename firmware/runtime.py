@@ -208,7 +208,7 @@ async def _receipts(agent: Agent, every_ms: int, made: list) -> None:
     while True:
         await sleep_ms(every_ms)
         try:
-            agent.set_consent("maintenance", True, agent.clock.now_ms())
+            agent.rights.set_consent("maintenance", True, agent.clock.now_ms())
             made[0] += 1
         except OutboxFullError:
             pass  # the device holds receipts the backend has not confirmed yet: the user tries later
@@ -248,12 +248,11 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
             cat["daily_budget_bytes"] = 1 << 30  # the path is measured, not the appliance's budget
         ledger.set("maintenance", True)  # no receipt: the burst is all that is in the outbox
         for i in range(burst):
-            agent.events.put(_burst_event(i))
-            agent.judge_pending()
+            agent.judge(_burst_event(i))
     else:
         for cat in prof["data_categories"]:
             if not cat.get("essential"):
-                agent.set_consent(cat["id"], True, clock.now_ms())
+                agent.rights.set_consent(cat["id"], True, clock.now_ms())
                 receipts[0] += 1
     uplink.start()
     helpers = [watcher]
@@ -265,12 +264,12 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
             t0 = ticks_ms()
             deliver = asyncio.create_task(agent.deliver())
             helpers.append(deliver)
-            while len(agent.outbox) and ticks_diff(ticks_ms(), t0) < drain_s * 1000:
+            while agent.waiting_messages() and ticks_diff(ticks_ms(), t0) < drain_s * 1000:
                 await sleep_ms(5)
             ms = ticks_diff(ticks_ms(), t0)
             result["burst"] = burst
             result["burst_ms"] = ms
-            result["burst_msgs_per_s"] = (burst - len(agent.outbox)) * 1000 / max(1, ms)
+            result["burst_msgs_per_s"] = (burst - agent.waiting_messages()) * 1000 / max(1, ms)
         if seconds > 0:
             if receipts_every_ms:
                 helpers.append(asyncio.create_task(_receipts(agent, receipts_every_ms, receipts)))
@@ -281,19 +280,21 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
         deliver = asyncio.create_task(agent.deliver())
         helpers.append(deliver)
         t0 = ticks_ms()
-        while len(agent.outbox) and ticks_diff(ticks_ms(), t0) < drain_s * 1000:
+        while agent.waiting_messages() and ticks_diff(ticks_ms(), t0) < drain_s * 1000:
             await sleep_ms(50)
     finally:
         for task in helpers:
             task.cancel()
         await uplink.stop()
+    snap = agent.snapshot()
     result.update({
-        "made": agent.outbox.next_id - 1, "left": len(agent.outbox), "dropped": agent.outbox.dropped,
-        "receipts": receipts[0], "sent_log": len(agent.sent_log), "connects": uplink.connects,
+        "made": snap.made, "left": snap.waiting + snap.awaiting, "dropped": snap.dropped,
+        "receipts": receipts[0], "sent_log": len(snap.sent), "connects": uplink.connects,
         "failures": uplink.failures, "last_error": uplink.last_error, "waits_ms": uplink.waits_ms,
-        "inbound_faults": agent.inbound_faults, "delivery_faults": agent.delivery_faults,
-        "heap_total_bytes": heap.total, "heap_peak_bytes": heap.peak, "heap_after_bytes": mem_alloc(),
+        "inbound_faults": snap.inbound_faults, "delivery_faults": snap.delivery_faults,
     })  # fmt: skip
+    del snap  # not part of what the agent keeps
+    result.update({"heap_total_bytes": heap.total, "heap_peak_bytes": heap.peak, "heap_after_bytes": mem_alloc()})
     return result
 
 

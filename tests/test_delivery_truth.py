@@ -50,18 +50,20 @@ async def test_a_receipt_the_broker_acl_denied_is_never_called_delivered(
     deliver = asyncio.ensure_future(agent.deliver())
     good = None
     try:
-        agent.set_consent("maintenance", True, 0)
-        agent.set_consent("maintenance", False, 1)  # a withdrawal: a receipt and an erasure request
+        agent.rights.set_consent("maintenance", True, 0)
+        agent.rights.set_consent("maintenance", False, 1)  # a withdrawal: a receipt and an erasure request
         owed = sorted(e[0] for e in agent.outbox.pending)
         assert len(owed) == 3
         # The broker acknowledged them (MQTT 3.1.1 has no way to say no): "accepted by broker", no more.
         assert await _until(lambda: len(agent.sent_log) == 3, 30), list(agent.sent_log.items())
-        assert await _until(lambda: all(s[0] >= 2 for s in agent.outbox.awaiting.values()), 30), agent.outbox.awaiting
+        assert await _until(lambda: all(s.offers >= 2 for s in agent.outbox.awaiting.values()), 30), (
+            agent.outbox.awaiting
+        )
         assert sorted(agent.outbox.awaiting) == owed and [e[0] for e in agent.outbox.pending] == owed
         assert {e["status"] for e in agent.sent_log.items()} == {BROKER_ACCEPTED}
         assert len(agent.sent_log) == 3  # offered again, logged once
         assert service.received("wichtel/v1/dev-1/") == []  # the backend has none of it
-        page = agent.export()
+        page = agent.rights.export()
         assert len(page["outbox"]) == 3
         # The device with its own certificate: the backend receives and confirms them.
         await denied.stop()  # type: ignore[attr-defined]
@@ -98,7 +100,7 @@ async def test_mqtt5_refusals_are_retried_after_growing_waits(broker: object) ->
     uplink.start()  # type: ignore[attr-defined]
     assert await _until(lambda: uplink.connected.is_set(), 20)  # type: ignore[attr-defined]
     for i in range(6):
-        agent.set_consent("maintenance", i % 2 == 0, i)
+        agent.rights.set_consent("maintenance", i % 2 == 0, i)
     deliver = asyncio.ensure_future(agent.deliver())
     try:
         await asyncio.sleep(12)

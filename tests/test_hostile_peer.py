@@ -165,14 +165,14 @@ async def test_a_hostile_broker_cannot_stop_or_flood_the_agent(kind: str, attack
     uplink = _uplink(kind, hostile.port, certificate_paths(hostile), hostile.device_context, agent, log)
     agent.uplink = uplink  # type: ignore[assignment]
     for on in (True, False, True):
-        agent.set_consent("maintenance", on, clock.t_ms)
+        agent.rights.set_consent("maintenance", on, clock.t_ms)
     tracemalloc.start()
     uplink.start()  # type: ignore[attr-defined]
     deliver = asyncio.ensure_future(agent.deliver())
     try:
         assert await _until(lambda: peak_during_attack, 60), "the attack did not run"
         for on in (False, True):  # more to deliver after the attack
-            agent.set_consent("maintenance", on, clock.t_ms)
+            agent.rights.set_consent("maintenance", on, clock.t_ms)
         receipts = {json.loads(p)["seq"] for _, p, _ in agent.outbox.items() if b"consent_receipt" in p}
         # Everything was taken by the broker; receipts and erasure requests await a
         # backend's confirmation (this broker has no backend behind it).
@@ -311,7 +311,7 @@ async def test_hostile_commands_through_mosquitto(kind: str, broker: object) -> 
         clock.t_ms += limits.COMMAND_REFILL_MS
         await asyncio.to_thread(service.send, CMD + "config", _cmd(1, {"status_interval_h": 7}))
         assert await _until(lambda: agent.status_interval_h == 7, 30), log.lines
-        agent.set_consent("usage_statistics", True, clock.t_ms)
+        agent.rights.set_consent("usage_statistics", True, clock.t_ms)
         assert await _until(lambda: not len(agent.outbox), 30)
         got = await asyncio.to_thread(service.wait_for, 5, 20, "dev-1/essential")
         # At least once: a reply sent again after the reconnect is dropped by its seq, as the

@@ -422,7 +422,7 @@ async def test_a_flood_of_commands_cannot_starve_status_and_consent_receipts(flo
     assert len(agent.outbox) <= limits.OUTBOX_LEN  # replies gave way to each other
     # The device's own messages still go out the same day.
     agent._queue_status(clock.t_ms)
-    agent.set_consent("usage_statistics", True, clock.t_ms)
+    agent.rights.set_consent("usage_statistics", True, clock.t_ms)
     assert await agent.flush()
     kinds = [m["kind"] for _, m in uplink.received]
     assert kinds[-2:] == ["status", "consent_receipt"]
@@ -474,7 +474,7 @@ async def test_delivery_survives_an_uplink_that_raises(monkeypatch: pytest.Monke
     agent = _agent(uplink=uplink)
     lines: list = []
     agent.report_to(lines.append)
-    agent.set_consent("usage_statistics", True, 0)
+    agent.rights.set_consent("usage_statistics", True, 0)
     deliver = asyncio.ensure_future(agent.deliver())
     try:
         for _ in range(500):
@@ -514,7 +514,7 @@ async def test_a_run_ends_even_if_the_uplink_swallows_cancellation(monkeypatch: 
     monkeypatch.setattr(pipeline, "FLUSH_ROUND_MS", 200)
     uplink = StubbornUplink()
     agent = _agent(uplink=uplink)
-    agent.set_consent("usage_statistics", True, 0)
+    agent.rights.set_consent("usage_statistics", True, 0)
     # The run's own last flush ends after one round (FLUSH_ROUND_MS); the delivery task,
     # whose publish swallows its cancellation, ends too.
     await asyncio.wait_for(agent.run(60_000), 5)

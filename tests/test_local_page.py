@@ -246,12 +246,12 @@ def test_consent_consumables_refill_export_and_erase_through_the_page(page: tupl
             _assert_secure(res)
         assert agent.consent.choices() == {"essential": "on", "maintenance": "off", "usage_statistics": "on",
                                            "consumables": "off"}  # fmt: skip
-        assert agent.consumable("detergent").tracker.choice.mode == "remind"
-        assert agent.consumable("detergent").tracker.choice.risk == 0.001  # early, by default
+        assert agent.consumable("detergent").choice.mode == "remind"
+        assert agent.consumable("detergent").choice.risk == 0.001  # early, by default
         headers, body = _form(csrf=token, mode="share", product="EcoWash", retailer="Corner shop", lead_time_days="5",
                               risk="0.02")  # fmt: skip
         assert (await client.post("/consumables/detergent", headers=headers, body=body)).status_code == 303
-        choice = agent.consumable("detergent").tracker.choice
+        choice = agent.consumable("detergent").choice
         assert (choice.mode, choice.product, choice.retailer, choice.lead_time_days, choice.risk) == (
             "share",
             "EcoWash",
@@ -261,10 +261,10 @@ def test_consent_consumables_refill_export_and_erase_through_the_page(page: tupl
         )
         page = (await client.get("/consumables")).text
         assert 'value="EcoWash"' in page and 'name="risk" value="0.02" checked' in page
-        agent.consumable("detergent").tracker.level = 100.0
+        agent.stock_of("detergent").tracker.level = 100.0
         headers, body = _form(csrf=token)
         assert (await client.post("/consumables/detergent/refilled", headers=headers, body=body)).status_code == 303
-        assert agent.consumable("detergent").tracker.level == 1500.0
+        assert agent.consumable("detergent").level == 1500.0
         res = await client.get("/data/export.json")
         assert res.headers["Content-Type"].startswith("application/json")
         assert "attachment" in res.headers["Content-Disposition"]
@@ -274,7 +274,7 @@ def test_consent_consumables_refill_export_and_erase_through_the_page(page: tupl
         headers, body = _form(csrf=token, confirm="yes")
         assert (await client.post("/data/erase", headers=headers, body=body)).status_code == 303
         assert agent.consent.history == [] and agent.consent.choices()["usage_statistics"] == "off"
-        assert agent.consumable("detergent").tracker.choice.mode == "remind"
+        assert agent.consumable("detergent").choice.mode == "remind"
         assert not os.path.exists(os.path.join(root, "consent.journal"))
         assert os.path.exists(os.path.join(root, "identity", setup_code.FILE_NAME))  # the label still works
         assert "Erased. 3 erasure requests" in (await client.get("/data")).text

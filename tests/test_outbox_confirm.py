@@ -64,7 +64,7 @@ def test_owed_messages_leave_only_when_confirmed(ops: list) -> None:
             elif prio >= CRITICAL:
                 assert state == AWAITING and box.state_of(mid) == AWAITING
                 # Offered again when its wait is over, not before.
-                due = now + confirm_wait_ms(box.awaiting[mid][0])
+                due = now + confirm_wait_ms(box.awaiting[mid].offers)
                 assert mid not in [e[0] for e in box.offerable(due - 1, 64)]
                 assert mid in [e[0] for e in box.offerable(due, 64)]
             else:

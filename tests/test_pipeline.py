@@ -1,5 +1,7 @@
 """The pipeline on the host: exact sampling, the uplink hand-off with retries, bounds under a flood."""
 
+import copy
+
 import pytest
 import yaml
 
@@ -7,8 +9,10 @@ from agent import host, profile_loader
 from agent.core import limits, processors
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
+from agent.core.errors import ProfileError
 from agent.core.events import ANOMALY, Event
-from agent.core.gate import SENT
+from agent.core.gate import SENT, Decision
+from agent.core.outbox import CRITICAL, ENTRY_PRIORITY, HIGH, LOW, NORMAL, REPLY
 from agent.core.pipeline import Agent
 from agent.core.schema import Map
 from tests import backend
@@ -83,8 +87,8 @@ class Shouter(processors.Processor):
     def __init__(self, info: processors.ChannelInfo) -> None:
         self.info = info
 
-    def feed(self, t_ms: int, value: float, phase: str) -> tuple | None:
-        return (ANOMALY, {"value": value})
+    def feed(self, t_ms: int, value: float, phase: str) -> processors.Result | None:
+        return processors.Result(ANOMALY, {"value": value})
 
 
 @pytest.mark.asyncio
@@ -114,7 +118,7 @@ async def test_sent_log_and_local_events_are_bounded() -> None:
     agent = Agent(prof, "d", drivers, ManualClock(), sim, uplink)
     for _ in range(limits.SENT_LOG_LEN // 20 + 2):
         for i in range(20):
-            agent.set_consent("maintenance", i % 2 == 0, 0)
+            agent.rights.set_consent("maintenance", i % 2 == 0, 0)
         await agent.flush()
         backend.confirm(agent)
     assert len(uplink.received) > limits.SENT_LOG_LEN
@@ -128,3 +132,94 @@ async def test_sent_log_and_local_events_are_bounded() -> None:
     assert sum(agent.decisions.values()) > limits.LOCAL_EVENTS_LEN
     assert len(agent.local_events) == limits.LOCAL_EVENTS_LEN
     assert agent.local_events.items()[-1].t_ms == (limits.LOCAL_EVENTS_LEN // 20 + 2) * 20 - 1
+
+
+class PhaseOf(processors.Processor):
+    """Reports every sample, about a phase of its own (or, given None, the sample's)."""
+
+    kind = "test_phase_of"
+
+    def __init__(self, about: str | None) -> None:
+        self.about = about
+
+    def feed(self, t_ms: int, value: float, phase: str) -> processors.Result | None:
+        return processors.Result(ANOMALY, {"value": value}, self.about)
+
+
+@pytest.mark.parametrize(("about", "expected"), [("drain", "drain"), (None, "spin"), ("", "")])
+def test_a_processors_phase_is_the_events_phase_not_one_of_its_fields(about: str | None, expected: str) -> None:
+    prof = _washer()
+    agent = Agent(prof, "d", {ch["id"]: None for ch in prof["channels"]}, ManualClock())
+    channel = agent.channels[0]
+    channel.procs = [(PhaseOf(about), "maintenance")]
+    out: list = []
+    assert channel.process(1000, 1.0, "spin", out.append)
+    assert [(e.phase, e.fields) for e in out] == [(expected, {"value": 1.0})]
+
+
+def test_a_cycle_feature_says_which_phase_it_measured() -> None:
+    """The drain's duration is judged when the cycle ends (in idle), but is about the drain."""
+    prof = _washer()
+    channel = next(ch for ch in prof["channels"] if ch["id"] == "motor_current")
+    info = processors.ChannelInfo(channel, prof["phases"], prof["phase_names"], None)
+    settings = {"phase": "drain", "feature": "duration", "history": 5, "recent": 1, "threshold": 1.0,
+                "min_change_pct": 1, "holdoff_cycles": 0}  # fmt: skip
+    proc = processors.build("cycle_feature", settings, info)
+    results = []
+    t = 0
+    for cycle in range(12):
+        for phase, seconds in (("idle", 10), ("drain", 60 if cycle < 8 else 120)):
+            for _ in range(seconds):
+                out = proc.feed(t, 1.0, phase)
+                if out is not None:
+                    results.append(out)
+                t += 1000
+    assert results and {(r.phase, "phase" in r.fields) for r in results} == {("drain", False)}
+
+
+def _priorities(prof: dict) -> dict:
+    """The outbox priority each kind of message gets: category -> priority for events,
+    and the device's own messages by kind."""
+    agent = Agent(prof, "d", {ch["id"]: None for ch in prof["channels"]}, ManualClock())
+    got = {}
+    for cat in prof["data_categories"]:
+        agent._queue(Decision(SENT, "t/" + cat["id"], b"{}", cat["id"], agent.outbox.next_id))
+        got[cat["id"]] = agent.outbox.pending[-1][ENTRY_PRIORITY]
+    for kind in ("status", "consent_receipt", "erasure_request"):
+        agent._queue(Decision(SENT, "t/essential", b"{}", "essential", agent.outbox.next_id), kind)
+        got[kind] = agent.outbox.pending[-1][ENTRY_PRIORITY]
+    agent._queue_requested(Decision(SENT, "t/essential", b"{}", "essential", agent.outbox.next_id), "command_reply")
+    got["command_reply"] = agent.outbox.pending[-1][ENTRY_PRIORITY]
+    return got
+
+
+def test_outbox_priority_is_a_field_of_the_data_category() -> None:
+    # The example profiles rank as the outbox always did: statistics low, maintenance high.
+    washer = _washer()
+    assert [(c["id"], c["priority"]) for c in washer["data_categories"]] == [
+        ("essential", "normal"), ("maintenance", "high"), ("usage_statistics", "low"), ("consumables", "normal"),
+    ]  # fmt: skip
+    assert _priorities(washer) == {
+        "essential": NORMAL, "maintenance": HIGH, "usage_statistics": LOW, "consumables": NORMAL,
+        "status": HIGH, "consent_receipt": CRITICAL, "erasure_request": CRITICAL, "command_reply": REPLY,
+    }  # fmt: skip
+    # It is the profile's word, not the category's name: swapped in the profile, swapped in the outbox.
+    for cat in washer["data_categories"]:
+        cat["priority"] = {"maintenance": "low", "usage_statistics": "high"}.get(cat["id"], cat["priority"])
+    got = _priorities(washer)
+    assert (got["maintenance"], got["usage_statistics"], got["status"]) == (LOW, HIGH, HIGH)
+
+
+def test_a_category_without_priority_is_normal_and_a_wrong_one_is_refused() -> None:
+    with open(profile_loader.example("washing_machine")) as f:
+        doc = yaml.safe_load(f)
+    for cat in doc["data_categories"]:
+        del cat["priority"]
+    prof = profile_loader.core_profile.validate(copy.deepcopy(doc))
+    assert {c["priority"] for c in prof["data_categories"]} == {"normal"}
+    for wrong in ("critical", "HIGH", 3, None):
+        doc["data_categories"][1]["priority"] = wrong
+        with pytest.raises(ProfileError) as e:
+            profile_loader.core_profile.validate(copy.deepcopy(doc))
+        assert str(e.value).startswith("data_categories[1].priority: got ")
+        assert str(e.value).endswith("; expected one of high, low, normal")

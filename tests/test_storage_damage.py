@@ -520,7 +520,7 @@ def test_a_damaged_outbox_never_brings_back_a_withdrawn_message(ops: list, which
         elif op == "ack" and len(box):
             acked.add(box.pending[0][0])
             box.ack()
-        elif op == "withdraw":  # as Agent.apply_consent: delete, then queue the erasure request
+        elif op == "withdraw":  # as DataRights.apply_consent: delete, then queue the erasure request
             box.purge("usage_statistics")
             given_ids.add(box.push("t/essential", b"e", "essential", CRITICAL))
     box.sync()

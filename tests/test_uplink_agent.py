@@ -134,7 +134,7 @@ async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, broker:
                 # them, the device says "try again later" (as the local page would).
                 while True:
                     try:
-                        agent.set_consent("maintenance", sent % 2 == 0, 0)
+                        agent.rights.set_consent("maintenance", sent % 2 == 0, 0)
                         break
                     except OutboxFullError:
                         full += 1

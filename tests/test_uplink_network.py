@@ -129,12 +129,12 @@ async def test_black_hole_and_delay_lose_nothing(broker: object) -> None:
     try:
         await asyncio.wait_for(uplink.connected.wait(), 10)
         for i in range(5):
-            agent.set_consent("maintenance", i % 2 == 0, 0)
+            agent.rights.set_consent("maintenance", i % 2 == 0, 0)
         await asyncio.sleep(1)
         proxy.black_hole = True
         t0 = time.monotonic()
         for i in range(5, 10):
-            agent.set_consent("maintenance", i % 2 == 0, 0)
+            agent.rights.set_consent("maintenance", i % 2 == 0, 0)
         # Keepalive finds the dead link within two keepalive periods (a ping after one, its
         # answer missing after the next), plus the housekeeping's 1 s check interval.
         while uplink.connected.is_set() and time.monotonic() - t0 < 10 * KEEPALIVE_S:
@@ -144,7 +144,7 @@ async def test_black_hole_and_delay_lose_nothing(broker: object) -> None:
         proxy.black_hole = False
         proxy.delay = KEEPALIVE_S / 8  # each way, every packet: the TLS handshake alone takes several
         for i in range(10, 15):
-            agent.set_consent("maintenance", i % 2 == 0, 0)
+            agent.rights.set_consent("maintenance", i % 2 == 0, 0)
         t1 = time.monotonic()
         while len(agent.outbox) and time.monotonic() - t1 < 60:
             await asyncio.sleep(0.1)
@@ -198,7 +198,7 @@ async def test_thirty_percent_packet_loss_loses_nothing_and_keeps_order(kind: st
     deliver = asyncio.ensure_future(agent.deliver())
     try:
         for i in range(30):
-            agent.set_consent("maintenance", i % 2 == 0, 0)
+            agent.rights.set_consent("maintenance", i % 2 == 0, 0)
             await asyncio.sleep(0.05)
         t0 = time.monotonic()
         while len(agent.outbox) and time.monotonic() - t0 < 120:

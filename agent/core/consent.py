@@ -28,6 +28,12 @@ def text_hash(category: dict) -> str:
     return binascii.hexlify(h.digest()).decode()
 
 
+def last_receipt_seq(history: list) -> int:
+    """The highest receipt number in a consent history (0 for none)."""
+    seqs = [r.get("seq") for r in history]
+    return max([s for s in seqs if type(s) is int] + [0])
+
+
 class ConsentLedger:
     """Current consent per category, from which the privacy gate decides."""
 

@@ -130,6 +130,17 @@ async def read_packet(reader: object, max_packet: int = MAX_PACKET) -> tuple:
     return head[0], body
 
 
+class _PubackWaiter:
+    """A QoS 1 publish waiting for its PUBACK: `done` is set when the PUBACK came (then
+    `acked`) or when the link ended (not acked)."""
+
+    __slots__ = ("acked", "done")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.acked = False
+
+
 class PortableMqttClient:
     """One connection. open() connects (TLS context from the platform), then the caller
     runs pump() as a task until the link ends; publish() waits for PUBACK.
@@ -153,7 +164,7 @@ class PortableMqttClient:
         self.reader: object = None
         self.writer: object = None
         self._next_id = 0
-        self._acks: dict = {}
+        self._acks: dict = {}  # packet id -> _PubackWaiter of a QoS 1 publish in flight
         self.connected = False
         self.nodelay = False  # whether TCP_NODELAY is set on this link (the platform may not offer it)
         self.handler_faults = 0  # messages whose handler raised (contained)
@@ -204,15 +215,15 @@ class PortableMqttClient:
         if not self.connected:
             return False
         pid = self._pid() if qos else 0
-        waiter = [asyncio.Event(), False]  # set on PUBACK (True) or when the link ends (False)
+        waiter = _PubackWaiter()
         if qos:
             self._acks[pid] = waiter
         try:
             await self._send(publish_packet(topic, payload, qos, pid, retain))
             if not qos:
                 return True
-            await asyncio.wait_for(waiter[0].wait(), timeout)  # type: ignore[attr-defined]
-            return bool(waiter[1])
+            await asyncio.wait_for(waiter.done.wait(), timeout)
+            return waiter.acked
         except (asyncio.TimeoutError, OSError, MqttError):  # noqa: UP041 (as above)
             return False
         finally:
@@ -273,8 +284,8 @@ class PortableMqttClient:
                 raise MqttError("PUBACK of %d bytes; expected 2" % len(body))
             waiter = self._acks.get(struct.unpack("!H", body)[0])
             if waiter is not None:
-                waiter[1] = True
-                waiter[0].set()
+                waiter.acked = True
+                waiter.done.set()
         elif kind == PUBLISH:
             topic, payload, qos, pid = parse_publish(first, body)
             if qos:
@@ -304,7 +315,7 @@ class PortableMqttClient:
         """The link ended: every publish still waiting returns False at once (the message
         stays in the outbox) instead of waiting for its timeout."""
         for waiter in self._acks.values():
-            waiter[0].set()
+            waiter.done.set()
 
     async def close(self) -> None:
         """End the link (DISCONNECT if it is up); bounded in time."""

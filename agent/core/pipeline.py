@@ -12,11 +12,24 @@ from agent.core.commands import CONFIG, CONFIRM, ERASURE_ACK, QUIET_WHEN_DONE, S
 from agent.core.compat import sleep_ms, ticks_diff, ticks_ms
 from agent.core.consent import ConsentLedger
 from agent.core.consumables import ConsumableRuntime
-from agent.core.errors import CommandError, ConfigError, OutboxFullError, StateError
+from agent.core.errors import CommandError, ConfigError, OutboxFullError
 from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, PrivacyGate
-from agent.core.outbox import CRITICAL, GONE, HIGH, LOW, NORMAL, REPLY, Outbox
+from agent.core.outbox import (
+    CATEGORY_PRIORITIES,
+    CRITICAL,
+    ENTRY_CATEGORY,
+    ENTRY_ID,
+    ENTRY_PAYLOAD,
+    ENTRY_PRIORITY,
+    ENTRY_TOPIC,  # fmt: skip
+    GONE,
+    HIGH,
+    REPLY,
+    Outbox,
+)
 from agent.core.ratelimit import ThrottledReport, doubling_ms
+from agent.core.rights import DataRights
 from agent.core.ring import RingBuffer
 
 TYPE_CHECKING = False
@@ -26,11 +39,13 @@ if TYPE_CHECKING:
     from agent.core.consumables import ReorderChoice
     from agent.core.gate import Decision
     from agent.core.interfaces import Clock, Driver, Observer, PhaseSource, Uplink
+    from agent.core.snapshot import ConsumableView, Snapshot
 
 DAY_MS = 86_400_000
 
-# What a consent receipt tells upstream (docs/asyncapi.yaml).
-_RECEIPT_FIELDS = ("category", "choice", "text_hash", "text_version")
+# The outbox priority of the device's own messages (besides replies: REPLY); an event's
+# is its data category's (the profile's "priority").
+_KIND_PRIORITIES = {"consent_receipt": CRITICAL, "erasure_request": CRITICAL, "status": HIGH}
 
 # Sensor-fault events for one channel are at most this often.
 FAULT_HOLDOFF_MS = 60_000
@@ -105,8 +120,8 @@ class ChannelRuntime:
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
             if out is not None:
-                fields = out[1]
-                emit(Event(out[0], category, self.id, t_ms, fields.pop("phase", phase), fields))
+                about = phase if out.phase is None else out.phase
+                emit(Event(out.kind, category, self.id, t_ms, about, out.fields))
         return True
 
 
@@ -118,7 +133,29 @@ class Agent:
     (demo, local store). See interfaces.py. board: what the agent keeps in memory is
     sized for it (limits.BOARD_SIZES; ConfigError for a board not known there); an outbox
     passed in keeps its own size.
+
+    Host code (the CLI, the device's storage, the local page, firmware, benchmarks) uses
+    only the names in API (tests/test_agent_api.py checks it): the agent's parts
+    (outbox, consent, gate, commands, channels, stock, logs) are its own, and open to
+    the tests only.
     """
+
+    API = (
+        # Built by the host, and the host's to read or replace.
+        "profile", "device_id", "clock", "observer",
+        # The stored state: back at a start, out for storing.
+        "restore", "save",
+        # What the page, the CLI and a status read; one consumable of it.
+        "snapshot", "consumable",
+        # The user's rights over the data (consent, export, erase): a DataRights.
+        "rights",
+        # The user's consumable actions.
+        "set_reorder_choice", "refilled",
+        # The uplink and what comes from it; where rate-limited lines go.
+        "attach_uplink", "detach_uplink", "on_command", "report_to",
+        # Running.
+        "run", "deliver", "flush", "judge", "sync", "waiting_messages",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -136,6 +173,7 @@ class Agent:
         board: str = limits.PI,
     ) -> None:
         self.profile = profile
+        self.device_id = device_id
         self.clock = clock
         self.phase_source = phase_source
         self.uplink = uplink
@@ -175,6 +213,9 @@ class Agent:
             outbox = Outbox(sizes["outbox"], reserve=sizes["outbox_reserve"])
         self.outbox = outbox
         self.decisions: dict = {}
+        self._priorities = {c["id"]: CATEGORY_PRIORITIES[c["priority"]] for c in profile["data_categories"]}
+        self.rights = DataRights(profile, self.consent, self.gate, outbox, self.local_events, self.sent_log, self.stock,
+                                 self._queue)  # fmt: skip
         self._emit = self.events.put
         self._outbox_ready = asyncio.Event()
         self._synced = 0
@@ -205,24 +246,7 @@ class Agent:
                 for stock in self.stock:
                     self._stock_events(stock, now_ms, stock.on_sample(ch.id, now_ms, value))
 
-    def consumable_state(self) -> dict:
-        """What the consumable trackers learned, to be kept across restarts."""
-        return {stock.tracker.id: stock.tracker.to_state() for stock in self.stock}
-
-    def restore_consumables(self, states: dict) -> list:
-        """Take back learned state; returns a message for each tracker that starts fresh."""
-        problems = []
-        for stock in self.stock:
-            state = states.get(stock.tracker.id)
-            if state is None:
-                continue
-            try:
-                stock.tracker.restore(state)
-            except StateError as e:
-                problems.append(str(e) + "; starting with a fresh model")
-        return problems
-
-    def consumable(self, consumable_id: str) -> ConsumableRuntime:
+    def stock_of(self, consumable_id: str) -> ConsumableRuntime:
         """The runtime of one consumable; ConfigError naming the known ones otherwise."""
         for stock in self.stock:
             if stock.tracker.id == consumable_id:
@@ -230,13 +254,20 @@ class Agent:
         known = ", ".join(s.tracker.id for s in self.stock) or "none"
         raise ConfigError("no consumable " + repr(consumable_id) + "; known: " + known)
 
+    def consumable(self, consumable_id: str) -> "ConsumableView":
+        """One consumable as the page shows it (level, forecast, reorder choice);
+        ConfigError naming the known ones otherwise."""
+        from agent.core.snapshot import ConsumableView
+
+        return ConsumableView(self.stock_of(consumable_id))
+
     def set_reorder_choice(self, consumable_id: str, choice: "ReorderChoice") -> None:
         """The user's reorder choice (off / remind / share, product, retailer, lead time)."""
-        self.consumable(consumable_id).tracker.choice = choice
+        self.stock_of(consumable_id).tracker.choice = choice
 
     def refilled(self, consumable_id: str, t_ms: int) -> None:
         """The user says "I refilled": the level is full again, its events go the usual way."""
-        stock = self.consumable(consumable_id)
+        stock = self.stock_of(consumable_id)
         self._stock_events(stock, t_ms, stock.tracker.refill(t_ms))
 
     def _stock_events(self, stock: ConsumableRuntime, t_ms: int, events: list) -> None:
@@ -248,11 +279,14 @@ class Agent:
         """Pass every queued event through the gate; return how many were judged."""
         n = 0
         while len(self.events):
-            self._judge(self.events.get_nowait())
+            self.judge(self.events.get_nowait())
             n += 1
         return n
 
-    def _judge(self, event: object) -> None:
+    def judge(self, event: object) -> None:
+        """Pass one event through the privacy gate now, and queue what it lets out (a
+        benchmark or a replay that makes its own events; the pipeline's go through
+        the event queue)."""
         if not isinstance(event, Event):
             raise TypeError("only events may reach the privacy gate, got " + repr(event))
         decision = self.gate.judge(event, self.outbox.next_id)
@@ -268,6 +302,53 @@ class Agent:
             self.outbox.dropped += 1
             self.delivery_log("outbox full: a %s message was dropped (%d so far)" % (decision.category,
                                                                                       self.outbox.dropped))  # fmt: skip
+
+    # restore, save, snapshot and consumable live in modules of their own, imported on first
+    # use: a board that stores no state and shows no page keeps their code out of its heap
+    # (about 3 KB of imports on the unix port, measured).
+    def restore(self, saved: dict, choices: dict | None = None) -> list:
+        """Take back the state save() gave (from a previous run): learned consumable
+        models, the command sequence, the sent log and recent events. A reorder choice
+        in `choices` (consumable id -> ReorderChoice) wins over the stored one. Returns a
+        message for each part that could not be taken back (it starts fresh)."""
+        from agent.core import saved_state
+
+        return saved_state.restore(self, saved, choices)
+
+    def save(self) -> dict:
+        """The state to store (restore() takes it back), as plain data. The outbox is
+        made durable first: the state names its last message id, which must then be on
+        the disk."""
+        from agent.core import saved_state
+
+        return saved_state.save(self)
+
+    def snapshot(self) -> "Snapshot":
+        """What the agent shows now (local page, CLI, status), read-only."""
+        from agent.core.snapshot import Snapshot
+
+        return Snapshot(self)
+
+    def sync(self) -> bool:
+        """Make what the outbox holds durable now (the pipeline does it after each round of
+        sampling; a caller that judges events itself calls this); False (and said in the
+        outbox's problems) when the storage refused."""
+        return self.outbox.sync()
+
+    def waiting_messages(self) -> int:
+        """How many messages the outbox holds (awaiting confirmation included): cheap, for
+        a loop that waits until delivery is done."""
+        return len(self.outbox)
+
+    def attach_uplink(self, uplink: "Uplink") -> None:
+        """Deliver through this uplink from now on (its on_command should be ours)."""
+        self.uplink = uplink
+
+    def detach_uplink(self) -> "Uplink | None":
+        """Deliver no more: what waits stays in the outbox. Returns the uplink there was."""
+        uplink = self.uplink
+        self.uplink = None
+        return uplink
 
     def report_to(self, report: "Callable[[str], None] | None") -> None:
         """Where the agent's rate-limited lines go (refused commands, delivery faults)."""
@@ -357,139 +438,11 @@ class Agent:
         if decision.reason != SENT:
             return
         if priority is None:
-            if kind in ("consent_receipt", "erasure_request"):
-                priority = CRITICAL
-            elif kind == "status" or decision.category == "maintenance":
-                priority = HIGH
-            elif decision.category == "usage_statistics":
-                priority = LOW
-            else:
-                priority = NORMAL
+            priority = _KIND_PRIORITIES.get(kind)
+        if priority is None:
+            priority = self._priorities[decision.category]
         self.outbox.push(decision.topic, decision.payload, decision.category, priority, decision.msg_id)
         self._outbox_ready.set()
-
-    def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
-        """The user's choice, at once: a receipt goes upstream (essential); switching off
-        purges that category's waiting messages and asks upstream to erase its data."""
-        receipt = self.consent_receipt(category, allowed, t_ms, wall_s)
-        self.apply_consent(receipt)
-        return receipt
-
-    def consent_receipt(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
-        """The checked receipt of a choice, not yet in effect. OutboxFullError, before
-        anything changes, when the outbox has no room for the receipt (and erasure
-        request): receipts are never dropped, so the user is asked to try again later."""
-        receipt = self.consent.receipt(category, allowed, t_ms, wall_s)
-        self._room_for(1 if allowed else 2)
-        return receipt
-
-    def _room_for(self, critical: int) -> None:
-        """OutboxFullError, before anything changes, unless the outbox takes `critical` more
-        receipts or erasure requests (they are never dropped: the user tries again later)."""
-        if self.outbox.critical_room() < critical:
-            raise OutboxFullError(
-                "the device holds %d messages that must reach the manufacturer first; try again later"
-                % len(self.outbox)
-            )
-
-    def apply_consent(self, receipt: dict) -> bool:
-        """Put a checked (and, on a device, already stored) receipt into effect. True if
-        the ledger let old receipts go (ConsentLedger.apply): rewrite the stored journal."""
-        trimmed = self.consent.apply(receipt)
-        category = receipt["category"]
-        allowed = receipt["choice"] == "on"
-        t_ms = receipt["t_ms"]
-        receipt_data = {k: receipt[k] for k in _RECEIPT_FIELDS}
-        self._queue(self.gate.control("consent_receipt", receipt_data, t_ms, self.outbox.next_id), "consent_receipt")
-        if not allowed:
-            self.outbox.purge(category)
-            erasure = {"category": category, "scope": "category"}
-            self._queue(self.gate.control("erasure_request", erasure, t_ms, self.outbox.next_id), "erasure_request")
-            self.outbox.sync()  # a withdrawal is durable at once: its "drop" records must not be lost
-        return trimmed
-
-    def enforce_consent(self, consent_lost: bool, t_ms: int, outbox_damaged: bool = False) -> list:
-        """At a start, before anything is sent: no waiting message of an optional category
-        that is off now may leave. Consent that can no longer be shown (consent_lost: the
-        stored consent was damaged) acts as a withdrawal of every optional category that
-        is off now: its waiting messages are deleted and upstream is asked to erase what
-        it holds of it (an erasure request with reason "consent_lost"). Waiting messages
-        of a category that is off are deleted in any case (and its data erased upstream
-        too: a withdrawal may have been cut short). After outbox damage (outbox_damaged)
-        receipts and erasure requests may be among the lost messages: upstream hears
-        each category's latest receipt again, and an erasure request for each that is
-        off. Returns what was done, in plain words."""
-        said = []
-        latest: dict = {}
-        if outbox_damaged:
-            for r in self.consent.history:
-                if all(k in r for k in _RECEIPT_FIELDS):
-                    latest[r["category"]] = r
-        erase = []
-        for cid in sorted(self.consent.categories):
-            if cid in self.consent.essential or self.consent.allows(cid):
-                continue
-            n = self.outbox.purge(cid)
-            if n:
-                said.append("%d waiting %s messages were deleted: consent for them is off" % (n, cid))
-            if n or consent_lost or cid in latest:
-                erase.append(cid)
-        asked = []
-        try:
-            for cid in sorted(latest):
-                receipt = {k: latest[cid][k] for k in _RECEIPT_FIELDS}
-                self._queue(self.gate.control("consent_receipt", receipt, t_ms, self.outbox.next_id), "consent_receipt")
-            for cid in erase:
-                erasure = {"category": cid, "scope": "category"}
-                if consent_lost:
-                    erasure["reason"] = "consent_lost"
-                self._queue(self.gate.control("erasure_request", erasure, t_ms, self.outbox.next_id), "erasure_request")
-                asked.append(cid)
-        except OutboxFullError as e:
-            said.append("not all of it could be queued for upstream (%s)" % e)
-        if latest:
-            said.append("the outbox was damaged: the latest consent receipts go upstream again (%s)"
-                        % ", ".join(sorted(latest)))  # fmt: skip
-        if asked:
-            said.append("upstream is asked to erase what it holds of: " + ", ".join(asked))
-        return said
-
-    def erase(self, t_ms: int) -> None:
-        """Wipe what the device holds about its use and ask upstream to erase everything.
-        Consent returns to privacy by default (essential on, the rest off). OutboxFullError,
-        with nothing wiped, when the erasure requests would not fit in the outbox."""
-        optional = [cid for cid in sorted(self.consent.categories) if cid not in self.consent.essential]
-        self._room_for(len(optional))
-        for cid in optional:
-            self.outbox.purge(cid)
-        self.local_events.clear()
-        self.sent_log.clear()
-        self.consent.reset()
-        self.consent.history = []
-        for stock in self.stock:
-            stock.tracker.reset()
-        for cid in optional:
-            erasure = {"category": cid, "scope": "all"}
-            self._queue(self.gate.control("erasure_request", erasure, t_ms, self.outbox.next_id), "erasure_request")
-
-    def export(self) -> dict:
-        """Everything the device holds about its use, as plain data (docs/export.md)."""
-        return {
-            "format": "wichtel-export/1",
-            "device": self.gate.device_id,
-            "appliance": self.profile["appliance"],
-            "consent": {"current": self.consent.choices(), "history": list(self.consent.history)},
-            "data_categories": [
-                {k: c[k] for k in ("id", "title", "purpose", "fields", "retention_days", "upstream_retention_days",
-                                   "recipients", "essential")}
-                for c in self.profile["data_categories"]
-            ],
-            "learned": {"consumables": self.consumable_state()},
-            "events": [e.as_dict() for e in self.local_events.items()],
-            "outbox": [{"id": e[0], "topic": e[3], "category": e[2], "payload": e[4].decode(),
-                        "status": self.outbox.state_of(e[0])} for e in self.outbox.pending],
-            "sent": list(self.sent_log.items()),
-        }  # fmt: skip
 
     async def sampler(self, until_ms: int) -> None:
         schedule = SampleSchedule([c.period_ms for c in self.channels], self.clock.now_ms())
@@ -508,7 +461,7 @@ class Agent:
 
     async def gatekeeper(self) -> None:
         while True:
-            self._judge(await self.events.get())
+            self.judge(await self.events.get())
 
     def _offerable(self, limit: int) -> list:
         """Up to `limit` outbox entries to offer now. A link made since the last look (the
@@ -543,8 +496,8 @@ class Agent:
             batch = self._offerable(window)
             for entry in batch:
                 # The last check before anything leaves: consent may be gone since it was queued.
-                if not self.consent.allows(entry[2]):
-                    self.outbox.purge(entry[2])
+                if not self.consent.allows(entry[ENTRY_CATEGORY]):
+                    self.outbox.purge(entry[ENTRY_CATEGORY])
             batch = self._offerable(window)
             self.outbox.sync()  # durable before it is offered (and any deletion just made)
             if not batch:
@@ -569,9 +522,12 @@ class Agent:
         A message offered again is logged once; one owed to the user that is gone by
         now was confirmed meanwhile (nothing else takes it out: it is never dropped, and
         its category cannot be withdrawn)."""
-        mid, priority, category, topic, payload, _ = entry
+        mid = entry[ENTRY_ID]
+        category = entry[ENTRY_CATEGORY]
+        topic = entry[ENTRY_TOPIC]
+        payload = entry[ENTRY_PAYLOAD]
         state = self.outbox.took(mid, self._uptime_ms())
-        owed = priority >= CRITICAL
+        owed = entry[ENTRY_PRIORITY] >= CRITICAL
         if owed:
             for logged in self.sent_log.items():
                 if logged.get("id") == mid:
@@ -588,7 +544,8 @@ class Agent:
         uplink = self.uplink
         if uplink is None:
             return [False] * len(batch)
-        return list(await asyncio.gather(*[uplink.publish(e[3], e[4], e[0]) for e in batch], return_exceptions=True))
+        sends = [uplink.publish(e[ENTRY_TOPIC], e[ENTRY_PAYLOAD], e[ENTRY_ID]) for e in batch]
+        return list(await asyncio.gather(*sends, return_exceptions=True))
 
     async def deliver(self) -> None:
         """Hand outbox messages to the uplink as they come; retry after a failure.

@@ -1,9 +1,9 @@
 """Channel processors: what the device computes from each sample, in fixed state.
 
 A processor sees one valid sample at a time with the program phase and returns
-nothing or one (event kind, fields) pair. Profiles choose processors per channel by
-kind; `register` adds kinds. Each is built with its checked settings and a Channel
-context (labels, phases, hint) it needs for events a person can read.
+nothing or one Result (event kind, fields, the phase it is about). Profiles choose
+processors per channel by kind; `register` adds kinds. Each is built with its checked
+settings and a Channel context (labels, phases, hint) it needs for events a person can read.
 """
 
 import math
@@ -41,12 +41,21 @@ class ChannelInfo:
         return names  # type: ignore[no-any-return]
 
 
-class Processor:
-    """Interface: feed(t_ms, value, phase) -> None or (kind, fields dict).
+class Result:
+    """What a processor found in a sample: an event of `kind` with these fields, about
+    `phase` (None: the phase of the sample; a cycle feature is judged when the cycle
+    ends, but concerns the phase it measured)."""
 
-    A "phase" field, if given, names the phase the event is about (a cycle feature is
-    judged when the cycle ends, but concerns the phase it measured).
-    """
+    __slots__ = ("fields", "kind", "phase")
+
+    def __init__(self, kind: str, fields: dict, phase: str | None = None) -> None:
+        self.kind = kind
+        self.fields = fields
+        self.phase = phase
+
+
+class Processor:
+    """Interface: feed(t_ms, value, phase) -> None or a Result."""
 
     kind = ""
 
@@ -58,7 +67,7 @@ class Processor:
 
         return Map({})
 
-    def feed(self, t_ms: int, value: float, phase: str) -> tuple | None:
+    def feed(self, t_ms: int, value: float, phase: str) -> Result | None:
         raise NotImplementedError
 
 
@@ -109,7 +118,7 @@ class AnomalyProcessor(Processor):
         self.last_ms = _NEVER
         self.last_score = 0.0
 
-    def feed(self, t_ms: int, value: float, phase: str) -> tuple | None:
+    def feed(self, t_ms: int, value: float, phase: str) -> Result | None:
         context = self.info.phases.index(phase) if phase in self.info.phases else 0
         score = self.detector.score(t_ms, value, context)
         if score < self.min_score:
@@ -126,7 +135,7 @@ class AnomalyProcessor(Processor):
             self.info.label, self.info.phase_name(phase) if phase else None, value, baseline, self.info.unit,
             self.info.hint,
         )  # fmt: skip
-        return (
+        return Result(
             ANOMALY,
             {"detector": self.kind, "value": value, "baseline": baseline, "score": score,
              "explanation_en": text["en"], "explanation_de": text["de"]},
@@ -191,7 +200,7 @@ class CycleFeatureProcessor(Processor):
         self.acc_n = 0
         self.acc_peak = -math.inf
 
-    def feed(self, t_ms: int, value: float, phase: str) -> tuple | None:
+    def feed(self, t_ms: int, value: float, phase: str) -> Result | None:
         out = None
         if phase != self.info.idle and not self.in_cycle:
             self.in_cycle = True
@@ -210,7 +219,7 @@ class CycleFeatureProcessor(Processor):
         self.prev_phase = phase
         return out
 
-    def _end_cycle(self, t_ms: int) -> tuple | None:
+    def _end_cycle(self, t_ms: int) -> Result | None:
         if self.acc_n == 0:
             return None  # the phase did not run in this cycle
         if self.feature == "duration":
@@ -242,11 +251,12 @@ class CycleFeatureProcessor(Processor):
             self.feature, self.info.phase_name(self.phase), self.info.label, pct, self.recent_len, self.info.hint
         )
         score = 1.0 - math.exp(-abs(z) / self.threshold)
-        return (
+        return Result(
             ANOMALY,
-            {"detector": self.kind, "feature": self.feature, "phase": self.phase, "value": recent, "baseline": baseline,
+            {"detector": self.kind, "feature": self.feature, "value": recent, "baseline": baseline,
              "change_pct": pct, "cycles": self.recent_len, "score": score,
              "explanation_en": text["en"], "explanation_de": text["de"]},
+            self.phase,
         )  # fmt: skip
 
     def _judge(self) -> tuple | None:
@@ -290,13 +300,13 @@ class Aggregator(Processor):
         self.lo = math.inf
         self.hi = -math.inf
 
-    def feed(self, t_ms: int, value: float, phase: str) -> tuple | None:
+    def feed(self, t_ms: int, value: float, phase: str) -> Result | None:
         out = None
         if self.start_ms < 0:
             self.start_ms = t_ms
         elif t_ms - self.start_ms >= self.window_ms:
             if self.n:
-                out = (
+                out = Result(
                     READING,
                     {"n": self.n, "min": self.lo, "mean": self.total / self.n, "max": self.hi,
                      "window_s": self.window_ms // 1000},

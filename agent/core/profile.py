@@ -5,7 +5,7 @@ bounded before it is parsed); both end here, so a device checks its profile exac
 the factory tool did.
 """
 
-from agent.core import inbound_json, limits, processors
+from agent.core import inbound_json, limits, outbox, processors
 from agent.core.errors import ConfigError, InboundJsonError, ProfileError
 from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Range, Str
 
@@ -96,6 +96,11 @@ _CATEGORY = Map(
     },
     {
         "essential": (Bool(), False),
+        # Which of its messages the outbox lets go first when it is full and the link is
+        # down: low (statistics), normal, or high (maintenance alerts); a full outbox drops
+        # the oldest message of the lowest priority. Consent receipts and erasure requests
+        # rank above every category and are never dropped; command replies below all.
+        "priority": (OneOf(tuple(outbox.CATEGORY_PRIORITIES)), "normal"),
         "upstream_retention_days": (Num(0, 3650, "days", integer=True), 30),
         "recipients": (ListOf(_TEXT, 0, 4), []),
         "time_grain_s": (Num(1, 86_400, "seconds", integer=True), 3600),

@@ -111,20 +111,20 @@ class DeviceActions:
         self.agent = agent
 
     def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:
-        receipt = self.agent.consent_receipt(category, allowed, t_ms, wall_s)
-        self.agent.apply_consent(receipt)
+        receipt = self.agent.rights.consent_receipt(category, allowed, t_ms, wall_s)
+        self.agent.rights.apply_consent(receipt)
         return receipt
 
     def erase(self, t_ms: int) -> int:
         """Returns how many erasure requests wait to go."""
-        self.agent.erase(t_ms)
-        return len([m for m in self.agent.outbox.items() if b'"erasure_request"' in m[1]])
+        self.agent.rights.erase(t_ms)
+        return self.agent.rights.erasures_waiting()
 
     def export_pieces(self) -> list:
         """The export file (docs/export.md) as pieces of bytes, none much larger than EXPORT_PIECE_BYTES: a
         board's heap may have room for them, not for the whole text in one block."""
         pieces = _Pieces()
-        json.dump(self.agent.export(), pieces)  # MicroPython's json writes token by token
+        json.dump(self.agent.rights.export(), pieces)  # MicroPython's json writes token by token
         pieces.write("\n")
         return pieces.done()
 
@@ -325,7 +325,7 @@ class PageApp:
 
         @app.get("/data/export.json")
         async def export(req: Request) -> Response:
-            name = "wichtel-export-%s.json" % self.agent.gate.device_id
+            name = "wichtel-export-%s.json" % self.agent.device_id
             # An iterator of pieces: microdot sends them one by one.
             return Response(iter(self.actions.export_pieces()), 200, {  # type: ignore[arg-type]
                 "Content-Type": "application/json; charset=UTF-8",
@@ -361,7 +361,7 @@ class PageApp:
                 lead = _number(lead_text, "the lead time in days") if lead_text else None
                 choice = ReorderChoice(str(form.get("mode") or ""), str(form.get("product") or "").strip(),
                                        str(form.get("retailer") or "").strip(), lead_time_days=lead)  # fmt: skip
-                old = self.agent.consumable(cid).tracker.choice
+                old = self.agent.consumable(cid).choice
                 risk_text = str(form.get("risk") or "").strip()
                 choice.risk = _number(risk_text, "when to remind") if risk_text else old.risk
                 if risk_text and choice.risk not in RISKS:
@@ -377,7 +377,7 @@ class PageApp:
         async def refilled(req: Request, cid: str) -> Response:
             t = texts.TEXTS[self._lang(req)]
             try:
-                name = self.agent.consumable(cid).tracker.name[self._lang(req)]
+                name = self.agent.consumable(cid).name[self._lang(req)]
                 self.agent.refilled(cid, self.agent.clock.now_ms())
             except ConfigError as e:  # no such consumable
                 raise RequestRefusedError(400, t["bad_form"] % e) from e

@@ -16,6 +16,7 @@ from agent.core.compat import IS_MICROPYTHON
 from agent.core.consumables import CHOICES, RISKS
 from agent.core.events import ANOMALY
 from agent.core.pipeline import CONFIRMED, Agent
+from agent.core.snapshot import Snapshot
 from agent.local_page.template import Templates, page_templates
 from agent.local_page.texts import LANGS, TEXTS, grain_text
 
@@ -76,8 +77,8 @@ def error(view: View, status: int, message: str, signed_in: bool = False) -> str
     return _render("error", view, frame=_frame(view, signed_in), title=title, message=message)
 
 
-def _uplink_text(agent: Agent, view: View) -> str:
-    uplink = agent.uplink
+def _uplink_text(snap: Snapshot, view: View) -> str:
+    uplink = snap.uplink
     if uplink is None:
         return view.t["no_uplink"]
     connected = getattr(uplink, "connected", None)
@@ -86,18 +87,17 @@ def _uplink_text(agent: Agent, view: View) -> str:
     return view.t["not_connected"]
 
 
-def _consumable_lines(agent: Agent, view: View) -> list:
-    """(tracker, line) for every consumable; a line as templates/consumable_line.html shows it."""
+def _consumable_lines(snap: Snapshot, view: View) -> list:
+    """(consumable view, line) for every consumable; a line as templates/consumable_line.html shows it."""
     t = view.t
     lines = []
-    for stock in agent.stock:
-        tr = stock.tracker
+    for tr in snap.consumables:
         percent = tr.level / tr.capacity * 100
         head = t["level"] % (tr.name[view.lang], percent)
-        if tr.faulty:
+        f = tr.forecast
+        if f is None:  # the tracker is faulty
             tail = t["faulty"]
         else:
-            f = tr.forecast()
             days = tuple("%.0f" % d for d in (f.days_left, f.early, f.late))
             tail = t["learning"] if f.days_left < 0 else t["runs_out"] % days
         lines.append((tr, {"head": head, "percent": "%.0f" % percent, "tail": tail}))
@@ -106,26 +106,28 @@ def _consumable_lines(agent: Agent, view: View) -> list:
 
 def overview(agent: Agent, view: View) -> str:
     t = view.t
-    prof = agent.profile
+    snap = agent.snapshot()
+    prof = snap.profile
     names = prof["phase_names"]
-    phase = agent.last_phase
+    phase = snap.phase
     phase_text = names[phase][view.lang] if phase in names else (phase or t["phase_none"])
-    alerts = [ev for ev in agent.local_events.items() if ev.kind == ANOMALY][-MAX_ALERTS_SHOWN:]
+    alerts = [ev for ev in snap.events if ev.kind == ANOMALY][-MAX_ALERTS_SHOWN:]
     alert_rows = [
         (device_time(ev.t_ms, view), ev.fields.get("explanation_" + view.lang, "")) for ev in reversed(alerts)
     ]
-    stock = [line for _, line in _consumable_lines(agent, view)]
+    stock = [line for _, line in _consumable_lines(snap, view)]
     title = "%s %s" % (prof["appliance"]["maker"], prof["appliance"]["model"])
     return _render("overview", view, frame=_frame(view, True, "overview"), title=title, phase=phase_text,
-                   uplink=_uplink_text(agent, view), alerts=alert_rows, stock=stock)  # fmt: skip
+                   uplink=_uplink_text(snap, view), alerts=alert_rows, stock=stock)  # fmt: skip
 
 
 def privacy(agent: Agent, view: View) -> str:
     t = view.t
     lang = view.lang
-    choices = agent.consent.choices()
+    snap = agent.snapshot()
+    choices = snap.choices
     categories = []
-    for cat in agent.profile["data_categories"]:
+    for cat in snap.profile["data_categories"]:
         on = choices.get(cat["id"]) == "on"
         categories.append({
             "id": cat["id"], "title": cat["title"][lang], "essential": cat["essential"], "on": on,
@@ -134,11 +136,11 @@ def privacy(agent: Agent, view: View) -> str:
             "to_whom": ", ".join(cat["recipients"]) or t["nobody"],
             "kept": t["kept_v"] % (cat["retention_days"], cat["upstream_retention_days"]),
         })  # fmt: skip
-    titles = {c["id"]: c["title"][lang] for c in agent.profile["data_categories"]}
+    titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
     history = [
         (wall_time(r.get("time", 0)) or device_time(r.get("t_ms", 0), view), titles.get(r["category"], r["category"]),
          t["is_on"] if r["choice"] == "on" else t["is_off"], r.get("text_version", ""))
-        for r in reversed(agent.consent.history)
+        for r in reversed(snap.receipts)
     ]  # fmt: skip
     return _render("privacy", view, frame=_frame(view, True, "privacy"), categories=categories, history=history)
 
@@ -149,20 +151,21 @@ def my_data(agent: Agent, view: View, show_all: bool = True) -> str:
     build (docs/local-page.md, "The page on MicroPython")."""
     t = view.t
     lang = view.lang
-    titles = {c["id"]: c["title"][lang] for c in agent.profile["data_categories"]}
+    snap = agent.snapshot()
+    titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
     counts = (
-        (t["n_receipts"], len(agent.consent.history)),
-        (t["n_events"], len(agent.local_events)),
-        (t["n_waiting"], len(agent.outbox) - len(agent.outbox.awaiting)),
-        (t["n_awaiting"], len(agent.outbox.awaiting)),
-        (t["n_sent"], len(agent.sent_log)),
+        (t["n_receipts"], len(snap.receipts)),
+        (t["n_events"], len(snap.events)),
+        (t["n_waiting"], snap.waiting),
+        (t["n_awaiting"], snap.awaiting),
+        (t["n_sent"], len(snap.sent)),
     )
-    everything = json_text(agent.export()) if show_all else None
+    everything = json_text(agent.rights.export()) if show_all else None
     sent = [
         {"when": device_time(m["t_ms"], view), "category": titles.get(m["category"], m["category"]),
          "status_class": "confirmed" if m.get("status") == CONFIRMED else "broker", "status": _sent_status(m, t),
          "size": "%d" % m["size"], "content": m["content"]}
-        for m in reversed(list(agent.sent_log.items()))
+        for m in reversed(snap.sent)
     ]  # fmt: skip
     return _render("my_data", view, frame=_frame(view, True, "data"), counts=counts, everything=everything, sent=sent)
 
@@ -180,11 +183,12 @@ def erase_confirm(view: View) -> str:
 def consumables(agent: Agent, view: View) -> str:
     t = view.t
     lang = view.lang
-    titles = {c["id"]: c["title"][lang] for c in agent.profile["data_categories"]}
+    snap = agent.snapshot()
+    titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
     cards = []
-    for tr, line in _consumable_lines(agent, view):
+    for tr, line in _consumable_lines(snap, view):
         ch = tr.choice
-        category = agent.consumable(tr.id).category
+        category = tr.category
         cards.append({
             "id": tr.id, "name": tr.name[lang], "line": line,
             "modes": [(mode, t["mode_" + mode], ch.mode == mode) for mode in CHOICES],
@@ -199,21 +203,22 @@ def consumables(agent: Agent, view: View) -> str:
 
 def device(agent: Agent, view: View) -> str:
     t = view.t
-    app = agent.profile["appliance"]
-    uplink = agent.uplink
+    snap = agent.snapshot()
+    app = snap.profile["appliance"]
+    uplink = snap.uplink
     cfg = getattr(uplink, "cfg", None)
     tls = t["tls_v"] % ("%s:%s" % (cfg.host, cfg.port)) if cfg is not None else t["no_uplink"]
     facts = (
         (t["maker"], app["maker"]),
         (t["model"], app["model"]),
         (t["hw"], app["hardware_revision"]),
-        (t["device_id"], agent.gate.device_id),
+        (t["device_id"], snap.device_id),
         (t["firmware"], VERSION),
         (t["update"], t["update_none"]),
         (t["last_check"], t["never"]),
         (t["supported"], t["not_declared"]),
         (t["tls"], tls),
-        (t["uplink"], _uplink_text(agent, view)),
+        (t["uplink"], _uplink_text(snap, view)),
         (t["code_store"], t["code_store_v"]),
     )
     return _render("device", view, frame=_frame(view, True, "device"), facts=facts)

@@ -313,7 +313,7 @@ async def case_a_full_outbox_of_higher_messages_drops_the_new_one_and_the_gate_g
     agent = Agent(prof, "dev-1", {ch["id"]: None for ch in prof["channels"]}, ManualClock(), None, None,
                   ConsentLedger(prof["data_categories"], "dev-1"))  # fmt: skip
     for cid in ("maintenance", "usage_statistics"):
-        agent.set_consent(cid, True, 0)
+        agent.rights.set_consent(cid, True, 0)
     lines: list = []
     agent.report_to(lines.append)
     agent.outbox.pending.clear()
@@ -347,7 +347,7 @@ def case_consent_waits_when_the_outbox_has_no_room(data_dir: str) -> list:
     refused = ""
     while not refused:
         try:
-            agent.set_consent("maintenance", n % 2 == 0, n)
+            agent.rights.set_consent("maintenance", n % 2 == 0, n)
             n += 1
         except OutboxFullError as e:
             refused = str(e)
@@ -361,14 +361,14 @@ def case_consent_waits_when_the_outbox_has_no_room(data_dir: str) -> list:
     # Erasing needs room for one erasure request per optional category: refused, nothing wiped.
     held = len(agent.consent.history)
     try:
-        agent.erase(n)
+        agent.rights.erase(n)
         raise AssertionError("erase went ahead without room for its erasure requests")
     except OutboxFullError as e:
         assert "try again later" in str(e)
     assert len(agent.consent.history) == held and len(agent.outbox) in (room, room - 1)
     agent.outbox.ack()
     agent.outbox.ack()
-    agent.set_consent("maintenance", n % 2 == 0, n)
+    agent.rights.set_consent("maintenance", n % 2 == 0, n)
     return [n, len(agent.outbox)]
 
 
@@ -481,8 +481,8 @@ def case_cycle_feature_finds_slow_drift_with_explanation(data_dir: str) -> list:
             for _ in range(seconds):
                 out = proc.feed(t, 0.5, phase)
                 if out is not None:
-                    events.append([cycle, out[1]["phase"], round(out[1]["change_pct"]), out[1]["explanation_en"],
-                                   out[1]["explanation_de"]])  # fmt: skip
+                    events.append([cycle, out.phase, round(out.fields["change_pct"]), out.fields["explanation_en"],
+                                   out.fields["explanation_de"]])  # fmt: skip
                 t += 1000
     assert events, "no drift found"
     first = events[0]
@@ -510,7 +510,7 @@ def case_anomaly_processor_waits_for_each_phase_and_holds_off(data_dir: str) -> 
                 value = max(0.0, rng.gauss(flow, 0.4) if flow else 0.0) + leak
                 out = proc.feed(t, value, phase)
                 if out is not None:
-                    events.append([cycle, phase, out[1]["explanation_en"]])
+                    events.append([cycle, phase, out.fields["explanation_en"]])
                 t += 2000
     assert events and events[0][0] == 8 and events[0][1] == "idle"
     assert events[0][2].startswith("Water inlet flow during idle read 0.5 l/min; usual is about 0 l/min")
@@ -525,7 +525,7 @@ def case_aggregate_windows(data_dir: str) -> list:
     for i in range(35):
         out = agg.feed(i * 1000, float(i % 10), "")
         if out is not None:
-            outs.append(out[1])
+            outs.append(out.fields)
     assert len(outs) == 3 and outs[0] == {"n": 10, "min": 0.0, "mean": 4.5, "max": 9.0, "window_s": 10}
     return outs
 
@@ -942,10 +942,10 @@ def case_lost_consent_acts_as_a_withdrawal(data_dir: str) -> list:
     for ch in prof["channels"]:
         drivers[ch["id"]] = None
     agent = Agent(prof, "dev-1", drivers, ManualClock(), None, None, ConsentLedger(prof["data_categories"], "dev-1"))
-    agent.set_consent("usage_statistics", True, 0)
+    agent.rights.set_consent("usage_statistics", True, 0)
     agent.outbox.push("wichtel/v1/dev-1/usage_statistics", b"{}", "usage_statistics", LOW)
     agent.consent.reset()  # as a damaged journal leaves it
-    said = agent.enforce_consent(True, 5)
+    said = agent.rights.enforce_consent(True, 5)
     kinds = []
     for topic, payload, category in agent.outbox.items():
         assert category == "essential" and topic.endswith("/essential")
@@ -961,21 +961,21 @@ async def case_withdrawal_purges_and_requests_erasure(data_dir: str) -> list:
     sim = make("washing_machine", 1, ["pump_clog"], 3, 1)  # maintenance alerts within RUN_HOURS
     drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in prof["channels"]}
     agent = Agent(prof, "dev-7", drivers, ManualClock(), sim)
-    agent.set_consent("maintenance", True, 0)
-    agent.set_consent("usage_statistics", True, 0)
+    agent.rights.set_consent("maintenance", True, 0)
+    agent.rights.set_consent("usage_statistics", True, 0)
     await agent.run(RUN_HOURS * 3600 * 1000)
     cats = [m[2] for m in agent.outbox.items()]
     assert "usage_statistics" in cats and "maintenance" in cats
-    agent.set_consent("usage_statistics", False, RUN_HOURS * 3600 * 1000)
+    agent.rights.set_consent("usage_statistics", False, RUN_HOURS * 3600 * 1000)
     after = agent.outbox.items()
     assert "usage_statistics" not in [m[2] for m in after]
     last = json.loads(after[-1][1])
     assert last["kind"] == "erasure_request" and last["data"] == {"category": "usage_statistics", "scope": "category"}
     assert after[-1][0] == "wichtel/v1/dev-7/essential"
-    exported = agent.export()
+    exported = agent.rights.export()
     assert exported["consent"]["current"]["usage_statistics"] == "off" and len(exported["consent"]["history"]) == 3
-    agent.erase((RUN_HOURS + 1) * 3600 * 1000)
-    assert agent.consent.choices()["maintenance"] == "off" and agent.export()["events"] == []
+    agent.rights.erase((RUN_HOURS + 1) * 3600 * 1000)
+    assert agent.consent.choices()["maintenance"] == "off" and agent.rights.export()["events"] == []
     kinds = [json.loads(m[1])["kind"] for m in agent.outbox.items()]
     assert kinds.count("erasure_request") >= 4
     return [cats.count("maintenance"), cats.count("usage_statistics"), kinds[-3:]]
@@ -1059,7 +1059,7 @@ def case_command_replies_have_their_own_share(data_dir: str) -> list:
     replies = len(agent.outbox)
     assert limits.COMMAND_REPLY_DAILY_BYTES - 250 < spent <= limits.COMMAND_REPLY_DAILY_BYTES
     agent._queue_status(clock.t_ms)
-    agent.set_consent("usage_statistics", True, clock.t_ms)
+    agent.rights.set_consent("usage_statistics", True, clock.t_ms)
     kinds = [json.loads(p)["kind"] for _, p, _ in agent.outbox.items()]
     assert kinds[-2:] == ["status", "consent_receipt"] and agent.inbound_faults == 0
     return [spent, replies, kinds.count("command_reply"), agent.commands.not_ours]
@@ -1211,8 +1211,8 @@ async def _owed_messages_wait(data_dir: str) -> list:
         drivers[ch["id"]] = None
     up = _Broker311()
     agent = Agent(prof, "dev-1", drivers, ManualClock(), None, up, ConsentLedger(prof["data_categories"], "dev-1"))
-    agent.set_consent("maintenance", True, 0)
-    agent.set_consent("maintenance", False, 1)  # a receipt, a receipt and an erasure request
+    agent.rights.set_consent("maintenance", True, 0)
+    agent.rights.set_consent("maintenance", False, 1)  # a receipt, a receipt and an erasure request
     agent._queue_status(2)  # a status: done once the broker took it
     assert await agent.flush()
     ids = [e[0] for e in agent.outbox.pending]
