@@ -53,13 +53,16 @@ drivers = {ch["id"]: Still() for ch in prof["channels"]}
 agent = Agent(prof, "bench-1", drivers, ManualClock(), None, None, ConsentLedger(prof["data_categories"], "bench-1"))
 for i, cat in enumerate(c for c in prof["data_categories"] if not c["essential"]):
     for on in (True, False, True):
-        agent.apply_consent(agent.consent_receipt(cat["id"], on, 1000 * i, 1700000000 + i))
-for i in range(20):
-    agent.local_events.push(Event(ANOMALY, "maintenance", "drain_pump", 60000 * i, "drain",
-                                  {"explanation_en": "The pump <took> longer", "explanation_de": "Die Pumpe & mehr"}))
-for i in range(64):
-    agent.sent_log.push({"t_ms": 1000 * i, "id": i, "category": "maintenance", "topic": "t/%d" % i, "size": 40,
-                         "content": '{"n": %d, "text": "<b>&</b>"}' % i, "status": "confirmed"})
+        agent.rights.apply_consent(agent.rights.consent_receipt(cat["id"], on, 1000 * i, 1700000000 + i))
+# Recent alerts and a sent log, as a device brings them back from its stored state.
+saved = agent.save()
+saved["events"] = [Event(ANOMALY, "maintenance", "drain_pump", 60000 * i, "drain",
+                         {"explanation_en": "The pump <took> longer", "explanation_de": "Die Pumpe & mehr"}).as_dict()
+                   for i in range(20)]
+saved["sent"] = [{"t_ms": 1000 * i, "id": i, "category": "maintenance", "topic": "t/%d" % i, "size": 40,
+                  "content": '{"n": %d, "text": "<b>&</b>"}' % i, "status": "confirmed"} for i in range(64)]
+agent.restore(saved)
+del saved
 gc.collect()
 before = mem_alloc()
 from agent.local_page import views

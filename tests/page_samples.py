@@ -70,7 +70,7 @@ def hostile_agent(profile_json: bytes, text: str) -> tuple:
     agent.last_phase = v["phase"]
     for cat in prof["data_categories"]:
         if not cat["essential"]:
-            agent.apply_consent(agent.consent_receipt(cat["id"], True, 1000, 1700000000))
+            agent.rights.apply_consent(agent.rights.consent_receipt(cat["id"], True, 1000, 1700000000))
     explanation = {"explanation_en": v["explanation"], "explanation_de": v["explanation"]}
     for i in range(3):
         agent.local_events.push(Event(ANOMALY, "maintenance", "drain_pump", 60000 * i, "drain", explanation))

@@ -141,7 +141,7 @@ async def test_a_confirm_that_arrives_twice_leaves_the_receipt_confirmed_and_its
     stays confirmed, and the answer, owed to nobody, says only "accepted by broker"."""
     uplink = _Taking()
     agent = _agent(uplink)
-    agent.set_consent("maintenance", True, 0)
+    agent.rights.set_consent("maintenance", True, 0)
     assert await agent.flush()
     receipt = uplink.sent[0]
     assert receipt["kind"] == "consent_receipt"
