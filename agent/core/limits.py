@@ -1,6 +1,7 @@
 """Every bound the core enforces, declared in one place.
 
-Each limit has a test at the bound (tests/portable/cases.py and tests/test_limits.py).
+Tests at the bounds: tests/portable/cases.py (on CPython and MicroPython) and the host
+tests of the module that enforces each (tests/test_inbound.py, tests/test_profiles.py, ...).
 """
 
 from agent.core.compat import const

@@ -533,10 +533,6 @@ class Outbox:
         e = self.pending[0]
         return (e[3], e[4], e[2])
 
-    def peek_entry(self) -> list:
-        """The oldest waiting entry [id, priority, category, topic, payload, segment]."""
-        return self.pending[0]  # type: ignore[no-any-return]
-
     def ack(self, mid: int | None = None) -> None:
         """Forget a message (default: the oldest) as delivered, whatever it is owed."""
         if mid is None:

@@ -23,9 +23,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from agent.core.consumables import ReorderChoice
     from agent.core.gate import Decision
     from agent.core.interfaces import Clock, Driver, Observer, PhaseSource, Uplink
+    from agent.core.reorder import ReorderChoice
 
 DAY_MS = 86_400_000
 
