@@ -1,7 +1,7 @@
 """Every bound the core enforces, declared in one place.
 
-Tests at the bounds: tests/portable/cases.py (on CPython and MicroPython) and the host
-tests of the module that enforces each (tests/test_inbound.py, tests/test_profiles.py, ...).
+Tests at the bounds are in tests/portable/cases.py (CPython and MicroPython) and in the host
+tests of the module that enforces the limit (e.g. tests/test_inbound.py, test_profile_doc.py).
 """
 
 from agent.core.compat import const
