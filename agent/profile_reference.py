@@ -123,7 +123,7 @@ FIELDS: dict = {
     "channels[].sample_hz": {"doc": "How often the channel is sampled.", "example": 1},
     "channels[].range": {
         "doc": "The physically possible values: a sample outside is a sensor fault (an event in the category of "
-        "the channel's first processor), never data.",
+        "the channel's first processor, if it has one), never data.",
         "example": [0, 110],
         "unit": "the channel's unit",
     },
@@ -248,8 +248,8 @@ FIELDS: dict = {
     },
     "data_categories[].fields": {
         "doc": "The only fields of an event that leave the device in this category; the rest stay. The essential "
-        "category needs the agent's own: `status`, `firmware`, `update`, `category`, `choice`, `text_hash`, "
-        "`text_version`, `scope`.",
+        "category carries the agent's own messages (status, consent receipts, erasure requests), whose fields "
+        "are `status`, `firmware`, `update`, `category`, `choice`, `text_hash`, `text_version` and `scope`.",
         "example": ["channel", "phase", "feature", "value", "baseline", "change_pct", "score", "time"],
     },
     "data_categories[].retention_days": {
@@ -459,7 +459,9 @@ consumables:
         "yaml": "",
         "replace": [("    lead_time_days: 3\n", "    dose_per_cycle: 1.2\n    lead_time_days: 3\n")],
         "after": "The profile is valid. `wichtel profile compile kettle.yaml -o kettle.json` writes what the "
-        "device reads; the device checks it again with the same schema.",
+        "device reads; the device checks it again with the same schema. To run it on a host, `wichtel run "
+        "--profile kettle.yaml --replay TRACE.csv` replays a recorded trace (`--simulate` needs a simulator of "
+        "the appliance kind, which exists for the washing machine, dishwasher and coffee machine only).",
     },
 ]
 
