@@ -15,10 +15,10 @@ from typing import Any
 
 from agent import detect, device, files, host, setup_code
 from agent.core.clock import ScaledClock
+from agent.core.consumables import ReorderChoice
 from agent.core.detectors import DETECTORS
 from agent.core.errors import ConfigError, OutboxFullError, StorageError
 from agent.core.pipeline import Agent
-from agent.core.reorder import ReorderChoice
 from agent.demo import Narrator
 from agent.device_data import DeviceData
 from agent.profile_loader import ProfileFileError, compile_json, example, load

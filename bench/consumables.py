@@ -24,13 +24,12 @@ sys.path.insert(0, ROOT)
 
 from agent import profile_loader  # noqa: E402
 from agent.core import consumables as cons  # noqa: E402
-from agent.core import reorder  # noqa: E402
 from bench import report  # noqa: E402
 
 DAY = cons.DAY_MS
 YEAR_DAYS = 365
 BASELINE_SHARE = 0.20  # "reorder at 20% left", as replenishment services do
-RISK = float(os.environ.get("WICHTEL_RISK", str(reorder.ReorderChoice().risk)))
+RISK = float(os.environ.get("WICHTEL_RISK", str(cons.ReorderChoice().risk)))
 DEBUG = bool(os.environ.get("WICHTEL_DEBUG"))
 
 # Per consumable: (profile kind, typical dose per use, uses per day (low, high)).
@@ -153,8 +152,8 @@ def simulate(args: tuple) -> dict:
     lead_ms = int(spec["lead_time_days"] * DAY)
     sensor = spec["source"] == "level_sensor"
     # Only Wichtel's policy acts on its reorder suggestions; the others need none.
-    mode = reorder.REMIND if policy == "wichtel" else reorder.OFF
-    tracker = cons.ConsumableTracker(spec, reorder.ReorderChoice(mode, risk=RISK))
+    mode = cons.REMIND if policy == "wichtel" else cons.OFF
+    tracker = cons.ConsumableTracker(spec, cons.ReorderChoice(mode, risk=RISK))
     actual = cap
     due = -1  # time a delivery arrives
     out_days = 0

@@ -22,9 +22,9 @@ sys.path.insert(0, ROOT)
 
 from agent import host, profile_loader  # noqa: E402
 from agent.core.clock import ManualClock  # noqa: E402
+from agent.core.consumables import SHARE, ReorderChoice  # noqa: E402
 from agent.core.encoding import encode  # noqa: E402
 from agent.core.pipeline import Agent  # noqa: E402
-from agent.core.reorder import SHARE, ReorderChoice  # noqa: E402
 from agent.sim.appliances import FAULTS  # noqa: E402
 from bench import report  # noqa: E402
 

@@ -221,7 +221,6 @@ class Outbox:
         self.confirmed = 0  # confirmed by the backend
         self.unknown_confirms = 0  # confirmations of ids not pending (confirmed before, or never ours): no effect
         self.dropped = 0
-        self.purged = 0
         self.damaged = False  # the log was damaged: messages may be lost (see problems)
         self.lost = 0  # waiting messages that damage may have taken (at most)
         self.doubtful = 0  # waiting messages dropped after damage: their fate could not be told
@@ -622,7 +621,6 @@ class Outbox:
             self.pending.remove(e)
             self.awaiting.pop(e[0], None)
             self._write(["d", e[0]])
-        self.purged += len(gone)
         self._collect()
         return len(gone)
 

@@ -1,24 +1,27 @@
-"""Daily usage of one consumable, learned from closed days: the household's pace, weekly
-rhythm, day-to-day spread, vacations and its long memory of surges (guests).
+"""The usage of one consumable: learned from closed days (the household's pace, weekly
+rhythm, spread, vacations, long memory of surges) and what it predicts (empty date, risk).
 
-The tracker (consumables.py) feeds it closed days; the run-out forecast (runout.py)
-reads what it learned. Fixed state: a ring of days, seven factors, a few numbers.
+The tracker (consumables.py) feeds a UsageModel closed days and asks forecast() and
+p_run_out() with its level; no level, no events, no I/O here. Fixed state: a ring of
+days, seven factors, a few numbers. Learning and prediction share one module: each module
+more costs about 290 bytes of a board's heap (the unix port, .mpy; bench/micropython.py).
 """
 
 import math
 from array import array
 
 from agent.core import limits
+from agent.core.compat import const
 from agent.core.errors import StateError
 
 _ABSENT = -1.0  # a day of the history that does not count: a vacation, or not yet seen
-_BLOCKS = 6  # weeks whose median sets the usual pace (a change of program shows after three)
+_BLOCKS = const(6)  # weeks whose median sets the usual pace (a change of program shows after three)
 _SHRINK = 2.0  # a weekday's factor starts from the overall pace, worth this many days
 # The long memory of surges: how often a window of lead-time length needed more than
 # the rhythm, in bins of 0.25 times the rhythm from 1.0 (the last bin holds all above).
-_TAIL_BINS = 16
+_TAIL_BINS = const(16)
 _TAIL_KEEP = 1.0 - 1.0 / 365  # a window's weight after one more day: about a year's memory
-_TAIL_FROM_DAY = 14  # windows count once two weeks have taught the rhythm
+_TAIL_FROM_DAY = const(14)  # windows count once two weeks have taught the rhythm
 # Guests come now and then, whatever a household has shown so far: a prior that
 # _PRIOR_SHARE of the windows need more than the rhythm, and that the share needing x
 # times the rhythm falls by e for every _PRIOR_SCALE of x (about four stays a year, each
@@ -301,3 +304,112 @@ class UsageModel:
         m.days, m.last_day, m.zero_run, m.first_use, m.last_use = days, last_day, zero_run, first, last
         m._learn()
         return m
+
+
+# -- what the learned usage predicts: the empty date and the chance of running out --------
+_Z90 = 1.2816  # 90% one-sided normal quantile: the band is the 10%..90% range
+_MAX_HORIZON_DAYS = const(730)  # the forecast looks this far; an empty date beyond is -1, as while learning
+_BURST = 1.3  # the last two days' pace above the rhythm by this much: guests are here
+
+
+def normal_cdf(x: float) -> float:
+    """P(Z <= x) for a standard normal Z (Abramowitz & Stegun 7.1.26, error < 1.5e-7).
+
+    Written out because math.erf is not built into every MicroPython port.
+    """
+    z = abs(x) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = 1.0 - poly * math.exp(-z * z)
+    return 0.5 * (1.0 + erf) if x >= 0 else 0.5 * (1.0 - erf)
+
+
+class Forecast:
+    """When a consumable runs empty: expected day, a 10%..90% band, and whether to reorder."""
+
+    __slots__ = ("days_left", "early", "late", "p_out_in_lead", "reorder")
+
+    def __init__(self, days_left: float, early: float, late: float, p_out_in_lead: float, reorder: bool) -> None:
+        self.days_left = days_left
+        self.early = early
+        self.late = late
+        self.p_out_in_lead = p_out_in_lead
+        self.reorder = reorder
+
+
+def forecast(level: float, usage: UsageModel, today: int, lead_days: float, risk: float) -> Forecast:
+    """Days from the end of `today` until empty by the learned rhythm (expected, and a
+    10%..90% band), and whether to reorder now: when the chance of running out before a
+    delivery ordered now would arrive reaches the user's risk. Within the day it runs
+    out, the moment falls between the household's usual first and last use."""
+    if usage.mean <= 0 or usage.days < 3:
+        return Forecast(-1.0, -1.0, -1.0, 0.0, False)
+    crossing = [-1.0, -1.0, -1.0]  # expected, early (upper use), late (lower use)
+    prev = [0.0, 0.0, 0.0]
+    mean_used = 0.0
+    var_used = 0.0
+    span = max(0.0, usage.last_use - usage.first_use)
+    k = 0
+    while crossing[2] < 0 and k < _MAX_HORIZON_DAYS:
+        mean_used += usage.expected(today + k + 1)
+        var_used += usage.var
+        sd = math.sqrt(var_used + (0.1 * mean_used) ** 2)
+        for i, used in enumerate((mean_used, mean_used + _Z90 * sd, mean_used - _Z90 * sd)):
+            if crossing[i] < 0 and used >= level:
+                step = used - prev[i]
+                part = (level - prev[i]) / step if step > 0 else 0.0
+                crossing[i] = k + usage.first_use + span * part
+            prev[i] = used
+        k += 1
+    p_lead = p_run_out(level, usage, lead_days, today)
+    return Forecast(crossing[0], crossing[1], crossing[2], p_lead, p_lead >= risk)
+
+
+def _tail(x: float) -> float:
+    return 1.0 - normal_cdf(x)
+
+
+def p_run_out(level: float, usage: UsageModel, days: float, today: int = 0, used_today: float = 0.0) -> float:
+    """Chance that the next `days` days need more than `level`.
+
+    The largest of: the household's own past windows of that length in the history,
+    scaled to what the rhythm expects now, each smoothed by the uncertainty of the pace
+    (a bootstrap with a kernel); a normal approximation of day-to-day spread, where,
+    while the last two days ran well above the rhythm (guests), that pace carries on;
+    and the long memory of surges with its prior of guests. What today has used beyond
+    a usual day counts against the rest of today too. A counted level is passed at its
+    worst (the dose tolerance taken off) by the tracker."""
+    if usage.mean <= 0 or usage.days < 3:
+        return 0.0
+    excess = max(0.0, used_today - usage.expected(today))
+    ahead = usage.rate_ahead(today, days)  # by the rhythm, before any burst carried on
+    mean = ahead
+    pace = usage.pace()
+    if pace >= _BURST:
+        mean *= min(pace, 4.0)
+    total = mean + excess
+    sd = math.sqrt(usage.var * days + (0.1 * total) ** 2)
+    if sd <= 0:
+        return 1.0 if total >= level else 0.0
+    p = _tail((level - total) / sd)
+    ratios = usage.window_ratios(max(1, math.ceil(days)))
+    n = len(ratios)
+    if n >= 7:
+        base = ahead
+        kern = 0.05 * base or 1e-9
+        # Windows far below the level add nothing: walk down from the largest.
+        s = 0.0
+        i = n - 1
+        while i >= 0:
+            x = (level - excess - ratios[i] * base) / kern
+            if x > 6:
+                break
+            s += _tail(x)
+            i -= 1
+        p = max(p, s / n)
+    # Guests come on any day: a surge multiplies the usual pace (or the coming days'
+    # rhythm, when that is more), not only the days the household usually uses it.
+    base = max(ahead, usage.mean * days)
+    if base > 0:
+        p = max(p, usage.surge_share((level - excess) / base))
+    return p

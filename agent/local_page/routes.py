@@ -13,10 +13,10 @@ import microdot.microdot as microdot_module
 from microdot import Microdot, Request, Response
 from microdot.microdot import AsyncBytesIO
 
+from agent.core.consumables import RISKS, ReorderChoice
 from agent.core.errors import ConfigError, OutboxFullError, StorageError, WichtelError
 from agent.core.pipeline import Agent
 from agent.core.ratelimit import ThrottledReport
-from agent.core.reorder import RISKS, ReorderChoice
 from agent.local_page import access, intake, limits, texts, views
 
 TYPE_CHECKING = False

@@ -10,9 +10,9 @@ import time
 
 from agent.core import VERSION
 from agent.core.compat import IS_MICROPYTHON
+from agent.core.consumables import CHOICES, RISKS
 from agent.core.events import ANOMALY
 from agent.core.pipeline import CONFIRMED, Agent
-from agent.core.reorder import CHOICES, RISKS
 from agent.local_page.texts import LANGS, TEXTS, grain_text
 
 PAGES = ("overview", "privacy", "data", "consumables", "device")

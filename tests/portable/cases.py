@@ -19,8 +19,6 @@ from agent.core import (
     mqtt,
     processors,
     ratelimit,
-    reorder,
-    runout,
     uplink,
     usage,
 )
@@ -622,7 +620,7 @@ def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
         m.add_day(day, 400.0 if 20 <= day < 23 else 50.0)  # guests on days 20..22: eight times the use
     assert len(m.hist) == bound and len(m.to_state()[5]) == bound
     assert abs(m.mean - 50.0) < 1e-6  # the usual pace: guests do not move the median week
-    with_guests = runout.p_run_out(200.0, m, 3.0, bound - 1)
+    with_guests = usage.p_run_out(200.0, m, 3.0, bound - 1)
     assert m.window_ratios(3)[-1] > 2.5 and with_guests >= 0.01  # the household's own tail
     for day in range(bound, bound + 23):
         m.add_day(day, 50.0)
@@ -636,10 +634,10 @@ def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
     remembered = m.surge_share(4.5) - plain.surge_share(4.5)
     assert remembered > 0.003 and 0 < plain.surge_share(4.5) < 0.003, (remembered, plain.surge_share(4.5))
     assert m.surge_share(2.5) >= plain.surge_share(2.5) > 0.01  # the prior is a floor for both
-    assert runout.p_run_out(650.0, m, 3.0, bound + 22) > runout.p_run_out(650.0, plain, 3.0, bound + 22)
+    assert usage.p_run_out(650.0, m, 3.0, bound + 22) > usage.p_run_out(650.0, plain, 3.0, bound + 22)
     m.add_day(bound + 23, 200.0)
     m.add_day(bound + 24, 200.0)  # guests are here now: their pace carries on
-    assert m.pace() > 3 and runout.p_run_out(200.0, m, 3.0, bound + 24) > 0.5
+    assert m.pace() > 3 and usage.p_run_out(200.0, m, 3.0, bound + 24) > 0.5
     restored = usage.UsageModel.from_state(json.loads(json.dumps(m.to_state())))
     assert list(restored.hist) == list(m.hist) and restored.mean == m.mean
     assert restored.surge_share(4.5) == m.surge_share(4.5) and len(m.to_state()[8]) == len(m.tail)
@@ -667,12 +665,12 @@ def case_forecast_band_and_reorder_moment(data_dir: str) -> list:
     m = usage.UsageModel()
     for day in range(30):
         m.add_day(day, 50.0 + (10.0 if day % 2 else -10.0))
-    f = runout.forecast(500.0, m, 30, 3.0, 0.02)
+    f = usage.forecast(500.0, m, 30, 3.0, 0.02)
     assert 9 <= f.days_left <= 11 and f.early <= f.days_left <= f.late
     assert not f.reorder
-    f2 = runout.forecast(160.0, m, 30, 3.0, 0.02)
+    f2 = usage.forecast(160.0, m, 30, 3.0, 0.02)
     assert f2.reorder and f2.p_out_in_lead >= 0.02
-    assert abs(runout.normal_cdf(1.2816) - 0.9) < 1e-4 and abs(runout.normal_cdf(0.0) - 0.5) < 1e-6
+    assert abs(usage.normal_cdf(1.2816) - 0.9) < 1e-4 and abs(usage.normal_cdf(0.0) - 0.5) < 1e-6
     return [round(f.days_left, 4), round(f.early, 4), round(f.late, 4), round(f2.p_out_in_lead, 6)]
 
 
@@ -800,7 +798,7 @@ def case_counted_dose_tolerance_moves_the_reorder(data_dir: str) -> list:
 
 def case_consumable_state_survives_and_rejects_garbage(data_dir: str) -> list:
     spec = _detergent(data_dir)
-    tr = consumables.ConsumableTracker(spec, reorder.ReorderChoice(reorder.SHARE, "EcoWash", "Corner shop"))
+    tr = consumables.ConsumableTracker(spec, consumables.ReorderChoice(consumables.SHARE, "EcoWash", "Corner shop"))
     for day in range(10):
         tr.reading(day * consumables.DAY_MS + 1, 1400.0 - 60 * day)
         tr.reading(day * consumables.DAY_MS + 2, 1400.0 - 60 * day)
@@ -808,7 +806,7 @@ def case_consumable_state_survives_and_rejects_garbage(data_dir: str) -> list:
     fresh = consumables.ConsumableTracker(spec)
     fresh.restore(state)
     assert fresh.level == tr.level and fresh.usage.mean == tr.usage.mean
-    assert fresh.choice.mode == reorder.SHARE and fresh.choice.product == "EcoWash"
+    assert fresh.choice.mode == consumables.SHARE and fresh.choice.product == "EcoWash"
     problems = []
     for broken in ({}, {"v": 1}, dict(state, level=-5), dict(state, id="salt"), dict(state, usage=[1, 2]), [1, 2]):
         other = consumables.ConsumableTracker(spec)
@@ -825,8 +823,8 @@ def case_consumable_state_survives_and_rejects_garbage(data_dir: str) -> list:
 def case_reorder_suggestion_stays_local_unless_shared(data_dir: str) -> list:
     spec = _detergent(data_dir)
     out = []
-    for mode in (reorder.REMIND, reorder.SHARE, reorder.OFF):
-        rt = consumables.ConsumableRuntime(spec, "idle", reorder.ReorderChoice(mode, "EcoWash", "Corner shop"))
+    for mode in (consumables.REMIND, consumables.SHARE, consumables.OFF):
+        rt = consumables.ConsumableRuntime(spec, "idle", consumables.ReorderChoice(mode, "EcoWash", "Corner shop"))
         events = []
         for day in range(8):
             for i in range(3):
@@ -835,9 +833,9 @@ def case_reorder_suggestion_stays_local_unless_shared(data_dir: str) -> list:
         reorders = [e for e in events if e[0] == consumables.REORDER]
         cats = [rt.category_of(e[0]) for e in reorders]
         out.append([mode, len(reorders), cats])
-        if reorders and mode == reorder.SHARE:
+        if reorders and mode == consumables.SHARE:
             assert reorders[0][1]["product"] == "EcoWash" and reorders[0][1]["retailer"] == "Corner shop"
-        if reorders and mode == reorder.REMIND:
+        if reorders and mode == consumables.REMIND:
             assert "product" not in reorders[0][1]
             assert "from EcoWash" not in reorders[0][1]["explanation_en"]
     assert out[0][1] == 1 and out[0][2] == [""]
