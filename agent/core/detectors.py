@@ -26,7 +26,6 @@ class ZScoreDetector:
 
     NAME = "zscore"
     SUMMARY = "baseline: deviation from an exponentially weighted mean, in standard deviations"
-    STATE_BYTES = 40
 
     def __init__(self, alpha: float = 0.001, scale: float = 4.0) -> None:
         self.alpha = alpha

@@ -1,6 +1,7 @@
 """Every bound the core enforces, declared in one place.
 
-Each limit has a test at the bound (tests/portable/cases.py and tests/test_limits.py).
+Tests at the bounds are in tests/portable/cases.py (CPython and MicroPython) and in the host
+tests of the module that enforces the limit (e.g. tests/test_inbound.py, test_profile_doc.py).
 """
 
 from agent.core.compat import const

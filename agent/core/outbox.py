@@ -248,7 +248,6 @@ class Outbox:
         self.confirmed = 0  # confirmed by the backend
         self.unknown_confirms = 0  # confirmations of ids not pending (confirmed before, or never ours): no effect
         self.dropped = 0
-        self.purged = 0
         self.damaged = False  # the log was damaged: messages may be lost (see problems)
         self.lost = 0  # waiting messages that damage may have taken (at most)
         self.doubtful = 0  # waiting messages dropped after damage: their fate could not be told
@@ -562,10 +561,6 @@ class Outbox:
         e = self.pending[0]
         return (e[ENTRY_TOPIC], e[ENTRY_PAYLOAD], e[ENTRY_CATEGORY])
 
-    def peek_entry(self) -> list:
-        """The oldest waiting entry (read by the ENTRY_ indexes)."""
-        return self.pending[0]  # type: ignore[no-any-return]
-
     def ack(self, mid: int | None = None) -> None:
         """Forget a message (default: the oldest) as delivered, whatever it is owed."""
         if mid is None:
@@ -655,7 +650,6 @@ class Outbox:
             self.pending.remove(e)
             self.awaiting.pop(e[ENTRY_ID], None)
             self._write(["d", e[ENTRY_ID]])
-        self.purged += len(gone)
         self._collect()
         return len(gone)
 

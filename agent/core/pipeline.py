@@ -102,21 +102,17 @@ class ChannelRuntime:
         self.fault_category = self.procs[0][1] if self.procs else None
         self.last_fault_ms = -(1 << 30)
         self.samples = 0
-        self.rejected = 0
-        self.last_value = 0.0
 
     def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> bool:
         """Feed one sample; out-of-range samples become sensor-fault events, not data.
         Returns whether the sample was valid."""
         self.samples += 1
         if not (self.lo <= value <= self.hi):
-            self.rejected += 1
             if self.fault_category is not None and t_ms - self.last_fault_ms >= FAULT_HOLDOFF_MS:
                 self.last_fault_ms = t_ms
                 fields = {"value": value, "low": self.lo, "high": self.hi}
                 emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields))
             return False
-        self.last_value = value
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
             if out is not None:

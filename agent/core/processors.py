@@ -2,8 +2,8 @@
 
 A processor sees one valid sample at a time with the program phase and returns
 nothing or one Result (event kind, fields, the phase it is about). Profiles choose
-processors per channel by kind; `register` adds kinds. Each is built with its checked
-settings and a Channel context (labels, phases, hint) it needs for events a person can read.
+processors per channel by kind (REGISTRY). Each is built with its checked settings and a
+Channel context (labels, phases, hint) it needs for events a person can read.
 """
 
 import math
@@ -322,23 +322,14 @@ class Aggregator(Processor):
         return out
 
 
-# kind name -> processor class; later issues register their trackers here.
+# kind name -> processor class: the kinds a profile may name.
 REGISTRY = {AnomalyProcessor.kind: AnomalyProcessor, CycleFeatureProcessor.kind: CycleFeatureProcessor,
             Aggregator.kind: Aggregator}  # fmt: skip
 
 
-def register(cls: type) -> None:
-    """Make a processor class available to profiles under cls.kind."""
-    REGISTRY[cls.kind] = cls  # type: ignore[attr-defined]
-
-
 def settings_schema(kind: str, phases: list) -> "Map":
-    """The settings validator of a processor kind (some depend on the profile's phases). A
-    registered kind gives it as settings_schema(phases), or as a SETTINGS attribute."""
-    cls = REGISTRY[kind]
-    if hasattr(cls, "SETTINGS"):
-        return cls.SETTINGS  # type: ignore[no-any-return]
-    return cls.settings_schema(phases)  # type: ignore[attr-defined,no-any-return]
+    """The settings validator of a processor kind (some depend on the profile's phases)."""
+    return REGISTRY[kind].settings_schema(phases)  # type: ignore[attr-defined,no-any-return]
 
 
 def build(kind: str, settings: dict, info: ChannelInfo) -> Processor:

@@ -11,8 +11,9 @@ from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Ra
 
 FORMAT_VERSION = 1
 
-# Driver kinds a profile may name. Implemented on the host: sim (simulated appliance)
-# and replay (CSV trace). The board runtime adds adc, i2c and pulse counters.
+# Driver kinds a profile may name. Only sim (a simulated appliance, host and board) runs
+# today, or any channel replayed from a CSV trace (`wichtel run --replay`); the others are
+# names kept for the real drivers, which no runtime has yet.
 DRIVERS = ("sim", "replay", "adc", "i2c", "pulse_counter", "linux_iio")
 
 _ID = Str(limits.MAX_ID_LEN, ident=True)

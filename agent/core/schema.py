@@ -1,4 +1,4 @@
-"""Small composable validators for declarative configuration (profiles, commands).
+"""Small composable validators for the appliance profile and its processors' settings.
 
 Each validator is a callable (value, path) -> cleaned value that raises ProfileError
 naming the field path, the value and what was expected.
@@ -61,8 +61,7 @@ class Bool:
 
 
 class OneOf:
-    """One of a set of strings: a tuple, or a dict whose keys are read at each check
-    (so a registry can grow after the schema is built)."""
+    """One of a set of strings: a tuple, or the keys of a dict (a registry of kinds)."""
 
     def __init__(self, choices: tuple | dict) -> None:
         self.choices = choices

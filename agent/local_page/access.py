@@ -245,9 +245,6 @@ class SessionTable:
     def close(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 
-    def close_all(self) -> None:
-        self._sessions.clear()
-
     def _expire(self, now: float) -> None:
         dead = [
             s.id

@@ -50,8 +50,6 @@ class ApplianceSim:
         self.levels = {}
         for ch, spec in model.get("levels", {}).items():
             self.levels[ch] = float(spec["capacity"])
-        self.refills = 0
-        self.cycles_done = 0
 
     # -- faults -----------------------------------------------------------------
     def _effect(self, kind: str, key: object) -> float:
@@ -79,7 +77,6 @@ class ApplianceSim:
     def _enter_next_phase(self, at_ms: int) -> None:
         if not self.plan:
             if self.phase_name != _IDLE:
-                self.cycles_done += 1
                 self.phase_name = _IDLE
                 self.phase_end_ms = at_ms + self._idle_ms()
                 self._maybe_refill()
@@ -98,7 +95,6 @@ class ApplianceSim:
         for ch, spec in self.model.get("levels", {}).items():
             if self.levels[ch] < spec["refill_below"]:
                 self.levels[ch] = float(spec["capacity"])
-                self.refills += 1
 
     def advance(self, t_ms: int) -> None:
         """Move the simulation forward to t_ms (earlier times are ignored)."""

@@ -20,6 +20,7 @@ from agent.core import (
     processors,
     ratelimit,
     uplink,
+    usage,
 )
 from agent.core import profile as core_profile
 from agent.core.channel import BoundedChannel
@@ -599,7 +600,7 @@ def _detergent(data_dir: str) -> dict:
 
 
 def case_usage_model_learns_rhythm_and_ignores_vacations(data_dir: str) -> list:
-    m = consumables.UsageModel()
+    m = usage.UsageModel()
     for day in range(70):
         m.add_day(day, 60.0 if day % 7 < 5 else 150.0)
     mean_before = m.mean
@@ -620,18 +621,18 @@ def case_usage_model_learns_rhythm_and_ignores_vacations(data_dir: str) -> list:
 
 def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
     bound = limits.CONSUMABLE_HISTORY_DAYS
-    m = consumables.UsageModel()
+    m = usage.UsageModel()
     for day in range(bound):
         m.add_day(day, 400.0 if 20 <= day < 23 else 50.0)  # guests on days 20..22: eight times the use
     assert len(m.hist) == bound and len(m.to_state()[5]) == bound
     assert abs(m.mean - 50.0) < 1e-6  # the usual pace: guests do not move the median week
-    with_guests = consumables.p_run_out(200.0, m, 3.0, bound - 1)
+    with_guests = usage.p_run_out(200.0, m, 3.0, bound - 1)
     assert m.window_ratios(3)[-1] > 2.5 and with_guests >= 0.01  # the household's own tail
     for day in range(bound, bound + 23):
         m.add_day(day, 50.0)
     assert len(m.to_state()[5]) == bound  # the oldest days made room: nothing grows
     assert m.window_ratios(3)[-1] < 1.01  # the ring forgot the guests...
-    plain = consumables.UsageModel()
+    plain = usage.UsageModel()
     for day in range(bound + 23):
         plain.add_day(day, 50.0)
     # ...the long memory of surges has not: windows of more than 4.5 times the rhythm, far
@@ -639,18 +640,18 @@ def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
     remembered = m.surge_share(4.5) - plain.surge_share(4.5)
     assert remembered > 0.003 and 0 < plain.surge_share(4.5) < 0.003, (remembered, plain.surge_share(4.5))
     assert m.surge_share(2.5) >= plain.surge_share(2.5) > 0.01  # the prior is a floor for both
-    assert consumables.p_run_out(650.0, m, 3.0, bound + 22) > consumables.p_run_out(650.0, plain, 3.0, bound + 22)
+    assert usage.p_run_out(650.0, m, 3.0, bound + 22) > usage.p_run_out(650.0, plain, 3.0, bound + 22)
     m.add_day(bound + 23, 200.0)
     m.add_day(bound + 24, 200.0)  # guests are here now: their pace carries on
-    assert m.pace() > 3 and consumables.p_run_out(200.0, m, 3.0, bound + 24) > 0.5
-    restored = consumables.UsageModel.from_state(json.loads(json.dumps(m.to_state())))
+    assert m.pace() > 3 and usage.p_run_out(200.0, m, 3.0, bound + 24) > 0.5
+    restored = usage.UsageModel.from_state(json.loads(json.dumps(m.to_state())))
     assert list(restored.hist) == list(m.hist) and restored.mean == m.mean
     assert restored.surge_share(4.5) == m.surge_share(4.5) and len(m.to_state()[8]) == len(m.tail)
     # An earlier state without the long memory keeps its history; a damaged one is refused.
-    assert list(consumables.UsageModel.from_state(m.to_state()[:6]).hist) == list(m.hist)
+    assert list(usage.UsageModel.from_state(m.to_state()[:6]).hist) == list(m.hist)
     for bad in ([-1.0] + [0.0] * 15, [0.0] * 15, [1e6] + [0.0] * 15):
         try:
-            consumables.UsageModel.from_state(m.to_state()[:8] + [bad])
+            usage.UsageModel.from_state(m.to_state()[:8] + [bad])
             raise AssertionError("damaged long memory accepted: " + repr(bad))
         except StateError as e:
             assert "not valid" in str(e)
@@ -667,15 +668,15 @@ def case_usage_history_is_bounded_and_remembers_guests(data_dir: str) -> list:
 
 
 def case_forecast_band_and_reorder_moment(data_dir: str) -> list:
-    m = consumables.UsageModel()
+    m = usage.UsageModel()
     for day in range(30):
         m.add_day(day, 50.0 + (10.0 if day % 2 else -10.0))
-    f = consumables.forecast(500.0, m, 30, 3.0, 0.02)
+    f = usage.forecast(500.0, m, 30, 3.0, 0.02)
     assert 9 <= f.days_left <= 11 and f.early <= f.days_left <= f.late
     assert not f.reorder
-    f2 = consumables.forecast(160.0, m, 30, 3.0, 0.02)
+    f2 = usage.forecast(160.0, m, 30, 3.0, 0.02)
     assert f2.reorder and f2.p_out_in_lead >= 0.02
-    assert abs(consumables.normal_cdf(1.2816) - 0.9) < 1e-4 and abs(consumables.normal_cdf(0.0) - 0.5) < 1e-6
+    assert abs(usage.normal_cdf(1.2816) - 0.9) < 1e-4 and abs(usage.normal_cdf(0.0) - 0.5) < 1e-6
     return [round(f.days_left, 4), round(f.early, 4), round(f.late, 4), round(f2.p_out_in_lead, 6)]
 
 
