@@ -10,6 +10,8 @@ Paths: "channels[].id" is the id of every item of channels; a processor kind's s
 are "channels[].processors[].settings[KIND].NAME".
 """
 
+from agent.core.errors import ConfigError
+
 _SET = "channels[].processors[].settings"
 
 # Section path -> (title, what the section is). "" is the profile itself.
@@ -480,11 +482,11 @@ def profile_at(step: dict) -> str:
     for s in WALKTHROUGH:
         for old, new in s.get("replace", []):
             if text.count(old) != 1:
-                raise ValueError("walkthrough step " + repr(s["title"]) + ": " + repr(old) + " is not once in the file")
+                raise ConfigError("walkthrough step %r: %r is not once in the file" % (s["title"], old))
             text = text.replace(old, new)
         add = s["yaml"].lstrip("\n")
         if add:
             text = (text or _HEADER) + add
         if s is step:
             return text
-    raise ValueError("not a step of the walkthrough")
+    raise ConfigError("not a step of the walkthrough")

@@ -48,10 +48,10 @@ def test_every_schema_field_has_an_entry_and_every_entry_a_field() -> None:
 
 def test_a_field_added_to_the_schema_without_an_entry_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The intruder: a new optional field of data categories, as a schema change would add it."""
-    optional = dict(core_profile._CATEGORY.optional, priority=(Num(0, 9, integer=True), 5))
+    optional = dict(core_profile._CATEGORY.optional, weight=(Num(0, 9, integer=True), 5))
     monkeypatch.setattr(core_profile._CATEGORY, "optional", optional)
-    assert profile_doc.coverage()[0] == ["data_categories[].priority"]
-    with pytest.raises(KeyError, match=r"fields without an entry \['data_categories\[\]\.priority'\]"):
+    assert profile_doc.coverage()[0] == ["data_categories[].weight"]
+    with pytest.raises(KeyError, match=r"fields without an entry \['data_categories\[\]\.weight'\]"):
         profile_doc.document()
 
 
