@@ -1,4 +1,5 @@
-# Wichtel: `make demo` runs the demo, `make test` runs the whole suite.
+# Wichtel: `make demo` runs the demo, `make test` runs the whole suite (what CI runs),
+# `make check` the quick tier (lint, types, the tests that take no runtime or broker for long).
 # Each does its own set-up on a fresh Debian machine (Python 3.11, Node 20, root):
 # a virtual environment in .venv/, the Python packages, missing apt packages, and the
 # MicroPython WebAssembly runtime from npm.
@@ -11,7 +12,10 @@ MP_STAMP := tools/mpwasm/node_modules/.installed
 # Debian packages the suite needs (chromium: browser tests of the local page); installed only when missing.
 APT_PACKAGES := mosquitto chromium
 
-.PHONY: demo test soak setup lint bench clean
+.PHONY: demo test check soak setup lint bench clean
+
+# Four workers on two cores: most tests wait on sockets, brokers and timers, not on the CPU.
+PYTEST_PARALLEL := -n 4 --dist loadfile
 
 demo: setup
 	$(PY) -m agent demo --page 127.0.0.1:8080
@@ -19,7 +23,13 @@ demo: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest $(PYTEST_PARALLEL)
+
+check: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow and not heavy"
 
 # The long soaks (marked slow; `make test` runs their short versions).
 soak: setup

@@ -67,3 +67,41 @@ def cpython_results(compiled_profiles: str) -> dict:
     results = asyncio.run(runner.run_all(cases, compiled_profiles))
     # Through JSON, as the MicroPython results come: tuples become lists.
     return json.loads(json.dumps(results))  # type: ignore[no-any-return]
+
+
+# Test files left out of `make check` (the quick tier a developer runs in about a minute):
+# each starts a runtime, a browser, real brokers for many seconds, or a benchmark. `make test`
+# runs them all.
+HEAVY_FILES = {
+    "test_portable.py": "every portable case on the MicroPython WebAssembly port",
+    "test_portable_unix.py": "every portable case on the MicroPython unix port",
+    "test_memory.py": "simulated days in a fixed MicroPython heap",
+    "test_micropython_uplink.py": "the board runtime on the unix port against Mosquitto",
+    "test_local_page_micropython.py": "the page on the unix port, with Chromium",
+    "test_local_page_browser.py": "Chromium against the page and Mosquitto",
+    "test_local_page_board.py": "the board's page server on the unix port",
+    "test_local_page_attacks.py": "floods of connections against the page",
+    "test_soak_hostile.py": "a simulated day with hostile neighbours",
+    "test_hostile_peer.py": "hostile brokers, with the real reconnect waits",
+    "test_uplink_agent.py": "broker restarts during streams, killed agents",
+    "test_uplink_network.py": "a black hole and packet loss between device and broker",
+    "test_uplink.py": "the uplinks against a restarting Mosquitto",
+    "test_delivery_truth.py": "refusals retried after their real waits",
+    "test_provisioning_broker.py": "provisioned devices against Mosquitto",
+    "test_provisioning_scale.py": "a batch of 1000 devices",
+    "test_provisioning_identities.py": "property tests that issue certificates",
+    "test_cli.py": "the demo and a replayed simulation through the CLI",
+    "test_consumables_host.py": "the demo and the consumables benchmark",
+    "test_privacy_host.py": "the minimization benchmark and the CLI",
+    "test_profile_hostile.py": "hostile profiles through the CLI in bounded memory",
+    "test_bench.py": "the benchmarks",
+    "test_asyncapi.py": "real messages through Mosquitto against the contract",
+    "test_layers.py": "fresh interpreters that import the agent",
+    "test_local_page_templates.py": "every page on the unix port, and property tests over every page",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    for item in items:
+        if item.path.name in HEAVY_FILES:
+            item.add_marker(pytest.mark.heavy)

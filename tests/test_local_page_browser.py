@@ -117,13 +117,20 @@ def test_the_page_in_chromium_against_mosquitto(browser: object, broker: object,
         page.goto(dev.url + "/privacy")
         assert page.url.endswith("/login") and "WM 8 Eco" not in page.content()
         _shoot(page, "login")
-        # Wrong codes: free four times, then a wait that even the right code must sit out.
+        # Wrong codes: free four times, then a wait that doubles with each one more, and
+        # that even the right code must sit out. Three waits in (1, 2, then 4 s), the wait
+        # is long enough that a busy machine's page loads cannot outlast it.
         for _ in range(5):
             _login(page, dev.url, "AAAAA-BBBBB")
         assert "try again in 1 s" in page.get_by_role("alert").inner_text()
+        for wait_s in (1, 2):
+            time.sleep(wait_s + 0.1)
+            _login(page, dev.url, "AAAAA-BBBBB")
+            assert "try again in %d s" % (2 * wait_s) in page.get_by_role("alert").inner_text()
+        refused_at = time.monotonic()
         _login(page, dev.url, CODE)
         assert page.url.endswith("/login") and "try again in" in page.get_by_role("alert").inner_text()
-        time.sleep(1.1)
+        time.sleep(max(0.0, refused_at + 4.1 - time.monotonic()))
         _login(page, dev.url, CODE)
         assert page.url == dev.url + "/"
         page.get_by_role("heading", name="Brunnhilde Hausgeräte WM 8 Eco").wait_for()

@@ -176,7 +176,7 @@ def test_cli_consent_export_and_erase(tmp_path: str, capsys: pytest.CaptureFixtu
 
 
 def test_minimization_benchmark_interface(tmp_path: str) -> None:
-    _, result = run_bench("minimization.py", str(tmp_path), "--days", "0.5")
+    _, result = run_bench("minimization.py", str(tmp_path), "--days", "0.1")
     assert set(result) == {"washing_machine", "coffee_machine", "dishwasher"}
     for r in result.values():
         for key in ("raw_bytes", "essential_bytes", "all_bytes", "telemetry_300s_bytes", "faults_injected",
