@@ -23,7 +23,7 @@ from tests import micropython_unix
 from tests.test_local_page_browser import CHROMIUM, CHROMIUM_ARGS, CODE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEAP = 768 * 1024  # the unix port is 64-bit: an upper bound for a 32-bit board
+HEAP = 1024 * 1024  # the unix port is 64-bit: an upper bound for a 32-bit board (768 KB: docs/local-page.md)
 REQUEST_TIMEOUT_S = 2.0  # shorter than the board's 10 s, so the slow client is cut off soon
 SPEED = 60  # a simulated minute a second: the agent works while the page serves (a board runs at 1)
 
