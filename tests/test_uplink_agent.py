@@ -149,14 +149,22 @@ async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, broker:
         assert len(agent.outbox) == 0  # the service confirmed every receipt and erasure request
         heap.append(_agent_heap())
         expected = list(range(1, agent.outbox.next_id))
+        # Any id that never arrives is a reply (to a confirm that came twice) that gave way
+        # in a full outbox, as replies do (docs/uplink.md); never more than were dropped.
+        gave_way = agent.replies_dropped + agent.outbox.dropped
         ids: list = []
         for _ in range(300):  # the service itself may still be reconnecting after the last restart
             ids = _delivered_ids(kind, service.received("/essential"))
-            if ids == expected:
+            if len(set(expected) - set(ids)) <= gave_way:
                 break
             await asyncio.sleep(0.1)
-        # Every receipt (and erasure request) arrived at least once, none missing.
-        assert ids == expected, (sent, agent.outbox.next_id, len(service.messages), service.messages[:3])
+        assert set(ids) <= set(expected) and len(set(expected) - set(ids)) <= gave_way, (
+            sent, agent.outbox.next_id, len(service.messages), service.messages[:3])  # fmt: skip
+        # Every receipt (and erasure request) arrived at least once, none missing: one
+        # receipt per choice, an erasure request per withdrawal (every other choice).
+        owed = {json.loads(m[1])["id"] for m in service.received("/essential")
+                if json.loads(m[1])["kind"] in CONFIRMED_KINDS}  # fmt: skip
+        assert len(owed) == sent + sent // 2, (sent, sorted(owed)[:5], len(service.messages))
         assert len(ids) >= 2 * restarts * 20 - restarts * 10
         # Order per category: the first arrival of each message comes in sequence order.
         firsts: list = []
