@@ -12,11 +12,11 @@ import pytest
 
 import agent
 import provisioning
-from agent import cli, device, profile_loader, setup_code
+from agent import cli, device, profile_loader
 from agent.core import consumables
 from agent.core.errors import OutboxFullError, WichtelError
 from agent.local_page.server import LocalPage
-from tests.test_local_page import CODE, Clock, _csrf, _form, _login
+from tests.test_local_page import _csrf, _form, _login, open_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILTIN_ERRORS = {n for n, obj in vars(builtins).items() if isinstance(obj, type) and issubclass(obj, BaseException)}
@@ -141,15 +141,8 @@ def test_every_exception_wichtel_defines_is_a_wichtel_error() -> None:
 # -- a fault is not "outbox full" -------------------------------------------------------
 @pytest.fixture
 def page(tmp_path: "os.PathLike[str]") -> tuple:
-    profile = profile_loader.load(profile_loader.example("washing_machine"))
-    root = os.path.join(tmp_path, "device")
-    os.makedirs(os.path.join(root, "identity"))
-    setup_code.write_record(os.path.join(root, "identity"),
-                            setup_code.hash_code(CODE, iterations=setup_code.MIN_ITERATIONS))  # fmt: skip
-    agent_, data, _ = device.open_device(profile, root, "dev-1")
-    record = setup_code.read_record(os.path.join(root, "identity"))
     said: list = []
-    lp = LocalPage(agent_, data, record, now=Clock(), wall=lambda: 1_700_000_000, report=said.append)
+    lp, agent_, _, _ = open_page(tmp_path, report=said.append)
     return lp, agent_, said
 
 

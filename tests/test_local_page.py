@@ -113,8 +113,8 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def page(tmp_path: "os.PathLike[str]") -> tuple:
+def open_page(tmp_path: "os.PathLike[str]", report: object = None) -> tuple:
+    """(page, agent, clock, device root): a washer's device with its setup code, and its page."""
     profile = profile_loader.load(profile_loader.example("washing_machine"))
     root = os.path.join(tmp_path, "device")
     os.makedirs(os.path.join(root, "identity"))
@@ -123,7 +123,13 @@ def page(tmp_path: "os.PathLike[str]") -> tuple:
     agent, data, _ = device.open_device(profile, root, "dev-1")
     clock = Clock()
     record = setup_code.read_record(os.path.join(root, "identity"))
-    return LocalPage(agent, data, record, now=clock, wall=lambda: 1_700_000_000), agent, clock, root
+    lp = LocalPage(agent, data, record, now=clock, wall=lambda: 1_700_000_000, report=report)  # type: ignore[arg-type]
+    return lp, agent, clock, root
+
+
+@pytest.fixture
+def page(tmp_path: "os.PathLike[str]") -> tuple:
+    return open_page(tmp_path)
 
 
 def _form(**fields: str) -> tuple:
