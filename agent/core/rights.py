@@ -6,7 +6,7 @@ puts them into effect, and the export as a file. The Agent builds one and expose
 """
 
 from agent.core.errors import OutboxFullError
-from agent.core.outbox import ENTRY_CATEGORY, ENTRY_ID, ENTRY_PAYLOAD, ENTRY_TOPIC
+from agent.core.outbox import ENTRY_PAYLOAD
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 
 # What a consent receipt tells upstream (docs/asyncapi.yaml).
 RECEIPT_FIELDS = ("category", "choice", "text_hash", "text_version")
-# What the export tells of each data category (docs/export.md).
-_CATEGORY_FIELDS = ("id", "title", "purpose", "fields", "retention_days", "upstream_retention_days", "recipients",
-                    "essential")  # fmt: skip
-EXPORT_FORMAT = "wichtel-export/1"
 
 
 class DataRights:
@@ -87,69 +83,25 @@ class DataRights:
             self._outbox.sync()  # a withdrawal is durable at once: its "drop" records must not be lost
         return trimmed
 
+    # enforce_consent, erase and export live in agent/core/rights_seldom.py, imported on
+    # first use: a start after damage, or the user's erase or export. Until then a board
+    # keeps their code out of its heap (about 2 KB of imports on the unix port, measured).
     def enforce_consent(self, consent_lost: bool, t_ms: int, outbox_damaged: bool = False) -> list:
-        """At a start, before anything is sent: no waiting message of an optional category
-        that is off now may leave. Consent that can no longer be shown (consent_lost: the
-        stored consent was damaged) acts as a withdrawal of every optional category that
-        is off now: its waiting messages are deleted and upstream is asked to erase what
-        it holds of it (an erasure request with reason "consent_lost"). Waiting messages
-        of a category that is off are deleted in any case (and its data erased upstream
-        too: a withdrawal may have been cut short). After outbox damage (outbox_damaged)
-        receipts and erasure requests may be among the lost messages: upstream hears
-        each category's latest receipt again, and an erasure request for each that is
-        off. Returns what was done, in plain words."""
-        consent = self._consent
-        said = []
-        latest: dict = {}
-        if outbox_damaged:
-            for r in consent.history:
-                if all(k in r for k in RECEIPT_FIELDS):
-                    latest[r["category"]] = r
-        erase = []
-        for cid in sorted(consent.categories):
-            if cid in consent.essential or consent.allows(cid):
-                continue
-            n = self._outbox.purge(cid)
-            if n:
-                said.append("%d waiting %s messages were deleted: consent for them is off" % (n, cid))
-            if n or consent_lost or cid in latest:
-                erase.append(cid)
-        asked = []
-        try:
-            for cid in sorted(latest):
-                self._send("consent_receipt", {k: latest[cid][k] for k in RECEIPT_FIELDS}, t_ms)
-            for cid in erase:
-                erasure = {"category": cid, "scope": "category"}
-                if consent_lost:
-                    erasure["reason"] = "consent_lost"
-                self._send("erasure_request", erasure, t_ms)
-                asked.append(cid)
-        except OutboxFullError as e:
-            said.append("not all of it could be queued for upstream (%s)" % e)
-        if latest:
-            said.append("the outbox was damaged: the latest consent receipts go upstream again (%s)"
-                        % ", ".join(sorted(latest)))  # fmt: skip
-        if asked:
-            said.append("upstream is asked to erase what it holds of: " + ", ".join(asked))
-        return said
+        """At a start, before anything is sent: the waiting messages of optional categories
+        that are off are deleted and upstream is asked to erase their data
+        (rights_seldom.enforce_consent says exactly when). Returns what was done, in plain
+        words."""
+        from agent.core import rights_seldom
+
+        return rights_seldom.enforce_consent(self, consent_lost, t_ms, outbox_damaged)
 
     def erase(self, t_ms: int) -> None:
-        """Wipe what the device holds about its use and ask upstream to erase everything.
-        Consent returns to privacy by default (essential on, the rest off). OutboxFullError,
-        with nothing wiped, when the erasure requests would not fit in the outbox."""
-        consent = self._consent
-        optional = [cid for cid in sorted(consent.categories) if cid not in consent.essential]
-        self._room_for(len(optional))
-        for cid in optional:
-            self._outbox.purge(cid)
-        self._local_events.clear()
-        self._sent_log.clear()
-        consent.reset()
-        consent.history = []
-        for stock in self._stock:
-            stock.tracker.reset()
-        for cid in optional:
-            self._send("erasure_request", {"category": cid, "scope": "all"}, t_ms)
+        """Wipe what the device holds about its use and ask upstream to erase everything
+        (rights_seldom.erase). OutboxFullError, with nothing wiped, when the erasure
+        requests would not fit in the outbox."""
+        from agent.core import rights_seldom
+
+        rights_seldom.erase(self, t_ms)
 
     def use_pseudonym_key(self, key: bytes) -> None:
         """Pseudonymous data goes out under this key from now on (a fresh one after erase)."""
@@ -165,17 +117,6 @@ class DataRights:
 
     def export(self) -> dict:
         """Everything the device holds about its use, as plain data (docs/export.md)."""
-        outbox = self._outbox
-        return {
-            "format": EXPORT_FORMAT,
-            "device": self._gate.device_id,
-            "appliance": self._profile["appliance"],
-            "consent": {"current": self._consent.choices(), "history": list(self._consent.history)},
-            "data_categories": [{k: c[k] for k in _CATEGORY_FIELDS} for c in self._profile["data_categories"]],
-            "learned": {"consumables": self.learned()},
-            "events": [e.as_dict() for e in self._local_events.items()],
-            "outbox": [{"id": e[ENTRY_ID], "topic": e[ENTRY_TOPIC], "category": e[ENTRY_CATEGORY],
-                        "payload": e[ENTRY_PAYLOAD].decode(), "status": outbox.state_of(e[ENTRY_ID])}
-                       for e in outbox.pending],
-            "sent": list(self._sent_log.items()),
-        }  # fmt: skip
+        from agent.core import rights_seldom
+
+        return rights_seldom.export(self)
