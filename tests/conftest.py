@@ -91,7 +91,7 @@ HEAVY_FILES = {
     "test_provisioning_scale.py": "a batch of 1000 devices",
     "test_provisioning_identities.py": "property tests that issue certificates",
     "test_cli.py": "the demo and a replayed simulation through the CLI",
-    "test_consumables_host.py": "the demo and the consumables benchmark",
+    "test_consumables_host.py": "the consumables benchmark",
     "test_privacy_host.py": "the minimization benchmark and the CLI",
     "test_profile_hostile.py": "hostile profiles through the CLI in bounded memory",
     "test_bench.py": "the benchmarks",

@@ -16,10 +16,15 @@ def _wichtel(*args: str) -> subprocess.CompletedProcess[str]:
     return timeouts.run([sys.executable, "-m", "agent", *args], 120, capture_output=True, text=True)
 
 
-def test_demo_runs_to_completion_and_finds_the_clogging_pump() -> None:
-    proc = _wichtel("demo")
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+@pytest.fixture(scope="module")
+def demo() -> subprocess.CompletedProcess[str]:
+    """One run of `wichtel demo`, which the tests of its output share."""
+    return _wichtel("demo")
+
+
+def test_demo_runs_to_completion_and_finds_the_clogging_pump(demo: subprocess.CompletedProcess[str]) -> None:
+    assert demo.returncode == 0, demo.stderr
+    out = demo.stdout
     assert "measured (phase" in out
     assert "decided: maintenance alert on motor_current, phase drain (cycle_feature" in out
     assert "en: Draining took 30% longer than usual over the last 3 cycles" in out
@@ -31,6 +36,21 @@ def test_demo_runs_to_completion_and_finds_the_clogging_pump() -> None:
     assert sends and all("/maintenance:" in line for line in sends)
     assert "A local Mosquitto listens on port" in out
     assert "Arrived upstream at the operator's service: " in out and "4 maintenance" in out
+
+
+def test_demo_shows_the_reorder_suggestion_kept_local(demo: subprocess.CompletedProcess[str]) -> None:
+    assert demo.returncode == 0, demo.stderr
+    lines = demo.stdout.splitlines()
+    found = [k for k, line in enumerate(lines) if "decided: reorder suggested for detergent" in line]
+    assert found, demo.stdout[-2000:]
+    for i in found:
+        # Brand-neutral, in both languages; it says so when a delivery would come too late.
+        assert "reorder Liquid detergent from any shop you like" in lines[i + 1]
+        assert "Flüssigwaschmittel bei einem Händler Ihrer Wahl" in lines[i + 2]
+        days = int(lines[i + 1].split("runs out in about ")[1].split()[0])
+        assert ("before a delivery could arrive (3 days)" in lines[i + 1]) == (days < 3), lines[i + 1]
+        assert "shown on the local page only (your choice for reorders: remind me); nothing leaves" in lines[i + 3]
+    assert not any("would send to wichtel/v1/dev-1/consumables" in line for line in lines)
 
 
 @pytest.mark.parametrize("kind", EXAMPLES)
@@ -46,14 +66,16 @@ def test_replayed_trace_gives_the_same_decisions_as_the_live_simulation(
 ) -> None:
     prof = profile_loader.example("washing_machine")
     trace = os.path.join(str(tmp_path), "trace.csv")
-    common = ["--hours", "60", "--seed", "5", "--fault", "pump_clog", "--fault-onset", "6"]
+    # A day in which the clogging drain pump is found (at 22:34 of day 0).
+    common = ["--hours", "24", "--seed", "1", "--fault", "pump_clog", "--fault-onset", "3", "--fault-ramp", "1"]
     assert main(["simulate", "--profile", prof, "--output", trace, *common]) == 0
     capsys.readouterr()
     assert main(["run", "--profile", prof, "--simulate", "--consent", "maintenance", *common]) == 0
     live = [line for line in capsys.readouterr().out.splitlines() if "decided:" in line]
-    assert main(["run", "--profile", prof, "--replay", trace, "--consent", "maintenance", "--hours", "60"]) == 0
+    assert main(["run", "--profile", prof, "--replay", trace, "--consent", "maintenance", "--hours", "24"]) == 0
     replayed = [line for line in capsys.readouterr().out.splitlines() if "decided:" in line]
-    assert live and replayed == live
+    assert any("maintenance alert on motor_current, phase drain" in line for line in live), live
+    assert replayed == live
 
 
 @pytest.mark.parametrize(
