@@ -30,14 +30,22 @@ def test_the_host_adapters_are_the_modules_that_need_cpython() -> None:
     assert "paho" in adapters["agent.uplink_paho"] and "agent.files" in adapters["agent.state_store"]
 
 
-@pytest.fixture
-def tree(tmp_path: "os.PathLike[str]") -> str:
-    """A copy of agent/ and firmware/ that passes the rules, for an intruder to be put into."""
-    root = str(tmp_path)
+@pytest.fixture(scope="module")
+def clean_tree(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A copy of agent/ and firmware/, checked once to pass the rules."""
+    root = str(tmp_path_factory.mktemp("clean"))
     for part in ("agent", "firmware"):
         shutil.copytree(os.path.join(ROOT, part), os.path.join(root, part),
                         ignore=shutil.ignore_patterns("__pycache__", "*.mpy", "*.yaml", "*.css"))  # fmt: skip
     assert layers.problems(root) == []
+    return root
+
+
+@pytest.fixture
+def tree(clean_tree: str, tmp_path: "os.PathLike[str]") -> str:
+    """A copy of the clean tree, for an intruder to be put into."""
+    root = os.path.join(str(tmp_path), "tree")
+    shutil.copytree(clean_tree, root)
     return root
 
 
