@@ -110,8 +110,11 @@ def _delivered_ids(kind: str, messages: list) -> list:
 # come from that thread at any moment. Not the agent's: its uplinks close their sockets.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("kind", ["paho-mqtt5", "paho-mqtt311", "portable"])
-async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, broker: object, tmp_path: str) -> None:
-    restarts = int(os.environ.get("WICHTEL_SOAK_RESTARTS", "5"))
+# Three restarts by default, twelve in the soak (WICHTEL_SOAK_RESTARTS sets any other number).
+@pytest.mark.parametrize("restarts", [3, pytest.param(12, marks=pytest.mark.slow)])
+async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, restarts: int, broker: object,
+                                                              tmp_path: str) -> None:  # fmt: skip
+    restarts = int(os.environ.get("WICHTEL_SOAK_RESTARTS", restarts))
     service = Service(broker)  # type: ignore[arg-type]
     prof = profile_loader.load(WASHER)
     agent_box: list = []
@@ -181,10 +184,13 @@ async def test_broker_restarted_during_a_stream_loses_nothing(kind: str, broker:
         assert wrong == [], wrong
         # Memory stays bounded: what reconnecting allocates is given back. The bounded
         # logs (sent log, consent history) fill meanwhile, under 150 KiB; a TLS transport
-        # kept per reconnect (its buffer alone is 128 KiB) would cross this bound.
+        # kept per reconnect (its buffer alone is 128 KiB) would reach this bound: 128 KiB
+        # for each reconnect after the first measurement, at most 512 KiB (measured: about
+        # 55 KiB over 3 restarts, 130-150 KiB over 12).
         growth = heap[-1] - heap[0]
         print("agent heap after the first and the last restart (KiB):", [h // 1024 for h in heap], "full:", full)
-        assert growth < 512 * 1024, [h // 1024 for h in heap]
+        assert restarts >= 2  # one reconnect at least between the two measurements
+        assert growth < min(4, restarts - 1) * 128 * 1024, [h // 1024 for h in heap]
         assert uplink.connects > 1  # type: ignore[attr-defined]  # it did reconnect
     finally:
         tracemalloc.stop()
