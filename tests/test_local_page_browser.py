@@ -1,8 +1,10 @@
 """The local page in a real browser: Debian's Chromium driven by Playwright, against a
 running `wichtel run --page` process and a real Mosquitto (or no broker at all).
 
-Screenshots of every page, phone and desktop, go to docs/screenshots/ with
-WICHTEL_SCREENSHOTS=docs (otherwise to a temporary directory: a run rewrites no tracked file).
+Every page is laid out at a phone's and a desktop's width and must fit it (no sideways
+scrolling). Screenshots of each go to docs/screenshots/ with WICHTEL_SCREENSHOTS=docs, to
+WICHTEL_SCREENSHOTS=<directory> elsewhere, and are not taken otherwise (a run rewrites no
+tracked file, and a full-page screenshot costs the browser more than the page itself).
 """
 
 import json
@@ -10,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -25,11 +26,10 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Screenshots go to docs/screenshots/ only when asked (WICHTEL_SCREENSHOTS=docs): a test run
-# leaves tracked files as they are. Otherwise they are still taken (each page renders at
-# both viewports) into a directory of their own.
-SHOTS = (os.path.join(ROOT, "docs", "screenshots") if os.environ.get("WICHTEL_SCREENSHOTS") == "docs"
-         else os.path.join(tempfile.gettempdir(), "wichtel-screenshots-%d" % os.getpid()))  # fmt: skip
+# Where screenshots go, if anywhere: docs/screenshots/ only when asked (WICHTEL_SCREENSHOTS=docs),
+# so a test run leaves tracked files as they are.
+_ASKED = os.environ.get("WICHTEL_SCREENSHOTS", "")
+SHOTS = os.path.join(ROOT, "docs", "screenshots") if _ASKED == "docs" else _ASKED
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 CODE = "K7M2P-9QXR4"
 # 2 simulated hours per second: a 6-hour usage window closes every 3 s.
@@ -87,11 +87,15 @@ class Device:
 
 
 def _shoot(page: object, name: str) -> None:
-    """The current page at both viewports into SHOTS/NAME-phone|desktop.png."""
-    os.makedirs(SHOTS, exist_ok=True)
+    """The current page at both viewports: it fits each width (nothing to scroll sideways);
+    screenshots into SHOTS/NAME-phone|desktop.png when asked."""
     for label, size in VIEWPORTS.items():
         page.set_viewport_size(size)  # type: ignore[attr-defined]
-        page.screenshot(path=os.path.join(SHOTS, "%s-%s.png" % (name, label)), full_page=True)  # type: ignore[attr-defined]
+        wide = page.evaluate("document.documentElement.scrollWidth")  # type: ignore[attr-defined]
+        assert wide <= size["width"], (name, label, wide)
+        if SHOTS:
+            os.makedirs(SHOTS, exist_ok=True)
+            page.screenshot(path=os.path.join(SHOTS, "%s-%s.png" % (name, label)), full_page=True)  # type: ignore[attr-defined]
     page.set_viewport_size(VIEWPORTS["desktop"])  # type: ignore[attr-defined]
 
 
