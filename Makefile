@@ -16,6 +16,9 @@ APT_PACKAGES := mosquitto chromium
 
 # Four workers on two cores: most tests wait on sockets, brokers and timers, not on the CPU.
 PYTEST_PARALLEL := -n 4 --dist loadfile
+# Python may keep the bytecode it compiled (in __pycache__/, ignored by git): each worker
+# and each `python -m agent` a test starts would otherwise compile the modules anew.
+unexport PYTHONDONTWRITEBYTECODE
 
 demo: setup
 	$(PY) -m agent demo --page 127.0.0.1:8080
