@@ -34,8 +34,10 @@ def test_micropython_benchmark_prints_the_memory_and_uplink_keys() -> None:
     for key in ("uplink_msgs_per_s", "cpython_uplink_msgs_per_s"):  # the same script, broker and run
         assert isinstance(figures[key], float) and figures[key] > 0, key
     assert figures["modules"] == "mpy" and figures["samples"] > 0
-    # The smallest heap that completes the run holds at least what was live at its peak.
+    # The smallest heap that completes the run holds at least what was live at its peak,
+    # and is at least what bisection alone found (the steps above it must complete too).
     assert figures["min_heap_bytes_week"] >= figures["peak_bytes_week"]
+    assert figures["min_heap_bytes_week"] >= figures["min_heap_settled_from"] > 0
     assert any(line.strip().startswith("smallest heap that runs it") for line in lines)
 
 
