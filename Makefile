@@ -15,7 +15,8 @@ APT_PACKAGES := mosquitto chromium
 .PHONY: demo test check soak setup lint bench clean
 
 # Four workers on two cores: most tests wait on sockets, brokers and timers, not on the CPU.
-PYTEST_PARALLEL := -n 4 --dist loadfile
+# The longest files first, in the order tests/conftest.py gives them (LONGEST_FIRST).
+PYTEST_PARALLEL := -n 4 --dist loadfile --no-loadscope-reorder
 # Python may keep the bytecode it compiled (in __pycache__/, ignored by git): each worker
 # and each `python -m agent` a test starts would otherwise compile the modules anew.
 unexport PYTHONDONTWRITEBYTECODE

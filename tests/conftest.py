@@ -101,7 +101,37 @@ HEAVY_FILES = {
 }
 
 
+# The files that take longest (wall clock on an idle machine, most of it waiting on brokers,
+# backoffs and runtimes), longest first. They run first, each file on one worker, so that no
+# long file is left running alone at the end while the other workers idle. The Makefile's
+# --no-loadscope-reorder keeps this order (pytest-xdist would otherwise start the files with
+# the most tests first).
+LONGEST_FIRST = [
+    "test_hostile_peer.py",
+    "test_uplink_agent.py",
+    "test_local_page_attacks.py",
+    "test_micropython_uplink.py",
+    "test_local_page_browser.py",
+    "test_portable.py",
+    "test_provisioning_broker.py",
+    "test_cli.py",
+    "test_consumables_host.py",
+    "test_delivery_truth.py",
+    "test_local_page_micropython.py",
+    "test_memory.py",
+    "test_uplink.py",
+    "test_uplink_network.py",
+    "test_soak_hostile.py",
+    "test_portable_unix.py",
+    "test_bench.py",
+    "test_profile_hostile.py",
+    "test_asyncapi.py",
+]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     for item in items:
         if item.path.name in HEAVY_FILES:
             item.add_marker(pytest.mark.heavy)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as collected

@@ -51,3 +51,16 @@ def test_a_scale_that_is_no_positive_number_is_refused_with_its_value(
     monkeypatch.setenv("WICHTEL_TIMEOUT_SCALE", raw)
     with pytest.raises(ValueError, match="WICHTEL_TIMEOUT_SCALE"):
         timeouts.wall_s(1)
+
+
+def test_the_tiers_name_only_test_files_that_exist() -> None:
+    """HEAVY_FILES (left out of make check) and LONGEST_FIRST (started first) name real files:
+    a renamed file would silently join the quick tier or the end of the run."""
+    import os
+
+    from tests import conftest
+
+    here = set(os.listdir(os.path.dirname(os.path.abspath(__file__))))
+    assert set(conftest.HEAVY_FILES) <= here, set(conftest.HEAVY_FILES) - here
+    assert set(conftest.LONGEST_FIRST) <= here, set(conftest.LONGEST_FIRST) - here
+    assert len(set(conftest.LONGEST_FIRST)) == len(conftest.LONGEST_FIRST)
