@@ -88,7 +88,7 @@ def test_micropython_device_waits_for_the_broker_survives_restarts_and_loses_not
         # the uplink must go on trying, with growing waits.
         broker.stop()  # type: ignore[attr-defined]
         # Keepalive 5 s: the pings (after 2.5 s of quiet) and their answers run on MicroPython too.
-        proc = start_device(bundle, out, "--seconds", "20", "--speed", "20000", "--receipts-every-ms", "250",
+        proc = start_device(bundle, out, "--seconds", "12", "--speed", "20000", "--receipts-every-ms", "250",
                             "--drain-s", "90", "--keepalive", "5",
                             "--data-dir", str(tmp_path / "data"))  # type: ignore[operator]  # fmt: skip
         try:
