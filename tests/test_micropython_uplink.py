@@ -4,7 +4,6 @@ brokers it cannot verify refused."""
 
 import json
 import os
-import resource
 import socket
 import ssl
 import subprocess
@@ -39,10 +38,7 @@ def start_device(bundle: str, out_path: str, *args: str, heap: int = HEAP) -> su
            "--bundle", bundle, *args]  # fmt: skip
     with open(out_path, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    try:
-        resource.prlimit(proc.pid, resource.RLIMIT_CPU, (RUN_CPU_S, RUN_CPU_S + 5))
-    except ProcessLookupError:
-        pass  # already gone: result_of reads why
+    timeouts.limit_cpu(proc.pid, RUN_CPU_S)  # gone already: result_of reads why
     return proc
 
 

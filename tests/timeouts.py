@@ -43,20 +43,27 @@ def wall_s(cpu_s: float) -> float:
     return cpu_s * WALL_PER_CPU * busy_factor() * user_scale()
 
 
+def limit_cpu(pid: int, cpu_s: float) -> None:
+    """Give a started child a CPU budget of cpu_s seconds (times WICHTEL_TIMEOUT_SCALE;
+    SIGXCPU ends it past the budget, SIGKILL 5 s later). Set right after the start
+    (prlimit), not in a preexec_fn, which is unsafe in a process with threads. A child
+    already gone is left to its exit status."""
+    seconds = max(1, int(cpu_s * user_scale()))
+    try:
+        resource.prlimit(pid, resource.RLIMIT_CPU, (seconds, seconds + 5))
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def run(cmd: list, cpu_s: float, **kwargs: object) -> subprocess.CompletedProcess:
     """subprocess.run(cmd, **kwargs) with a CPU budget of cpu_s seconds (times
     WICHTEL_TIMEOUT_SCALE; SIGXCPU ends the child past it) and the wall-clock limit
-    wall_s(cpu_s) (TimeoutExpired past it). The limit is set on the child right after it
-    starts (prlimit), not in a preexec_fn, which is unsafe in a process with threads."""
-    seconds = max(1, int(cpu_s * user_scale()))
+    wall_s(cpu_s) (TimeoutExpired past it), as limit_cpu sets it."""
     text = kwargs.pop("input", None)
     if kwargs.pop("capture_output", False):
         kwargs["stdout"] = kwargs["stderr"] = subprocess.PIPE
     with subprocess.Popen(cmd, stdin=subprocess.PIPE if text is not None else None, **kwargs) as proc:  # type: ignore[call-overload]
-        try:
-            resource.prlimit(proc.pid, resource.RLIMIT_CPU, (seconds, seconds + 5))
-        except (ProcessLookupError, PermissionError):
-            pass  # already gone: its exit status tells
+        limit_cpu(proc.pid, cpu_s)
         try:
             out, err = proc.communicate(text, timeout=wall_s(cpu_s))
         except subprocess.TimeoutExpired:
