@@ -3,10 +3,12 @@ raises no built-in exception as a signal, and a fault that is not ours to name (
 overflow, say) reaches the user as a fault, never as "outbox full, try again later"."""
 
 import ast
+import asyncio
 import builtins
 import importlib
 import os
 import pkgutil
+from collections.abc import Iterator
 
 import pytest
 
@@ -140,10 +142,11 @@ def test_every_exception_wichtel_defines_is_a_wichtel_error() -> None:
 
 # -- a fault is not "outbox full" -------------------------------------------------------
 @pytest.fixture
-def page(tmp_path: "os.PathLike[str]") -> tuple:
+def page(tmp_path: "os.PathLike[str]") -> Iterator[tuple]:
     said: list = []
     lp, agent_, _, _ = open_page(tmp_path, report=said.append)
-    return lp, agent_, said
+    yield lp, agent_, said
+    asyncio.run(lp.stop())  # its setup-code thread ends with it, as a served page's does
 
 
 MATHS_FAULTS = [OverflowError("math range error"), ZeroDivisionError("float division by zero"),

@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import re
+from collections.abc import Iterator
 
 import pytest
 from microdot.test_client import TestClient
@@ -128,8 +129,10 @@ def open_page(tmp_path: "os.PathLike[str]", report: object = None) -> tuple:
 
 
 @pytest.fixture
-def page(tmp_path: "os.PathLike[str]") -> tuple:
-    return open_page(tmp_path)
+def page(tmp_path: "os.PathLike[str]") -> Iterator[tuple]:
+    opened = open_page(tmp_path)
+    yield opened
+    asyncio.run(opened[0].stop())  # its setup-code thread ends with it, as a served page's does
 
 
 def _form(**fields: str) -> tuple:
