@@ -1,6 +1,7 @@
 """Consumables on the host: state on flash (restart, corruption), the user's reorder choice,
 profile checks, the demo's reorder suggestion and the benchmark's output."""
 
+import functools
 import json
 import os
 
@@ -31,6 +32,12 @@ def _learned_tracker() -> consumables.ConsumableTracker:
     return tr
 
 
+@functools.cache
+def _learned_state_json() -> str:
+    """The learned tracker's saved state, as JSON: made once, a fresh copy per example."""
+    return json.dumps(_learned_tracker().to_state())
+
+
 _SCALAR = (
     st.sampled_from([-1, -1e-9, 0, 1e9, float("nan"), float("inf"), -float("inf"), 367.0])
     | st.integers(-(10**6), 10**6)
@@ -58,7 +65,7 @@ def test_a_damaged_tracker_state_is_refused_whole_or_taken_sound(data: st.DataOb
     the long memory, ...) replaced by any JSON value: the restore either refuses it with a
     StateError and leaves the tracker as it was, or takes a state the tracker can work
     with (a level within capacity, forecasts and readings go on)."""
-    state = json.loads(json.dumps(_learned_tracker().to_state()))
+    state = json.loads(_learned_state_json())
     node: object = state
     while True:  # walk down the real structure, stopping at some depth
         keys = sorted(node) if isinstance(node, dict) else list(range(len(node)))  # type: ignore[arg-type]
