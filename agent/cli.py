@@ -34,6 +34,7 @@ EXIT_FAILED = 1
 # failed (a full disk) is tried again: a power cut or a full disk loses at most this much.
 STATE_CHECKPOINT_S = 300.0
 _HOUR_MS = 3600 * 1000
+DEFAULT_HOURS = 72.0  # what run --simulate and simulate run unless --hours says otherwise
 
 # Commands another package adds to `wichtel`: an entry point of this group, named as the
 # command, names a module with add_commands(subparsers) and run(args). The agent does not
@@ -89,7 +90,8 @@ def _parser(added: "dict[str, CommandModule] | None" = None) -> argparse.Argumen
         sp.add_argument(
             "--fault-ramp", type=int, default=2, help="cycles until a fault is at full strength (default 2)"
         )
-        sp.add_argument("--hours", type=float, default=72.0, help="simulated hours to run (default 72)")
+        sp.add_argument("--hours", type=float, default=None,
+                        help="hours to run (default 72; a replay: to the end of its trace)")  # fmt: skip
 
     run = sub.add_parser("run", help="run the agent on a profile")
     run.add_argument("--profile", help="the appliance profile (needed unless --bundle gives it)")
@@ -158,8 +160,12 @@ def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     profile = load(args.profile)
     if args.replay:
         drivers, phases = host.replayed(profile, args.replay)
+        if args.hours is None:
+            args.hours = phases.trace.end_ms() / _HOUR_MS
     else:
         drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset, args.fault_ramp)
+    if args.hours is None:
+        args.hours = DEFAULT_HOURS
     narrator = Narrator(profile)
     choices = _choices(getattr(args, "reorder_choice", []), profile)
     agent, data, messages = device.open_device(
@@ -440,8 +446,9 @@ def main(argv: list | None = None) -> int:
         if args.command == "simulate":
             profile = load(args.profile)
             drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset, args.fault_ramp)
-            rows = host.record(profile, drivers, phases, int(args.hours * _HOUR_MS), args.output)
-            print("%s: %d rows, %.0f simulated hours" % (args.output, rows, args.hours))
+            hours = DEFAULT_HOURS if args.hours is None else args.hours
+            rows = host.record(profile, drivers, phases, int(hours * _HOUR_MS), args.output)
+            print("%s: %d rows, %.0f simulated hours" % (args.output, rows, hours))
             return 0
         if args.command == "consent":
             return _consent_command(args)

@@ -34,8 +34,9 @@ def _sim_has(sim: ApplianceSim, channel: str) -> bool:
 
 
 def replayed(profile: dict, path: str) -> tuple:
-    """(drivers, phase source) replaying a recorded trace file."""
-    cursor = Trace(path).cursor()
+    """(drivers, phase source) replaying a recorded trace file; TraceError for a trace that
+    names a phase the profile lacks. The phase source's trace.end_ms() is where it ends."""
+    cursor = Trace(path, phases=tuple(profile["phases"])).cursor()
     drivers = {ch["id"]: ReplayDriver(cursor, ch["id"]) for ch in profile["channels"]}
     return drivers, cursor
 

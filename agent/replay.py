@@ -17,8 +17,11 @@ class TraceError(WichtelError):
 class Trace:
     """A whole trace in memory, columns as lists (traces are bounded by max_rows)."""
 
-    def __init__(self, path: str, max_rows: int = 2_000_000) -> None:
+    def __init__(self, path: str, max_rows: int = 2_000_000, phases: tuple = ()) -> None:
+        """phases: the program phases the profile names; a row with any other phase is refused
+        (none given: any phase is taken)."""
         self.path = path
+        self.allowed_phases = tuple(phases)
         self.times: list = []
         self.phases: list = []
         self.columns: dict = {}
@@ -54,6 +57,9 @@ class Trace:
             if t <= last_t:
                 self._fail(line, "t_ms " + str(t) + " is not after the previous row's " + str(last_t))
             last_t = t
+            if self.allowed_phases and row[1] not in self.allowed_phases:
+                self._fail(line, "phase " + repr(row[1]) + " is not one of the profile's phases ("
+                           + ", ".join(self.allowed_phases) + ")")  # fmt: skip
             self.times.append(t)
             self.phases.append(row[1])
             for name, cell in zip(names, row[2:], strict=True):
@@ -67,6 +73,10 @@ class Trace:
                 if not math.isfinite(value):
                     self._fail(line, name + " " + repr(cell) + " is not a finite number")
                 self.columns[name].append(value)
+
+    def end_ms(self) -> int:
+        """The time just after the last row: a run of this long replays every row."""
+        return self.times[-1] + 1 if self.times else 0
 
     def cursor(self) -> "TraceCursor":
         return TraceCursor(self)

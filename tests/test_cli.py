@@ -72,10 +72,40 @@ def test_replayed_trace_gives_the_same_decisions_as_the_live_simulation(
     capsys.readouterr()
     assert main(["run", "--profile", prof, "--simulate", "--consent", "maintenance", *common]) == 0
     live = [line for line in capsys.readouterr().out.splitlines() if "decided:" in line]
-    assert main(["run", "--profile", prof, "--replay", trace, "--consent", "maintenance", "--hours", "24"]) == 0
-    replayed = [line for line in capsys.readouterr().out.splitlines() if "decided:" in line]
+    # Without --hours the replay runs to the end of its trace: the same day.
+    assert main(["run", "--profile", prof, "--replay", trace, "--consent", "maintenance"]) == 0
+    out = capsys.readouterr().out
+    replayed = [line for line in out.splitlines() if "decided:" in line]
     assert any("maintenance alert on motor_current, phase drain" in line for line in live), live
     assert replayed == live
+    assert "over 24 simulated hours" in out
+
+
+def test_a_replay_runs_to_the_end_of_its_trace_unless_hours_says_otherwise(
+    tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prof = profile_loader.example("washing_machine")
+    trace = os.path.join(str(tmp_path), "trace.csv")
+    assert main(["simulate", "--profile", prof, "--output", trace, "--hours", "2"]) == 0
+    assert "2 simulated hours" in capsys.readouterr().out
+    assert main(["run", "--profile", prof, "--replay", trace]) == 0
+    # Every row was sampled at the profile's rates (2.75 a second): two hours of them.
+    assert "Done: %d samples over 2 simulated hours" % (2.75 * 7200) in capsys.readouterr().out
+    assert main(["run", "--profile", prof, "--replay", trace, "--hours", "3"]) == 0
+    assert "Done: %d samples over 3 simulated hours" % (2.75 * 10800) in capsys.readouterr().out
+    assert main(["simulate", "--profile", prof, "--output", trace]) == 0
+    assert "72 simulated hours" in capsys.readouterr().out  # the default of a simulation
+
+
+def test_a_trace_with_a_phase_the_profile_lacks_is_refused(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = os.path.join(str(tmp_path), "fridge.csv")
+    with open(trace, "w") as f:
+        f.write("t_ms,phase,motor_current,drum_vibration,inlet_flow,heater_temp,detergent_level\n"
+                "0,idle,0.1,0.0,0.0,18.0,1400\n1000,defrost,0.1,0.0,0.0,18.0,1400\n")  # fmt: skip
+    code = main(["run", "--profile", profile_loader.example("washing_machine"), "--replay", trace])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert trace + ":3: phase 'defrost' is not one of the profile's phases (idle, fill, heat, wash, drain, spin)" in err
 
 
 @pytest.mark.parametrize(
