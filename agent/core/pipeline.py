@@ -490,11 +490,14 @@ class Agent:
         window = 1 if self.failed_rounds else limits.UPLINK_WINDOW
         while self.uplink is not None:
             batch = self._offerable(window)
+            purged = False
             for entry in batch:
                 # The last check before anything leaves: consent may be gone since it was queued.
                 if not self.consent.allows(entry[ENTRY_CATEGORY]):
                     self.outbox.purge(entry[ENTRY_CATEGORY])
-            batch = self._offerable(window)
+                    purged = True
+            if purged:  # the batch as it is without the withdrawn messages
+                batch = self._offerable(window)
             self.outbox.sync()  # durable before it is offered (and any deletion just made)
             if not batch:
                 break
