@@ -182,17 +182,15 @@ def min_heap(setup: Setup, so_far: dict) -> dict:
         else:
             lo = mid
     found = hi
-    step = 1
+    step = 1  # hi + step * HEAP_STEP is run next; hi itself (step 0) after a move
     while step <= SETTLE_STEPS:
-        if completes(hi + step * HEAP_STEP):
+        heap = hi + step * HEAP_STEP
+        if heap > HEAP_HIGH:
+            raise micropython_unix.MicroPythonUnixError("the run does not complete even in a %d-byte heap" % heap)
+        if completes(heap):
             step += 1
-            continue
-        hi += (step + 1) * HEAP_STEP  # the first step above the one that failed that completes
-        while not completes(hi):
-            hi += HEAP_STEP
-            if hi > HEAP_HIGH:
-                raise micropython_unix.MicroPythonUnixError("the run does not complete even in a %d-byte heap" % hi)
-        step = 1
+        else:
+            hi, step = heap + HEAP_STEP, 0  # the figure moves above the heap that failed
     return {"min_heap_bytes_week": hi, "min_heap_settled_from": found}
 
 
