@@ -148,8 +148,11 @@ FAULTS = {
 }
 
 
-def make(kind: str, seed: int = 1, faults: list | None = None, onset: int = 2, ramp: int = 2) -> ApplianceSim:
-    """A simulator for an appliance kind with named faults starting at cycle onset."""
+def make(kind: str, seed: int = 1, faults: list | None = None, onset: int = 2, ramp: int = 2,
+         idle_s: tuple | None = None) -> ApplianceSim:  # fmt: skip
+    """A simulator for an appliance kind with named faults starting at cycle onset; idle_s
+    (mean, spread in seconds between two cycles) for a household that uses it more or less
+    often than the model's."""
     if kind not in MODELS:
         raise ConfigError("no simulator for appliance kind " + repr(kind) + "; known: " + ", ".join(sorted(MODELS)))
     active = []
@@ -158,4 +161,8 @@ def make(kind: str, seed: int = 1, faults: list | None = None, onset: int = 2, r
             known = [f for f in sorted(FAULTS) if kind in FAULTS[f][0]]
             raise ConfigError("fault " + repr(name) + " does not apply to " + kind + "; known: " + ", ".join(known))
         active.append(Fault(name, FAULTS[name][1], onset, ramp))
-    return ApplianceSim(MODELS[kind], seed, active)
+    model = MODELS[kind]
+    if idle_s is not None:
+        model = dict(model)
+        model["idle_s"] = idle_s
+    return ApplianceSim(model, seed, active)

@@ -44,8 +44,8 @@ from agent.core.outbox import CRITICAL, LOW, MemoryStore, Outbox
 from agent.core.outbox import confirm_wait_ms as outbox_confirm_wait
 from agent.core.pipeline import Agent, SampleSchedule
 from agent.core.ring import RingBuffer
-from agent.sim.appliances import FAULTS, WASHING_MACHINE, make
-from agent.sim.engine import ApplianceSim, Fault, SimDriver
+from agent.sim.appliances import make
+from agent.sim.engine import ApplianceSim, SimDriver
 from agent.sim.rng import XorShift32
 
 # The simulated spans of the two whole-pipeline cases: long enough for what each looks for,
@@ -60,9 +60,7 @@ BUSY_IDLE_S = (3600, 1200)  # between two washes: mean and spread, seconds
 def _busy_washer(seed: int) -> ApplianceSim:
     """The washing machine of a busy household, its drain pump clogging from the third cycle
     at once (severity 1 from the onset)."""
-    model = dict(WASHING_MACHINE)
-    model["idle_s"] = BUSY_IDLE_S
-    return ApplianceSim(model, seed, [Fault("pump_clog", FAULTS["pump_clog"][1], 3, 1)])
+    return make("washing_machine", seed, ["pump_clog"], 3, 1, BUSY_IDLE_S)
 
 
 def _profile(data_dir: str, kind: str = "washing_machine") -> dict:
