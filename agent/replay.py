@@ -73,6 +73,8 @@ class Trace:
                 if not math.isfinite(value):
                     self._fail(line, name + " " + repr(cell) + " is not a finite number")
                 self.columns[name].append(value)
+        if not self.times:
+            self._fail(2, "no rows after the header: nothing to replay")
 
     def end_ms(self) -> int:
         """The time just after the last row: a run of this long replays every row."""

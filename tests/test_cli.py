@@ -117,6 +117,7 @@ def test_a_trace_with_a_phase_the_profile_lacks_is_refused(tmp_path: str, capsys
         ("t_ms,phase,motor_current\n0,idle,1.0\n0,idle,1.0\n", ":3: t_ms 0 is not after"),
         ("t_ms,phase,motor_current\n0,idle,lots\n", ":2: motor_current 'lots' is not a finite number"),
         ("t_ms,phase,motor_current\n0,idle,inf\n", ":2: motor_current 'inf' is not a finite number"),
+        ("t_ms,phase,motor_current\n", ":2: no rows after the header: nothing to replay"),
     ],
 )
 def test_bad_trace_names_the_line(content: str, words: str, tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
