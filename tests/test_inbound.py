@@ -478,7 +478,9 @@ async def test_delivery_survives_an_uplink_that_raises(monkeypatch: pytest.Monke
     deliver = asyncio.ensure_future(agent.deliver())
     try:
         deadline = time.monotonic() + 60  # 50 failed rounds take well under a second on an idle machine
-        while not uplink.received and time.monotonic() < deadline:
+        # The uplink holds the message before the delivery task learns that it was taken (a
+        # busy machine can run the test between the two): wait for both.
+        while not (uplink.received and agent.outbox.awaiting) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         # The broker took the receipt: it awaits the backend's confirmation, offered once.
         assert [m["kind"] for _, m in uplink.received] == ["consent_receipt"]
