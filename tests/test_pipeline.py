@@ -9,8 +9,8 @@ from agent import host, profile_loader
 from agent.core import limits, processors
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
-from agent.core.errors import ProfileError
-from agent.core.events import ANOMALY, Event
+from agent.core.errors import ProfileError, SensorError
+from agent.core.events import ANOMALY, SENSOR_FAULT, Event
 from agent.core.gate import SENT, Decision
 from agent.core.outbox import CRITICAL, ENTRY_PRIORITY, HIGH, LOW, NORMAL, REPLY
 from agent.core.pipeline import Agent
@@ -223,3 +223,51 @@ def test_a_category_without_priority_is_normal_and_a_wrong_one_is_refused() -> N
             profile_loader.core_profile.validate(copy.deepcopy(doc))
         assert str(e.value).startswith("data_categories[1].priority: got ")
         assert str(e.value).endswith("; expected one of high, low, normal")
+
+
+class _FailingDriver:
+    """A sensor that fails in turn: CRC error, absent, a value out of range, a good reading."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def read(self, t_ms: int) -> float:
+        self.calls += 1
+        step = self.calls % 4
+        if step == 1:
+            raise SensorError("crc", "scratchpad CRC 0x3a, computed 0x11")
+        if step == 2:
+            raise SensorError("absent")
+        return 99.0 if step == 3 else 1.0
+
+
+@pytest.mark.asyncio
+async def test_a_driver_that_cannot_read_makes_sensor_fault_events_with_the_reason_never_data() -> None:
+    prof = _washer()
+    drivers, sim = host.simulated(prof, 1, [])
+    failing = _FailingDriver()
+    drivers["motor_current"] = failing
+    seen: list = []
+
+    def observe(stage: str, a: object, b: object) -> None:
+        if stage == "decision" and isinstance(a, Event) and a.kind == SENSOR_FAULT:
+            seen.append((a.channel, a.t_ms, dict(a.fields)))
+        if stage == "sample" and getattr(a, "id", "") == "motor_current":
+            values.append(b)
+
+    values: list = []
+    agent = Agent(prof, "d", drivers, ManualClock(), sim, observer=observe)
+    await agent.run(200_000)  # 200 readings of motor_current
+    assert failing.calls == 200
+    # One event per holdoff: at 0 s (CRC), 60 s (a multiple of 4 after: CRC again), 120 s, 180 s.
+    assert [t for _, t, _ in seen] == [0, 60_000, 120_000, 180_000]
+    assert {ch for ch, _, _ in seen} == {"motor_current"}
+    assert seen[0][2] == {"reason": "crc"}
+    # The failed readings are NaN to observers and never reach a processor; only the good ones count.
+    assert sum(1 for v in values if v != v) == 100 and values.count(1.0) == 50 and values.count(99.0) == 50
+    assert agent.channels[0].samples == 200
+
+
+def test_a_sensor_error_with_an_unknown_reason_says_failed() -> None:
+    assert SensorError("absent").reason == "absent" and str(SensorError("crc", "bad")) == "crc: bad"
+    assert SensorError("on fire").reason == "failed"

@@ -38,6 +38,20 @@ class InputError(WichtelError):
     code's mistake, not the user's or the profile's; nothing changed."""
 
 
+class SensorError(WichtelError):
+    """A driver could not give a reading: the sensor is absent, its data failed a check (a
+    CRC), its bus is stuck, or it gave a value no such sensor can give. reason is one of
+    SENSOR_REASONS; the pipeline turns it into a sensor-fault event, never into data."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason if reason in SENSOR_REASONS else "failed"
+        super().__init__(self.reason + (": " + detail if detail else ""))
+
+
+# Why a sensor gave no reading (SensorError.reason, the "reason" of a sensor-fault event).
+SENSOR_REASONS = ("absent", "crc", "stuck", "implausible", "out_of_range", "failed")
+
+
 class StateError(WichtelError):
     """Stored learned state cannot be used (corrupted, or from another model)."""
 

@@ -12,7 +12,7 @@ from agent.core.commands import CONFIG, CONFIRM, ERASURE_ACK, QUIET_WHEN_DONE, S
 from agent.core.compat import sleep_ms, ticks_diff, ticks_ms
 from agent.core.consent import ConsentLedger
 from agent.core.consumables import ConsumableRuntime
-from agent.core.errors import CommandError, ConfigError, OutboxFullError
+from agent.core.errors import CommandError, ConfigError, OutboxFullError, SensorError
 from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, PrivacyGate
 from agent.core.outbox import (
@@ -49,6 +49,7 @@ _KIND_PRIORITIES = {"consent_receipt": CRITICAL, "erasure_request": CRITICAL, "s
 
 # Sensor-fault events for one channel are at most this often.
 FAULT_HOLDOFF_MS = 60_000
+_NAN = float("nan")
 # One round of flush() (a window of publishes) ends by then whatever the uplink does:
 # the uplink's own send and acknowledgement timeouts, and a margin.
 FLUSH_ROUND_MS = limits.SEND_TIMEOUT_MS + limits.ACK_TIMEOUT_MS + 1000
@@ -103,15 +104,30 @@ class ChannelRuntime:
         self.last_fault_ms = -(1 << 30)
         self.samples = 0
 
+    def sample(self, t_ms: int, phase: str, emit: "Callable[[Event], None]") -> tuple:
+        """Read the driver and feed the reading: (value, valid). A driver that could not
+        give one (SensorError) makes a sensor-fault event naming the reason, and NaN."""
+        try:
+            value = self.driver.read(t_ms)
+        except SensorError as e:
+            self.samples += 1
+            self.fault(t_ms, phase, {"reason": e.reason}, emit)
+            return _NAN, False
+        return value, self.process(t_ms, value, phase, emit)
+
+    def fault(self, t_ms: int, phase: str, fields: dict, emit: "Callable[[Event], None]") -> None:
+        """A sensor-fault event, at most one per FAULT_HOLDOFF_MS per channel."""
+        if self.fault_category is not None and t_ms - self.last_fault_ms >= FAULT_HOLDOFF_MS:
+            self.last_fault_ms = t_ms
+            emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields))
+
     def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> bool:
         """Feed one sample; out-of-range samples become sensor-fault events, not data.
         Returns whether the sample was valid."""
         self.samples += 1
         if not (self.lo <= value <= self.hi):
-            if self.fault_category is not None and t_ms - self.last_fault_ms >= FAULT_HOLDOFF_MS:
-                self.last_fault_ms = t_ms
-                fields = {"value": value, "low": self.lo, "high": self.hi}
-                emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields))
+            reason = "out_of_range" if value == value else "failed"  # NaN: the driver had no reading
+            self.fault(t_ms, phase, {"reason": reason, "value": value, "low": self.lo, "high": self.hi}, emit)
             return False
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
@@ -235,8 +251,7 @@ class Agent:
                 self._stock_events(stock, now_ms, stock.on_phase(now_ms, phase))
         for i in due:
             ch = self.channels[i]
-            value = ch.driver.read(now_ms)
-            valid = ch.process(now_ms, value, phase, self._emit)
+            value, valid = ch.sample(now_ms, phase, self._emit)
             self._tell("sample", ch, value)
             if valid:
                 for stock in self.stock:
