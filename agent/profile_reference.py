@@ -118,8 +118,9 @@ FIELDS: dict = {
     },
     "channels[].unit": {"doc": "The unit of the samples, as shown to people.", "example": "degC"},
     "channels[].driver": {
-        "doc": "Where samples come from. Only `sim` (the simulated appliance) runs today, and any channel can be "
-        "replayed from a recorded trace (`wichtel run --replay`); the other names are kept for real drivers.",
+        "doc": "Where samples come from: `sim` (the simulated appliance), `replay` (a recorded trace; any channel "
+        "can be replayed with `wichtel run --replay`), or a sensor: `linux_iio` (Pi), `adc` (board), `i2c`, "
+        "`onewire`, `hx711`, `pulse_counter` (both). Their settings are `driver_options`.",
         "example": "sim",
     },
     "channels[].sample_hz": {"doc": "How often the channel is sampled.", "example": 1},
@@ -130,8 +131,9 @@ FIELDS: dict = {
         "unit": "the channel's unit",
     },
     "channels[].driver_options": {
-        "doc": "Settings for the driver (none of today's drivers reads any).",
-        "example": {"gain": 2},
+        "doc": "Settings for the driver: numbers, or names (such as `chip: ads1115`); which ones depends on "
+        "`driver`.",
+        "example": {"chip": "ads1115", "address": 72, "input": 0},
     },
     "channels[].label": {
         "doc": "The channel's name for people; the id when not given.",

@@ -11,10 +11,13 @@ from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Ra
 
 FORMAT_VERSION = 1
 
-# Driver kinds a profile may name. Only sim (a simulated appliance, host and board) runs
-# today, or any channel replayed from a CSV trace (`wichtel run --replay`); the others are
-# names kept for the real drivers, which no runtime has yet.
-DRIVERS = ("sim", "replay", "adc", "i2c", "pulse_counter", "linux_iio")
+# Driver kinds a profile may name: sim (a simulated appliance, host and board), replay (a
+# recorded CSV trace, `wichtel run --replay`), and the sensors of real appliances:
+# linux_iio (an ADC channel through Linux IIO, Pi), adc (the board's ADC pin), i2c (a chip on
+# an I2C bus, named by driver_options chip), onewire (a DS18B20 thermometer), hx711 (a load
+# cell amplifier on two GPIO lines) and pulse_counter (a flow meter's pulses on a GPIO line).
+# Their settings are the channel's driver_options (docs/profile.md, docs/drivers.md).
+DRIVERS = ("sim", "replay", "linux_iio", "adc", "i2c", "onewire", "hx711", "pulse_counter")
 
 _ID = Str(limits.MAX_ID_LEN, ident=True)
 _TEXT = Str(limits.MAX_TEXT_LEN)
@@ -27,8 +30,6 @@ PROFILE_BOUNDS = inbound_json.JsonBounds(
     limits.PROFILE_JSON_MAX_BYTES, limits.PROFILE_MAX_DEPTH, limits.PROFILE_MAX_NUMBER_CHARS, 3,
     limits.PROFILE_JSON_MAX_BYTES,
 )  # fmt: skip
-
-_SETTING = Num(-1e9, 1e9)
 
 _PROCESSOR = Map(
     {"kind": OneOf(processors.REGISTRY)},
@@ -49,7 +50,7 @@ _CHANNEL = Map(
         "range": Range(),
     },
     {
-        "driver_options": (AnyMap(_SETTING, 8), {}),
+        "driver_options": (AnyMap(NumOrId(), 8), {}),  # numbers, or names such as chip: ads1115
         "label": (_TEXTS, None),
         "processors": (ListOf(_PROCESSOR, 0, limits.MAX_PROCESSORS_PER_CHANNEL), []),
     },
