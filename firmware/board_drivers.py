@@ -1,0 +1,37 @@
+"""The board's sensor drivers: which module makes the driver a channel names.
+
+Each board driver module has make(spec, machine) -> Driver, for one channel of a validated
+profile (spec: the channel, its driver_options among it); machine is MicroPython's
+`machine` module on a board, or emulated classes of the same names in the tests. A
+driver's read raises SensorError when it has no reading (agent/core/errors.py).
+"""
+
+from agent.core.errors import ConfigError
+
+
+def make(spec: dict, machine: object) -> object:
+    """The driver of one channel; ConfigError for a driver that does not run on a board."""
+    name = spec["driver"]
+    # The board's own ADC pins.
+    if name == "adc":
+        raise ConfigError(_missing(spec))
+
+    # Chips on an I2C bus.
+    if name == "i2c":
+        raise ConfigError(_missing(spec))
+
+    # DS18B20 thermometers on a 1-Wire pin.
+    if name == "onewire":
+        raise ConfigError(_missing(spec))
+
+    # HX711 load cell amplifiers and flow-meter pulses on GPIO pins.
+    if name in ("hx711", "pulse_counter"):
+        raise ConfigError(_missing(spec))
+
+    raise ConfigError(
+        "channel %r: driver %r does not run on a board (a Pi's, the simulator's or a trace's)" % (spec["id"], name)
+    )
+
+
+def _missing(spec: dict) -> str:
+    return "channel %r: the %r driver is not built yet" % (spec["id"], spec["driver"])
