@@ -60,7 +60,8 @@ SECTIONS: dict = {
         "How `wichtel run --simulate` and `wichtel simulate` make this appliance (docs/simulation.md). Every part "
         "is optional: what is left out is derived from the channels' units and ranges and the profile's phases, so "
         "every valid profile can be simulated, whatever its channels' drivers. A `washing_machine`, `dishwasher` or "
-        "`coffee_machine` without `program` and `channels` here runs its built-in model.",
+        "`coffee_machine` whose phases are its built-in model's, without `program` and `channels` here, runs that "
+        "model (and may take its built-in faults).",
     ),
     "simulation.program[]": (
         "Steps of the simulated program",

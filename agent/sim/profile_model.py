@@ -32,10 +32,15 @@ _REFILL_SHARE = 0.1  # refilled when below this share of the capacity
 
 
 def uses_builtin(profile: dict) -> bool:
-    """Whether the profile runs its kind's built-in model: the kind has one, and the
-    simulation section (if any) describes neither a program nor channels."""
+    """Whether the profile runs its kind's built-in model: the kind has one, the profile's
+    phases are the model's (resting in idle, and every phase of its program among them), and
+    the simulation section (if any) describes neither a program nor channels."""
     sec = profile.get("simulation") or {}
-    return profile["appliance"]["kind"] in MODELS and not sec.get("program") and not sec.get("channels")
+    builtin: dict | None = MODELS.get(profile["appliance"]["kind"])
+    if builtin is None or sec.get("program") or sec.get("channels"):
+        return False
+    phases = profile["phases"]
+    return bool(phases[0] == "idle" and all(step[0] in phases for step in builtin["program"]))
 
 
 def fault_names(profile: dict) -> tuple:
