@@ -19,7 +19,7 @@ from agent.core import limits
 from agent.core import profile as core_profile
 from agent.core.errors import ConfigError, ProfileError, SensorError
 from agent.core.pipeline import FAULT_HOLDOFF_MS
-from agent.sim import profile_model
+from agent.sim import engine, profile_model
 from agent.sim.appliances import FAULTS, make
 from tests import micropython_unix, sim_scenario
 
@@ -215,6 +215,12 @@ def test_noise_adds_noise_of_its_size(fridge: dict) -> None:
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs))
     assert abs(mean) < 0.02 and 0.28 < sd < 0.32, (mean, sd)
     assert min(b["compressor_current"] for _, _, _, b in rows) < 0  # noise may leave the range
+
+
+def test_the_simulator_knows_the_fault_kinds_the_profile_allows_and_no_other() -> None:
+    assert engine.SENSOR_FAULT_KINDS == core_profile.SIM_FAULT_KINDS
+    with pytest.raises(ConfigError, match="sensor fault kind 'melt'; known: drift, step, stuck, noise, dropout"):
+        engine.SensorFault("f", "melt", "door")
 
 
 def test_dropout_gives_no_reading_as_absent_and_a_share_when_sized(fridge: dict) -> None:

@@ -1,7 +1,8 @@
 """The simulation engine: program cycles made of phases, channel models, consumption, faults.
 
-An appliance is described by plain data (see appliances.py). The engine advances in
-time order as drivers read it, so it needs no thread and no clock of its own.
+An appliance is described by plain data (appliances.py; profile_model.py from a profile).
+The engine advances in time order as drivers read it, so it needs no thread and no clock
+of its own.
 """
 
 import math
@@ -27,6 +28,12 @@ class Fault:
         return min(1.0, (cycle - self.onset + 1) / self.ramp)
 
 
+# The kinds of agent.core.profile.SIM_FAULT_KINDS, named again here: a board drops the profile
+# module once its profile is checked (profile.release), and the simulator must not bring it
+# back. tests/test_sim_profile.py checks that the two are the same.
+SENSOR_FAULT_KINDS = ("drift", "step", "stuck", "noise", "dropout")
+
+
 class SensorFault:
     """A fault of one channel's sensor, from its onset (a cycle, or hours from the start) on:
     drift adds size per hour since the onset, step adds size, stuck repeats the last reading
@@ -37,8 +44,8 @@ class SensorFault:
 
     def __init__(self, name: str, kind: str, channel: str, size: float | None = None, phase: str | None = None,
                  onset_cycle: int | None = None, onset_h: float | None = None, seed: int = 1) -> None:  # fmt: skip
-        if kind not in _SENSOR_FAULTS:
-            raise ConfigError("sensor fault kind " + repr(kind) + "; known: " + ", ".join(_SENSOR_FAULTS))
+        if kind not in SENSOR_FAULT_KINDS:
+            raise ConfigError("sensor fault kind " + repr(kind) + "; known: " + ", ".join(SENSOR_FAULT_KINDS))
         self.name = name
         self.kind = kind
         self.channel = channel
@@ -77,9 +84,6 @@ class SensorFault:
         if self.size is None or self.rng.uniform() < self.size:
             raise SensorError("absent", "simulated dropout " + repr(self.name) + " of " + self.channel)
         return value
-
-
-_SENSOR_FAULTS = ("drift", "step", "stuck", "noise", "dropout")
 
 
 class ApplianceSim:
