@@ -95,6 +95,7 @@ def test_the_fridge_healthy_makes_no_alarm_and_each_fault_is_found_after_its_ons
     assert _kinds(lost, "anomaly") == []
 
 
+@pytest.mark.heavy  # twelve runs of eight hours: `make test`, not the quick tier
 def test_across_seeds_the_compressor_fault_is_found_every_time() -> None:
     """Not one lucky seed: six households, each with and without the worn compressor. A healthy
     run may make an early alarm while the detectors learn (seed 4 does, in the first hour; of
