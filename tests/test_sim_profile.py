@@ -300,6 +300,28 @@ def test_a_built_in_kind_simulates_as_before_whatever_its_drivers(kind: str) -> 
             assert drivers[ch["id"]].read(t) == before.read(ch["id"], t)
 
 
+def test_a_built_in_model_takes_a_profiles_fault_beside_its_own() -> None:
+    washer = profile_loader.load(profile_loader.example("washing_machine"))
+    washer["simulation"] = {"faults": [{"id": "probe_lost", "kind": "dropout", "channel": "heater_temp",
+                                        "onset_h": 2}]}  # fmt: skip
+    washer = core_profile.validate(washer)
+    assert profile_model.fault_names(washer) == (["probe_lost"], ["bearing_wear", "heater_fail", "leak_idle",
+                                                                   "pump_clog"])  # fmt: skip
+    drivers, _ = host.simulated(washer, 4, ["pump_clog", "probe_lost"], 1, 1)
+    before = make("washing_machine", 4, ["pump_clog"], 1, 1)
+    lost = 0
+    for t in range(0, 10 * HOUR_MS, 5000):
+        for ch in washer["channels"]:
+            expected = before.read(ch["id"], t)
+            if ch["id"] == "heater_temp" and t >= 2 * HOUR_MS:
+                with pytest.raises(SensorError, match="absent"):
+                    drivers["heater_temp"].read(t)
+                lost += 1
+            else:
+                assert drivers[ch["id"]].read(t) == expected
+    assert lost == 8 * HOUR_MS // 5000
+
+
 def test_a_built_in_kind_with_a_channel_its_model_lacks_gets_a_derived_one() -> None:
     prof = profile_loader.load(profile_loader.example("washing_machine"))
     extra = dict(prof["channels"][0], id="door_lock", unit="V", range=[0, 12], processors=[])
