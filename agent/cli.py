@@ -83,12 +83,14 @@ def _parser(added: "dict[str, CommandModule] | None" = None) -> argparse.Argumen
 
     def sim_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--seed", type=int, default=1, help="seed of the simulated appliance (default 1)")
+        sp.add_argument("--fault", action="append", default=[], metavar="NAME",
+                        help="inject a fault: one of the profile's (simulation.faults) or a built-in one of its "
+                        "kind (%s); repeatable" % ", ".join(sorted(FAULTS)))  # fmt: skip
+        sp.add_argument("--fault-onset", type=int, default=2,
+                        help="program cycle at which built-in faults start (default 2; a profile's fault gives "
+                        "its own onset)")  # fmt: skip
         sp.add_argument(
-            "--fault", action="append", default=[], choices=sorted(FAULTS), help="inject a fault (repeatable)"
-        )
-        sp.add_argument("--fault-onset", type=int, default=2, help="program cycle at which faults start (default 2)")
-        sp.add_argument(
-            "--fault-ramp", type=int, default=2, help="cycles until a fault is at full strength (default 2)"
+            "--fault-ramp", type=int, default=2, help="cycles until a built-in fault is at full strength (default 2)"
         )
         sp.add_argument("--hours", type=float, default=None,
                         help="hours to run (default 72; a replay: to the end of its trace)")  # fmt: skip

@@ -6,31 +6,20 @@ Chooses simulated appliances or a replayed trace; real Linux drivers plug in her
 import csv
 
 from agent.core.clock import ManualClock, ScaledClock
-from agent.core.errors import ConfigError
+from agent.core.errors import SensorError
 from agent.core.pipeline import SampleSchedule
 from agent.replay import ReplayDriver, Trace
-from agent.sim.appliances import make
-from agent.sim.engine import ApplianceSim, SimDriver
+from agent.sim import profile_model
+from agent.sim.engine import SimDriver
 
 
 def simulated(profile: dict, seed: int, faults: list, onset: int = 2, ramp: int = 2) -> tuple:
-    """(drivers, phase source) from the simulator of the profile's appliance kind."""
-    sim = make(profile["appliance"]["kind"], seed, faults, onset, ramp)
-    drivers = {}
-    for ch in profile["channels"]:
-        if ch["driver"] != "sim":
-            raise ConfigError(
-                "channel " + repr(ch["id"]) + " uses driver " + repr(ch["driver"]) + "; --simulate needs driver sim"
-            )
-        if not _sim_has(sim, ch["id"]):
-            raise ConfigError("the " + profile["appliance"]["kind"] + " simulator has no channel " + repr(ch["id"]))
-        drivers[ch["id"]] = SimDriver(sim, ch["id"])
+    """(drivers, phase source) from the profile's simulated appliance (agent/sim/profile_model.py):
+    its simulation section, or its kind's built-in model, with what they leave out derived. The
+    channels' drivers do not matter here: a profile for real sensors is simulated the same way."""
+    sim = profile_model.build(profile, seed, faults, onset, ramp)
+    drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in profile["channels"]}
     return drivers, sim
-
-
-def _sim_has(sim: ApplianceSim, channel: str) -> bool:
-    th = sim.model.get("thermal")
-    return channel in sim.model["channels"] or channel in sim.levels or (th is not None and th["channel"] == channel)
 
 
 def replayed(profile: dict, path: str) -> tuple:
@@ -47,7 +36,9 @@ def clock(speed: float) -> ManualClock | ScaledClock:
 
 
 def record(profile: dict, drivers: dict, phase_source: object, duration_ms: int, path: str) -> int:
-    """Write a replayable trace of duration_ms sampled at the profile's rates; return rows."""
+    """Write a replayable trace of duration_ms sampled at the profile's rates; return rows.
+    A reading the sensor could not give (SensorError) is an empty cell: a replay repeats the
+    channel's reading before it."""
     ids = [ch["id"] for ch in profile["channels"]]
     periods = [max(1, int(1000 / ch["sample_hz"])) for ch in profile["channels"]]
     schedule = SampleSchedule(periods, 0)
@@ -61,7 +52,10 @@ def record(profile: dict, drivers: dict, phase_source: object, duration_ms: int,
             phase = phase_source.phase(t)  # type: ignore[attr-defined]
             cells = [""] * len(ids)
             for i in due:
-                cells[i] = repr(round(drivers[ids[i]].read(t), 4))
+                try:
+                    cells[i] = repr(round(drivers[ids[i]].read(t), 4))
+                except SensorError:
+                    pass  # no reading (a simulated dropout): the cell stays empty, as for a channel not due
             out.writerow([t, phase] + cells)
             rows += 1
     return rows

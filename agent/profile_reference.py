@@ -54,6 +54,49 @@ SECTIONS: dict = {
         "the user consents (docs/privacy.md).",
     ),
     "uplink": ("The uplink", "The MQTT broker of the manufacturer's service (TLS; docs/uplink.md)."),
+    # -- simulation ------------------------------------------------------------------------
+    "simulation": (
+        "Simulation",
+        "How `wichtel run --simulate` and `wichtel simulate` make this appliance (docs/simulation.md). Every part "
+        "is optional: what is left out is derived from the channels' units and ranges and the profile's phases, so "
+        "every valid profile can be simulated, whatever its channels' drivers. A `washing_machine`, `dishwasher` or "
+        "`coffee_machine` whose phases are its built-in model's, without `program` and `channels` here, runs that "
+        "model (and may take its built-in faults).",
+    ),
+    "simulation.program[]": (
+        "Steps of the simulated program",
+        "One program cycle: these phases in order, each for `seconds` (a phase with a `thermal` model ends early "
+        "when its temperature reaches the target). Between cycles the appliance rests (`idle_s`) in the resting "
+        "phase, the first of `phases`.",
+    ),
+    "simulation.channels[]": (
+        "Simulated channels",
+        "The model of one channel's readings: exactly one of `phases`, `thermal`, `level` or `switch`. Readings "
+        "are kept within the channel's `range`, as a sensor's are; only a fault takes them out.",
+    ),
+    "simulation.channels[].thermal": (
+        "A thermal model",
+        "A temperature that moves towards `target` at `rate_per_s` during `phase` (heating, or cooling for a "
+        "target below ambient) and returns towards `ambient` outside it.",
+    ),
+    "simulation.channels[].level": (
+        "A level model",
+        "A tank or hopper: full at the start, one `dose` less at each cycle's `phase`, refilled between cycles once "
+        "below `refill_below`.",
+    ),
+    "simulation.channels[].switch": (
+        "A switch model",
+        "A reading that is `low`, and `high` for `seconds` at random times, `per_hour` of them on average (a door "
+        "opened).",
+    ),
+    "simulation.faults[]": (
+        "Simulated faults",
+        "Sensor faults `--fault ID` can inject: from its onset, the fault changes its channel's readings (in "
+        "`phase` only, when given). `drift` adds `size` per hour, `step` adds `size`, `stuck` repeats the last "
+        "reading before the onset, `noise` adds noise of standard deviation `size`, `dropout` gives no reading (a "
+        "share `size` of them; all when not given), which the device reports as a sensor fault (`absent`). A "
+        "reading a fault takes out of the channel's range is a sensor fault too.",
+    ),
 }
 
 # Field path -> {"doc": meaning, "example": a value the field's validator accepts[, "unit": ...]}.
@@ -108,8 +151,8 @@ FIELDS: dict = {
     "appliance.model": {"doc": "The model name.", "example": "K 2"},
     "appliance.hardware_revision": {"doc": "The hardware revision the profile fits.", "example": "B1"},
     "appliance.kind": {
-        "doc": "The kind of appliance. The simulator (`wichtel run --simulate`, `wichtel simulate`) exists for "
-        "`washing_machine`, `dishwasher` and `coffee_machine`.",
+        "doc": "The kind of appliance. Any kind can be simulated (`wichtel run --simulate`, `wichtel simulate`; "
+        "`simulation`, below); `washing_machine`, `dishwasher` and `coffee_machine` have built-in models.",
         "example": "kettle",
     },
     "channels[].id": {
@@ -120,7 +163,8 @@ FIELDS: dict = {
     "channels[].driver": {
         "doc": "Where samples come from: `sim` (the simulated appliance), `replay` (a recorded trace; any channel "
         "can be replayed with `wichtel run --replay`), or a sensor: `linux_iio` (Pi), `adc` (board), `i2c`, "
-        "`onewire`, `hx711`, `pulse_counter` (both). Their settings are `driver_options`.",
+        "`onewire`, `hx711`, `pulse_counter` (both). Their settings are `driver_options`. Under `wichtel run "
+        "--simulate` every channel is simulated, whatever its driver (`simulation`).",
         "example": "sim",
     },
     "channels[].sample_hz": {"doc": "How often the channel is sampled.", "example": 1},
@@ -305,6 +349,172 @@ FIELDS: dict = {
         "example": 1024,
     },
     "uplink.keepalive_s": {"doc": "The MQTT keepalive of the board runtime's link.", "example": 60},
+    # -- simulation ------------------------------------------------------------------------
+    "simulation": {
+        "doc": "How the simulator makes this appliance (below); derived from the channels and phases when absent.",
+        "example": {"program": [{"phase": "heating", "seconds": 180}], "idle_s": [3600, 900]},
+    },
+    "simulation.program": {
+        "doc": "The phases of one cycle, in order (below). When not given: each phase after the resting one, in "
+        "the order of `phases`, 600 seconds each.",
+        "example": [{"phase": "heating", "seconds": 180}, {"phase": "keep_warm", "seconds": 600}],
+    },
+    "simulation.program[].phase": {
+        "doc": "One of `phases`, not the resting one (the first).",
+        "example": "heating",
+    },
+    "simulation.program[].seconds": {
+        "doc": "How long the step runs (a `thermal` model's phase ends when its target is reached, if sooner).",
+        "example": 180,
+    },
+    "simulation.program[].every": {
+        "doc": "The step runs in every n-th cycle only (a fridge's defrost every sixth compressor cycle).",
+        "example": 6,
+    },
+    "simulation.idle_s": {
+        "doc": "The rest between two cycles: mean and spread (standard deviation). When not given: the built-in "
+        "model's, or `[3600, 1200]`.",
+        "example": [1200, 200],
+    },
+    "simulation.channels": {
+        "doc": "Models of channels' readings (below). A channel not described here gets one derived from its "
+        "unit and range: at rest a current, flow, pressure, vibration or speed (`A`, `W`, `l/min`, `bar`, `g`, "
+        "`rpm`, ...) reads 0, a temperature (`degC`, `degF`, `K`) a room's 20 degC, anything else the middle "
+        "of its range; each other phase a level of its own above that, with noise of 1% of the range. A channel "
+        "a consumable's `level_sensor` reads gets a `level` model from the consumable.",
+        "example": [{"channel": "heater_current", "phases": {"heating": [8.5, 0.2]}}],
+    },
+    "simulation.channels[].channel": {"doc": "The id of one of `channels`, each described once.", "example": "door"},
+    "simulation.channels[].phases": {
+        "doc": "The reading's mean and noise (standard deviation) per phase; a phase not named reads as the "
+        "resting phase (as derived, when that is not named either). Each mean within the channel's range.",
+        "example": {"idle": [0, 0.003], "cooling": [1.1, 0.04]},
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].thermal": {
+        "doc": "A temperature that heats or cools in a phase (below).",
+        "example": {"phase": "cooling", "ambient": 22, "target": 3, "rate_per_s": 0.01},
+    },
+    "simulation.channels[].thermal.phase": {
+        "doc": "The phase that heats (or cools); a phase of `program`, not the resting one.",
+        "example": "cooling",
+    },
+    "simulation.channels[].thermal.ambient": {
+        "doc": "Where the temperature returns outside `phase` (the room); within the channel's range.",
+        "example": 22,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].thermal.target": {
+        "doc": "Where `phase` takes it; below `ambient` for a cooler. Within the channel's range.",
+        "example": 3,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].thermal.start": {
+        "doc": "The temperature when the simulation starts (a fridge already cold); `ambient` when not given.",
+        "example": 5,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].thermal.rate_per_s": {
+        "doc": "How fast `phase` moves the temperature towards `target`.",
+        "example": 0.01,
+    },
+    "simulation.channels[].thermal.return_tau_s": {
+        "doc": "Time constant of the return towards `ambient` outside `phase` (Newton's law of cooling).",
+        "example": 6000,
+    },
+    "simulation.channels[].thermal.sd": {
+        "doc": "Noise of the reading (standard deviation).",
+        "example": 0.05,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].thermal.until_target": {
+        "doc": "Whether `phase` ends when the target is reached (a thermostat), or runs its full `seconds`.",
+        "example": True,
+    },
+    "simulation.channels[].level": {
+        "doc": "A level that falls by a dose each cycle (below).",
+        "example": {"phase": "brew", "capacity": 1800, "dose": 150},
+    },
+    "simulation.channels[].level.phase": {
+        "doc": "The phase whose start takes the dose, once per cycle; a phase of `program`.",
+        "example": "brew",
+    },
+    "simulation.channels[].level.capacity": {
+        "doc": "The level when full; within the channel's range.",
+        "example": 1800,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].level.dose": {
+        "doc": "What one cycle takes (varying by 5%); at most `capacity`.",
+        "example": 150,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].level.refill_below": {
+        "doc": "Refilled to `capacity` between cycles once below this; 10% of `capacity` when not given.",
+        "example": 300,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].level.sd": {
+        "doc": "Noise of the reading (standard deviation).",
+        "example": 8,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].switch": {
+        "doc": "A reading that switches to `high` now and then (below).",
+        "example": {"per_hour": 2, "seconds": 40},
+    },
+    "simulation.channels[].switch.per_hour": {
+        "doc": "How often it switches to `high`, on average (at random times).",
+        "example": 2,
+    },
+    "simulation.channels[].switch.seconds": {"doc": "How long it stays `high` each time.", "example": 40},
+    "simulation.channels[].switch.high": {
+        "doc": "The reading while switched; within the channel's range.",
+        "example": 1,
+        "unit": "the channel's unit",
+    },
+    "simulation.channels[].switch.low": {
+        "doc": "The reading otherwise; within the channel's range.",
+        "example": 0,
+        "unit": "the channel's unit",
+    },
+    "simulation.faults": {
+        "doc": "Faults the simulator can inject, each by `wichtel run --simulate --fault ID` (below).",
+        "example": [
+            {"id": "compressor_wear", "kind": "step", "channel": "compressor_current", "size": 1.2, "onset_h": 4}
+        ],
+    },
+    "simulation.faults[].id": {
+        "doc": "The fault's name for `--fault`, unique among the profile's faults.",
+        "example": "compressor_wear",
+    },
+    "simulation.faults[].kind": {
+        "doc": "What the fault does to the readings: `drift`, `step`, `stuck`, `noise` or `dropout` (above).",
+        "example": "step",
+    },
+    "simulation.faults[].channel": {
+        "doc": "The id of the channel whose sensor fails.",
+        "example": "compressor_current",
+    },
+    "simulation.faults[].size": {
+        "doc": "`drift`: the change per hour; `step`: the change; `noise`: its standard deviation (above 0); "
+        "`dropout`: the share of readings lost (above 0, at most 1; all when not given). Required for `drift`, "
+        "`step` and `noise`; not given for `stuck`.",
+        "example": 1.2,
+        "unit": "the channel's unit (per hour for drift)",
+    },
+    "simulation.faults[].phase": {
+        "doc": "Only readings in this phase are touched (a current that rises only while the compressor runs).",
+        "example": "cooling",
+    },
+    "simulation.faults[].onset_cycle": {
+        "doc": "The fault starts with this program cycle (0: the first); give this or `onset_h`.",
+        "example": 3,
+    },
+    "simulation.faults[].onset_h": {
+        "doc": "The fault starts this many hours into the simulation; give this or `onset_cycle`.",
+        "example": 4,
+    },
 }
 
 INTRO = """
@@ -315,7 +525,8 @@ from it, what it may send and to whom. The manufacturer writes it in YAML; `wich
 profile check FILE` validates it (exit 0 when valid, 2 with the first error), and
 `wichtel profile compile FILE -o FILE.json` writes the compact JSON a device reads. The
 device checks the compiled profile again with the same schema (agent/core/profile.py).
-Examples: agent/profiles/.
+Examples: agent/profiles/. Any valid profile can be simulated (`wichtel run --simulate`):
+docs/simulation.md says how to describe your appliance's simulation and its faults.
 
 This file is generated by `python -m tools.profile_doc --write` from the validators and
 agent/profile_reference.py; tests/test_profile_doc.py fails when the two drift apart.

@@ -25,7 +25,7 @@ if ROOT not in sys.path:
 from agent import profile_reference as ref  # noqa: E402
 from agent.core import processors  # noqa: E402
 from agent.core import profile as core_profile  # noqa: E402
-from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Range, Str  # noqa: E402
+from agent.core.schema import AnyMap, Bool, ListOf, Map, MeanSd, Num, NumOrId, OneOf, Range, Str  # noqa: E402
 
 OUT = os.path.join(ROOT, "docs", "profile.md")
 # A processor's settings may depend on the profile's phases: the schema is built with this
@@ -115,6 +115,8 @@ def type_of(check: object) -> str:
                              core_profile._TEXTS else _plural(type_of(check.item)))  # fmt: skip
     if isinstance(check, Range):
         return "[low, high]"
+    if isinstance(check, MeanSd):
+        return "[mean, sd]"
     if isinstance(check, AnyMap):
         return "mapping: identifier to " + type_of(check.item)
     if isinstance(check, NumOrId):
@@ -149,6 +151,8 @@ def range_of(check: object) -> str:
         return text + ("; each " + item.removeprefix("each ") if item else "")
     if isinstance(check, Range):
         return "low < high, each " + range_of(Num(-1e9, 1e9))
+    if isinstance(check, MeanSd):
+        return "mean " + range_of(Num(check.lo, check.hi)) + "; sd 0 or more"
     if isinstance(check, AnyMap):
         item = range_of(check.item)
         return "at most " + str(check.max_len) + " entries" + ("; each " + item.removeprefix("each ") if item else "")

@@ -8,6 +8,12 @@ def _pct(x: float) -> str:
     return str(int(abs(x) + 0.5))
 
 
+def capitalized(text: str) -> str:
+    """text with its first letter upper case and the rest lower case: str.capitalize, which
+    MicroPython's str lacks."""
+    return text[:1].upper() + text[1:].lower()
+
+
 def _hint(text: str, hint: dict | None, lang: str) -> str:
     if hint:
         return text + " — " + str(hint[lang])
@@ -29,7 +35,7 @@ def cycle_change(feature: str, phase: dict, channel: dict, change_pct: float, cy
     else:
         what_en = "peak " if feature == "peak" else ""
         what_de = "Spitzenwert von " if feature == "peak" else ""
-        en = (what_en + channel["en"]).capitalize() + " during " + phase["en"].lower() + " was " + pct + "% "
+        en = capitalized(what_en + channel["en"]) + " during " + phase["en"].lower() + " was " + pct + "% "
         en += ("higher" if up else "lower") + " than usual"
         de = what_de + channel["de"] + " war während " + phase["de"] + " " + pct + " % "
         de += ("höher" if up else "niedriger") + " als üblich"

@@ -38,6 +38,10 @@ MAX_TOPIC_LEN = const(128)
 PROFILE_JSON_MAX_BYTES = const(16_384)  # compiled profile on flash
 PROFILE_MAX_DEPTH = const(16)  # lists and mappings within each other in a profile (the schema uses 6)
 PROFILE_MAX_NUMBER_CHARS = const(32)  # characters of one number in a profile, YAML or JSON
+# The simulation section of a profile (a simulated appliance, docs/simulation.md).
+SIM_MAX_PROGRAM_STEPS = const(32)  # phases of one simulated program cycle
+SIM_MAX_FAULTS = const(16)  # faults a profile describes for its simulator
+SIM_MAX_SECONDS = const(86_400)  # one program step, and the mean time between cycles
 CONSUMABLE_HISTORY_DAYS = const(84)  # closed days of use kept per consumable (12 weeks)
 
 # What a peer (the broker, or whoever commands the device) can make it take in, do and say.

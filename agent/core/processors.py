@@ -36,7 +36,7 @@ class ChannelInfo:
     def phase_name(self, phase: str) -> dict:
         names = self.phase_names.get(phase)
         if names is None:
-            text = phase.replace("_", " ").capitalize()
+            text = explain.capitalized(phase.replace("_", " "))
             return {"en": text, "de": text}
         return names  # type: ignore[no-any-return]
 

@@ -7,7 +7,7 @@ the factory tool did.
 
 from agent.core import inbound_json, limits, outbox, processors
 from agent.core.errors import ConfigError, InboundJsonError, ProfileError
-from agent.core.schema import AnyMap, Bool, ListOf, Map, Num, NumOrId, OneOf, Range, Str
+from agent.core.schema import AnyMap, Bool, ListOf, Map, MeanSd, Num, NumOrId, OneOf, Range, Str
 
 FORMAT_VERSION = 1
 
@@ -126,6 +126,66 @@ _APPLIANCE = Map(
     {"maker": _TEXT, "model": _TEXT, "hardware_revision": Str(32), "kind": _ID},
 )
 
+# -- simulation: how the simulator makes this appliance (docs/simulation.md) -------------------
+# Every part is optional: what the section leaves out is derived from the channels' units and
+# ranges and the profile's phases (agent/sim/profile_model.py), so every valid profile can be
+# simulated. Numbers are in the channel's unit unless named otherwise.
+_ANY = Num(-1e9, 1e9)
+_SIM_STEP = Map(
+    {"phase": _ID, "seconds": Num(1, limits.SIM_MAX_SECONDS, "seconds")},
+    # A step that runs only every n-th cycle (a fridge's defrost every sixth compressor cycle).
+    {"every": (Num(1, 1000, "cycles", integer=True), 1)},
+)
+_SIM_THERMAL = Map(
+    {"phase": _ID, "ambient": _ANY, "target": _ANY, "rate_per_s": Num(1e-6, 1e6, "the channel's unit per second")},
+    {
+        "start": (_ANY, None),  # the temperature when the simulation starts; ambient when not given
+        "return_tau_s": (Num(1, 1e7, "seconds"), 3600),
+        "sd": (Num(0, 1e6), 0),
+        "until_target": (Bool(), True),
+    },
+)
+_SIM_LEVEL = Map(
+    {"phase": _ID, "capacity": Num(0.001, 1e9), "dose": Num(0, 1e9)},
+    {"refill_below": (Num(0, 1e9), None), "sd": (Num(0, 1e6), 0)},
+)
+_SIM_SWITCH = Map(
+    {"per_hour": Num(0.01, 3600, "times per hour")},
+    {"seconds": (Num(1, limits.SIM_MAX_SECONDS, "seconds"), 30), "high": (_ANY, 1), "low": (_ANY, 0)},
+)
+SIM_MODELS = ("phases", "thermal", "level", "switch")  # a simulated channel has exactly one
+_SIM_CHANNEL = Map(
+    {"channel": _ID},
+    {
+        "phases": (AnyMap(MeanSd(-1e9, 1e9), limits.MAX_PHASES), None),
+        "thermal": (_SIM_THERMAL, None),
+        "level": (_SIM_LEVEL, None),
+        "switch": (_SIM_SWITCH, None),
+    },
+)
+# What a simulated sensor fault does to its channel's readings from its onset on: drift adds
+# `size` per hour, step adds `size`, stuck repeats the last reading before the onset, noise adds
+# noise of standard deviation `size`, dropout gives no reading (a share `size` of them).
+SIM_FAULT_KINDS = ("drift", "step", "stuck", "noise", "dropout")
+_SIM_FAULT = Map(
+    {"id": _ID, "kind": OneOf(SIM_FAULT_KINDS), "channel": _ID},
+    {
+        "size": (Num(-1e6, 1e6), None),
+        "phase": (_ID, None),
+        "onset_cycle": (Num(0, 1_000_000, "cycles", integer=True), None),
+        "onset_h": (Num(0, 1_000_000, "hours"), None),
+    },
+)
+_SIMULATION = Map(
+    {},
+    {
+        "program": (ListOf(_SIM_STEP, 1, limits.SIM_MAX_PROGRAM_STEPS), None),
+        "idle_s": (MeanSd(60, limits.SIM_MAX_SECONDS, "seconds"), None),
+        "channels": (ListOf(_SIM_CHANNEL, 0, limits.MAX_CHANNELS), []),
+        "faults": (ListOf(_SIM_FAULT, 0, limits.SIM_MAX_FAULTS), []),
+    },
+)
+
 PROFILE = Map(
     {
         "wichtel_profile": Num(FORMAT_VERSION, FORMAT_VERSION, "profile format version", integer=True),
@@ -139,6 +199,8 @@ PROFILE = Map(
         "consumables": (ListOf(_CONSUMABLE, 0, limits.MAX_CONSUMABLES), []),
         # Names of phases for people, e.g. drain: {en: Drain, de: Abpumpen}.
         "phase_names": (AnyMap(_TEXTS, limits.MAX_PHASES), {}),
+        # How the simulator makes this appliance (`wichtel run --simulate`); derived when absent.
+        "simulation": (_SIMULATION, None),
     },
 )
 
@@ -184,6 +246,8 @@ def validate(doc: object) -> dict:
             )
         if con["category"] not in category_ids:
             raise ProfileError(("consumables", i, "category"), con["category"], "the id of one of data_categories")
+    if prof["simulation"] is not None:
+        _check_simulation(prof)
     return prof
 
 
@@ -197,6 +261,94 @@ def from_json(data: bytes) -> dict:
         where = "" if e.at < 0 else " at byte " + str(e.at)
         raise ProfileError((), None, e.expected + " (a compiled profile in JSON)", got=e.got + where) from e
     return validate(doc)
+
+
+def _check_simulation(prof: dict) -> None:
+    """The simulation section names phases and channels of this profile, each channel model
+    stays within its channel's range, and each fault says when it starts and how large it is."""
+    sim = prof["simulation"]
+    phases = prof["phases"]
+    ranges = {c["id"]: c["range"] for c in prof["channels"]}
+    program = None if sim["program"] is None else [step["phase"] for step in sim["program"]]
+    for i, step in enumerate(sim["program"] or []):
+        _sim_phase(step["phase"], phases, None, ("simulation", "program", i, "phase"))
+    seen: list = []
+    for i, model in enumerate(sim["channels"]):
+        path = ("simulation", "channels", i)
+        cid = _sim_channel(model["channel"], ranges, path + ("channel",))
+        if cid in seen:
+            raise ProfileError(path + ("channel",), cid, "a channel not described earlier in simulation.channels")
+        seen.append(cid)
+        given = [k for k in SIM_MODELS if model[k] is not None]
+        if len(given) != 1:
+            raise ProfileError(path, given, "exactly one model: one of " + ", ".join(SIM_MODELS))
+        kind = given[0]
+        spec = model[kind]
+        lo, hi = ranges[cid]
+        at = path + (kind,)
+        if kind == "phases":
+            for name in spec:
+                if name not in phases:
+                    raise ProfileError(at + (name,), name, "one of phases")
+                _within(spec[name][0], lo, hi, at + (name, 0))
+        elif kind == "switch":
+            _within(spec["high"], lo, hi, at + ("high",))
+            _within(spec["low"], lo, hi, at + ("low",))
+        else:
+            _sim_phase(spec["phase"], phases, program, at + ("phase",))
+        if kind == "thermal":
+            _within(spec["ambient"], lo, hi, at + ("ambient",))
+            _within(spec["target"], lo, hi, at + ("target",))
+            if spec["start"] is not None:
+                _within(spec["start"], lo, hi, at + ("start",))
+            if spec["target"] == spec["ambient"]:
+                raise ProfileError(at + ("target",), spec["target"], "a target other than ambient")
+        elif kind == "level":
+            _within(spec["capacity"], lo, hi, at + ("capacity",))
+            for key in ("dose", "refill_below"):
+                if spec[key] is not None and spec[key] > spec["capacity"]:
+                    raise ProfileError(at + (key,), spec[key], "at most the capacity " + str(spec["capacity"]))
+    ids: list = []
+    for i, fault in enumerate(sim["faults"]):
+        path = ("simulation", "faults", i)
+        if fault["id"] in ids:
+            raise ProfileError(path + ("id",), fault["id"], "an id not used earlier in simulation.faults")
+        ids.append(fault["id"])
+        _sim_channel(fault["channel"], ranges, path + ("channel",))
+        if fault["phase"] is not None and fault["phase"] not in phases:
+            raise ProfileError(path + ("phase",), fault["phase"], "one of phases")
+        if (fault["onset_cycle"] is None) == (fault["onset_h"] is None):
+            raise ProfileError(path, fault["id"], "a fault with either onset_cycle or onset_h (when it starts)")
+        size = fault["size"]
+        kind = fault["kind"]
+        if kind == "stuck" and size is not None:
+            raise ProfileError(path + ("size",), size, "no size: a stuck sensor repeats its last reading")
+        if kind in ("drift", "step") and size is None:
+            raise ProfileError(path + ("size",), None, "the size of the " + kind + " in the channel's unit")
+        if kind == "noise" and (size is None or size <= 0):
+            raise ProfileError(path + ("size",), size, "the noise's standard deviation, above 0")
+        if kind == "dropout" and size is not None and not 0 < size <= 1:
+            raise ProfileError(path + ("size",), size, "the share of readings lost, above 0 and at most 1")
+
+
+def _sim_phase(name: str, phases: list, program: list | None, path: tuple) -> None:
+    """A phase a simulated cycle runs: one of phases, not the resting one (the time between
+    cycles), and one of the program's when the section gives a program."""
+    if name not in phases or name == phases[0]:
+        raise ProfileError(path, name, "one of phases other than the resting one (" + phases[0] + ")")
+    if program is not None and name not in program:
+        raise ProfileError(path, name, "a phase of simulation.program (" + ", ".join(program) + ")")
+
+
+def _sim_channel(cid: str, ranges: dict, path: tuple) -> str:
+    if cid not in ranges:
+        raise ProfileError(path, cid, "the id of one of channels")
+    return cid
+
+
+def _within(value: float, lo: float, hi: float, path: tuple) -> None:
+    if not lo <= value <= hi:
+        raise ProfileError(path, value, "a value within the channel's range [" + str(lo) + ", " + str(hi) + "]")
 
 
 def _check_unique(prof: dict, key: str) -> None:

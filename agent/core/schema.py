@@ -171,3 +171,21 @@ class AnyMap:
             Str(32, ident=True)(key, path + (key,))
             out[key] = self.item(value[key], path + (key,))  # type: ignore[operator]
         return out
+
+
+class MeanSd:
+    """A pair [mean, sd]: a mean from lo to hi and a spread (standard deviation) not below
+    zero, as a simulated reading's centre and noise."""
+
+    def __init__(self, lo: float, hi: float, unit: str = "") -> None:
+        self.lo = lo
+        self.hi = hi
+        self.unit = unit
+
+    def __call__(self, value: object, path: tuple) -> list:
+        what = "a pair [mean, sd] of numbers, the sd (spread) not negative"
+        if not isinstance(value, list) or len(value) != 2:
+            raise ProfileError(path, value, what)
+        mean = Num(self.lo, self.hi, self.unit)(value[0], path + (0,))
+        sd = Num(0, self.hi - self.lo, self.unit)(value[1], path + (1,))
+        return [mean, sd]

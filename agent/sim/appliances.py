@@ -158,11 +158,17 @@ def make(kind: str, seed: int = 1, faults: list | None = None, onset: int = 2, r
     active = []
     for name in faults or []:
         if name not in FAULTS or kind not in FAULTS[name][0]:
-            known = [f for f in sorted(FAULTS) if kind in FAULTS[f][0]]
-            raise ConfigError("fault " + repr(name) + " does not apply to " + kind + "; known: " + ", ".join(known))
+            known = ", ".join(faults_of(kind))
+            raise ConfigError("fault " + repr(name) + " does not apply to " + kind + "; known: " + known)
         active.append(Fault(name, FAULTS[name][1], onset, ramp))
     model = MODELS[kind]
     if idle_s is not None:
         model = dict(model)
         model["idle_s"] = idle_s
     return ApplianceSim(model, seed, active)
+
+
+def faults_of(kind: str) -> list:
+    """The names of the built-in faults that apply to an appliance kind (none for a kind
+    without a built-in model)."""
+    return [f for f in sorted(FAULTS) if kind in FAULTS[f][0]]
