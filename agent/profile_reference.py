@@ -55,7 +55,7 @@ SECTIONS: dict = {
     ),
     "uplink": ("The uplink", "The MQTT broker of the manufacturer's service (TLS; docs/uplink.md)."),
     "phase_source": (
-        "Where the phase comes from (`phase_source`)",
+        "The phase source",
         'On a real appliance: exactly one of `rules`, `gpio`, `uart` (see "Where the phase comes from" above). '
         "The same section works on a Pi and on a board.",
     ),
