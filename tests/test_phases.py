@@ -29,10 +29,9 @@ def _with_source(src: dict) -> dict:
 
 
 # -- the profile section --------------------------------------------------------------------------
-GPIO = {"lines": [5, 6], "codes": [{"code": 0, "phase": "idle"}, {"code": 1, "phase": "fill"},
-                                   {"code": 2, "phase": "heating"}, {"code": 3, "phase": "spin"}]}  # fmt: skip
-UART = {"baud": 9600, "prefix": "PH=", "codes": [{"code": "0", "phase": "idle"}, {"code": "1", "phase": "fill"},
-                                                 {"code": "2", "phase": "heating"}, {"code": "3", "phase": "spin"}]}  # fmt: skip
+_CODES = ["idle", "fill", "heating", "spin"]
+GPIO = {"lines": [5, 6], "codes": [{"code": i, "phase": p} for i, p in enumerate(_CODES)]}
+UART = {"baud": 9600, "prefix": "PH=", "codes": [{"code": str(i), "phase": p} for i, p in enumerate(_CODES)]}
 
 
 def _rule(**cond: object) -> list:
@@ -48,13 +47,13 @@ def _rule(**cond: object) -> list:
             {"rules": [{"phase": "boil", "when": [{"channel": "heater_current", "above": 8}]}]},
             "phase_source.rules[0].phase",
             "one of phases",
-        ),  # fmt: skip
+        ),
         ({"rules": _rule(above=8), "fallback": "off"}, "phase_source.fallback", "one of phases"),
         (
             {"rules": [{"phase": "heating", "when": [{"channel": "heater", "above": 8}]}]},
             "phase_source.rules[0].when[0].channel",
             "one of channels",
-        ),  # fmt: skip
+        ),
         ({"rules": _rule(above=8, leave_below=9)}, "phase_source.rules[0].when[0].leave_below", "at most above 8"),
         ({"rules": _rule(below=8, leave_above=7)}, "phase_source.rules[0].when[0].leave_above", "at least below 8"),
         ({"rules": _rule(above=8, below=3)}, "phase_source.rules[0].when[0]", "exactly one of above, below"),
@@ -64,29 +63,29 @@ def _rule(**cond: object) -> list:
             {"rules": [{"phase": "heating", "when": [{"channel": "heater_current", "above": 1}] * 5}]},
             "phase_source.rules[0].when",
             "a list of 1 to 4 items",
-        ),  # fmt: skip
+        ),
         (
             {"gpio": dict(GPIO, codes=[{"code": 1, "phase": "fill"}, {"code": 1, "phase": "spin"}])},
             "phase_source.gpio.codes[1].code",
             "a code not already in the table",
-        ),  # fmt: skip
+        ),
         (
             {"gpio": dict(GPIO, codes=[{"code": 4, "phase": "fill"}])},
             "phase_source.gpio.codes[0].code",
             "a code the 2 lines can show",
-        ),  # fmt: skip
+        ),
         ({"gpio": dict(GPIO, lines=[1, 2, 3, 4])}, "phase_source.gpio.lines", "a list of 1 to 3 items"),
         (
             {"uart": dict(UART, codes=[{"code": "a b", "phase": "fill"}])},
             "phase_source.uart.codes[0].code",
             "printable ASCII",
-        ),  # fmt: skip
+        ),
         ({"uart": dict(UART, prefix="PH\n")}, "phase_source.uart.prefix", "printable ASCII"),
         (
             {"uart": dict(UART, codes=[{"code": "X" * 16, "phase": "fill"}], max_line=16)},
             "phase_source.uart.max_line",
             "at least the longest line, 19",
-        ),  # fmt: skip
+        ),
         ({"uart": dict(UART, max_line=7)}, "phase_source.uart.max_line", "from 8 to 128"),
         ({"uart": dict(UART, tx=17)}, "phase_source.uart.rx", "both tx and rx"),
         ({"rules": _rule(above=8), "silence_s": 0}, "phase_source.silence_s", "from 1 to 86400"),
