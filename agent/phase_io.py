@@ -132,23 +132,31 @@ class TtyPhaseSource:
             self.fd = -1
 
     def take(self, t_ms: int) -> None:
-        """Read what has arrived (bounded) and hand it to the parser."""
+        """Read what has arrived (bounded) and hand it to the parser. A device that fails to
+        open or to read, or reaches its end (the other side is gone), is closed and counted
+        (read_faults); the next look opens it again."""
         taken = 0
+        while taken < limits.PHASE_UART_READ_MAX:
+            data = self._read(min(_READ_CHUNK, limits.PHASE_UART_READ_MAX - taken))
+            if data is None:
+                return
+            if not data:
+                self.read_faults += 1
+                self._close()
+                return
+            taken += len(data)
+            self.core.feed(t_ms, data)
+
+    def _read(self, n: int) -> bytes | None:
+        """Up to n bytes; None when nothing waits; b"" when the device failed or ended."""
         try:
             if self.fd < 0:
                 self._open()
-            while taken < limits.PHASE_UART_READ_MAX:
-                try:
-                    data = os.read(self.fd, min(_READ_CHUNK, limits.PHASE_UART_READ_MAX - taken))
-                except BlockingIOError:
-                    return
-                if not data:  # the other end is gone
-                    raise OSError("end of file on " + self.device)
-                taken += len(data)
-                self.core.feed(t_ms, data)
+            return os.read(self.fd, n)
+        except BlockingIOError:
+            return None
         except (OSError, termios.error):
-            self.read_faults += 1
-            self._close()
+            return b""
 
     def phase(self, t_ms: int) -> str:
         self.take(t_ms)

@@ -496,8 +496,9 @@ section on a Pi and on a board; the logic is the core's, agent/core/phases.py):
 For all three, `debounce_s`: a new phase is taken only when it has held that long without
 a break, so glitches never show and every phase lasts at least that long. And
 `silence_s`: a rule's channel without a valid reading (a sensor fault: the pipeline
-reports it as a sensor-fault event and tells the rules nothing), GPIO lines that cannot
-be read, or a controller that sends no valid line, for that long, make the phase
+tells the rules nothing, and makes a sensor-fault event when the channel has a
+processor), GPIO lines that cannot be read, or a controller that sends no valid line,
+for that long (at least two sample periods of each rule's channel), make the phase
 `fallback` (the resting phase unless named), once, and a line in the device's log
 says so and again when it recovers. Until then the last reading or code stands, so a
 faulty sensor does not flip the phase back and forth.

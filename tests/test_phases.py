@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import host, phase_io
-from agent.core import limits, phases
+from agent.core import limits, phases, profile
 from agent.core.clock import ManualClock
 from agent.core.errors import ProfileError, format_path
 from agent.core.pipeline import Agent
@@ -96,6 +96,50 @@ def test_a_wrong_phase_source_is_refused_naming_the_field(src: dict, path: str, 
         _with_source(src)
     assert format_path(e.value.path) == path, e.value
     assert words in str(e.value)
+
+
+def test_the_silence_bound_holds_two_sample_periods_of_every_rule_channel() -> None:
+    doc = ps.doc()
+    doc["channels"][0]["sample_hz"] = 0.2  # the heater current every 5 s
+    doc["phase_source"]["silence_s"] = 10
+    assert profile.validate(copy.deepcopy(doc))
+    doc["phase_source"]["silence_s"] = 9.9
+    with pytest.raises(ProfileError, match="at least two sample periods of heater_current"):
+        profile.validate(doc)
+
+
+_VALUES = st.one_of(st.none(), st.integers(-3, 300), st.floats(allow_nan=True), st.text(max_size=20),
+                    st.sampled_from(["idle", "fill", "heater_current", "PH=", "3"]), st.booleans())  # fmt: skip
+_COND = st.dictionaries(st.sampled_from(["channel", "above", "leave_below", "below", "leave_above", "x"]), _VALUES)
+_CODE = st.dictionaries(st.sampled_from(["code", "phase"]), _VALUES)
+_SOURCE = st.dictionaries(
+    st.sampled_from(["rules", "gpio", "uart", "fallback", "debounce_s", "silence_s"]),
+    st.one_of(
+        _VALUES,
+        st.lists(st.fixed_dictionaries({"phase": _VALUES, "when": st.lists(_COND, max_size=5)}), max_size=3),
+        st.fixed_dictionaries({"lines": st.lists(_VALUES, max_size=4), "codes": st.lists(_CODE, max_size=4)}),
+        st.fixed_dictionaries(
+            {
+                "baud": _VALUES,
+                "codes": st.lists(_CODE, max_size=4),
+                "prefix": _VALUES,
+                "max_line": _VALUES,
+                "tx": _VALUES,
+            }
+        ),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SOURCE)
+def test_property_any_phase_source_is_valid_or_a_clear_error(src: dict) -> None:
+    try:
+        prof = _with_source(src)
+    except ProfileError as e:
+        assert "expected" in str(e)
+        return
+    assert phases.kind_of(prof["phase_source"]) in ("rules", "gpio", "uart")
 
 
 def test_the_line_bounds_are_taken_at_their_ends() -> None:

@@ -117,6 +117,7 @@ class RulePhases(PhaseSourceBase):
         self.leave = leave
         self.latch = bytearray(len(cond_slot))
         self.heard = [_NEVER] * len(self.channels)  # time of each channel's latest valid reading
+        self.stale = 0
 
     def on_sample(self, channel: str, t_ms: int, value: float) -> None:
         """A valid reading of a channel (the pipeline tells each one after it is processed)."""
@@ -154,9 +155,15 @@ class RulePhases(PhaseSourceBase):
         for i in range(len(self.heard)):
             if self.heard[i] == _NEVER:  # the first look: silence counts from here
                 self.heard[i] = t_ms
-        stale = [ch for i, ch in enumerate(self.channels) if not self.fresh(i, t_ms)]
-        self._trouble(("no valid reading of " + ", ".join(stale) + " for %g s" % (self.silence_ms / 1000))
-                      if stale else "")  # fmt: skip
+        stale = 0  # a bit per silent channel: the text is made only when the set changes
+        for i in range(len(self.channels)):
+            if not self.fresh(i, t_ms):
+                stale |= 1 << i
+        if stale != self.stale:
+            self.stale = stale
+            names = [ch for i, ch in enumerate(self.channels) if stale & (1 << i)]
+            self._trouble(("no valid reading of " + ", ".join(names) + " for %g s" % (self.silence_ms / 1000))
+                          if names else "")  # fmt: skip
         return self.debounce.offer(t_ms, self.candidate(t_ms))
 
 

@@ -242,6 +242,14 @@ def validate(doc: object) -> dict:
             raise ProfileError(("consumables", i, "category"), con["category"], "the id of one of data_categories")
     if prof["phase_source"] is not None:
         _check_phase_source(prof["phase_source"], prof["phases"], channel_ids)
+        for i, rule in enumerate(prof["phase_source"]["rules"] or ()):
+            for j, cond in enumerate(rule["when"]):
+                # One missed sample must not count as silence: the bound holds two periods.
+                period = 1 / channel(prof, cond["channel"])["sample_hz"]
+                if prof["phase_source"]["silence_s"] < 2 * period:
+                    raise ProfileError(("phase_source", "silence_s"), prof["phase_source"]["silence_s"],
+                                       "at least two sample periods of %s used in rules[%d].when[%d] (%g s)"
+                                       % (cond["channel"], i, j, 2 * period))  # fmt: skip
     return prof
 
 
