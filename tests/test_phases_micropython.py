@@ -170,8 +170,7 @@ print(json.dumps(out))
 
 def test_the_board_phase_sources_run_on_micropython_against_emulated_pins_and_uart(mpy_build: str) -> None:
     doc = ps.validated()
-    code = "PROFILE_DOC = " + json.dumps(doc).replace("null", "None").replace("true", "True").replace(
-        "false", "False") + "\n" + BOARD  # fmt: skip
+    code = "import json\nPROFILE_DOC = json.loads(%r)\n" % json.dumps(doc) + BOARD
     out = micropython_unix.run(code, heap=HEAP, path=(mpy_build, micropython_unix.ROOT))
     got = json.loads(out.strip().splitlines()[-1])
     assert got["pins"] == [[12, 1, 2], [13, 1, 2], [14, 1, 2]]  # inputs with pull-ups
