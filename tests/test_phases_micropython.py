@@ -3,12 +3,11 @@ with CPython; and the board's phase sources (firmware/board_phase.py) against em
 machine.Pin and machine.UART classes (hil_tests/emulated/phase.py) on that interpreter."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 
-from tests import micropython_unix
+from tests import micropython_unix, timeouts
 from tests import phase_samples as ps
 
 pytestmark = pytest.mark.heavy
@@ -102,8 +101,9 @@ def _engine_code() -> str:
 
 def test_the_phase_engine_and_the_meter_give_the_same_on_micropython_as_on_cpython(mpy_build: str) -> None:
     code = _engine_code()
-    cpython = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=micropython_unix.ROOT,
-                             check=True, timeout=60).stdout  # fmt: skip
+    done = timeouts.run([sys.executable, "-c", code], 60, capture_output=True, text=True, cwd=micropython_unix.ROOT)
+    assert done.returncode == 0, done.stderr
+    cpython = done.stdout
     mp = micropython_unix.run(code, heap=HEAP, path=(mpy_build,))
     got = json.loads(mp.strip().splitlines()[-2])
     assert got == json.loads(cpython.strip().splitlines()[-2])
