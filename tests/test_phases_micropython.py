@@ -131,6 +131,9 @@ from firmware import board_phase
 out = {}
 said = []
 base = PROFILE_DOC
+rules = board_phase.make(base, machine, said.append)  # the profile's own rules section
+rules.on_sample("heater_current", 0, 9.0)
+out["rules"] = [type(rules).__name__, rules.phase(1), rules.phase(2001)]
 base["phase_source"] = {"gpio": {"lines": [12, 13, 14], "pull": "up", "active_low": True, "chip": "gpiochip0",
                                  "codes": [{"code": 0, "phase": "idle"}, {"code": 1, "phase": "fill"},
                                            {"code": 4, "phase": "spin"}]},
@@ -173,6 +176,7 @@ def test_the_board_phase_sources_run_on_micropython_against_emulated_pins_and_ua
     code = "import json\nPROFILE_DOC = json.loads(%r)\n" % json.dumps(doc) + BOARD
     out = micropython_unix.run(code, heap=HEAP, path=(mpy_build, micropython_unix.ROOT))
     got = json.loads(out.strip().splitlines()[-1])
+    assert got["rules"] == ["RulePhases", "idle", "heating"]  # debounce 2 s
     assert got["pins"] == [[12, 1, 2], [13, 1, 2], [14, 1, 2]]  # inputs with pull-ups
     # Active low, bit 0 first: (0,1,1) is code 1 (fill); (1,1,0) is 4 (spin); (1,0,1) is 2: not in the table.
     assert got["gpio"][:5] == ["idle", "fill", "spin", "idle", "spin"]
