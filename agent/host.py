@@ -59,3 +59,14 @@ def record(profile: dict, drivers: dict, phase_source: object, duration_ms: int,
             out.writerow([t, phase] + cells)
             rows += 1
     return rows
+
+
+def phase_source(profile: dict, env: dict | None = None) -> object:
+    """The phase source of a real appliance, from the profile's phase_source (rules, GPIO
+    lines or a UART; agent/phase_io.py), or None when the profile has none (its phase then
+    comes from the simulator or a trace). env: what agent/phase_io.py reads from it."""
+    if profile.get("phase_source") is None:
+        return None
+    from agent import phase_io
+
+    return phase_io.make(profile, env)

@@ -97,6 +97,32 @@ SECTIONS: dict = {
         "share `size` of them; all when not given), which the device reports as a sensor fault (`absent`). A "
         "reading a fault takes out of the channel's range is a sensor fault too.",
     ),
+    "phase_source": (
+        "The phase source",
+        'On a real appliance: exactly one of `rules`, `gpio`, `uart` (see "Where the phase comes from" above). '
+        "The same section works on a Pi and on a board.",
+    ),
+    "phase_source.rules[]": (
+        "Phase rules",
+        "Tried in order at every sampling tick; the first whose conditions all hold gives the phase, none: `fallback`.",
+    ),
+    "phase_source.rules[].when[]": (
+        "Conditions of a phase rule",
+        "One channel against a threshold, with hysteresis: exactly one of `above` and `below`. A condition holds "
+        "from a reading beyond its enter threshold until one beyond its leave threshold; readings between change "
+        "nothing.",
+    ),
+    "phase_source.gpio": (
+        "Phase from GPIO lines",
+        "The controller shows the phase as a binary code on 1 to 3 lines; the first line is bit 0.",
+    ),
+    "phase_source.gpio.codes[]": ("GPIO codes", "One code and the phase it means; a code not listed is `fallback`."),
+    "phase_source.uart": (
+        "Phase from a UART",
+        "The controller sends lines: `prefix`, then a code (`PH=3`, `STATE:DRAIN`), ended by CR, LF or both. "
+        "Lines longer than `max_line`, without the prefix or with a code not listed are counted and ignored.",
+    ),
+    "phase_source.uart.codes[]": ("UART codes", "One code as sent and the phase it means."),
 }
 
 # Field path -> {"doc": meaning, "example": a value the field's validator accepts[, "unit": ...]}.
@@ -147,6 +173,104 @@ FIELDS: dict = {
         "name is shown as its id, capitalised.",
         "example": {"heating": {"en": "Heating", "de": "Aufheizen"}},
     },
+    "phase_source": {
+        "doc": "Where the program phase comes from on a real appliance (below); none: from the simulator or a "
+        "replayed trace.",
+        "example": {"rules": [{"phase": "heating", "when": [{"channel": "heater_current", "above": 8}]}]},
+    },
+    "phase_source.rules": {
+        "doc": "The phase inferred from the channels' latest valid readings (below).",
+        "example": [{"phase": "heating", "when": [{"channel": "heater_current", "above": 8, "leave_below": 6}]}],
+    },
+    "phase_source.gpio": {
+        "doc": "The phase from the controller's GPIO lines (below).",
+        "example": {"lines": [17, 27], "codes": [{"code": 0, "phase": "idle"}, {"code": 1, "phase": "heating"}]},
+    },
+    "phase_source.uart": {
+        "doc": "The phase from the controller's serial line (below).",
+        "example": {"baud": 9600, "prefix": "PH=", "codes": [{"code": "0", "phase": "idle"}]},
+    },
+    "phase_source.fallback": {
+        "doc": "The phase when no rule holds, a GPIO code is not in the table, or what the source reads from has "
+        "been silent for `silence_s`; one of `phases`. None: the resting phase (the first of `phases`). A profile "
+        "that wants an `unknown` phase lists one and names it here.",
+        "example": "idle",
+    },
+    "phase_source.debounce_s": {
+        "doc": "A new phase is taken only once it has held this long without a break: shorter glitches never show, "
+        "and every phase lasts at least this long.",
+        "example": 3,
+    },
+    "phase_source.silence_s": {
+        "doc": "How long a rule's channel may give no valid reading, the GPIO lines fail to read, or the UART "
+        "controller send no valid line, before the phase is `fallback` (and a line is logged). A controller that "
+        "sends its state only on a change needs a long one.",
+        "example": 10,
+    },
+    "phase_source.rules[].phase": {"doc": "The phase this rule gives; one of `phases`.", "example": "heating"},
+    "phase_source.rules[].when": {
+        "doc": "The conditions, all of which must hold (below).",
+        "example": [{"channel": "motor_current", "above": 2}, {"channel": "drum_vibration", "above": 0.3}],
+    },
+    "phase_source.rules[].when[].channel": {"doc": "The id of one of `channels`.", "example": "heater_current"},
+    "phase_source.rules[].when[].above": {
+        "doc": "Holds from a reading above this.",
+        "example": 8,
+        "unit": "the channel's unit",
+    },
+    "phase_source.rules[].when[].leave_below": {
+        "doc": "With `above`: stops holding only at a reading below this (at most `above`); none: `above`.",
+        "example": 6,
+        "unit": "the channel's unit",
+    },
+    "phase_source.rules[].when[].below": {
+        "doc": "Holds from a reading below this.",
+        "example": 40,
+        "unit": "the channel's unit",
+    },
+    "phase_source.rules[].when[].leave_above": {
+        "doc": "With `below`: stops holding only at a reading above this (at least `below`); none: `below`.",
+        "example": 45,
+        "unit": "the channel's unit",
+    },
+    "phase_source.gpio.lines": {
+        "doc": "The lines, bit 0 first: line offsets on the Pi's `chip`, GPIO numbers on a board.",
+        "example": [17, 27],
+    },
+    "phase_source.gpio.codes": {
+        "doc": "The table of codes (below); each code once, each one the lines can show.",
+        "example": [{"code": 0, "phase": "idle"}, {"code": 1, "phase": "heating"}],
+    },
+    "phase_source.gpio.chip": {"doc": "The Pi's GPIO chip (a board has one).", "example": "gpiochip0"},
+    "phase_source.gpio.active_low": {"doc": "A line at low level is a 1.", "example": True},
+    "phase_source.gpio.pull": {"doc": "The input's pull resistor.", "example": "up"},
+    "phase_source.gpio.codes[].code": {"doc": "The code the lines show.", "example": 2},
+    "phase_source.gpio.codes[].phase": {"doc": "The phase it means; one of `phases`.", "example": "drain"},
+    "phase_source.uart.baud": {"doc": "The line's baud rate (8 data bits, no parity, 1 stop bit).", "example": 9600},
+    "phase_source.uart.codes": {
+        "doc": "The table of codes (below); each code once.",
+        "example": [{"code": "3", "phase": "drain"}],
+    },
+    "phase_source.uart.prefix": {
+        "doc": "What every phase line starts with, printable ASCII without spaces; none: the whole line is the code.",
+        "example": "PH=",
+    },
+    "phase_source.uart.max_line": {
+        "doc": "The longest line taken; a longer one is counted (overlong) and skipped to its end.",
+        "example": 32,
+    },
+    "phase_source.uart.device": {"doc": "The Pi's serial device file.", "example": "/dev/ttyUSB0"},
+    "phase_source.uart.port": {"doc": "The board's UART.", "example": 2},
+    "phase_source.uart.tx": {
+        "doc": "The board's TX pin; none: the port's own pins (give both or neither).",
+        "example": 17,
+    },
+    "phase_source.uart.rx": {"doc": "The board's RX pin; none: the port's own pins.", "example": 16},
+    "phase_source.uart.codes[].code": {
+        "doc": "The code as sent after the prefix, printable ASCII without spaces.",
+        "example": "DRAIN",
+    },
+    "phase_source.uart.codes[].phase": {"doc": "The phase it means; one of `phases`.", "example": "drain"},
     "appliance.maker": {"doc": "The manufacturer, as the user knows it.", "example": "Kesselwerk"},
     "appliance.model": {"doc": "The model name.", "example": "K 2"},
     "appliance.hardware_revision": {"doc": "The hardware revision the profile fits.", "example": "B1"},
@@ -251,15 +375,30 @@ FIELDS: dict = {
     "consumables[].capacity": {"doc": "The amount when full.", "example": 100, "unit": "the consumable's unit"},
     "consumables[].source": {
         "doc": "How its level is known: `level_sensor` (a channel measures it; `channel` needed), `dose_count` "
-        "(each program cycle uses `dose_per_cycle`; needed then) or `wear` (counted like `dose_count`).",
+        "(each program cycle uses `dose_per_cycle`; needed then), `wear` (counted like `dose_count`) or `meter` "
+        "(what flows through `channel` is counted, in `phases`; docs/consumables.md).",
         "example": "dose_count",
     },
     "consumables[].channel": {
-        "doc": "The id of the channel that measures the level; required with `source: level_sensor`.",
+        "doc": "The id of the channel that measures the level (`source: level_sensor`) or the flow (`source: "
+        "meter`); required with those.",
         "example": "bean_hopper",
     },
+    "consumables[].phases": {
+        "doc": "With `source: meter`: the phases in which the flow counts; none: every phase.",
+        "example": ["fill"],
+    },
+    "consumables[].rate_per": {
+        "doc": "With `source: meter`: the time unit of the channel's rate (`l/min`: `min`); none: `min`.",
+        "example": "min",
+    },
+    "consumables[].factor": {
+        "doc": "With `source: meter`: consumable units per channel unit (a flow in ml/s counted in litres: 0.001); "
+        "none: 1.",
+        "example": 0.001,
+    },
     "consumables[].dose_per_cycle": {
-        "doc": "The amount one program cycle uses; required unless `source: level_sensor`; at most `capacity`.",
+        "doc": "The amount one program cycle uses; required with `dose_count` and `wear`; at most `capacity`.",
         "example": 1.2,
         "unit": "the consumable's unit",
     },
@@ -540,6 +679,52 @@ shows what `wichtel profile check` says; the errors are the ones you will meet.
 Every error names the file and line, the field path (`channels[0].sample_rate`: the key
 `sample_rate` of the first channel), what it got and what it expected. Fix that one
 error and check again: the check stops at the first.
+"""
+
+PHASE_SOURCES = """
+## Where the phase comes from
+
+Processors and consumables key on the program phase: a cycle runs from leaving the first
+of `phases` to returning to it, a `cycle_feature` measures one phase, an `anomaly`
+detector judges each phase against itself, a meter counts only in its phases. With
+`--simulate` the simulator gives the phase, with `--replay` the trace. On a real
+appliance the profile's `phase_source` says where it comes from, one of three (the same
+section on a Pi and on a board; the logic is the core's, agent/core/phases.py):
+
+- `rules`: inferred from the channels. Each rule names a phase and conditions such as
+  `{channel: heater_current, above: 8, leave_below: 6}`; the first rule whose conditions
+  all hold gives the phase, none: `fallback`. A condition has a band (hysteresis): it
+  starts to hold above 8 A and stops only below 6 A, so a reading wiggling between never
+  changes the phase. The rules read each channel's latest valid reading: the pipeline reads
+  the phase at the start of a sampling tick and tells the rules that tick's samples after,
+  so the phase follows the readings one sample period late.
+- `gpio`: the controller shows a binary code on 1 to 3 lines, which a table turns into a
+  phase (a code not in it: `fallback`, counted).
+- `uart`: the controller sends lines such as `PH=3` or `STATE:DRAIN` at a baud rate; a
+  table turns codes into phases. Lines are bounded (`max_line`); overlong lines and
+  garbage are counted and ignored.
+
+For all three, `debounce_s`: a new phase is taken only when it has held that long without
+a break, so glitches never show and every phase lasts at least that long. And
+`silence_s`: a rule's channel without a valid reading (a sensor fault: the pipeline
+tells the rules nothing, and makes a sensor-fault event when the channel has a
+processor), GPIO lines that cannot be read, or a controller that sends no valid line,
+for that long (at least two sample periods of each rule's channel), make the phase
+`fallback` (the resting phase unless named), once, and a line in the device's log
+says so and again when it recovers. Until then the last reading or code stands, so a
+faulty sensor does not flip the phase back and forth.
+
+```yaml
+phase_source:
+  debounce_s: 2
+  rules:
+    - phase: heating
+      when: [{channel: heater_current, above: 8, leave_below: 6}]
+    - phase: spin
+      when:
+        - {channel: motor_current, above: 2, leave_below: 1.5}
+        - {channel: drum_vibration, above: 0.3, leave_below: 0.2}
+```
 """
 
 REFERENCE_INTRO = """

@@ -290,7 +290,8 @@ def walkthrough() -> str:
 
 
 def document() -> str:
-    return ref.INTRO.strip() + "\n\n" + walkthrough() + ref.REFERENCE_INTRO.strip() + "\n\n" + reference()
+    guides = ref.PHASE_SOURCES.strip() + "\n\n"
+    return ref.INTRO.strip() + "\n\n" + walkthrough() + guides + ref.REFERENCE_INTRO.strip() + "\n\n" + reference()
 
 
 def main(argv: list | None = None) -> int:

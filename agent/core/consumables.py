@@ -10,6 +10,7 @@ forecast are usage.py's. What happens with a reorder suggestion is the user's ch
 import math
 from array import array
 
+from agent.core import limits
 from agent.core.errors import ConfigError, InputError, StateError
 from agent.core.usage import UsageModel, forecast, p_run_out
 
@@ -63,6 +64,12 @@ FAULT = "sensor_fault"
 
 
 _WINDOW = 3  # readings in the median filter of a level sensor
+# A metered consumable takes its amount at every reading, but the reorder moment (which
+# costs a forecast) is judged again only once this share of its capacity was counted
+# since the last judgement, or a day closed, or the phase changed.
+_METER_CHECK_SHARE = 0.005
+# The time units a meter's channel may give its rate in, in ms.
+_RATE_PER_MS = {"s": 1000, "min": 60_000, "h": 3_600_000}
 
 
 class ConsumableTracker:
@@ -111,6 +118,7 @@ class ConsumableTracker:
         self.reorder_sent = False
         self.reorder_age = 0  # days closed since the last reorder suggestion
         self.low_sent = False
+        self.unchecked = 0.0  # metered since the reorder moment was last judged
 
     # -- inputs ---------------------------------------------------------------------
     def reading(self, t_ms: int, value: float) -> list:
@@ -164,6 +172,23 @@ class ConsumableTracker:
         self._used_at(t_ms)
         self.level = max(0.0, self.level - used)
         return events + self._check()
+
+    def metered(self, t_ms: int, amount: float) -> list:
+        """An amount counted by a meter (Meter.count) at t_ms; returns the events it causes."""
+        day = self.day
+        events = self._advance(t_ms)
+        if not 0 <= amount <= self.capacity:  # NaN fails too
+            raise InputError("metered amount %r of %s must be from 0 to its capacity %s" % (amount, self.id,
+                                                                                          self.capacity))  # fmt: skip
+        if amount > 0:
+            self.used_today += amount
+            self.level = max(0.0, self.level - amount)
+            self._used_at(t_ms)
+            self.unchecked += amount
+        if self.unchecked >= _METER_CHECK_SHARE * self.capacity or self.day != day:
+            self.unchecked = 0.0
+            return events + self._check()
+        return events
 
     def refill(self, t_ms: int, level: float | None = None) -> list:
         """The user says "I refilled" (to capacity, or to the given level)."""
@@ -317,18 +342,61 @@ class ConsumableTracker:
         self.low_sent = low
 
 
+class Meter:
+    """What flows through a channel (source: meter): each valid reading, a rate per
+    `rate_per` (default per minute), counts as flowing since the channel's previous valid
+    reading, times `factor` (consumable units per channel unit, default 1), only while the
+    pipeline's phase is one of `phases` (every phase when none). Bounded: the time counted
+    for one reading is at most limits.METER_GAP_PERIODS sample periods (a missed sample
+    still counts; a longer gap counts that much and the rest is tallied in uncounted_ms),
+    and a reading is at most the channel's range, so no gap can count a huge amount. A
+    negative rate counts nothing (a meter never gives back). The first reading after a
+    start counts nothing: there is no previous one to measure from."""
+
+    __slots__ = ("last_t", "max_gap_ms", "phases", "scale", "uncounted_ms")
+
+    def __init__(self, spec: dict, period_ms: int) -> None:
+        if period_ms <= 0:
+            raise ConfigError("meter of %s: got a sample period of %r ms; expected its channel's, above 0"
+                              % (spec["id"], period_ms))  # fmt: skip
+        per = spec.get("rate_per") or "min"
+        factor = spec.get("factor")
+        self.scale = (1.0 if factor is None else float(factor)) / _RATE_PER_MS[per]
+        self.phases = spec.get("phases")
+        self.max_gap_ms = limits.METER_GAP_PERIODS * period_ms
+        self.last_t = -1
+        self.uncounted_ms = 0
+
+    def count(self, t_ms: int, rate: float, phase: str) -> float:
+        """The amount a valid reading of the rate at t_ms counts, in the consumable's unit."""
+        last = self.last_t
+        self.last_t = t_ms
+        if last < 0 or t_ms <= last:
+            return 0.0
+        dt = t_ms - last
+        if dt > self.max_gap_ms:
+            self.uncounted_ms += dt - self.max_gap_ms
+            dt = self.max_gap_ms
+        if (self.phases is not None and phase not in self.phases) or not rate > 0:
+            return 0.0
+        return rate * dt * self.scale
+
+
 class ConsumableRuntime:
-    """Wires one tracker into the pipeline: level readings from its channel, program
-    cycles from phase changes (for counted doses), and its events as pipeline events.
+    """Wires one tracker into the pipeline: level readings or a meter's rate from its
+    channel, program cycles from phase changes (for counted doses), and its events as
+    pipeline events. period_ms: the sample period of its channel (a meter needs it).
 
     A reorder suggestion under "remind" is for the local page only (category ""); under
     "share" it belongs to the consumable's data category, which the privacy gate lets
     out only with consent. Other consumable events belong to that category too.
     """
 
-    def __init__(self, spec: dict, idle_phase: str, choice: ReorderChoice | None = None) -> None:
+    def __init__(self, spec: dict, idle_phase: str, choice: ReorderChoice | None = None, period_ms: int = 0) -> None:
         self.tracker = ConsumableTracker(spec, choice)
-        self.channel = spec.get("channel") if spec["source"] == "level_sensor" else None
+        self.channel = spec.get("channel") if spec["source"] in ("level_sensor", "meter") else None
+        self.meter = Meter(spec, period_ms) if spec["source"] == "meter" else None
+        self.phase = ""  # the pipeline's phase, for a meter
         self.category = spec.get("category", "consumables")
         self.idle = idle_phase
         self.in_cycle = False
@@ -336,10 +404,17 @@ class ConsumableRuntime:
     def on_sample(self, channel: str, t_ms: int, value: float) -> list:
         if channel != self.channel:
             return []
+        if self.meter is not None:
+            return self.tracker.metered(t_ms, self.meter.count(t_ms, value, self.phase))
         return self.tracker.reading(t_ms, value)
 
     def on_phase(self, t_ms: int, phase: str) -> list:
-        """Counted doses: one per program cycle, when the appliance comes back to rest."""
+        """Counted doses: one per program cycle, when the appliance comes back to rest. A
+        meter notes the phase (it counts only in its phases) and judges what it counted."""
+        if self.meter is not None:
+            self.phase = phase
+            self.tracker.unchecked = 0.0
+            return self.tracker.tick(t_ms)
         if self.channel is not None or not phase:
             return []
         if phase != self.idle:

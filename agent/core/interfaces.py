@@ -21,7 +21,9 @@ if TYPE_CHECKING:
         def score(self, t_ms: int, value: float, context: int) -> float: ...
 
     class PhaseSource(Protocol):
-        """The appliance's program phase at t_ms ("idle", "drain", ...)."""
+        """The appliance's program phase at t_ms ("idle", "drain", ...). A source that infers
+        the phase from the channels (phases.RulePhases) also has on_sample(channel, t_ms,
+        value): the pipeline tells it each valid sample, after the tick's phase was read."""
 
         def phase(self, t_ms: int) -> str: ...
 

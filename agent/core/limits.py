@@ -44,6 +44,20 @@ SIM_MAX_FAULTS = const(16)  # faults a profile describes for its simulator
 SIM_MAX_SECONDS = const(86_400)  # one program step, and the mean time between cycles
 CONSUMABLE_HISTORY_DAYS = const(84)  # closed days of use kept per consumable (12 weeks)
 
+# Where the phase comes from on a real appliance (agent/core/phases.py, the profile's phase_source).
+MAX_PHASE_RULES = const(16)  # rules of a rules phase source, evaluated in order
+MAX_RULE_CONDITIONS = const(4)  # conditions of one rule (all must hold)
+MAX_PHASE_LINES = const(3)  # GPIO lines of a gpio phase source: codes 0..7
+MAX_PHASE_CODE_LEN = const(16)  # characters of one code of a uart phase source ("3", "DRAIN")
+MAX_PHASE_PREFIX_LEN = const(16)  # characters of its line prefix ("PH=", "STATE:")
+MIN_PHASE_LINE = const(8)  # a uart phase source's line bound (max_line) is from MIN_PHASE_LINE
+MAX_PHASE_LINE = const(128)  # to MAX_PHASE_LINE bytes; a longer line is counted and ignored
+PHASE_UART_READ_MAX = const(1024)  # bytes one look at the UART takes at most; the rest waits for the next
+# A metered consumable (source: meter) counts a reading over the time since its channel's
+# previous valid reading, at most this many sample periods: a missing sample still counts,
+# a long gap (the sensor out, the device off) counts no more than this.
+METER_GAP_PERIODS = const(3)
+
 # What a peer (the broker, or whoever commands the device) can make it take in, do and say.
 MAX_INBOUND_PACKET = const(4096)  # one MQTT packet to the device (both clients; MQTT 5 tells the broker)
 BROKER_MAX_PACKET = const(16_384)  # max_packet_size in the broker config (`provision broker`)

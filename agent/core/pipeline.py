@@ -196,7 +196,12 @@ class Agent:
                 raise ConfigError("no driver for channel " + repr(spec["id"]))
             self.channels.append(ChannelRuntime(spec, drivers[spec["id"]], profile))
         idle = profile["phases"][0]
-        self.stock = [ConsumableRuntime(c, idle, (choices or {}).get(c["id"])) for c in profile["consumables"]]
+        periods = {ch.id: ch.period_ms for ch in self.channels}
+        self.stock = [ConsumableRuntime(c, idle, (choices or {}).get(c["id"]), periods.get(c.get("channel"), 0))
+                      for c in profile["consumables"]]  # fmt: skip
+        # A phase source that infers the phase from the channels (phases.RulePhases) is told
+        # each valid sample, after the tick's phase was read: its phase lags one tick.
+        self._phase_told = getattr(phase_source, "on_sample", None)
         self.last_phase = ""
         self.status_day = -1
         self.status_interval_h = 24
@@ -254,6 +259,8 @@ class Agent:
             value, valid = ch.sample(now_ms, phase, self._emit)
             self._tell("sample", ch, value)
             if valid:
+                if self._phase_told is not None:
+                    self._phase_told(ch.id, now_ms, value)
                 for stock in self.stock:
                     self._stock_events(stock, now_ms, stock.on_sample(ch.id, now_ms, value))
 

@@ -62,10 +62,15 @@ _CONSUMABLE = Map(
         "name": _TEXTS,
         "unit": Str(16),
         "capacity": Num(0.001, 1e6),
-        "source": OneOf(("level_sensor", "dose_count", "wear")),
+        "source": OneOf(("level_sensor", "dose_count", "wear", "meter")),
     },
     {
         "channel": (_ID, None),
+        # source meter: what flows through `channel` (a rate per `rate_per`) times `factor`
+        # (consumable units per channel unit), counted only in `phases` (every phase if none).
+        "phases": (ListOf(_ID, 1, limits.MAX_PHASES, unique=True), None),
+        "rate_per": (OneOf(("s", "min", "h")), None),
+        "factor": (Num(1e-6, 1e6), None),
         "dose_per_cycle": (Num(0, 1e6), None),
         "lead_time_days": (Num(0, 60, "days"), 3),
         # How far a counted dose may be off (the dosing pump's specification), as a share.
@@ -119,6 +124,46 @@ _UPLINK = Map(
         "topic_prefix": (Str(32, ident=True), "wichtel"),
         "max_payload": (Num(64, limits.MAX_PAYLOAD_BYTES, "bytes", integer=True), limits.MAX_PAYLOAD_BYTES),
         "keepalive_s": (Num(10, 3600, "seconds", integer=True), 60),
+    },
+)
+
+# Where the phase comes from on a real appliance (agent/core/phases.py; docs/profile.md
+# "Where the phase comes from"): exactly one of rules, gpio, uart.
+_NUM = Num(-1e9, 1e9)
+_PHASE_CONDITION = Map(
+    {"channel": _ID},
+    {"above": (_NUM, None), "leave_below": (_NUM, None), "below": (_NUM, None), "leave_above": (_NUM, None)},
+)
+_PHASE_RULE = Map({"phase": _ID, "when": ListOf(_PHASE_CONDITION, 1, limits.MAX_RULE_CONDITIONS)})
+_GPIO_CODE = Map({"code": Num(0, (1 << limits.MAX_PHASE_LINES) - 1, integer=True), "phase": _ID})
+_UART_CODE = Map({"code": Str(limits.MAX_PHASE_CODE_LEN), "phase": _ID})
+_PHASE_GPIO = Map(
+    {
+        "lines": ListOf(Num(0, 255, integer=True), 1, limits.MAX_PHASE_LINES, unique=True),
+        "codes": ListOf(_GPIO_CODE, 1, 1 << limits.MAX_PHASE_LINES),
+    },
+    {"chip": (Str(64), "gpiochip0"), "active_low": (Bool(), False), "pull": (OneOf(("none", "up", "down")), "none")},
+)
+_PHASE_UART = Map(
+    {"baud": Num(300, 1_000_000, "bits per second", integer=True), "codes": ListOf(_UART_CODE, 1, limits.MAX_PHASES)},
+    {
+        "prefix": (Str(limits.MAX_PHASE_PREFIX_LEN), None),
+        "max_line": (Num(limits.MIN_PHASE_LINE, limits.MAX_PHASE_LINE, "bytes", integer=True), 32),
+        "device": (Str(64), "/dev/serial0"),  # the Pi's tty
+        "port": (Num(0, 2, integer=True), 1),  # the board's UART and its pins
+        "tx": (Num(0, 255, integer=True), None),
+        "rx": (Num(0, 255, integer=True), None),
+    },
+)
+_PHASE_SOURCE = Map(
+    {},
+    {
+        "rules": (ListOf(_PHASE_RULE, 1, limits.MAX_PHASE_RULES), None),
+        "gpio": (_PHASE_GPIO, None),
+        "uart": (_PHASE_UART, None),
+        "fallback": (_ID, None),
+        "debounce_s": (Num(0, 600, "seconds"), 0),
+        "silence_s": (Num(1, 86_400, "seconds"), 10),
     },
 )
 
@@ -201,6 +246,8 @@ PROFILE = Map(
         "phase_names": (AnyMap(_TEXTS, limits.MAX_PHASES), {}),
         # How the simulator makes this appliance (`wichtel run --simulate`); derived when absent.
         "simulation": (_SIMULATION, None),
+        # Where the phase comes from on a real appliance; none: the simulator or a trace.
+        "phase_source": (_PHASE_SOURCE, None),
     },
 )
 
@@ -236,7 +283,16 @@ def validate(doc: object) -> dict:
             raise ProfileError(("consumables", i, "channel"), None, "the id of the channel that measures the level")
         if con["channel"] is not None and con["channel"] not in channel_ids:
             raise ProfileError(("consumables", i, "channel"), con["channel"], "the id of one of channels")
-        if con["source"] != "level_sensor" and con["dose_per_cycle"] is None:
+        if con["source"] == "meter" and con["channel"] is None:
+            raise ProfileError(("consumables", i, "channel"), None, "the id of the channel whose flow is metered")
+        if con["source"] != "meter":
+            for key in ("phases", "rate_per", "factor"):
+                if con[key] is not None:
+                    raise ProfileError(("consumables", i, key), con[key], "no " + key + " unless source is meter")
+        for j, name in enumerate(con["phases"] or ()):
+            if name not in prof["phases"]:
+                raise ProfileError(("consumables", i, "phases", j), name, "one of phases")
+        if con["source"] in ("dose_count", "wear") and con["dose_per_cycle"] is None:
             raise ProfileError(("consumables", i, "dose_per_cycle"), None, "the amount used per cycle")
         if con["dose_per_cycle"] is not None and con["dose_per_cycle"] > con["capacity"]:
             raise ProfileError(
@@ -248,7 +304,89 @@ def validate(doc: object) -> dict:
             raise ProfileError(("consumables", i, "category"), con["category"], "the id of one of data_categories")
     if prof["simulation"] is not None:
         _check_simulation(prof)
+    if prof["phase_source"] is not None:
+        _check_phase_source(prof["phase_source"], prof["phases"], channel_ids)
+        for i, rule in enumerate(prof["phase_source"]["rules"] or ()):
+            for j, cond in enumerate(rule["when"]):
+                # One missed sample must not count as silence: the bound holds two periods.
+                period = 1 / channel(prof, cond["channel"])["sample_hz"]
+                if prof["phase_source"]["silence_s"] < 2 * period:
+                    raise ProfileError(("phase_source", "silence_s"), prof["phase_source"]["silence_s"],
+                                       "at least two sample periods of %s used in rules[%d].when[%d] (%g s)"
+                                       % (cond["channel"], i, j, 2 * period))  # fmt: skip
     return prof
+
+
+def _check_phase_source(src: dict, phases: list, channel_ids: list) -> None:
+    """The cross-checks of phase_source: one kind, known phases and channels, thresholds
+    that make a band, codes each once and readable on a line."""
+    where = ("phase_source",)
+    given = [k for k in ("rules", "gpio", "uart") if src[k] is not None]
+    if len(given) != 1:
+        raise ProfileError(where, ", ".join(given) or None, "exactly one of rules, gpio, uart")
+    if src["fallback"] is not None and src["fallback"] not in phases:
+        raise ProfileError(where + ("fallback",), src["fallback"], "one of phases")
+    at: tuple
+    for i, rule in enumerate(src["rules"] or ()):
+        at = where + ("rules", i)
+        if rule["phase"] not in phases:
+            raise ProfileError(at + ("phase",), rule["phase"], "one of phases")
+        for j, cond in enumerate(rule["when"]):
+            _check_condition(cond, at + ("when", j), channel_ids)
+    for kind in ("gpio", "uart"):
+        if src[kind] is None:
+            continue
+        seen = set()
+        for i, entry in enumerate(src[kind]["codes"]):
+            at = where + (kind, "codes", i)
+            if entry["phase"] not in phases:
+                raise ProfileError(at + ("phase",), entry["phase"], "one of phases")
+            if entry["code"] in seen:
+                raise ProfileError(at + ("code",), entry["code"], "a code not already in the table")
+            seen.add(entry["code"])
+            if kind == "gpio" and entry["code"] >= 1 << len(src["gpio"]["lines"]):
+                raise ProfileError(
+                    at + ("code",), entry["code"], "a code the %d lines can show" % len(src["gpio"]["lines"])
+                )
+    uart = src["uart"]
+    if uart is not None:
+        for i, entry in enumerate(uart["codes"]):
+            _check_printable(entry["code"], where + ("uart", "codes", i, "code"))
+        if uart["prefix"] is not None:
+            _check_printable(uart["prefix"], where + ("uart", "prefix"))
+        longest = max(len(e["code"]) for e in uart["codes"]) + len(uart["prefix"] or "")
+        if longest > uart["max_line"]:
+            raise ProfileError(
+                where + ("uart", "max_line"), uart["max_line"], "at least the longest line, %d" % longest
+            )
+        if (uart["tx"] is None) != (uart["rx"] is None):
+            raise ProfileError(
+                where + ("uart", "rx" if uart["rx"] is None else "tx"), None, "both tx and rx, or neither"
+            )
+
+
+def _check_condition(cond: dict, at: tuple, channel_ids: list) -> None:
+    if cond["channel"] not in channel_ids:
+        raise ProfileError(at + ("channel",), cond["channel"], "the id of one of channels")
+    up = cond["above"] is not None
+    if up == (cond["below"] is not None):
+        raise ProfileError(at, None, "exactly one of above, below")
+    enter, leave = ("above", "leave_below") if up else ("below", "leave_above")
+    other = "leave_above" if up else "leave_below"
+    if cond[other] is not None:
+        raise ProfileError(at + (other,), cond[other], "no " + other + " with " + enter)
+    if cond[leave] is None:
+        cond[leave] = cond[enter]  # no band: leaves where it enters
+    if (cond[leave] > cond[enter]) if up else (cond[leave] < cond[enter]):
+        raise ProfileError(
+            at + (leave,), cond[leave], "%s %s %s" % ("at most" if up else "at least", enter, cond[enter])
+        )
+
+
+def _check_printable(text: str, at: tuple) -> None:
+    for c in text:
+        if not " " < c <= "~":
+            raise ProfileError(at, text, "printable ASCII without spaces (it is read from a serial line)")
 
 
 def from_json(data: bytes) -> dict:
