@@ -162,14 +162,15 @@ def _parser(added: "dict[str, CommandModule] | None" = None) -> argparse.Argumen
 def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     """`wichtel run` on a namespace of its options (what the demo runs, too)."""
     profile = load(args.profile)
+    real = not args.replay and not getattr(args, "simulate", True)  # the demo's namespace has no --simulate
     if args.replay:
         drivers, phases = host.replayed(profile, args.replay)
         if args.hours is None:
             args.hours = phases.trace.end_ms() / _HOUR_MS
-    elif getattr(args, "simulate", True):  # the demo's namespace has no --simulate: it simulates
-        drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset, args.fault_ramp)
-    else:
+    elif real:
         drivers, phases = _real_sensors(args, profile)
+    else:
+        drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset, args.fault_ramp)
     if args.speed is None:
         args.speed = 0.0
     if args.hours is None:
@@ -200,10 +201,14 @@ def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
             narrator.say("Outbox: " + problem)
     samples = snap.samples
     awaiting = snap.awaiting
+    if real:  # stopped when the user said so: the time that passed, not the --hours asked for
+        span = "%.1f s of real time" % (agent.clock.now_ms() / 1000)
+    else:
+        span = "%.0f simulated hours" % args.hours
     narrator.say(
-        "Done: %d samples over %.0f simulated hours; %d unusual readings; %d messages would be sent, "
+        "Done: %d samples over %s; %d unusual readings; %d messages would be sent, "
         "%d events kept on the device; %d waiting in the outbox for an uplink%s."
-        % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, snap.waiting,
+        % (samples, span, narrator.anomalies, narrator.sent, narrator.kept, snap.waiting,
            "; %d sent but not yet confirmed by the backend (kept, and sent again)" % awaiting if awaiting else "")
     )  # fmt: skip
     if data is not None and data.unsaved:

@@ -9,6 +9,7 @@ from agent.core.errors import ConfigError
 # driver_options.atten_db -> the name of machine.ADC's attenuation constant (ESP32): the
 # input range grows with it, to about 3.1 V at 11 dB.
 ATTENUATION = {0: "ATTN_0DB", 2.5: "ATTN_2_5DB", 6: "ATTN_6DB", 11: "ATTN_11DB"}
+OPTIONS = ("pin", "atten_db", "samples", "full_scale_v") + sensor_i2c.ANALOG_OPTIONS
 DEFAULT_SAMPLES = 8  # conversions averaged per reading: the ESP32's ADC is noisy
 
 
@@ -42,6 +43,7 @@ class BoardAdc:
 
 def make(spec: dict, machine: object) -> object:
     """The ADC on driver_options.pin, with driver_options.atten_db (default 11 dB)."""
+    sensor_i2c.check_known(spec, OPTIONS, "an adc input")
     pin = sensor_i2c.option_int(spec, "pin", None, 0, 255)
     atten = sensor_i2c.option_choice(spec, "atten_db", 11, tuple(ATTENUATION))
     adc_class = machine.ADC  # type: ignore[attr-defined]

@@ -52,4 +52,4 @@ def make(spec: dict, machine: object) -> object:
         bus = machine.I2C(number, freq=BUS_HZ, **pins)  # type: ignore[attr-defined]
     except ValueError as e:
         raise ConfigError("channel %r: I2C bus %d: %s" % (spec["id"], number, e)) from e
-    return sensor_i2c.make_chip(spec, MachineRegisters(bus, sensor_i2c.i2c_address(spec)))
+    return sensor_i2c.make_chip(spec, MachineRegisters(bus, sensor_i2c.i2c_address(spec)), ("bus", "sda", "scl"))

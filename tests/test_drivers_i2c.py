@@ -214,6 +214,8 @@ def test_a_vibration_burst_may_have_the_bounds_samples(n: int) -> None:
         ({"chip": "adxl345", "samples": sensor_i2c.ADXL345_MIN_BURST - 1}, "driver_options.samples is 3"),
         ({"chip": "adxl345", "samples": sensor_i2c.ADXL345_MAX_BURST + 1}, "driver_options.samples is 33"),
         ({"chip": "ads1115", "stuck_reads": -1}, "driver_options.stuck_reads is -1"),
+        ({"chip": "ads1115", "adress": 73}, "driver_options.adress is no option of an ads1115 on I2C; known: chip"),
+        ({"chip": "adxl345", "input": 1}, "driver_options.input is no option of an adxl345 on I2C"),
     ],
 )
 def test_options_a_driver_cannot_use_are_refused_naming_channel_and_option(opts: dict, words: str) -> None:
@@ -356,6 +358,11 @@ def test_iio_faults_are_sensor_errors_with_their_reason(
     assert got == [reason] if reason else isinstance(got[0], float), got
 
 
+def test_iio_refuses_an_option_it_does_not_have(tmp_path: str) -> None:
+    with pytest.raises(ConfigError, match=r"channel 'ch': driver_options\.chip is no option of a linux_iio input"):
+        _iio(str(tmp_path), chip="ads1115")
+
+
 def test_iio_reads_again_once_the_device_is_back(tmp_path: str) -> None:
     root = str(tmp_path)
     driver = _iio(root, input=0)
@@ -410,6 +417,8 @@ def test_the_board_adc_faults() -> None:
         board_analog.make(_spec("adc", pin=5), Machine(adc={34: EmulatedADC([])}))
     with pytest.raises(ConfigError, match=r"driver_options\.samples is 65"):
         _adc([], samples=sensor_i2c.ADC_MAX_SAMPLES + 1)
+    with pytest.raises(ConfigError, match=r"driver_options\.bits is no option of an adc input"):
+        board_drivers.make(_spec("adc", pin=34, bits=12), Machine(adc={34: EmulatedADC([])}))
     with pytest.raises(ConfigError, match=r"driver_options\.pin is needed"):
         board_drivers.make(_spec("adc"), Machine())
 
@@ -603,6 +612,8 @@ def test_run_reads_the_profile_s_real_drivers_from_a_sysfs_tree(
     assert code == 0, out
     assert "drum_vibration gave no reading (absent): sensor fault" in out
     assert 0 < int(out.split("Done: ", 1)[1].split(" ", 1)[0])
+    seconds = float(out.split(" s of real time", 1)[0].rsplit(" ", 1)[1])
+    assert 1.4 <= seconds < 60  # the time that passed (0.0004 h = 1.44 s, more on a busy machine)
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,21 @@ def option_choice(spec: dict, name: str, default: object, choices: tuple) -> obj
     return value
 
 
+def check_known(spec: dict, known: tuple, what: str) -> None:
+    """ConfigError for a driver option the driver does not have (a typo such as `adress`
+    would otherwise leave the default in force without a word)."""
+    for name in spec.get("driver_options") or {}:
+        if name not in known:
+            raise ConfigError(
+                "channel %r: driver_options.%s is no option of %s; known: %s"
+                % (spec["id"], name, what, ", ".join(known))
+            )
+
+
+# Options of every analog input (LinearMap and stuck_watch).
+ANALOG_OPTIONS = ("scale", "offset", "stuck_reads")
+
+
 class LinearMap:
     """volts -> the channel's unit: value = volts * scale + offset (driver_options scale,
     offset; e.g. a 30 A / 1 V current clamp: scale 30)."""
@@ -412,9 +427,18 @@ class Adxl345:
             raise
 
 
-def make_chip(spec: dict, bus: object) -> object:
-    """The chip driver driver_options.chip names, on a register bus."""
+# Each chip's options; a platform adds its own bus options (bus, and on a board sda, scl).
+CHIP_OPTIONS = {
+    ADS1115: ("chip", "address", "input", "fsr") + ANALOG_OPTIONS,
+    ADXL345: ("chip", "address", "range_g", "samples"),
+}
+
+
+def make_chip(spec: dict, bus: object, bus_options: tuple) -> object:
+    """The chip driver driver_options.chip names, on a register bus; bus_options: the
+    options the platform's bus adapter took."""
     chip = option_choice(spec, "chip", None, CHIPS)
+    check_known(spec, CHIP_OPTIONS[chip] + bus_options, "an %s on I2C" % chip)  # type: ignore[index]
     return Ads1115(spec, bus) if chip == ADS1115 else Adxl345(spec, bus)
 
 

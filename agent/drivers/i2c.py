@@ -62,4 +62,4 @@ def make(spec: dict, env: dict) -> "Driver":
     /dev/i2c-<driver_options.bus>; ConfigError for options it cannot use."""
     number = sensor_i2c.option_int(spec, "bus", DEFAULT_BUS, 0, 255)
     regs = SMBusRegisters(env.get("smbus", _open_smbus), number, sensor_i2c.i2c_address(spec))
-    return sensor_i2c.make_chip(spec, regs)  # type: ignore[return-value]
+    return sensor_i2c.make_chip(spec, regs, ("bus",))  # type: ignore[return-value]

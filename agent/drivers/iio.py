@@ -23,7 +23,10 @@ class IioVoltage:
     number, or by its name file) and its scale and offset read at the first read, and again
     after a failed one (a driver reloaded, an overlay applied later)."""
 
+    OPTIONS = ("device", "input", "bits") + sensor_i2c.ANALOG_OPTIONS
+
     def __init__(self, spec: dict, root: str) -> None:
+        sensor_i2c.check_known(spec, self.OPTIONS, "a linux_iio input")
         self.where = "channel %s (IIO)" % spec["id"]
         device = (spec.get("driver_options") or {}).get("device", 0)
         if isinstance(device, str):
