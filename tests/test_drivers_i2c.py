@@ -613,7 +613,9 @@ def test_run_reads_the_profile_s_real_drivers_from_a_sysfs_tree(
     assert "drum_vibration gave no reading (absent): sensor fault" in out
     assert 0 < int(out.split("Done: ", 1)[1].split(" ", 1)[0])
     seconds = float(out.split(" s of real time", 1)[0].rsplit(" ", 1)[1])
-    assert 1.4 <= seconds < 60  # the time that passed (0.0004 h = 1.44 s, more on a busy machine)
+    # The time that passed, not the 0.0004 h asked for: the last samples are due at 1 s (the
+    # next ones, at 2 s, after the end); later only on a very busy machine.
+    assert 1.0 <= seconds < 60
 
 
 @pytest.mark.parametrize(
