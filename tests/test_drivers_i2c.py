@@ -186,6 +186,28 @@ def test_the_config_word_is_the_datasheet_s(input_pin: int, fsr: float, config: 
     assert sensor_i2c.ads1115_config(input_pin, fsr) == config
 
 
+@pytest.mark.parametrize("raw,reason", [(0x7FFE, None), (0x7FFF, "implausible"), (-32, None), (-33, "implausible"),
+                                        (-0x8000, "implausible")])  # fmt: skip
+def test_ads1115_conversions_at_the_rails_are_implausible(raw: int, reason: object) -> None:
+    word = raw & 0xFFFF
+    bus = EmulatedI2C(parse_trace("w 48 01 c3e3\nr 48 01 c3e3\nr 48 00 %04x\n" % word))
+    got = _outcomes(drivers.make(_spec("i2c", chip="ads1115"), {"smbus": lambda n: bus}), 1)
+    assert got == [reason or round(_ads_volts(raw), 6)]
+
+
+@pytest.mark.parametrize("range_g,top", [(2, 511), (4, 1023), (8, 2047), (16, 4095)])
+def test_adxl345_samples_at_the_range_s_rails_are_saturated(range_g: int, top: int) -> None:
+    # Full resolution: 10 bits at +-2 g up to 13 bits at +-16 g; the extreme codes are the rails.
+    def sample(x: int) -> bytes:
+        return bytes((x & 0xFF, (x >> 8) & 0xFF, 0, 0, 0, 1))
+
+    for x in (top - 1, -top):
+        assert sensor_i2c.adxl345_sample(sample(x), range_g, "f") == (x, 0, 256)
+    for x in (top, -top - 1):
+        with pytest.raises(SensorError, match="saturated"):
+            sensor_i2c.adxl345_sample(sample(x), range_g, "f")
+
+
 def _burst_trace(n: int) -> str:
     setup = "r 53 00 e5\nw 53 2c 0f\nw 53 31 0b\nw 53 2d 08\n"
     return setup + "".join("r 53 32 %s\n" % ("0a00fbff0001" if i % 2 else "f6ff05000401") for i in range(n))
