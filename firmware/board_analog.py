@@ -34,7 +34,7 @@ class BoardAdc:
         total = 0.0
         codes = 0  # the sum of the raw codes: what stuck_reads compares from read to read
         for _ in range(self.samples):
-            u16, uv = sensor_i2c.with_retries(self._convert, self.where)  # type: ignore[misc]
+            u16, uv = sensor_i2c.with_retries(self._convert, self.where)
             codes += u16
             total += sensor_i2c.adc_volts(u16, uv, self.full_scale_v, self.where)
         self.stuck.feed(codes)

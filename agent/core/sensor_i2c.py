@@ -11,6 +11,13 @@ import math
 from agent.core.compat import const
 from agent.core.errors import ConfigError, SensorError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
 # --- Limits -------------------------------------------------------------------------------
 # A transaction that fails with EIO/ETIMEDOUT/EAGAIN is tried this many times in all; then
 # the bus counts as stuck. NACK-like errors are not retried: nobody answers at the address.
@@ -63,7 +70,7 @@ def _errno(e: OSError) -> int:
     return n if isinstance(n, int) else -1
 
 
-def with_retries(call: object, where: str) -> object:
+def with_retries(call: "Callable[[], T]", where: str) -> "T":
     """call() with up to I2C_TRIES attempts; its OSError becomes SensorError: absent for
     NACK/no device, stuck after I2C_TRIES transient failures (EIO, ETIMEDOUT), failed
     for anything else (e.g. permission denied), naming where."""
@@ -71,7 +78,7 @@ def with_retries(call: object, where: str) -> object:
     while True:
         tries += 1
         try:
-            return call()  # type: ignore[operator]
+            return call()
         except OSError as e:
             n = _errno(e)
             if n in ABSENT_ERRNOS:

@@ -64,7 +64,7 @@ class IioVoltage:
             with open(path, "rb") as f:
                 return f.read(MAX_ATTRIBUTE_BYTES)
 
-        return sensor_i2c.with_retries(read, path)  # type: ignore[return-value]
+        return sensor_i2c.with_retries(read, path)
 
     def _number(self, names: tuple, default: float | None, integer: bool) -> float:
         """The first of names that exists in the device directory (IIO has per-channel and
