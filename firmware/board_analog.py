@@ -6,11 +6,8 @@ make(spec, machine) -> a driver giving the mean of a few conversions in the chan
 from agent.core import sensor_i2c
 from agent.core.errors import ConfigError
 
-# driver_options.atten_db -> the name of machine.ADC's attenuation constant (ESP32): the
-# input range grows with it, to about 3.1 V at 11 dB.
+# driver_options.atten_db -> the name of machine.ADC's attenuation constant (ESP32).
 ATTENUATION = {0: "ATTN_0DB", 2.5: "ATTN_2_5DB", 6: "ATTN_6DB", 11: "ATTN_11DB"}
-OPTIONS = ("pin", "atten_db", "samples", "full_scale_v") + sensor_i2c.ANALOG_OPTIONS
-DEFAULT_SAMPLES = 8  # conversions averaged per reading: the ESP32's ADC is noisy
 
 
 class BoardAdc:
@@ -19,8 +16,7 @@ class BoardAdc:
     def __init__(self, spec: dict, adc: object) -> None:
         self.adc = adc
         self.where = "channel %s (ADC)" % spec["id"]
-        self.samples = sensor_i2c.option_int(spec, "samples", DEFAULT_SAMPLES, 1, sensor_i2c.ADC_MAX_SAMPLES)
-        self.full_scale_v = sensor_i2c.option_num(spec, "full_scale_v", 3.3)
+        _, _, self.samples, self.full_scale_v = sensor_i2c.adc_options(spec)
         # Whether the port calibrates (read_uv, ESP32) is a fact of the port: decided once.
         self.read_uv = getattr(adc, "read_uv", None)
         self.to_unit = sensor_i2c.LinearMap(spec)
@@ -43,9 +39,7 @@ class BoardAdc:
 
 def make(spec: dict, machine: object) -> object:
     """The ADC on driver_options.pin, with driver_options.atten_db (default 11 dB)."""
-    sensor_i2c.check_known(spec, OPTIONS, "an adc input")
-    pin = sensor_i2c.option_int(spec, "pin", None, 0, 255)
-    atten = sensor_i2c.option_choice(spec, "atten_db", 11, tuple(ATTENUATION))
+    pin, atten, _, _ = sensor_i2c.adc_options(spec)
     adc_class = machine.ADC  # type: ignore[attr-defined]
     try:
         adc = adc_class(machine.Pin(pin), atten=getattr(adc_class, ATTENUATION[atten]))  # type: ignore[attr-defined, index]

@@ -40,14 +40,11 @@ class MachineRegisters:
 def make(spec: dict, machine: object) -> object:
     """The chip driver_options.chip names at driver_options.address on I2C bus
     driver_options.bus (sda, scl: pin numbers, when not the bus's default pins)."""
-    number = sensor_i2c.option_int(spec, "bus", DEFAULT_BUS, 0, 7)
-    opts = spec.get("driver_options") or {}
+    number = sensor_i2c.option_int(spec, "bus", DEFAULT_BUS, 0, 255)
     pins = {}
-    for name in ("scl", "sda"):
-        if name in opts:
-            pins[name] = machine.Pin(sensor_i2c.option_int(spec, name, None, 0, 255))  # type: ignore[attr-defined]
-    if len(pins) == 1:
-        raise ConfigError("channel %r: driver_options names one of sda and scl; expected both or neither" % spec["id"])
+    numbers = sensor_i2c.i2c_pins(spec)
+    if numbers:
+        pins = {"sda": machine.Pin(numbers[0]), "scl": machine.Pin(numbers[1])}  # type: ignore[attr-defined]
     try:
         bus = machine.I2C(number, freq=BUS_HZ, **pins)  # type: ignore[attr-defined]
     except ValueError as e:

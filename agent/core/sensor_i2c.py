@@ -9,7 +9,7 @@ burst length: the limits block below) and every failure leaves as SensorError(re
 import math
 
 from agent.core.compat import const
-from agent.core.errors import ConfigError, SensorError
+from agent.core.errors import ConfigError, DriverOptionError, SensorError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -122,18 +122,11 @@ class StuckWatch:
 
 
 def option_int(spec: dict, name: str, default: object, lo: int, hi: int) -> int:
-    """driver_options[name] as a whole number in [lo, hi] (default when absent and not
-    None); ConfigError naming channel, option, value and the expectation."""
-    opts = spec.get("driver_options") or {}
-    value = opts.get(name, default)
-    if value is None:
-        raise ConfigError(
-            "channel %r: driver_options.%s is needed (a whole number %d..%d)" % (spec["id"], name, lo, hi)
-        )
+    """driver_options[name] as a whole number in [lo, hi] (default when absent; None:
+    required); DriverOptionError naming channel, option, value and the expectation."""
+    value = (spec.get("driver_options") or {}).get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or not lo <= value <= hi:
-        raise ConfigError(
-            "channel %r: driver_options.%s is %r; expected a whole number %d..%d" % (spec["id"], name, value, lo, hi)
-        )
+        raise DriverOptionError(spec["id"], name, value, "a whole number %d..%d" % (lo, hi))
     return int(value)
 
 
@@ -141,30 +134,26 @@ def option_num(spec: dict, name: str, default: float) -> float:
     """driver_options[name] as a number (the schema bounds it), default when absent."""
     value = (spec.get("driver_options") or {}).get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError("channel %r: driver_options.%s is %r; expected a number" % (spec["id"], name, value))
+        raise DriverOptionError(spec["id"], name, value, "a number")
     return float(value)
 
 
 def option_choice(spec: dict, name: str, default: object, choices: tuple) -> object:
     """driver_options[name], one of choices (numbers or names)."""
     value = (spec.get("driver_options") or {}).get(name, default)
-    if value not in choices:
-        raise ConfigError(
-            "channel %r: driver_options.%s is %r; expected one of %s"
-            % (spec["id"], name, value, ", ".join(str(c) for c in choices))
-        )
+    if value is None or value not in choices:
+        raise DriverOptionError(spec["id"], name, value, "one of " + ", ".join(str(c) for c in choices))
     return value
 
 
 def check_known(spec: dict, known: tuple, what: str) -> None:
-    """ConfigError for a driver option the driver does not have (a typo such as `adress`
-    would otherwise leave the default in force without a word)."""
-    for name in spec.get("driver_options") or {}:
+    """DriverOptionError for a driver option the driver does not have (a typo such as
+    `adress` would otherwise leave the default in force without a word)."""
+    opts = spec.get("driver_options") or {}
+    for name in opts:
         if name not in known:
-            raise ConfigError(
-                "channel %r: driver_options.%s is no option of %s; known: %s"
-                % (spec["id"], name, what, ", ".join(known))
-            )
+            expected = "one of the options of %s: %s" % (what, ", ".join(known))
+            raise DriverOptionError(spec["id"], name, opts[name], expected, unknown=True)
 
 
 # Options of every analog input (LinearMap and stuck_watch).
@@ -185,6 +174,68 @@ class LinearMap:
 
 def stuck_watch(spec: dict) -> StuckWatch:
     return StuckWatch(option_int(spec, "stuck_reads", 0, 0, MAX_STUCK_READS), "channel " + spec["id"])
+
+
+IIO_OPTIONS = ("device", "input", "bits") + ANALOG_OPTIONS
+IIO_MAX_DEVICES = const(256)  # iio:deviceN numbers, and entries a device name is looked up among
+
+
+def iio_options(spec: dict) -> tuple:
+    """(device: N of iio:deviceN or its name, input K of in_voltageK, bits) of a
+    linux_iio channel."""
+    check_known(spec, IIO_OPTIONS, "a linux_iio input")
+    device = (spec.get("driver_options") or {}).get("device", 0)
+    if not isinstance(device, str):
+        device = option_int(spec, "device", 0, 0, IIO_MAX_DEVICES - 1)
+    return device, option_int(spec, "input", 0, 0, 255), option_int(spec, "bits", 0, 0, 32)
+
+
+ADC_OPTIONS = ("pin", "atten_db", "samples", "full_scale_v") + ANALOG_OPTIONS
+ADC_ATTENUATION_DB = (0, 2.5, 6, 11)  # ESP32: the input range grows with it, to ~3.1 V at 11 dB
+ADC_DEFAULT_SAMPLES = const(8)  # conversions averaged per reading: the ESP32's ADC is noisy
+
+
+def adc_options(spec: dict) -> tuple:
+    """(pin, atten_db, samples, full_scale_v) of a board's adc channel."""
+    check_known(spec, ADC_OPTIONS, "an adc input")
+    return (
+        option_int(spec, "pin", None, 0, 255),
+        option_choice(spec, "atten_db", 11, ADC_ATTENUATION_DB),
+        option_int(spec, "samples", ADC_DEFAULT_SAMPLES, 1, ADC_MAX_SAMPLES),
+        option_num(spec, "full_scale_v", 3.3),
+    )
+
+
+def i2c_pins(spec: dict) -> tuple:
+    """(sda, scl) pin numbers of a board's I2C bus, or () for the bus's default pins."""
+    opts = spec.get("driver_options") or {}
+    if ("sda" in opts) != ("scl" in opts):
+        name = "sda" if "sda" in opts else "scl"
+        raise DriverOptionError(spec["id"], name, opts[name], "sda and scl both, or neither (the bus's own pins)")
+    if "sda" not in opts:
+        return ()
+    return option_int(spec, "sda", None, 0, 255), option_int(spec, "scl", None, 0, 255)
+
+
+def check_options(spec: dict) -> None:
+    """Every driver_options setting of a linux_iio, adc or i2c channel as its drivers take
+    them, on any platform (`wichtel profile check` finds a wrong chip or a typo before a
+    device does); DriverOptionError for the first they cannot use. No hardware is touched."""
+    driver = spec["driver"]
+    if driver == "linux_iio":
+        iio_options(spec)
+    elif driver == "adc":
+        adc_options(spec)
+    elif driver == "i2c":
+        option_int(spec, "bus", 0, 0, 255)
+        i2c_pins(spec)
+        i2c_address(spec)
+        make_chip(spec, None, ("bus", "sda", "scl"))
+        return
+    else:
+        return
+    LinearMap(spec)
+    stuck_watch(spec)
 
 
 # --- Linux IIO ----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from agent.core.interfaces import Driver
 
 MAX_ATTRIBUTE_BYTES = 64  # a sysfs number is a few characters; more is no IIO attribute
-MAX_DEVICES = 256  # iio:device entries a device name is looked up among
 
 
 class IioVoltage:
@@ -23,18 +22,9 @@ class IioVoltage:
     number, or by its name file) and its scale and offset read at the first read, and again
     after a failed one (a driver reloaded, an overlay applied later)."""
 
-    OPTIONS = ("device", "input", "bits") + sensor_i2c.ANALOG_OPTIONS
-
     def __init__(self, spec: dict, root: str) -> None:
-        sensor_i2c.check_known(spec, self.OPTIONS, "a linux_iio input")
+        self.device, self.input, self.bits = sensor_i2c.iio_options(spec)
         self.where = "channel %s (IIO)" % spec["id"]
-        device = (spec.get("driver_options") or {}).get("device", 0)
-        if isinstance(device, str):
-            self.device: int | str = device
-        else:
-            self.device = sensor_i2c.option_int(spec, "device", 0, 0, MAX_DEVICES - 1)
-        self.input = sensor_i2c.option_int(spec, "input", 0, 0, 255)
-        self.bits = sensor_i2c.option_int(spec, "bits", 0, 0, 32)
         self.to_unit = sensor_i2c.LinearMap(spec)
         self.stuck = sensor_i2c.stuck_watch(spec)
         self.devices = os.path.join(root, "bus", "iio", "devices")
@@ -49,7 +39,7 @@ class IioVoltage:
             entries = sorted(e for e in os.listdir(self.devices) if e.startswith("iio:device"))
         except OSError as e:
             raise SensorError("absent", "%s: no IIO devices (%s)" % (self.where, e)) from e
-        for entry in entries[:MAX_DEVICES]:
+        for entry in entries[: sensor_i2c.IIO_MAX_DEVICES]:
             d = os.path.join(self.devices, entry)
             try:
                 name = self._attribute(os.path.join(d, "name")).decode(errors="replace").strip()
