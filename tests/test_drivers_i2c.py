@@ -285,6 +285,22 @@ def test_a_bus_that_could_not_be_opened_is_opened_again_at_the_next_reading() ->
     assert _outcomes(driver, 2) == ["absent", round(_ads_volts(0x1234) * 30, 6)] and opened == [3, 3]
 
 
+def test_a_bus_is_reopened_only_when_its_adapter_went_away() -> None:
+    text = "w 48 01 !nack\nw 48 01 !enodev\nw 48 01 c3e3\nr 48 01 c3e3\nr 48 00 1234\n"
+    bus = EmulatedI2C(parse_trace(text))
+    opened: list = []
+
+    def opener(n: int) -> object:
+        opened.append(bus.closed)
+        bus.closed = False
+        return bus
+
+    driver = drivers.make(_spec("i2c", chip="ads1115"), {"smbus": opener})
+    # The NACK keeps the bus open; ENODEV closes it, and the next reading opens it again.
+    assert _outcomes(driver, 3) == ["absent", "absent", round(_ads_volts(0x1234), 6)]
+    assert opened == [False, True] and bus.remaining() == 0
+
+
 def test_the_board_driver_uses_the_bus_and_pins_of_its_options() -> None:
     bus = EmulatedI2C(parse_trace("w 48 01 !nack\n"))
     machine = Machine(i2c={1: bus})
@@ -413,7 +429,16 @@ def test_stuck_reads_identical_readings_in_a_row_are_a_stuck_sensor(tmp_path: st
 
 
 def test_stuck_reads_is_bounded() -> None:
-    assert isinstance(sensor_i2c.stuck_watch(_spec("adc", stuck_reads=sensor_i2c.MAX_STUCK_READS)), object)
+    top = sensor_i2c.MAX_STUCK_READS
+    watch = sensor_i2c.stuck_watch(_spec("adc", stuck_reads=top))
+    for _ in range(top - 1):
+        watch.feed(7)
+    with pytest.raises(SensorError, match="the same raw reading 7 100000 times in a row"):
+        watch.feed(7)
+    off = sensor_i2c.stuck_watch(_spec("adc"))
+    for _ in range(top + 10):
+        off.feed(7)
+    assert off.run == top  # the count stops at the bound: it never grows into a big number
     with pytest.raises(ConfigError, match="stuck_reads is 100001"):
         sensor_i2c.stuck_watch(_spec("adc", stuck_reads=sensor_i2c.MAX_STUCK_READS + 1))
 

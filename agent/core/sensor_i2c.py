@@ -22,12 +22,12 @@ if TYPE_CHECKING:
 # A transaction that fails with EIO/ETIMEDOUT/EAGAIN is tried this many times in all; then
 # the bus counts as stuck. NACK-like errors are not retried: nobody answers at the address.
 I2C_TRIES = const(3)
-# The ADS1115 runs at its fastest data rate, so that one single-shot conversion blocks the
-# caller as little as possible: 1/860 s = 1.16 ms (+10 % oscillator tolerance). The driver
-# waits ADS1115_POLL_MS, then reads the OS bit, at most ADS1115_MAX_POLLS times: a read of
-# the channel takes at most ~4 ms of sleeping plus 2 + 4 + 1 register transfers (under 1 ms
-# at 400 kHz, ~3 ms at 100 kHz). A conversion not ready by then is a stuck chip.
-ADS1115_DATA_RATE_SPS = const(860)
+# The ADS1115 runs at its fastest data rate (860 SPS, _ADS_DR_860), so that one single-shot
+# conversion blocks the caller as little as possible: 1/860 s = 1.16 ms (+10 % oscillator
+# tolerance). The driver waits ADS1115_POLL_MS, then reads the OS bit, at most
+# ADS1115_MAX_POLLS times: a reading takes at most 4 ms of sleeping plus six register
+# transfers (under 1 ms at 400 kHz, ~3 ms at 100 kHz; each retried at most I2C_TRIES
+# times). A conversion not ready by then is a stuck chip.
 ADS1115_POLL_MS = const(1)
 ADS1115_MAX_POLLS = const(4)
 # A single-ended input reads a little below 0 V near ground (offset error, noise); more
@@ -105,17 +105,13 @@ class StuckWatch:
         self.run = 0
 
     def feed(self, raw: object) -> None:
-        if raw == self.last:
-            self.run += 1
-        else:
+        if raw != self.last:
             self.last = raw
             self.run = 1
+        elif self.run < MAX_STUCK_READS:  # a small int on a board, however long it holds still
+            self.run += 1
         if self.limit and self.run >= self.limit:
             raise SensorError("stuck", "%s: the same raw reading %r %d times in a row" % (self.where, raw, self.run))
-
-    def reset(self) -> None:
-        self.last = None
-        self.run = 0
 
 
 # --- Driver options -----------------------------------------------------------------------

@@ -4,6 +4,7 @@ env keys: "smbus", an opener bus number -> an smbus2.SMBus-like object (default
 smbus2.SMBus); the chip logic, retries and plausibility checks are the core's.
 """
 
+import errno
 import time
 
 from agent.core import sensor_i2c
@@ -25,8 +26,8 @@ def _open_smbus(number: int) -> object:
 
 class SMBusRegisters:
     """A chip's registers at one address through an SMBus; the bus is opened at the first
-    transaction (so a missing /dev/i2c-N is a sensor fault, "absent", not a crash) and
-    again after a failure."""
+    transaction (so a missing /dev/i2c-N is a sensor fault, "absent", not a crash), and
+    again after it failed to open or its adapter went away."""
 
     def __init__(self, opener: "Callable[[int], object]", number: int, address: int) -> None:
         self.opener = opener
@@ -42,16 +43,27 @@ class SMBusRegisters:
     def read(self, register: int, n: int) -> bytes:
         try:
             return bytes(self._bus().read_i2c_block_data(self.address, register, n))  # type: ignore[attr-defined]
-        except OSError:
-            self.bus = None
+        except OSError as e:
+            self._gone(e)
             raise
 
     def write(self, register: int, data: bytes) -> None:
         try:
             self._bus().write_i2c_block_data(self.address, register, list(data))  # type: ignore[attr-defined]
-        except OSError:
-            self.bus = None
+        except OSError as e:
+            self._gone(e)
             raise
+
+    def _gone(self, e: OSError) -> None:
+        """The adapter itself went away (ENODEV: its module unloaded, a USB adapter
+        unplugged): close the bus, so the next transaction opens it anew. A NACK or an EIO
+        keeps it open: the bus is there, the chip did not answer."""
+        if e.errno == errno.ENODEV and self.bus is not None:
+            bus, self.bus = self.bus, None
+            try:
+                bus.close()  # type: ignore[attr-defined]
+            except OSError:
+                pass  # closing a descriptor of a vanished device may fail too; it is dropped either way
 
     def sleep_ms(self, ms: int) -> None:
         time.sleep(ms / 1000)

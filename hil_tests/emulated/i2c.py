@@ -9,15 +9,16 @@ Trace format (hil_tests/traces/*.trace), one transaction per line, `#` starts a 
 
 op is `r` (the driver reads) or `w` (it writes); address and register are hex; payload is
 the bytes in hex (read: what the chip answers; write: what the driver must send) or a
-fault `!nack`, `!eio` or `!etimedout` (the transaction raises OSError as the platform
-does). `*N` repeats the line N times. A transaction that differs from the next line (op,
-address, register, length, written bytes) or comes after the trace's end raises
-TraceMismatch: the driver did not do what was recorded.
+fault: `!nack`, `!eio`, `!etimedout`, or `!enodev` (the adapter itself is gone); the
+transaction raises OSError as the platform does. `*N` repeats the line N times. A
+transaction that differs from the next line (op, address, register, length, written
+bytes) or comes after the trace's end raises TraceMismatch: the driver did not do what
+was recorded.
 """
 
 # errno values: a NACK is EREMOTEIO (121) on a Raspberry Pi's i2c-bcm2835 through smbus2
 # and ENODEV (19) on MicroPython's machine.I2C; EIO and ETIMEDOUT are the same on both.
-_FAULTS = {"nack": (121, 19), "eio": (5, 5), "etimedout": (110, 110)}
+_FAULTS = {"nack": (121, 19), "eio": (5, 5), "etimedout": (110, 110), "enodev": (19, 19)}
 _MESSAGES = {121: "Remote I/O error", 19: "No such device", 5: "Input/output error", 110: "Connection timed out"}
 SMBUS = 0
 MACHINE = 1
