@@ -413,7 +413,8 @@ def test_iio_refuses_an_option_it_does_not_have(tmp_path: str) -> None:
 def test_iio_reads_again_once_the_device_is_back(tmp_path: str) -> None:
     root = str(tmp_path)
     driver = _iio(root, input=0)
-    assert _outcomes(driver, 1) == ["absent"]
+    with pytest.raises(SensorError, match=r"absent: channel ch \(IIO\): no IIO device .*iio:device0$"):
+        driver.read(0)
     fake_iio(root, 0, "mcp3208", {0: (1000, 1.0, None)})
     assert _outcomes(driver, 1) == [1.0]
 

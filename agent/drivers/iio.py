@@ -34,7 +34,10 @@ class IioVoltage:
 
     def _find(self) -> str:
         if not isinstance(self.device, str):
-            return os.path.join(self.devices, "iio:device%d" % self.device)
+            d = os.path.join(self.devices, "iio:device%d" % self.device)
+            if not os.path.isdir(d):
+                raise SensorError("absent", "%s: no IIO device %s" % (self.where, d))
+            return d
         try:
             entries = sorted(e for e in os.listdir(self.devices) if e.startswith("iio:device"))
         except OSError as e:
