@@ -770,3 +770,26 @@ def test_a_board_checks_driver_options_as_the_host_does(tmp_path: str) -> None:
         words in line for line, (_, _, words) in zip(lines[1:], BAD_OPTIONS, strict=True)
     )
     assert micropython_unix.run(script, heap=512 * 1024) == out.getvalue()  # the validators from source
+
+
+@pytest.mark.parametrize("z,reason", [(128, "implausible"), (129, None), (512, None), (513, "implausible")])
+def test_a_burst_s_mean_must_be_gravity_within_its_bounds(z: int, reason: object) -> None:
+    # 0.5 g and 2 g lie between these counts at 3.9 mg per count.
+    samples = [(1, 0, z), (-1, 0, z)] * 2
+    assert sensor_i2c.ADXL345_GRAVITY_MIN_G == 0.5 and sensor_i2c.ADXL345_GRAVITY_MAX_G == 2.0
+    if reason is None:
+        assert sensor_i2c.vibration_rms_g(samples, "f") == pytest.approx(G)  # 1 count of x, nothing else
+    else:
+        with pytest.raises(SensorError, match="mean acceleration"):
+            sensor_i2c.vibration_rms_g(samples, "f")
+
+
+def test_adc_samples_and_iio_device_numbers_at_their_bounds(tmp_path: str) -> None:
+    top = sensor_i2c.ADC_MAX_SAMPLES
+    driver, adc = _adc([1000] * top, samples=top, has_uv=False, full_scale_v=3.3)
+    assert _outcomes(driver, 1) == [round(1000 * 3.3 / 65535, 6)] and adc.pos == top
+    root = str(tmp_path)
+    fake_iio(root, sensor_i2c.IIO_MAX_DEVICES - 1, "mcp3208", {0: (1000, 1.0, None)})
+    assert _outcomes(_iio(root, device=sensor_i2c.IIO_MAX_DEVICES - 1), 1) == [1.0]
+    with pytest.raises(ConfigError, match=r"driver_options\.device is 256; expected a whole number 0\.\.255"):
+        _iio(root, device=sensor_i2c.IIO_MAX_DEVICES)
