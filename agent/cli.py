@@ -35,6 +35,7 @@ EXIT_FAILED = 1
 STATE_CHECKPOINT_S = 300.0
 _HOUR_MS = 3600 * 1000
 DEFAULT_HOURS = 72.0  # what run --simulate and simulate run unless --hours says otherwise
+UNTIL_STOPPED_HOURS = 10 * 365 * 24.0  # real sensors: until Ctrl-C or SIGTERM unless --hours says otherwise
 
 # Commands another package adds to `wichtel`: an entry point of this group, named as the
 # command, names a module with add_commands(subparsers) and run(args). The agent does not
@@ -98,10 +99,13 @@ def _parser(added: "dict[str, CommandModule] | None" = None) -> argparse.Argumen
     run = sub.add_parser("run", help="run the agent on a profile")
     run.add_argument("--profile", help="the appliance profile (needed unless --bundle gives it)")
     run.add_argument("--bundle", metavar="DIR", help="a provisioned device bundle: profile, id, broker, TLS files")
-    src = run.add_mutually_exclusive_group(required=True)
+    src = run.add_mutually_exclusive_group()
     src.add_argument("--simulate", action="store_true", help="read a simulated appliance")
     src.add_argument("--replay", metavar="TRACE.csv", help="read a recorded trace")
-    run.add_argument("--speed", type=float, default=0.0, help="times real time; 0 = as fast as possible (default)")
+    src.add_argument("--sysfs", metavar="DIR", help="with neither: read the real sensors' files (Linux IIO) under DIR "
+                     "instead of /sys, e.g. a copy or a test's fake tree (docs/drivers.md)")  # fmt: skip
+    run.add_argument("--speed", type=float, default=None, help="times real time; 0 = as fast as possible (default "
+                     "with --simulate or --replay; real sensors run in real time)")  # fmt: skip
     run.add_argument(
         "--consent",
         action="append",
@@ -160,12 +164,17 @@ def _parser(added: "dict[str, CommandModule] | None" = None) -> argparse.Argumen
 def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     """`wichtel run` on a namespace of its options (what the demo runs, too)."""
     profile = load(args.profile)
+    real = not args.replay and not getattr(args, "simulate", True)  # the demo's namespace has no --simulate
     if args.replay:
         drivers, phases = host.replayed(profile, args.replay)
         if args.hours is None:
             args.hours = phases.trace.end_ms() / _HOUR_MS
+    elif real:
+        drivers, phases = _real_sensors(args, profile)
     else:
         drivers, phases = host.simulated(profile, args.seed, args.fault, args.fault_onset, args.fault_ramp)
+    if args.speed is None:
+        args.speed = 0.0
     if args.hours is None:
         args.hours = DEFAULT_HOURS
     narrator = Narrator(profile)
@@ -194,16 +203,37 @@ def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
             narrator.say("Outbox: " + problem)
     samples = snap.samples
     awaiting = snap.awaiting
+    if real:  # stopped when the user said so: the time that passed, not the --hours asked for
+        span = "%.1f s of real time" % (agent.clock.now_ms() / 1000)
+    else:
+        span = "%.0f simulated hours" % args.hours
     narrator.say(
-        "Done: %d samples over %.0f simulated hours; %d unusual readings; %d messages would be sent, "
+        "Done: %d samples over %s; %d unusual readings; %d messages would be sent, "
         "%d events kept on the device; %d waiting in the outbox for an uplink%s."
-        % (samples, args.hours, narrator.anomalies, narrator.sent, narrator.kept, snap.waiting,
+        % (samples, span, narrator.anomalies, narrator.sent, narrator.kept, snap.waiting,
            "; %d sent but not yet confirmed by the backend (kept, and sent again)" % awaiting if awaiting else "")
     )  # fmt: skip
     if data is not None and data.unsaved:
         narrator.say("The device's state could not be stored (see above); the state stored before is intact.")
         return EXIT_FAILED
     return 0
+
+
+def _real_sensors(args: argparse.Namespace, profile: dict) -> tuple:
+    """run --profile P without --simulate/--replay: the profile's own drivers, in real
+    time, until stopped unless --hours says otherwise."""
+    if args.fault:
+        raise UsageError("--fault is for --simulate; real sensors have their own faults")
+    if args.speed not in (None, 1.0):
+        raise UsageError(
+            "--speed %g: real sensors run in real time; --speed is for --simulate and --replay" % args.speed
+        )
+    env = {"sysfs": args.sysfs} if getattr(args, "sysfs", None) else {}
+    drivers, phases = host.real(profile, env)
+    args.speed = 1.0
+    if args.hours is None:
+        args.hours = UNTIL_STOPPED_HOURS
+    return drivers, phases
 
 
 def _page_address(args: argparse.Namespace, data: DeviceData | None, narrator: Narrator) -> tuple | None:

@@ -77,12 +77,14 @@ class Narrator:
                 + "decided: %s for %s (%.0f%% left)\n      en: %s\n      de: %s"
                 % (f["event"].replace("_", " "), e.channel, f["level_pct"], f["explanation_en"], f["explanation_de"])
             )
-        elif e.kind == SENSOR_FAULT:
+        elif e.kind == SENSOR_FAULT and "value" in f:
             self.say(
                 head
                 + "decided: %s reads %.3g, outside its valid range %g..%g: sensor fault"
                 % (e.channel, f["value"], f["low"], f["high"])
             )
+        elif e.kind == SENSOR_FAULT:  # the driver had no reading (SensorError)
+            self.say(head + "decided: %s gave no reading (%s): sensor fault" % (e.channel, f["reason"]))
         cat = e.category
         if decision.reason == gate.SENT:
             self.sent += 1

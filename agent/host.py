@@ -1,6 +1,7 @@
 """Host runtime wiring: drivers, phase source and clock for a profile on a Pi or a PC.
 
-Chooses simulated appliances or a replayed trace; real Linux drivers plug in here.
+Chooses simulated appliances, a replayed trace, or the real sensors the profile's drivers
+name (agent/drivers).
 """
 
 import csv
@@ -8,6 +9,7 @@ import csv
 from agent.core.clock import ManualClock, ScaledClock
 from agent.core.errors import SensorError
 from agent.core.pipeline import SampleSchedule
+from agent.drivers import make_all
 from agent.replay import ReplayDriver, Trace
 from agent.sim import profile_model
 from agent.sim.engine import SimDriver
@@ -28,6 +30,25 @@ def replayed(profile: dict, path: str) -> tuple:
     cursor = Trace(path, phases=tuple(profile["phases"])).cursor()
     drivers = {ch["id"]: ReplayDriver(cursor, ch["id"]) for ch in profile["channels"]}
     return drivers, cursor
+
+
+class FixedPhase:
+    """The phase of an appliance whose profile names no phase source: always the same one
+    (the profile's first phase), so that readings are taken and checked; phase-bound
+    processors only ever see that phase."""
+
+    def __init__(self, phase: str) -> None:
+        self.name = phase
+
+    def phase(self, t_ms: int) -> str:
+        return self.name
+
+
+def real(profile: dict, env: dict | None = None) -> tuple:
+    """(drivers, phase source) reading the real sensors of the profile's channels
+    (agent/drivers; env: where they are, e.g. {"sysfs": root}). ConfigError, naming the
+    channel, for a driver that cannot run here (sim, replay, a board's)."""
+    return make_all(profile, env), FixedPhase(profile["phases"][0])
 
 
 def clock(speed: float) -> ManualClock | ScaledClock:

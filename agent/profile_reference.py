@@ -299,7 +299,9 @@ FIELDS: dict = {
         "unit": "the channel's unit",
     },
     "channels[].driver_options": {
-        "doc": "Settings for the driver: numbers, or names (such as `chip: ads1115`); which ones depends on `driver`.",
+        "doc": "Settings for the driver: numbers, or names (such as `chip: ads1115`); which ones depends on `driver` "
+        "(docs/drivers.md lists each driver's options with their units); those of `linux_iio`, `adc` and `i2c` are "
+        "checked here, an option the driver does not have included.",
         "example": {"chip": "ads1115", "address": 72, "input": 0},
     },
     "channels[].label": {

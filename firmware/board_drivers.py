@@ -14,11 +14,15 @@ def make(spec: dict, machine: object) -> object:
     name = spec["driver"]
     # The board's own ADC pins.
     if name == "adc":
-        raise ConfigError(_missing(spec))
+        from firmware import board_analog
+
+        return board_analog.make(spec, machine)
 
     # Chips on an I2C bus.
     if name == "i2c":
-        raise ConfigError(_missing(spec))
+        from firmware import board_i2c
+
+        return board_i2c.make(spec, machine)
 
     # DS18B20 thermometers on a 1-Wire pin.
     if name == "onewire":

@@ -337,6 +337,10 @@ _COFFEE = profile_loader.load(profile_loader.example("coffee_machine"))
 _UNITS = ("A", "mA", "W", "l/min", "bar", "g", "rpm", "degC", "°C", "degF", "K", "ml", "%", "open", "lux", "ppm")
 
 
+# Options each driver takes (the profile check refuses a linux_iio, adc or i2c channel without them).
+_OPTIONS = {"linux_iio": {"device": 0, "input": 0}, "adc": {"pin": 34}, "i2c": {"chip": "ads1115", "address": 72}}
+
+
 @st.composite
 def profiles(draw: st.DrawFn) -> dict:
     """A valid profile of random channels and phases, with a random part of a simulation section."""
@@ -347,8 +351,10 @@ def profiles(draw: st.DrawFn) -> dict:
     for i in range(n):
         lo = draw(st.floats(-500, 500, allow_nan=False))
         span = draw(st.floats(0.01, 2000, allow_nan=False))
-        channels.append({"id": "ch%d" % i, "unit": draw(st.sampled_from(_UNITS)), "driver": draw(
-            st.sampled_from(core_profile.DRIVERS)), "sample_hz": 1, "range": [lo, lo + span]})  # fmt: skip
+        driver = draw(st.sampled_from(core_profile.DRIVERS))
+        channels.append({"id": "ch%d" % i, "unit": draw(st.sampled_from(_UNITS)), "driver": driver,
+                         "driver_options": dict(_OPTIONS.get(driver, {})), "sample_hz": 1,
+                         "range": [lo, lo + span]})  # fmt: skip
     prof = copy.deepcopy(_COFFEE)
     prof.update(phases=phases, channels=channels, consumables=[], phase_names={})
     prof["appliance"]["kind"] = draw(st.sampled_from(["kettle", "fridge", "washing_machine", "oven"]))

@@ -32,6 +32,20 @@ class ConfigError(WichtelError):
     """A run-time configuration (driver, processor, limit) cannot be used."""
 
 
+class DriverOptionError(ConfigError):
+    """A channel's driver_options setting its driver cannot use: option is its name, value
+    what the profile gave (None: missing; the name itself for an option the driver does
+    not have), expected what the driver takes. The profile check reports it at
+    channels[i].driver_options.<option>."""
+
+    def __init__(self, channel: str, option: str, value: object, expected: str, unknown: bool = False) -> None:
+        self.option = option
+        self.value = option if unknown else value
+        self.expected = expected
+        got = "is no such option" if unknown else "is needed" if value is None else "is %r" % (value,)
+        super().__init__("channel %r: driver_options.%s %s; expected %s" % (channel, option, got, expected))
+
+
 class InputError(WichtelError):
     """A value a caller handed over that cannot be taken: a dose above the capacity, a clock
     running backwards, an empty journal record, a key of the wrong length. The calling

@@ -6,7 +6,7 @@ the factory tool did.
 """
 
 from agent.core import inbound_json, limits, outbox, processors
-from agent.core.errors import ConfigError, InboundJsonError, ProfileError
+from agent.core.errors import ConfigError, DriverOptionError, InboundJsonError, ProfileError
 from agent.core.schema import AnyMap, Bool, ListOf, Map, MeanSd, Num, NumOrId, OneOf, Range, Str
 
 FORMAT_VERSION = 1
@@ -267,6 +267,16 @@ def validate(doc: object) -> dict:
             proc["settings"] = schema(proc["settings"], path + ("settings",))
             if proc["category"] not in category_ids:
                 raise ProfileError(path + ("category",), proc["category"], "the id of one of data_categories")
+    # Driver options of the analog and I2C sensors, checked here so that `wichtel profile
+    # check` finds a wrong chip or a typo, not the device (imported only when used).
+    for i, ch in enumerate(prof["channels"]):
+        if ch["driver"] in ("linux_iio", "adc", "i2c"):
+            from agent.core import sensor_i2c
+
+            try:
+                sensor_i2c.check_options(ch)
+            except DriverOptionError as e:
+                raise ProfileError(("channels", i, "driver_options", e.option), e.value, e.expected) from e
     essential = [i for i, c in enumerate(prof["data_categories"]) if c["essential"]]
     if len(essential) != 1:
         where = ("data_categories", essential[1] if essential else 0, "essential")

@@ -19,11 +19,15 @@ def make(spec: dict, env: dict | None = None) -> "Driver":
     name = spec["driver"]
     # Analog inputs through Linux IIO.
     if name == "linux_iio":
-        raise ConfigError(_missing(spec))
+        from agent.drivers import iio
+
+        return iio.make(spec, env)
 
     # Chips on an I2C bus.
     if name == "i2c":
-        raise ConfigError(_missing(spec))
+        from agent.drivers import i2c
+
+        return i2c.make(spec, env)
 
     # DS18B20 thermometers through the 1-Wire sysfs.
     if name == "onewire":
