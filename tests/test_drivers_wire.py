@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -296,25 +298,41 @@ def _sysfs(tmp_path: object, *traces: str) -> tuple:
     return wire.FakeW1Sysfs(str(tmp_path), devices), devices
 
 
+def _settle(driver: object) -> None:
+    """Waits for the file read a Pi DS18B20 driver has running (the tests change the fake
+    tree only between reads, as the kernel's value changes only with a conversion)."""
+    job = getattr(driver, "job", None)
+    if job is not None:
+        assert job.done.wait(10)
+
+
 def _pi_w1_outcomes(tmp_path: object, trace: str, **options: object) -> list:
+    """The Pi driver's outcomes over the trace's records, and one read more: each read
+    collects the file read the one before started, so the first record comes twice."""
     fake, devices = _sysfs(tmp_path, trace)
     driver = drivers.make(_spec("onewire", **options), {"sysfs": str(tmp_path)})
     out = []
-    for i in range(len(devices[0].records)):
+    for i in range(len(devices[0].records) + 1):
+        _settle(driver)
         fake.show()
         out.append(_outcome(driver, i * 1000))
     return out
 
 
+def _lagged(expected: list) -> list:
+    return expected[:1] + expected
+
+
 @pytest.mark.parametrize(("trace", "expected"), [("ds18b20_fridge", FRIDGE), ("ds18b20_faults", DS18B20_FAULTS)])
 def test_pi_ds18b20_replays_its_trace_with_its_faults(tmp_path: object, trace: str, expected: list) -> None:
-    assert _same(_pi_w1_outcomes(tmp_path, trace, rom="x" + SERIAL), expected)
-    assert _same(_pi_w1_outcomes(tmp_path, trace), expected)  # the bus's only DS18B20, unnamed
+    assert _same(_pi_w1_outcomes(tmp_path, trace, rom="x" + SERIAL), _lagged(expected))
+    assert _same(_pi_w1_outcomes(tmp_path, trace), _lagged(expected))  # the bus's only DS18B20, unnamed
 
 
 def test_pi_ds18b20_from_the_temperature_file(tmp_path: object) -> None:
     # The kernel gives whole millidegrees there (23.8125 shows as 23812).
-    assert _same(_pi_w1_outcomes(tmp_path, "ds18b20_fridge", file="temperature"), FRIDGE, tol=1e-3)
+    outcomes = _pi_w1_outcomes(tmp_path, "ds18b20_fridge", file="temperature")
+    assert _same(outcomes, _lagged(FRIDGE), tol=1e-3)
 
 
 def test_pi_ds18b20_temperature_file_eio_is_a_crc_fault(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -322,32 +340,67 @@ def test_pi_ds18b20_temperature_file_eio_is_a_crc_fault(tmp_path: object, monkey
     fake.show()
     driver = drivers.make(_spec("onewire", file="temperature"), {"sysfs": str(tmp_path)})
     assert driver.read(0) == 23.125
+    _settle(driver)
 
     def eio(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr("builtins.open", eio)
-    assert _outcome(driver, 1000) == ["f", "crc"]
+    assert _outcome(driver, 1000) == ["v", 23.125]  # read before the fault
+    _settle(driver)
     monkeypatch.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EPERM, "no")))
-    assert _outcome(driver, 2000) == ["f", "failed"]
+    assert _outcome(driver, 2000) == ["f", "crc"]
+    _settle(driver)
+    assert _outcome(driver, 3000) == ["f", "failed"]
 
 
 def test_pi_ds18b20_with_no_bus_no_sensor_or_two_unnamed(tmp_path: object) -> None:
-    driver = drivers.make(_spec("onewire"), {"sysfs": str(tmp_path)})
-    assert _outcome(driver, 0) == ["f", "absent"]  # no bus/w1/devices at all
+    def first(**options: object) -> list:
+        return _outcome(drivers.make(_spec("onewire", **options), {"sysfs": str(tmp_path)}), 0)
+
+    assert first() == ["f", "absent"]  # no bus/w1/devices at all
     fake, _ = _sysfs(tmp_path)
-    assert _outcome(driver, 0) == ["f", "absent"]  # a bus, no DS18B20
+    assert first() == ["f", "absent"]  # a bus, no DS18B20
     os.makedirs(os.path.join(fake.devices_dir, "w1_bus_master1"))
-    assert _outcome(driver, 0) == ["f", "absent"]  # the bus master is no sensor
+    assert first() == ["f", "absent"]  # the bus master is no sensor
     one = wire.Ds18b20Device.from_trace(_trace("ds18b20_fridge"))
     two = wire.Ds18b20Device.from_trace(_trace("ds18b20_fridge"), rom=wire.make_rom("000000000001"))
     fake.devices = [one, two]
     fake.show()
-    assert _outcome(driver, 0) == ["f", "failed"]  # which one is meant is not known
-    named = drivers.make(_spec("onewire", rom="x000000000001"), {"sysfs": str(tmp_path)})
-    assert named.read(0) == 23.125
-    other = drivers.make(_spec("onewire", rom="x0000000000ff"), {"sysfs": str(tmp_path)})
-    assert _outcome(other, 0) == ["f", "absent"]
+    assert first() == ["f", "failed"]  # which one is meant is not known
+    assert first(rom="x000000000001") == ["v", 23.125]
+    assert first(rom="x0000000000ff") == ["f", "absent"]
+
+
+def test_pi_ds18b20_never_makes_the_loop_wait_but_on_its_first_read_and_a_hung_read_is_stuck(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pi_onewire, "W1_READ_TIMEOUT_MS", 400)
+    fake, devices = _sysfs(tmp_path, "ds18b20_fridge")
+    fake.show()
+    driver = drivers.make(_spec("onewire"), {"sysfs": str(tmp_path)})
+    assert driver.read(0) == 23.125
+    _settle(driver)
+    # The next conversion hangs in the kernel: its file is a pipe that nobody writes.
+    path = os.path.join(fake.devices_dir, fake.name(devices[0]), "w1_slave")
+    os.remove(path)
+    os.mkfifo(path)
+    try:
+        started = time.monotonic()
+        assert driver.read(1000) == 23.125  # the read before, collected at once
+        assert time.monotonic() - started < 0.3
+        started = time.monotonic()
+        assert _outcome(driver, 2000) == ["f", "stuck"]  # waited up to the bound after the read's start
+        assert 0.3 <= time.monotonic() - started <= 1.5
+        started = time.monotonic()
+        assert _outcome(driver, 3000) == ["f", "stuck"]  # no second thread on a hung bus, no wait
+        assert time.monotonic() - started < 0.1
+    finally:
+        with open(path, "w") as f:  # the kernel answers at last
+            f.write(wire.w1_slave_text(devices[0].records[1]))
+    _settle(driver)
+    assert driver.read(4000) == 23.5  # the late answer, then reads go on
+    assert threading.active_count() < 20
 
 
 @pytest.mark.parametrize("text", HOSTILE_W1)
@@ -705,6 +758,7 @@ class _SysfsStepping:
         self.driver = driver
 
     def read(self, t_ms: int) -> float:
+        _settle(self.driver)
         self.fake.show()  # type: ignore[attr-defined]
         return self.driver.read(t_ms)  # type: ignore[attr-defined,no-any-return]
 
@@ -728,15 +782,16 @@ async def test_a_faulty_ds18b20_gives_sensor_fault_events_with_the_reason(tmp_pa
 
     agent = Agent(prof, "d", sim_drivers, ManualClock(), sim, observer=observe)
     await agent.run(180_000)
-    # The trace's reads cycle, one a second; one event per holdoff, with the reason of its read.
+    # The trace's reads cycle, one a second, each collected a second later; one event per
+    # holdoff, with the reason of its read.
     want, last = [], None
     for t in range(0, 180_000, 1000):
-        kind, reason = DS18B20_FAULTS[(t // 1000) % len(DS18B20_FAULTS)]
+        kind, reason = DS18B20_FAULTS[max(t // 1000 - 1, 0) % len(DS18B20_FAULTS)]
         if kind == "f" and (last is None or t - last >= FAULT_HOLDOFF_MS):
             want.append((t, reason))
             last = t
-    assert faults == want and faults[0] == (1000, "crc") and len(faults) == 3
-    assert values[:4] == [21.5, values[1], values[2], 21.75] and values[1] != values[1]  # NaN for a fault
+    assert faults == want and faults[0] == (2000, "crc") and len(faults) == 3
+    assert values[:5] == [21.5, 21.5, values[2], values[3], 21.75] and values[2] != values[2]  # NaN: a fault
 
 
 def test_the_registries_make_these_drivers_and_no_others(tmp_path: object) -> None:

@@ -1,18 +1,25 @@
 """DS18B20 thermometers on a Pi, through the kernel's 1-Wire sysfs (w1-gpio and w1_therm).
 
-The kernel runs the bus and the conversion; this reads its file and leaves the judging
-(CRC, plausibility, the power-on value) to agent/core/sensor_wire.py, as the board does.
+The kernel runs the bus and converts when the file is read, which takes the conversion time
+(750 ms at 12 bit): the read runs in a thread of its own and is collected by the next sample,
+so the agent's loop never waits for it but on the first. The judging (CRC, plausibility,
+the power-on value) is agent/core/sensor_wire.py's, as on the board.
 env keys: "sysfs", the sysfs root ("/sys" by default; a fake tree in the tests).
 """
 
 import errno
 import os
+import threading
+import time
 
 from agent.core import sensor_wire
 from agent.core.errors import ConfigError, SensorError
 
 W1_DEVICES = "bus/w1/devices"  # under the sysfs root
 W1_FILES = ("w1_slave", "temperature")  # driver_options file: which of the device's files is read
+# A file read (the kernel's conversion, and its retries on a CRC error) that has not ended by
+# then is a stuck bus; the thread is left to the kernel and no other read starts meanwhile.
+W1_READ_TIMEOUT_MS = 3000
 _DS18B20_PREFIX = "28-"
 
 
@@ -26,17 +33,56 @@ def make(spec: dict, env: dict) -> "W1Thermometer":
     return W1Thermometer(os.path.join(env.get("sysfs", "/sys"), W1_DEVICES), name, str(file))
 
 
-class W1Thermometer:
-    """One DS18B20 by its sysfs name, or the bus's only DS18B20 when no rom is given.
+class W1Read:
+    """One read of a device's file in a thread: its text, or the SensorError it came to."""
 
-    Reading w1_slave makes the kernel convert, so a read takes up to the conversion time
-    (750 ms at 12 bit; the kernel bounds it, docs/drivers.md)."""
+    def __init__(self, thermometer: "W1Thermometer") -> None:
+        self.thermometer = thermometer
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.text = ""
+        self.error: SensorError | None = None
+        threading.Thread(target=self.run, name="w1-read", daemon=True).start()
+
+    def run(self) -> None:
+        try:
+            self.text = self.thermometer.read_file()
+        except SensorError as e:
+            self.error = e
+        finally:
+            self.done.set()
+
+    def wait(self) -> bool:
+        """Waits for the end of the read, at most until W1_READ_TIMEOUT_MS after its start."""
+        left = W1_READ_TIMEOUT_MS / 1000 - (time.monotonic() - self.started)
+        return self.done.wait(max(left, 0))
+
+
+class W1Thermometer:
+    """One DS18B20 by its sysfs name, or the bus's only DS18B20 when no rom is given. Each
+    read collects the file read the read before started, and starts the next: a reading is
+    one sample period old."""
 
     def __init__(self, devices: str, name: str, file: str) -> None:
         self.devices = devices
         self.name = name
         self.file = file
         self.power_on = sensor_wire.PowerOnGuard()
+        self.job: W1Read | None = None
+
+    def read(self, t_ms: int) -> float:
+        job = self.job or W1Read(self)
+        self.job = job
+        if not job.wait():
+            raise SensorError("stuck", "reading %s took more than %d ms" % (self.devices, W1_READ_TIMEOUT_MS))
+        self.job = W1Read(self)
+        if job.error is not None:
+            raise job.error
+        if self.file == "w1_slave":
+            value = sensor_wire.parse_w1_slave(job.text)
+        else:
+            value = sensor_wire.parse_w1_temperature(job.text)
+        return self.power_on.check(value)
 
     def device(self) -> str:
         """The device's directory; "absent" when it is not there, "failed" when no rom was
@@ -57,19 +103,15 @@ class W1Thermometer:
                               % (len(found), self.devices, ", ".join(found)))  # fmt: skip
         return os.path.join(self.devices, found[0])
 
-    def read(self, t_ms: int) -> float:
+    def read_file(self) -> str:
+        """The device file's text (in the read's thread: the kernel converts meanwhile)."""
         path = os.path.join(self.device(), self.file)
         try:
             with open(path, encoding="ascii", errors="replace") as f:
-                text = f.read(sensor_wire.MAX_W1_TEXT + 1)
+                return f.read(sensor_wire.MAX_W1_TEXT + 1)
         except FileNotFoundError as e:
             raise SensorError("absent", "%s went away" % path) from e
         except OSError as e:
             # w1_therm answers EIO when the scratchpad failed its CRC on every retry.
             reason = "crc" if e.errno == errno.EIO else "failed"
             raise SensorError(reason, "reading %s: %s" % (path, e)) from e
-        if self.file == "w1_slave":
-            value = sensor_wire.parse_w1_slave(text)
-        else:
-            value = sensor_wire.parse_w1_temperature(text)
-        return self.power_on.check(value)
