@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -717,8 +718,29 @@ def test_board_drivers_on_the_micropython_unix_port_give_the_same() -> None:
     if missing:
         pytest.fail(missing)
     out = _board_results(micropython_unix.run(BOARD_SCRIPT, heap=BOARD_HEAP))
-    _check_board(out)
+    _check_board(out)  # the pulse counter's IRQ handler ran with the heap locked, as a hard IRQ
     assert len(out["heap"]) == 6 and all(0 < n <= DRIVER_HEAP for n in out["heap"]), out["heap"]
+
+
+def test_an_irq_handler_that_allocates_fails_on_the_unix_port_as_on_a_board() -> None:
+    # What makes the check above able to fail: the emulated IRQ runs with the heap locked.
+    out = micropython_unix.run(
+        "from hil_tests.emulated import gpio\n"
+        "bench = gpio.Bench()\n"
+        "machine = gpio.EmulatedMachine(bench)\n"
+        "gpio.pulse_source(bench, [(1000, True)], 7)\n"
+        "seen = []\n"
+        "def stamp(pin):\n"
+        "    seen.append((pin, bytearray(4)))  # a new object in the handler\n"
+        "machine.Pin(7, machine.Pin.IN).irq(handler=stamp, trigger=machine.Pin.IRQ_RISING)\n"
+        "try:\n"
+        "    bench.advance_ms(5)\n"
+        "    print('allocated', len(seen))\n"
+        "except MemoryError:\n"
+        "    print('MemoryError')\n",
+        heap=BOARD_HEAP,
+    )
+    assert out.strip() == "MemoryError"
 
 
 def test_board_ds18b20_is_not_sampled_faster_than_it_converts() -> None:
@@ -827,3 +849,32 @@ def test_any_hx711_frames_give_a_value_or_a_sensor_error(frames: list) -> None:
         else:
             signed = word - (1 << 24) if word & 0x800000 else word
             assert _same([got], [["v", (signed - 84000) / 420]])
+
+
+def test_the_documented_options_pass_the_profile_schema_and_make_the_drivers(tmp_path: object) -> None:
+    with open(profile_loader.example("coffee_machine"), encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    channels = {c["id"]: c for c in doc["channels"]}
+    # As docs/drivers.md writes them, through YAML.
+    channels["boiler_temp"].update(
+        yaml.safe_load("{driver: onewire, driver_options: {rom: x0316a2795dff, file: w1_slave}}")
+    )
+    channels["bean_hopper"].update(
+        yaml.safe_load(
+            "{driver: hx711, driver_options: {sck: 5, dout: 6, gain: 128, offset: 84000, scale: 420, chip: 0}}"
+        )
+    )
+    channels["water_tank"].update(yaml.safe_load(
+        "{driver: pulse_counter, driver_options: {pin: 7, pulses_per_unit: 450, rate_s: 60, edge: rising, "
+        "pull: up, max_hz: 1000, chip: 0}}"))  # fmt: skip
+    prof = profile_loader.core_profile.validate(doc)
+    specs = {c["id"]: c for c in prof["channels"]}
+    bench = gpio.Bench()
+    bench.attach(gpio.Hx711Chip(_trace("hx711_scale")[1], 5, 6), 5, 6)
+    gpio.pulse_source(bench, [], 7)
+    env = {"sysfs": str(tmp_path), "gpiod": gpio.EmulatedGpiod(bench), "sleep_ms": bench.sleep_ms}
+    fake, _ = _sysfs(tmp_path, "ds18b20_fridge")
+    fake.show()
+    assert drivers.make(specs["boiler_temp"], env).read(0) == 23.125
+    assert drivers.make(specs["bean_hopper"], env).read(0) == 0.0
+    assert drivers.make(specs["water_tank"], env).read(0) == 0.0

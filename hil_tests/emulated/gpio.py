@@ -17,6 +17,11 @@ Trace files (hil_tests/traces/*.trace), one record per line, '#' starts a commen
 
 import binascii
 
+try:
+    from micropython import heap_lock, heap_unlock
+except ImportError:  # CPython: no heap to lock; the unix port checks the handlers
+    heap_lock = heap_unlock = None
+
 
 class TraceError(Exception):
     """A trace file that does not follow the format: names the line and what was expected."""
@@ -145,9 +150,21 @@ class Bench:
             i = entry[3]
             while i < len(edges) and edges[i][0] <= self.now_us:
                 if trigger & (Pin.IRQ_RISING if edges[i][1] else Pin.IRQ_FALLING):
-                    handler(pin)
+                    self.interrupt(handler, pin)
                 i += 1
             entry[3] = i
+
+    def interrupt(self, handler, pin):
+        """Runs an IRQ handler as a board's hard IRQ does: on MicroPython with the heap
+        locked, so a handler that allocates fails here with MemoryError, as it would there."""
+        if heap_lock is None:
+            handler(pin)
+            return
+        heap_lock()
+        try:
+            handler(pin)
+        finally:
+            heap_unlock()
 
 
 class Hx711Chip:
