@@ -117,13 +117,7 @@ class Ds18b20:
 
 
 def _make_hx711(spec: dict, machine: "Any", sleep_ms: "Any") -> "Hx711":
-    where = "channel %r" % spec["id"]
-    sck = sensor_wire.pin_option(spec, "sck")
-    dout = sensor_wire.pin_option(spec, "dout")
-    if sck == dout:
-        raise ConfigError("%s: driver_options sck and dout are both pin %d; expected two pins" % (where, sck))
-    pulses = sensor_wire.hx711_pulses(sensor_wire.option(spec, "gain", 128), where)
-    scale = sensor_wire.Hx711Scale(sensor_wire.option(spec, "offset", 0), sensor_wire.option(spec, "scale", 1), where)
+    sck, dout, pulses, scale = sensor_wire.hx711_options(spec)
     pin = machine.Pin
     return Hx711(machine, pin(sck, pin.OUT, value=0), pin(dout, pin.IN), pulses, scale, sleep_ms)
 
@@ -151,24 +145,11 @@ class Hx711:
 
 
 def _make_pulse_counter(spec: dict, machine: "Any") -> "PulseCounter":
-    where = "channel %r" % spec["id"]
-    rate = sensor_wire.PulseRate(
-        sensor_wire.option(spec, "pulses_per_unit"),
-        sensor_wire.option(spec, "rate_s", 60),
-        sensor_wire.option(spec, "max_hz", 1000),
-        sensor_wire.PULSE_COUNTER_MASK,
-        where,
-    )
+    number, edge, pull, rate = sensor_wire.pulse_options(spec, sensor_wire.PULSE_COUNTER_MASK)
     pin = machine.Pin
-    edge = sensor_wire.option(spec, "edge", "rising")
-    triggers = {"rising": pin.IRQ_RISING, "falling": pin.IRQ_FALLING, "both": pin.IRQ_RISING | pin.IRQ_FALLING}
-    pull = sensor_wire.option(spec, "pull", "none")
-    pulls = {"none": None, "up": pin.PULL_UP, "down": pin.PULL_DOWN}
-    if edge not in triggers or pull not in pulls:
-        raise ConfigError("%s: driver_options edge %r, pull %r; expected edge rising, falling or both, "
-                          "pull none, up or down" % (where, edge, pull))  # fmt: skip
-    line = pin(sensor_wire.pin_option(spec, "pin"), pin.IN, pulls[pull])
-    return PulseCounter(line, triggers[edge], rate)
+    trigger = {"rising": pin.IRQ_RISING, "falling": pin.IRQ_FALLING, "both": pin.IRQ_RISING | pin.IRQ_FALLING}
+    bias = {"none": None, "up": pin.PULL_UP, "down": pin.PULL_DOWN}
+    return PulseCounter(pin(number, pin.IN, bias[pull]), trigger[edge], rate)
 
 
 class PulseCounter:

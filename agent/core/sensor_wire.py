@@ -251,6 +251,41 @@ class PulseRate:
         return pulses * self.per_pulse * 1000.0 / dt_ms
 
 
+PULSE_EDGES = ("rising", "falling", "both")  # driver_options edge
+PULSE_PULLS = ("none", "up", "down")  # driver_options pull
+
+
+def hx711_options(spec: dict) -> tuple:
+    """An hx711 channel's driver_options -> (sck, dout, pulses, Hx711Scale); ConfigError
+    naming the setting that cannot be used."""
+    where = "channel %r" % spec["id"]
+    sck = pin_option(spec, "sck")
+    dout = pin_option(spec, "dout")
+    if sck == dout:
+        raise ConfigError("%s: driver_options sck and dout are both %d; expected two lines (pins)" % (where, sck))
+    pulses = hx711_pulses(option(spec, "gain", 128), where)
+    return sck, dout, pulses, Hx711Scale(option(spec, "offset", 0), option(spec, "scale", 1), where)
+
+
+def pulse_options(spec: dict, mask: int) -> tuple:
+    """A pulse_counter channel's driver_options -> (pin, edge, pull, PulseRate over a
+    counter wrapping at mask); ConfigError naming the setting that cannot be used."""
+    where = "channel %r" % spec["id"]
+    rate = PulseRate(
+        option(spec, "pulses_per_unit"), option(spec, "rate_s", 60), option(spec, "max_hz", 1000), mask, where
+    )
+    return pin_option(spec, "pin"), choice(spec, "edge", PULSE_EDGES), choice(spec, "pull", PULSE_PULLS), rate
+
+
+def choice(spec: dict, name: str, choices: tuple) -> str:
+    """A driver_options setting that is one of choices, the first by default."""
+    value = option(spec, name, choices[0])
+    if value not in choices:
+        raise ConfigError("channel %r: driver_options %s %r; expected one of %s"
+                          % (spec["id"], name, value, ", ".join(choices)))  # fmt: skip
+    return str(value)
+
+
 def option(spec: dict, name: str, default: object = None) -> object:
     """One driver_options setting of a channel; ConfigError naming it when it is required
     (default None) and missing."""

@@ -24,8 +24,6 @@ MAX_EDGE_BATCHES = 16  # batches per read: a line with more pending chatters, it
 # losing count: the rate is taken from the events' sequence numbers, which count every edge.
 EVENT_BUFFER = 1024
 CONSUMER = "wichtel"
-_PULLS = ("none", "up", "down")
-_EDGES = ("rising", "falling", "both")
 
 
 def _chip(spec: dict) -> str:
@@ -43,22 +41,8 @@ def _gpiod(env: dict) -> "Any":
     return gpiod
 
 
-def _choice(spec: dict, name: str, choices: tuple) -> str:
-    value = sensor_wire.option(spec, name, choices[0])
-    if value not in choices:
-        raise ConfigError("channel %r: driver_options %s %r; expected one of %s"
-                          % (spec["id"], name, value, ", ".join(choices)))  # fmt: skip
-    return str(value)
-
-
 def make_hx711(spec: dict, env: dict) -> "Hx711":
-    where = "channel %r" % spec["id"]
-    sck = sensor_wire.pin_option(spec, "sck")
-    dout = sensor_wire.pin_option(spec, "dout")
-    if sck == dout:
-        raise ConfigError("%s: driver_options sck and dout are both line %d; expected two lines" % (where, sck))
-    pulses = sensor_wire.hx711_pulses(sensor_wire.option(spec, "gain", 128), where)
-    scale = sensor_wire.Hx711Scale(sensor_wire.option(spec, "offset", 0), sensor_wire.option(spec, "scale", 1), where)
+    sck, dout, pulses, scale = sensor_wire.hx711_options(spec)
     gpiod = _gpiod(env)
     line = gpiod.line
     request = gpiod.request_lines(
@@ -111,17 +95,7 @@ class Hx711:
 
 
 def make_pulse_counter(spec: dict, env: dict) -> "PulseCounter":
-    where = "channel %r" % spec["id"]
-    offset = sensor_wire.pin_option(spec, "pin")
-    rate = sensor_wire.PulseRate(
-        sensor_wire.option(spec, "pulses_per_unit"),
-        sensor_wire.option(spec, "rate_s", 60),
-        sensor_wire.option(spec, "max_hz", 1000),
-        sensor_wire.W1_SEQNO_MASK,
-        where,
-    )
-    edge = _choice(spec, "edge", _EDGES)
-    pull = _choice(spec, "pull", _PULLS)
+    offset, edge, pull, rate = sensor_wire.pulse_options(spec, sensor_wire.W1_SEQNO_MASK)
     gpiod = _gpiod(env)
     line = gpiod.line
     settings = gpiod.LineSettings(
