@@ -63,8 +63,8 @@ def _make_ds18b20(spec: dict, machine: "Any", sleep_ms: "Any") -> "Ds18b20":
 class Ds18b20:
     """One DS18B20 on a 1-Wire pin, read without blocking the loop: each read collects the
     conversion the read before started and starts the next (sample_hz is at most one per
-    conversion time, checked when made). Only the first read, and the first after a fault,
-    waits for its conversion: at most the conversion time (750 ms at 12 bit)."""
+    conversion time, checked when made). Only the first read, and the first after the bus
+    lost the sensor, waits for its conversion: the conversion time (750 ms at 12 bit)."""
 
     def __init__(self, sensors: "Any", bus: "Any", bus_error: "Any", name: str, conv_ms: int, sleep_ms: "Any") -> None:
         self.sensors = sensors

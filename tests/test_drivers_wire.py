@@ -387,15 +387,15 @@ def test_pi_ds18b20_never_makes_the_loop_wait_but_on_its_first_read_and_a_hung_r
     os.remove(path)
     os.mkfifo(path)
     try:
-        started = time.monotonic()
+        before = time.monotonic()
         assert driver.read(1000) == 23.125  # the read before, collected at once
-        assert time.monotonic() - started < 0.3
+        assert time.monotonic() - before < 0.3
         started = time.monotonic()
         assert _outcome(driver, 2000) == ["f", "stuck"]  # waited up to the bound after the read's start
-        assert 0.3 <= time.monotonic() - started <= 1.5
+        assert time.monotonic() - before >= 0.4 and time.monotonic() - started <= 1.5
         started = time.monotonic()
         assert _outcome(driver, 3000) == ["f", "stuck"]  # no second thread on a hung bus, no wait
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 0.3
     finally:
         with open(path, "w") as f:  # the kernel answers at last
             f.write(wire.w1_slave_text(devices[0].records[1]))
