@@ -422,10 +422,12 @@ def test_pi_ds18b20_options_are_checked_when_made(options: dict, match: str) -> 
 # -- The Pi: HX711 and pulses through an emulated gpiod -----------------------------------------
 
 
-def _pi_hx711(trace: tuple, **options: object) -> tuple:
+def _pi_hx711(trace: tuple, clock: object = None, **options: object) -> tuple:
     bench = gpio.Bench()
     chip = bench.attach(gpio.Hx711Chip(trace[1], 5, 6), 5, 6)
-    env = {"gpiod": gpio.EmulatedGpiod(bench), "sleep_ms": bench.sleep_ms}
+    # The clock that times PD_SCK's high phases: a steady one unless a test stages a stall
+    # (the real one would make the result depend on the machine's load).
+    env = {"gpiod": gpio.EmulatedGpiod(bench), "sleep_ms": bench.sleep_ms, "monotonic_ns": clock or _steady_clock()}
     return drivers.make(_spec("hx711", **{**HX711_OPTIONS, **options}), env), chip, bench
 
 
@@ -455,6 +457,36 @@ def test_pi_hx711_waits_for_dout_up_to_its_bound_then_says_absent() -> None:
     assert bench.slept_ms == limit - 1  # 1 ms between polls, bounded
     assert _outcome(driver, 1000) == ["f", "absent"]
     assert bench.slept_ms == 2 * limit - 1
+
+
+def _steady_clock() -> "_PreemptedClock":
+    return _PreemptedClock(0, 0)
+
+
+class _PreemptedClock:
+    """A monotonic clock (ns) that moves 1 us a call, and jump_ns once, at the call'th call."""
+
+    def __init__(self, call: int, jump_ns: int) -> None:
+        self.now = 0
+        self.calls = 0
+        self.call = call
+        self.jump_ns = jump_ns
+
+    def __call__(self) -> int:
+        self.calls += 1
+        self.now += 1000 + (self.jump_ns if self.calls == self.call else 0)
+        return self.now
+
+
+@pytest.mark.parametrize(("call", "where"), [(2, "the first bit"), (48, "the last bit"), (50, "the gain pulse")])
+def test_pi_hx711_drops_a_frame_whose_clock_was_held_high_past_60_us(call: int, where: str) -> None:
+    # Two clock reads per pulse (raised, about to lower); a stall between them lengthens the high phase.
+    limit = pi_gpio.HX711_MAX_HIGH_NS
+    driver, _, _ = _pi_hx711(_trace("hx711_scale"), clock=_PreemptedClock(call, limit - 1000))
+    assert driver.read(0) == 0.0  # high for exactly 60 us: still awake
+    driver, chip, _ = _pi_hx711(_trace("hx711_scale"), clock=_PreemptedClock(call, limit - 999))
+    assert _outcome(driver, 0) == ["f", "failed"], where
+    assert chip.pulses_seen == [25] and driver.read(1000) == 0.0  # the next frame is read as usual
 
 
 @pytest.mark.parametrize(
@@ -824,7 +856,7 @@ def test_the_registries_make_these_drivers_and_no_others(tmp_path: object) -> No
     bench = gpio.Bench()
     bench.attach(gpio.Hx711Chip(_trace("hx711_scale")[1], 5, 6), 5, 6)
     gpio.pulse_source(bench, [], 7)
-    env = {"gpiod": gpio.EmulatedGpiod(bench)}
+    env = {"gpiod": gpio.EmulatedGpiod(bench), "monotonic_ns": _steady_clock()}
     assert isinstance(drivers.make(_spec("hx711", **HX711_OPTIONS), env), pi_gpio.Hx711)
     assert isinstance(drivers.make(_spec("pulse_counter", pin=7, pulses_per_unit=1), env), pi_gpio.PulseCounter)
     from firmware import board_wire
@@ -876,6 +908,7 @@ def test_the_documented_options_pass_the_profile_schema_and_make_the_drivers(tmp
     bench.attach(gpio.Hx711Chip(_trace("hx711_scale")[1], 5, 6), 5, 6)
     gpio.pulse_source(bench, [], 7)
     env = {"sysfs": str(tmp_path), "gpiod": gpio.EmulatedGpiod(bench), "sleep_ms": bench.sleep_ms}
+    env["monotonic_ns"] = _steady_clock()
     fake, _ = _sysfs(tmp_path, "ds18b20_fridge")
     fake.show()
     assert drivers.make(specs["boiler_temp"], env).read(0) == 23.125

@@ -23,6 +23,9 @@ MAX_EDGE_BATCHES = 16  # batches per read: a line with more pending chatters, it
 # The kernel's buffer of edge events per request. It may overflow between reads without
 # losing count: the rate is taken from the events' sequence numbers, which count every edge.
 EVENT_BUFFER = 1024
+# PD_SCK high longer than this powers the HX711 down (datasheet: 60 us); a frame whose clock a
+# preempted process held high that long is dropped, whatever it read.
+HX711_MAX_HIGH_NS = 60_000
 CONSUMER = "wichtel"
 
 
@@ -54,14 +57,16 @@ def make_hx711(spec: dict, env: dict) -> "Hx711":
         },
     )
     sleep_ms = env.get("sleep_ms") or (lambda ms: time.sleep(ms / 1000))
-    return Hx711(request, line.Value, sck, dout, pulses, scale, sleep_ms)
+    return Hx711(request, line.Value, sck, dout, pulses, scale, sleep_ms, env.get("monotonic_ns", time.monotonic_ns))
 
 
 class Hx711:
     """One HX711 on two lines of a requested chip: PD_SCK (output) and DOUT (input).
 
-    Userspace clocking can be preempted: PD_SCK held high for more than 60 us powers the chip
-    down, and the frame then reads as a saturated or stuck value, which is refused like any."""
+    Userspace clocking can be preempted, and PD_SCK held high for more than 60 us powers the
+    chip down mid-frame: each high phase is timed (from the end of the call that raised it to
+    the start of the one that lowers it, so never more than it was) and such a frame dropped.
+    env "monotonic_ns" is that clock (time.monotonic_ns; the tests stage a preemption)."""
 
     def __init__(
         self,
@@ -72,6 +77,7 @@ class Hx711:
         pulses: int,
         scale: sensor_wire.Hx711Scale,
         sleep_ms: "Callable[[int], None]",
+        monotonic_ns: "Callable[[], int]",
     ) -> None:
         self.request = request
         self.levels = (value.INACTIVE, value.ACTIVE)
@@ -81,16 +87,29 @@ class Hx711:
         self.pulses = pulses
         self.scale = scale
         self.sleep_ms = sleep_ms
+        self.monotonic_ns = monotonic_ns
+        self.raised_ns = 0
+        self.longest_high_ns = 0
 
     def set_sck(self, level: int) -> None:
-        self.request.set_value(self.sck, self.levels[level])
+        if level:
+            self.request.set_value(self.sck, self.levels[1])
+            self.raised_ns = self.monotonic_ns()
+        else:
+            held = self.monotonic_ns() - self.raised_ns
+            self.request.set_value(self.sck, self.levels[0])
+            self.longest_high_ns = max(self.longest_high_ns, held)
 
     def get_dout(self) -> bool:
         return bool(self.request.get_value(self.dout) == self.active)
 
     def read(self, t_ms: int) -> float:
         sensor_wire.hx711_wait_ready(self.get_dout, self.sleep_ms)
+        self.longest_high_ns = 0
         word = sensor_wire.hx711_frame(self.set_sck, self.get_dout, self.pulses)
+        if self.longest_high_ns > HX711_MAX_HIGH_NS:
+            raise SensorError("failed", "PD_SCK was high for %d us (the process was preempted); the HX711 powers down "
+                              "after 60 us: frame dropped" % (self.longest_high_ns // 1000))  # fmt: skip
         return self.scale.value(sensor_wire.hx711_decode(word))
 
 
