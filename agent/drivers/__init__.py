@@ -31,7 +31,7 @@ def make(spec: dict, env: dict | None = None) -> "Driver":
 
         return onewire.make(spec, env)
 
-    # HX711 load cell amplifiers and flow-meter pulses on GPIO lines (env "gpiod", "sleep_ms").
+    # HX711 load cell amplifiers and flow-meter pulses on GPIO lines (env "gpiod", "sleep_ms", "monotonic_ns").
     if name == "hx711":
         from agent.drivers import gpio
 

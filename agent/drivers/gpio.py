@@ -3,7 +3,8 @@ Python bindings (the `gpiod` package, v2 API).
 
 Only line requests and values here; frames, gains, tare, scale and rates are decided in
 agent/core/sensor_wire.py, as on the board. env keys: "gpiod", the gpiod module (an
-emulated one in the tests); "sleep_ms", how the HX711's ready wait sleeps (time.sleep).
+emulated one in the tests); "sleep_ms", how the HX711's ready wait sleeps (time.sleep);
+"monotonic_ns", the clock that times PD_SCK's high phases (time.monotonic_ns).
 """
 
 import time
