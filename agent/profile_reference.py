@@ -131,7 +131,8 @@ FIELDS: dict = {
         "unit": "the channel's unit",
     },
     "channels[].driver_options": {
-        "doc": "Settings for the driver: numbers, or names (such as `chip: ads1115`); which ones depends on `driver`.",
+        "doc": "Settings for the driver: numbers, or names (such as `chip: ads1115`); which ones depends on "
+        "`driver`.",
         "example": {"chip": "ads1115", "address": 72, "input": 0},
     },
     "channels[].label": {
