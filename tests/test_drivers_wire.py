@@ -611,8 +611,10 @@ def test_a_line_in_use_is_refused_when_made() -> None:
     gpio.pulse_source(bench, [], 7)
     emulated = gpio.EmulatedGpiod(bench)
     drivers.make(_spec("pulse_counter", pin=7, pulses_per_unit=1), {"gpiod": emulated})
-    with pytest.raises(OSError, match="busy"):
+    with pytest.raises(ConfigError, match=r"cannot request lines 7 of /dev/gpiochip0: .*busy"):
         drivers.make(_spec("pulse_counter", pin=7, pulses_per_unit=1), {"gpiod": emulated})
+    with pytest.raises(ConfigError, match=r"cannot request lines 5, 6 of /dev/gpiochip1: .*No such file"):
+        drivers.make(_spec("hx711", chip=1, **HX711_OPTIONS), {"gpiod": emulated})
 
 
 # -- The board: the same traces through emulated machine, onewire and ds18x20 -------------------

@@ -45,18 +45,26 @@ def _gpiod(env: dict) -> "Any":
     return gpiod
 
 
+def _request(gpiod: "Any", spec: dict, config: dict, buffer: int | None) -> "Any":
+    """The lines of a channel, requested from its chip; ConfigError when the chip is not
+    there or a line is taken (by another channel or process)."""
+    chip = _chip(spec)
+    try:
+        return gpiod.request_lines(chip, consumer=CONSUMER, config=config, event_buffer_size=buffer)
+    except OSError as e:
+        raise ConfigError("channel %r: cannot request lines %s of %s: %s"
+                          % (spec["id"], ", ".join(str(n) for n in config), chip, e)) from e  # fmt: skip
+
+
 def make_hx711(spec: dict, env: dict) -> "Hx711":
     sck, dout, pulses, scale = sensor_wire.hx711_options(spec)
     gpiod = _gpiod(env)
     line = gpiod.line
-    request = gpiod.request_lines(
-        _chip(spec),
-        consumer=CONSUMER,
-        config={
-            sck: gpiod.LineSettings(direction=line.Direction.OUTPUT, output_value=line.Value.INACTIVE),
-            dout: gpiod.LineSettings(direction=line.Direction.INPUT),
-        },
-    )
+    config = {
+        sck: gpiod.LineSettings(direction=line.Direction.OUTPUT, output_value=line.Value.INACTIVE),
+        dout: gpiod.LineSettings(direction=line.Direction.INPUT),
+    }
+    request = _request(gpiod, spec, config, None)
     sleep_ms = env.get("sleep_ms") or (lambda ms: time.sleep(ms / 1000))
     return Hx711(request, line.Value, sck, dout, pulses, scale, sleep_ms, env.get("monotonic_ns", time.monotonic_ns))
 
@@ -124,9 +132,7 @@ def make_pulse_counter(spec: dict, env: dict) -> "PulseCounter":
         bias={"none": line.Bias.DISABLED, "up": line.Bias.PULL_UP, "down": line.Bias.PULL_DOWN}[pull],
         debounce_period=timedelta(0),
     )
-    request = gpiod.request_lines(
-        _chip(spec), consumer=CONSUMER, config={offset: settings}, event_buffer_size=EVENT_BUFFER
-    )
+    request = _request(gpiod, spec, {offset: settings}, EVENT_BUFFER)
     return PulseCounter(request, rate)
 
 
