@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _READ_SCRATCHPAD = const(0xBE)
+_DEFAULT_RESOLUTION = const(12)  # the DS18B20's own (its EEPROM's, as it leaves the factory)
 
 
 def _sleep_ms(ms: int) -> None:
@@ -50,29 +51,34 @@ def _make_ds18b20(spec: dict, machine: "Any", sleep_ms: "Any") -> "Ds18b20":
     where = "channel %r" % spec["id"]
     rom = sensor_wire.option(spec, "rom", "")
     name = sensor_wire.rom_option(rom, where) if rom else ""
-    conv_ms = sensor_wire.conversion_ms(sensor_wire.option(spec, "resolution", 12), where)
+    resolution = sensor_wire.option(spec, "resolution", _DEFAULT_RESOLUTION)
+    conv_ms = sensor_wire.conversion_ms(resolution, where)
     period_ms = 1000.0 / spec["sample_hz"]
     if period_ms < conv_ms:
         raise ConfigError("%s: sample_hz %r is faster than a conversion (%d ms at resolution %r); expected at most %g"
-                          % (where, spec["sample_hz"], conv_ms, sensor_wire.option(spec, "resolution", 12),
-                             1000.0 / conv_ms))  # fmt: skip
+                          % (where, spec["sample_hz"], conv_ms, resolution, 1000.0 / conv_ms))  # fmt: skip
     bus = onewire.OneWire(machine.Pin(sensor_wire.pin_option(spec, "pin")))
-    return Ds18b20(ds18x20.DS18X20(bus), bus, onewire.OneWireError, name, conv_ms, sleep_ms)
+    return Ds18b20(ds18x20.DS18X20(bus), bus, onewire.OneWireError, name, int(resolution), sleep_ms)
 
 
 class Ds18b20:
     """One DS18B20 on a 1-Wire pin, read without blocking the loop: each read collects the
     conversion the read before started and starts the next (sample_hz is at most one per
     conversion time, checked when made). Only the first read, and the first after the bus
-    lost the sensor, waits for its conversion: the conversion time (750 ms at 12 bit)."""
+    lost the sensor, waits for its conversion: the conversion time (750 ms at 12 bit).
+    The sensor is set to the resolution asked for when found, and again whenever a
+    scratchpad shows another (it comes up with its EEPROM's after a power loss)."""
 
-    def __init__(self, sensors: "Any", bus: "Any", bus_error: "Any", name: str, conv_ms: int, sleep_ms: "Any") -> None:
+    def __init__(
+        self, sensors: "Any", bus: "Any", bus_error: "Any", name: str, resolution: int, sleep_ms: "Any"
+    ) -> None:
         self.sensors = sensors
         self.bus = bus
         self.bus_error = bus_error
         self.name = name
         self.rom = None
-        self.conv_ms = conv_ms
+        self.resolution = resolution
+        self.conv_ms = sensor_wire.conversion_ms(resolution, name)
         self.sleep_ms = sleep_ms
         self.started = False
         self.pad = bytearray(9)
@@ -82,17 +88,14 @@ class Ds18b20:
         try:
             if self.rom is None:
                 self.rom = self.find()
+                self.read_pad()
+                self.configure()
             if not self.started:
                 self.sensors.convert_temp()
                 self.sleep_ms(self.conv_ms)
             self.started = False
-            # The scratchpad is read here, not by ds18x20.read_scratch, so that its CRC is
-            # checked by the same code as the Pi's and a failure is a "crc" fault.
-            bus = self.bus
-            bus.reset(True)
-            bus.select_rom(self.rom)
-            bus.writebyte(_READ_SCRATCHPAD)
-            bus.readinto(self.pad)
+            self.read_pad()
+            self.configure()
             # The next conversion starts before this one is judged: a bad reading does not
             # make the next read wait.
             self.sensors.convert_temp()
@@ -101,6 +104,22 @@ class Ds18b20:
         except self.bus_error as e:  # onewire.OneWireError: no presence pulse
             self.rom = None  # a sensor replaced on the bus is found again
             raise SensorError("absent", "no presence pulse on the 1-Wire bus") from e
+
+    def read_pad(self) -> None:
+        # Read here, not by ds18x20.read_scratch, so that its CRC is checked by the same
+        # code as the Pi's and a failure is a "crc" fault.
+        bus = self.bus
+        bus.reset(True)
+        bus.select_rom(self.rom)
+        bus.writebyte(_READ_SCRATCHPAD)
+        bus.readinto(self.pad)
+
+    def configure(self) -> None:
+        """Sets the sensor's resolution when its scratchpad shows another (alarm bytes kept)."""
+        found = sensor_wire.pad_resolution(self.pad)
+        if found is not None and found != self.resolution:
+            config = bytearray((self.pad[2], self.pad[3], sensor_wire.config_byte(self.resolution)))
+            self.sensors.write_scratch(self.rom, config)
 
     def find(self) -> bytes:
         """The ROM of the named DS18B20, or of the bus's only one when none is named."""

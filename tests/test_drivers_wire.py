@@ -122,6 +122,16 @@ def test_a_rom_is_named_as_linux_names_it_and_the_rom_option_maps_to_that_name()
             sensor_wire.rom_option(bad, "here")
 
 
+def test_the_resolution_is_read_from_and_written_to_the_configuration_register() -> None:
+    assert [sensor_wire.config_byte(r) for r in (9, 10, 11, 12)] == [0x1F, 0x3F, 0x5F, 0x7F]
+    for resolution in (9, 10, 11, 12):
+        b = bytes([0x72, 0x01, 0x4B, 0x46, sensor_wire.config_byte(resolution), 0xFF, 0x0E, 0x10])
+        assert sensor_wire.pad_resolution(b + bytes([wire.crc8(b)])) == resolution
+        assert sensor_wire.pad_resolution(b + bytes([wire.crc8(b) ^ 1])) is None  # its CRC fails
+    assert sensor_wire.pad_resolution(bytes(9)) is None  # zeros: no register can be that
+    assert sensor_wire.pad_resolution(b"\xff" * 9) is None
+
+
 def test_the_bits_below_the_resolution_are_masked_and_negative_values_decode() -> None:
     def pad(raw: int, config: int) -> bytes:
         b = bytes([raw & 0xFF, (raw >> 8) & 0xFF, 0x4B, 0x46, config, 0xFF, 0x0C, 0x10])
@@ -695,6 +705,26 @@ for t in range(0, 11000, 1000):
         driver.count = driver.rate.last_count = board_wire.sensor_wire.PULSE_COUNTER_MASK - 3
 out["pulses_flow"] = res
 out["pulses_count"] = driver.count
+
+# Through the registry, as the firmware makes it: the first read's wait is a real sleep_ms.
+bench = gpio.Bench()
+dev = wire.Ds18b20Device.from_trace(TRACES["ds18b20_fridge"])
+bus = bench.attach(wire.W1Bus([dev]), 4)
+driver = board_drivers.make(spec("onewire", {"pin": 4, "resolution": 9}, hz=10), gpio.EmulatedMachine(bench))
+bus.next_read()
+out["registry_ds18b20"] = [outcome(driver, 0), outcome(driver, 100), bus.conversions, dev.configs_written]
+
+# At 11 bit, through the faults: set when found, and again after each power loss.
+bench = gpio.Bench()
+dev = wire.Ds18b20Device.from_trace(TRACES["ds18b20_faults"])
+bus = bench.attach(wire.W1Bus([dev]), 4)
+driver = board_wire.make(spec("onewire", {"pin": 4, "resolution": 11}), gpio.EmulatedMachine(bench), bench.sleep_ms)
+res = []
+for i in range(len(dev.records)):
+    bus.next_read()
+    res.append(outcome(driver, 1000 * i))
+out["ds18b20_faults_11bit"] = res
+out["ds18b20_faults_11bit_bus"] = [bench.slept_ms, dev.configs_written]
 # One line per result: a single large string needs contiguous heap that the traces' many
 # small records have cut up.
 for key in out:
@@ -706,6 +736,7 @@ def _board_expected(edges: list) -> dict:
     return {
         "ds18b20_fridge": FRIDGE,
         "ds18b20_faults": DS18B20_FAULTS,
+        "ds18b20_faults_11bit": DS18B20_FAULTS,  # its readings are all whole eighths of a degree
         "hx711_scale": HX711_SCALE,
         "hx711_faults": HX711_FAULTS,
         "hx711_absent": [["f", "absent"]] * 3,
@@ -725,13 +756,18 @@ def _check_board(out: dict) -> None:
     for name, want in _board_expected(_trace("pulses_flow")[1]).items():
         assert _same(out[name], want), name
     # Each read collects a conversion and starts the next; the loop waited only on the first
-    # read and on the first after the sensor came back (the absent read has no scratchpad):
-    # 750 ms each at 12 bit.
-    assert out["ds18b20_fridge_bus"] == [750, 9, 8]
-    assert out["ds18b20_faults_bus"] == [1500, 15, 13]
+    # read and on the first after the sensor came back, 750 ms each at 12 bit. The scratchpad
+    # is read once more when the sensor is found (its resolution), none on the absent read.
+    assert out["ds18b20_fridge_bus"] == [750, 9, 9]
+    assert out["ds18b20_faults_bus"] == [1500, 15, 15]
     assert out["hx711_scale_pulses"] == [25] * 9 and out["hx711_scale_irq_off"] == 0
     assert out["hx711_absent_pulses"] == []
     assert out["pulses_count"] < 400  # it wrapped (some 270 pulses after the 4th second)
+    # Set to 9 bit when found (it came up with 12): its bits below 0.5 degC are not counted.
+    assert out["registry_ds18b20"] == [["v", 23.0], ["v", 23.0], 3, 1]
+    # At 11 bit through the faults: set when found, when found again after being unplugged,
+    # and after each of the four power-on values (375 ms waited twice).
+    assert out["ds18b20_faults_11bit_bus"] == [750, 6]
 
 
 def test_board_drivers_on_cpython_give_the_traces_readings_and_faults() -> None:

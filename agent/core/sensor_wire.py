@@ -70,6 +70,20 @@ def conversion_ms(resolution: object, where: str) -> int:
     return DS18B20_CONVERSION_MS[int(resolution) - 9]
 
 
+def config_byte(resolution: int) -> int:
+    """The DS18B20 configuration register for a resolution of 9 to 12 bits."""
+    return 0x1F | ((resolution - 9) << 5)
+
+
+def pad_resolution(pad: object) -> "int | None":
+    """The resolution (9 to 12 bits) a scratchpad's configuration register says, or None for
+    a scratchpad that fails its CRC or whose register cannot be one."""
+    b: bytes = bytes(pad)  # type: ignore[call-overload]
+    if len(b) != 9 or crc8(b) != 0 or b[4] & 0x9F != 0x1F:
+        return None
+    return 9 + ((b[4] >> 5) & 3)
+
+
 def decode_scratchpad(pad: object) -> float:
     """A DS18B20 scratchpad (9 bytes, CRC last) -> degC. SensorError: "crc" when the CRC
     fails, "stuck" for a bus held low (all zeros pass the CRC), "implausible" for a value

@@ -11,6 +11,7 @@ those names). Runs on CPython and MicroPython.
 
 _CONVERT = 0x44
 _READ_SCRATCHPAD = 0xBE
+_WRITE_SCRATCHPAD = 0x4E
 POWER_ON_PAD = b"\x50\x05\x4b\x46\x7f\xff\x0c\x10\x1c"  # 85.0 degC: before any conversion
 
 
@@ -60,6 +61,8 @@ class Ds18b20Device:
         self.records = records
         self.cursor = -1
         self.converted = False
+        self.config = None  # the configuration register the host wrote, if it did
+        self.configs_written = 0
 
     @classmethod
     def from_trace(cls, kind_records, rom=None):
@@ -81,6 +84,21 @@ class Ds18b20Device:
             return POWER_ON_PAD
         return self.records[self.cursor % len(self.records)]
 
+    def answer(self):
+        """The scratchpad a Read Scratchpad gets: the record (the power-on one before any
+        conversion), with the configuration register the host wrote, until a power-on value
+        shows the sensor lost it. A record that is no sensor's answer (CRC failing, a
+        register that cannot be) is a bus fault: as recorded."""
+        pad = self.record() if self.converted else POWER_ON_PAD
+        if pad[0] == POWER_ON_PAD[0] and pad[1] == POWER_ON_PAD[1]:
+            self.config = None  # the power-on value: it lost power, its EEPROM's register is back
+        if self.config is None or crc8(pad) != 0 or pad[4] & 0x9F != 0x1F:
+            return pad
+        out = bytearray(pad)
+        out[4] = self.config
+        out[8] = crc8(out[:8])
+        return bytes(out)
+
 
 class W1Bus:
     """A 1-Wire bus on a board pin and the sensors on it. conversions counts Convert T
@@ -94,6 +112,9 @@ class W1Bus:
     def next_read(self):
         for dev in self.devices:
             dev.cursor += 1
+            if dev.record() is None:  # unplugged: it comes back as from power-up
+                dev.converted = False
+                dev.config = None
 
     def present(self):
         return [dev for dev in self.devices if dev.record() is not None]
@@ -156,8 +177,18 @@ class OneWire:
                 self.state = "idle"
             elif value == _READ_SCRATCHPAD:
                 self.state = "read"
+            elif value == _WRITE_SCRATCHPAD:
+                self.rom_bytes = bytearray()
+                self.state = "write"
             else:
                 raise AssertionError("function command 0x%02x is not emulated" % value)
+        elif self.state == "write":
+            self.rom_bytes.append(value)  # TH, TL, then the configuration register
+            if len(self.rom_bytes) == 3:
+                for dev in self.selected:
+                    dev.config = value
+                    dev.configs_written += 1
+                self.state = "idle"
         else:
             raise AssertionError("byte 0x%02x written with no reset before it" % value)
 
@@ -173,7 +204,7 @@ class OneWire:
             for i in range(len(buf)):
                 buf[i] = 0xFF
         else:
-            pad = self.selected[0].record() if self.selected[0].converted else POWER_ON_PAD
+            pad = self.selected[0].answer()
             for i in range(len(buf)):
                 buf[i] = pad[i]
         self.bus.pad_reads += 1
@@ -206,6 +237,12 @@ class DS18X20:
         self.ow.reset(True)
         self.ow.writebyte(self.ow.SKIP_ROM)
         self.ow.writebyte(_CONVERT)
+
+    def write_scratch(self, rom, buf):
+        self.ow.reset(True)
+        self.ow.select_rom(rom)
+        self.ow.writebyte(_WRITE_SCRATCHPAD)
+        self.ow.write(buf)
 
     def read_scratch(self, rom):
         self.ow.reset(True)
