@@ -200,13 +200,9 @@ def test_any_w1_text_is_a_temperature_or_a_sensor_error(text: str) -> None:
         try:
             value = parse(text)
         except SensorError as e:
-            assert e.reason in sensor_wire_reasons()
+            assert e.reason in ("crc", "stuck", "implausible", "failed")
         else:
             assert -55 <= value <= 125
-
-
-def sensor_wire_reasons() -> tuple:
-    return ("crc", "stuck", "implausible", "failed")
 
 
 def test_w1_text_is_taken_up_to_its_bound_and_refused_beyond() -> None:
