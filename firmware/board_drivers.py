@@ -24,13 +24,12 @@ def make(spec: dict, machine: object) -> object:
 
         return board_i2c.make(spec, machine)
 
-    # DS18B20 thermometers on a 1-Wire pin.
-    if name == "onewire":
-        raise ConfigError(_missing(spec))
+    # DS18B20 thermometers on a 1-Wire pin; HX711 load cell amplifiers and flow-meter
+    # pulses on GPIO pins (firmware/board_wire.py).
+    if name in ("onewire", "hx711", "pulse_counter"):
+        from firmware import board_wire
 
-    # HX711 load cell amplifiers and flow-meter pulses on GPIO pins.
-    if name in ("hx711", "pulse_counter"):
-        raise ConfigError(_missing(spec))
+        return board_wire.make(spec, machine)
 
     raise ConfigError(
         "channel %r: driver %r does not run on a board (a Pi's, the simulator's or a trace's)" % (spec["id"], name)

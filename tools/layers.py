@@ -27,6 +27,7 @@ MICROPYTHON_MODULES = {
     "json", "math", "os", "platform", "random", "re", "select", "socket", "ssl", "struct", "sys", "time", "zlib",
     "micropython", "machine", "network", "bluetooth", "deflate", "framebuf", "uctypes", "esp", "esp32", "neopixel",
     "vfs", "cryptolib", "__future__",
+    "onewire", "ds18x20",  # frozen into the ESP32 firmware (the board's DS18B20 driver, firmware/board_wire.py)
     "microdot",  # pure Python, runs on MicroPython as it is: the board serves the local page with it
 }  # fmt: skip
 _DYNAMIC = {"import_module", "__import__"}

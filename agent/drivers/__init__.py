@@ -29,13 +29,21 @@ def make(spec: dict, env: dict | None = None) -> "Driver":
 
         return i2c.make(spec, env)
 
-    # DS18B20 thermometers through the 1-Wire sysfs.
+    # DS18B20 thermometers through the 1-Wire sysfs (env "sysfs").
     if name == "onewire":
-        raise ConfigError(_missing(spec))
+        from agent.drivers import onewire
 
-    # HX711 load cell amplifiers and flow-meter pulses on GPIO lines.
-    if name in ("hx711", "pulse_counter"):
-        raise ConfigError(_missing(spec))
+        return onewire.make(spec, env)
+
+    # HX711 load cell amplifiers and flow-meter pulses on GPIO lines (env "gpiod", "sleep_ms", "monotonic_ns").
+    if name == "hx711":
+        from agent.drivers import gpio
+
+        return gpio.make_hx711(spec, env)
+    if name == "pulse_counter":
+        from agent.drivers import gpio
+
+        return gpio.make_pulse_counter(spec, env)
 
     raise ConfigError(
         "channel %r: driver %r does not run on a Pi (a board's, the simulator's or a trace's)" % (spec["id"], name)
