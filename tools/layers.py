@@ -28,6 +28,7 @@ MICROPYTHON_MODULES = {
     "micropython", "machine", "network", "bluetooth", "deflate", "framebuf", "uctypes", "esp", "esp32", "neopixel",
     "vfs", "cryptolib", "__future__",
     "microdot",  # pure Python, runs on MicroPython as it is: the board serves the local page with it
+    "ntptime",  # micropython-lib, frozen into the ESP32 firmware: the board's NTP query (firmware/timesync.py)
 }  # fmt: skip
 _DYNAMIC = {"import_module", "__import__"}
 
