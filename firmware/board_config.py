@@ -34,7 +34,7 @@ def read_file(path: str, limit: int) -> bytes:
     foreign file must not take the heap."""
     try:
         with open(path, "rb") as f:
-            data = f.read(limit + 1)
+            data: bytes = f.read(limit + 1)
     except OSError as e:
         raise ConfigError("%s: cannot be read (%s)" % (path, e)) from e
     if len(data) > limit:
@@ -65,7 +65,7 @@ def pem_blocks(data: bytes, labels: tuple, where: str, most: int = 1) -> list:
     what every build takes. ConfigError naming where, the block and what was expected for
     no block, more than `most`, a block without its END line, a label not in labels, bad
     base64, or content that is not one whole DER structure."""
-    out = []
+    out: list = []
     pos = 0
     while True:
         start = data.find(b"-----BEGIN ", pos)
@@ -134,7 +134,7 @@ def tls_context_factory(directory: str) -> object:
 
     def make_context() -> object:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # MicroPython's has it; its stubs lack it
         if IS_MICROPYTHON:
             # MicroPython takes the certificate and key as bytes (DER: PEM needs a parser its mbedTLS may lack).
             cert = pem_blocks(read_file(cert_path, MAX_PEM_BYTES), (b"CERTIFICATE",), cert_path)[0]

@@ -30,6 +30,9 @@ from firmware.wifi_credentials import CredentialsError, CredentialStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
+
+    from agent.local_page.board import BoardPage
 
 # -- limits and places ----------------------------------------------------------------------------
 PAGE_PORT = const(80)
@@ -50,7 +53,7 @@ class BoardEnv:
     "onboarding") keyword arguments that replace its limits (the tests' shorter waits).
     """
 
-    def __init__(self, machine: object, network: object, ntptime: object, root: str = "", page_port: int = PAGE_PORT,
+    def __init__(self, machine: "Any", network: "Any", ntptime: "Any", root: str = "", page_port: int = PAGE_PORT,
                  seconds: float = 0, speed: float = 1.0, safe_mode_window_ms: int = recovery.SAFE_MODE_WINDOW_MS,
                  machine_name: str = "", tuning: "dict | None" = None,
                  report: "Callable[[str], None] | None" = None) -> None:  # fmt: skip
@@ -80,23 +83,16 @@ def board_env() -> BoardEnv:
     import network
     import ntptime
 
-    return BoardEnv(machine, network, ntptime, machine_name=os.uname().machine)  # type: ignore[attr-defined]
+    return BoardEnv(machine, network, ntptime, machine_name=os.uname().machine)
 
 
 def _button(env: BoardEnv) -> "Callable[[], bool]":
     pin = recovery.button(env.machine, recovery.button_pin(env.machine_name))
 
     def pressed() -> bool:
-        return pin.value() == 0  # type: ignore[attr-defined]
+        return pin.value() == 0
 
     return pressed
-
-
-def _ended(tasks: dict) -> str:
-    for name, task in tasks.items():
-        if task.done():
-            return name
-    return ""
 
 
 async def _until_done(env: BoardEnv, stop: asyncio.Event) -> None:
@@ -133,12 +129,12 @@ async def onboard(env: BoardEnv, store: CredentialStore) -> dict:
               "heap_in_use": mem_alloc()}  # fmt: skip
     if saved.is_set():
         env.report("onboarding: restarting into the home network")
-        env.machine.reset()  # type: ignore[attr-defined]  # a board does not come back from this
+        env.machine.reset()  # a board does not come back from this
     return result
 
 
 # -- running --------------------------------------------------------------------------------------
-def build_drivers(profile: dict, machine: object, seed: int = 1) -> tuple:
+def build_drivers(profile: dict, machine: "Any", seed: int = 1) -> tuple:
     """(drivers, phase source): each channel's driver from board_drivers.make, but `sim`
     channels, which share one simulated appliance (also the phase source then)."""
     from firmware import board_drivers
@@ -163,7 +159,8 @@ class PageKeeper:
     """The local page on the link's address: started when the link is up, moved when its
     address changes, stopped when it drops (it never listens on all addresses: intake.py)."""
 
-    def __init__(self, page: object, port: int, address: "Callable[[], str]", report: "Callable[[str], None]") -> None:
+    def __init__(self, page: "BoardPage", port: int, address: "Callable[[], str]",
+                 report: "Callable[[str], None]") -> None:  # fmt: skip
         self.page = page
         self.port = port
         self.address = address
@@ -176,16 +173,16 @@ class PageKeeper:
                 now = self.address()
                 if now != self.serving:
                     if self.serving:
-                        await self.page.stop()  # type: ignore[attr-defined]
+                        await self.page.stop()
                         self.serving = ""
                     if now:
-                        await self.page.start(now, self.port)  # type: ignore[attr-defined]
+                        await self.page.start(now, self.port)
                         self.serving = now
                         self.report("page: serving on http://%s:%d/" % (now, self.port))
                 await sleep_ms(check_ms)
         finally:
             if self.serving:
-                await self.page.stop()  # type: ignore[attr-defined]
+                await self.page.stop()
 
 
 async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
@@ -250,11 +247,11 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         "connects": uplink.connects, "wifi": {"attempts": wifi.attempts, "joins": wifi.joins, "drops": wifi.drops,
         "waits_ms": wifi.waits_ms}, "ntp": {"syncs": ntp.syncs, "waits_ms": ntp.waits_ms},
         "time_synced_age_s": clock.synced_age_s(), "wall_s": clock.wall_s(), "feeds": watchdog.feeds,
-        "starving": watchdog.starving, "ended": _ended(tasks), "page": page.stats, "heap_in_use": mem_alloc(),
+        "starving": watchdog.starving, "ended": watchdog.ended(), "page": page.stats, "heap_in_use": mem_alloc(),
     }  # fmt: skip
     del snap
     if forget.is_set():
-        env.machine.reset()  # type: ignore[attr-defined]
+        env.machine.reset()
     return result
 
 
@@ -275,7 +272,7 @@ async def main(env: BoardEnv) -> dict:
 def run(env: BoardEnv) -> dict:
     """The board's whole run: safe mode first (before the watchdog can start), then main."""
     if IS_MICROPYTHON:
-        gc.threshold(GC_THRESHOLD)  # type: ignore[attr-defined]
+        gc.threshold(GC_THRESHOLD)
     reason = recovery.safe_mode_reason(env.root, _button(env), env.safe_mode_window_ms)
     if reason:
         env.report("safe mode: %s; main.py starts nothing, the prompt is free" % reason)
@@ -290,7 +287,7 @@ def run(env: BoardEnv) -> dict:
     except Exception as e:  # the top of a device nobody watches: said, then a clean start (re-raised)
         env.report("main: %s: %s; restarting in %d ms" % (type(e).__name__, e, RESTART_DELAY_MS))
         asyncio.run(sleep_ms(RESTART_DELAY_MS))
-        env.machine.reset()  # type: ignore[attr-defined]
+        env.machine.reset()
         raise
 
 

@@ -32,6 +32,9 @@ from firmware.wifi_credentials import MAX_SSID_BYTES, PSK_HEX_LEN, CredentialsEr
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
+
+    from network import WLAN
 
 # -- limits ---------------------------------------------------------------------------------------
 REBOOT_DELAY_MS = const(3_000)  # after the credentials are stored: the answer reaches the browser first
@@ -98,17 +101,18 @@ def access_point_name(mac: bytes) -> str:
     return SSID_PREFIX + "".join("%02X" % b for b in mac)[-SSID_SUFFIX_CHARS:]
 
 
-def open_access_point(network: object, mac_of: "Callable[[object], bytes] | None" = None) -> tuple:
+def open_access_point(network: "Any") -> tuple:
     """The access point up, open, named after the device: (its name, its address)."""
-    ap = network.WLAN(network.AP_IF)  # type: ignore[attr-defined]
+    ap: WLAN = network.WLAN(network.AP_IF)
     ap.active(True)
-    name = access_point_name(mac_of(ap) if mac_of else ap.config("mac"))
-    ap.config(ssid=name, security=network.AUTH_OPEN)  # type: ignore[attr-defined]
+    name = access_point_name(ap.config("mac"))
+    ap.config(ssid=name, security=network.AUTH_OPEN)
     return name, str(ap.ifconfig()[0])
 
 
-def close_access_point(network: object) -> None:
-    network.WLAN(network.AP_IF).active(False)  # type: ignore[attr-defined]
+def close_access_point(network: "Any") -> None:
+    ap: WLAN = network.WLAN(network.AP_IF)
+    ap.active(False)
 
 
 def _templates() -> Templates:

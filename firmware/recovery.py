@@ -15,6 +15,9 @@ from agent.core.compat import const, sleep_ms, ticks_diff, ticks_ms
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
+
+    from machine import Pin
 
 SAFE_MODE_FILE = "safe_mode"
 # -- limits ---------------------------------------------------------------------------------------
@@ -45,10 +48,11 @@ def marker_present(root: str) -> bool:
     return True
 
 
-def button(machine: object, pin: int) -> object:
+def button(machine: "Any", pin: int) -> "Pin":
     """The button as an input with its pull-up (pressed reads 0)."""
-    pin_class = machine.Pin  # type: ignore[attr-defined]
-    return pin_class(pin, pin_class.IN, pin_class.PULL_UP)
+    pin_class = machine.Pin
+    made: Pin = pin_class(pin, pin_class.IN, pin_class.PULL_UP)
+    return made
 
 
 def safe_mode_reason(root: str, pressed: "Callable[[], bool]", window_ms: int = SAFE_MODE_WINDOW_MS) -> str:
@@ -62,23 +66,20 @@ def safe_mode_reason(root: str, pressed: "Callable[[], bool]", window_ms: int = 
     while ticks_diff(ticks_ms(), t0) < window_ms:
         if pressed():
             return "the button was held at start"
-        time.sleep_ms(POLL_MS)  # type: ignore[attr-defined]  # MicroPython's time
+        time.sleep_ms(POLL_MS)  # MicroPython's time (nothing else runs yet: no loop to yield to)
     return ""
 
 
 async def watch_long_press(pressed: "Callable[[], bool]", on_long_press: "Callable[[], None]",
                            hold_ms: int = CLEAR_HOLD_MS) -> None:  # fmt: skip
     """Calls on_long_press once each time the button is held hold_ms without a break."""
-    since = -1
+    since = ticks_ms()  # when the button was last seen released
     fired = False
     while True:
-        if pressed():
-            now = ticks_ms()
-            if since < 0:
-                since, fired = now, False
-            elif not fired and ticks_diff(now, since) >= hold_ms:
-                fired = True
-                on_long_press()
-        else:
-            since = -1
+        if not pressed():
+            since = ticks_ms()
+            fired = False
+        elif not fired and ticks_diff(ticks_ms(), since) >= hold_ms:
+            fired = True
+            on_long_press()
         await sleep_ms(POLL_MS)

@@ -14,6 +14,7 @@ from agent.core.ratelimit import doubling_ms
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from agent.core.clock import BoardClock
 
@@ -29,7 +30,7 @@ MIN_YEAR = const(2025)  # an answer before this is not the time (a server's or a
 class TimeSync:
     """Sets clock's wall time from NTP while link_up() says the network is there."""
 
-    def __init__(self, ntptime: object, clock: "BoardClock", link_up: "Callable[[], bool]",
+    def __init__(self, ntptime: "Any", clock: "BoardClock", link_up: "Callable[[], bool]",
                  report: "Callable[[str], None]", retry_ms: int = RETRY_MS, retry_cap_ms: int = RETRY_CAP_MS,
                  resync_ms: int = RESYNC_MS) -> None:  # fmt: skip
         self.ntptime = ntptime
@@ -42,11 +43,11 @@ class TimeSync:
         self.syncs = 0
         self.failures = 0  # failed queries in a row
         self.waits_ms: list = []  # the last few waits after failures (tests, status)
-        ntptime.timeout = QUERY_TIMEOUT_S  # type: ignore[attr-defined]
+        ntptime.timeout = QUERY_TIMEOUT_S
 
     def query(self) -> int:
         """One NTP query: wall seconds in the runtime's epoch; OSError or ValueError when none came."""
-        wall = int(self.ntptime.time())  # type: ignore[attr-defined]
+        wall = int(self.ntptime.time())
         year = time.gmtime(wall)[0]
         if year < MIN_YEAR:
             raise ValueError("NTP answered %d (year %d); expected a time in %d or later" % (wall, year, MIN_YEAR))

@@ -11,6 +11,9 @@ from agent.core.compat import const, sleep_ms
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
+
+    from machine import WDT
 
 # -- limits ---------------------------------------------------------------------------------------
 # The loop must come round within this. Longer than the longest call that blocks it on a
@@ -23,7 +26,7 @@ FEED_MS = const(1_000)  # how often a healthy loop feeds (well within TIMEOUT_MS
 class LoopWatchdog:
     """machine.WDT fed every feed_ms while every watched task is running. `tasks`: name -> task."""
 
-    def __init__(self, machine: object, tasks: dict, report: "Callable[[str], None]", timeout_ms: int = TIMEOUT_MS,
+    def __init__(self, machine: "Any", tasks: dict, report: "Callable[[str], None]", timeout_ms: int = TIMEOUT_MS,
                  feed_ms: int = FEED_MS) -> None:  # fmt: skip
         self.machine = machine
         self.tasks = tasks
@@ -37,13 +40,13 @@ class LoopWatchdog:
         """The name of a watched task that has ended ("" while all run)."""
         for name, task in self.tasks.items():
             if task.done():
-                return name
+                return str(name)
         return ""
 
     async def run(self) -> None:
         # Started here, once everything it watches runs: from now on it cannot be stopped
         # (before, a broken bundle or safe mode leaves the board at its prompt).
-        wdt = self.machine.WDT(timeout=self.timeout_ms)  # type: ignore[attr-defined]
+        wdt: WDT = self.machine.WDT(timeout=self.timeout_ms)
         while True:
             name = self.ended()
             if name:

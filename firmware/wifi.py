@@ -12,6 +12,9 @@ from agent.core.ratelimit import doubling_ms
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
+
+    from network import WLAN  # the ESP32 stubs: the interface's calls are checked against them
 
 # -- limits ---------------------------------------------------------------------------------------
 CONNECT_TIMEOUT_MS = const(20_000)  # one attempt: associated, authenticated and an address by then, or it failed
@@ -30,11 +33,11 @@ def retry_wait_ms(failures: int, first_ms: int = RETRY_MS, cap_ms: int = RETRY_C
 class WifiLink:
     """Keeps the station joined to one network; `address` is the board's IP while joined ("" otherwise)."""
 
-    def __init__(self, network: object, ssid: str, password: str, report: "Callable[[str], None]",
+    def __init__(self, network: "Any", ssid: str, password: str, report: "Callable[[str], None]",
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, retry_ms: int = RETRY_MS,
                  retry_cap_ms: int = RETRY_CAP_MS, check_ms: int = CHECK_MS) -> None:  # fmt: skip
         self.network = network
-        self.wlan = network.WLAN(network.STA_IF)  # type: ignore[attr-defined]
+        self.wlan: WLAN = network.WLAN(network.STA_IF)
         self.ssid = ssid
         self._password = password
         self.report = report
@@ -56,28 +59,28 @@ class WifiLink:
     def _failed_status(self, status: int) -> bool:
         """Whether the interface has given up on this attempt (wrong password, no such network...)."""
         net = self.network
-        return status in (net.STAT_WRONG_PASSWORD, net.STAT_NO_AP_FOUND, net.STAT_CONNECT_FAIL)  # type: ignore[attr-defined]
+        return status in (net.STAT_WRONG_PASSWORD, net.STAT_NO_AP_FOUND, net.STAT_CONNECT_FAIL)
 
     async def _join(self) -> bool:
         """One attempt, within connect_timeout_ms."""
         wlan = self.wlan
         self.attempts += 1
-        wlan.active(True)  # type: ignore[attr-defined]
+        wlan.active(True)
         # The interface's own retries would fight ours (their waits are not capped): none.
-        wlan.config(reconnects=0)  # type: ignore[attr-defined]
-        if wlan.isconnected():  # type: ignore[attr-defined]
-            wlan.disconnect()  # type: ignore[attr-defined]
-        wlan.connect(self.ssid, self._password)  # type: ignore[attr-defined]
+        wlan.config(reconnects=0)
+        if wlan.isconnected():
+            wlan.disconnect()
+        wlan.connect(self.ssid, self._password)
         t0 = ticks_ms()
         while ticks_diff(ticks_ms(), t0) < self.connect_timeout_ms:
-            if wlan.isconnected():  # type: ignore[attr-defined]
+            if wlan.isconnected():
                 return True
-            self.last_status = wlan.status()  # type: ignore[attr-defined]
+            self.last_status = wlan.status()
             if self._failed_status(self.last_status):
                 break
             await sleep_ms(POLL_MS)
         try:
-            wlan.disconnect()  # type: ignore[attr-defined]  # end the attempt before waiting, or it goes on in the driver
+            wlan.disconnect()  # the attempt ends before the wait, or it goes on in the driver
         except OSError:
             pass  # nothing to end
         return False
@@ -88,9 +91,9 @@ class WifiLink:
             if await self._join():
                 self.failures = 0
                 self.joins += 1
-                self.address = str(self.wlan.ifconfig()[0])  # type: ignore[attr-defined]
+                self.address = str(self.wlan.ifconfig()[0])
                 self.report("wifi: joined %r as %s" % (self.ssid, self.address))
-                while self.wlan.isconnected():  # type: ignore[attr-defined]
+                while self.wlan.isconnected():
                     await sleep_ms(self.check_ms)
                 self.address = ""
                 self.drops += 1

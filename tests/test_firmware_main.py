@@ -237,13 +237,14 @@ def test_onboarding_then_the_agent_on_the_home_network_with_tls_ntp_and_the_sync
         _, nonce = _form(board.port)
         status, _, body = _request(board.port, "POST", "/", {"nonce": nonce, "code": CODE, "ssid": "x"})
         assert status == 403
-        # Wrong codes are refused; from the FREE_FAILURES-th on the address must wait (rate limit),
+        # Wrong codes are refused; with the FREE_FAILURES-th the address must wait (rate limit),
         # and while it waits not even the right code is checked.
-        for _ in range(page_limits.FREE_FAILURES):
+        for _ in range(page_limits.FREE_FAILURES - 1):
             status, _, body = _submit(board.port, "AAAAA-BBBBB")
-            assert status == 403 and "wrong" in body.lower(), body
-        status, headers, body = _submit(board.port, CODE)
-        assert status == 429 and headers["retry-after"] == "1", (status, body)
+            assert status == 403 and "That code is not right" in body, body
+        for code in ("AAAAA-BBBBB", CODE):
+            status, headers, body = _submit(board.port, code)
+            assert status == 429 and headers["retry-after"] == "1", (status, body)
         assert not os.path.exists(os.path.join(board.root, wifi_credentials.FILE_NAME))
         time.sleep(page_limits.FIRST_DELAY_S + 0.2)
         # The right code with a password no WPA2 network takes: refused by name, nothing stored.
@@ -440,7 +441,7 @@ def test_credentials_checks_name_the_field_and_never_echo_the_password(ssid: str
 def test_a_stored_file_over_its_bound_or_damaged_is_refused_by_name(tmp_path: str) -> None:
     store = CredentialStore(str(tmp_path))
     with open(store.path, "w") as f:
-        json.dump({"ssid": "Home", "password": "p" * 8, "pad": "x" * (wifi_credentials.MAX_FILE_BYTES - 48)}, f)
+        json.dump({"ssid": "Home", "password": "p" * 8, "pad": "x" * (wifi_credentials.MAX_FILE_BYTES - 51)}, f)
     assert os.path.getsize(store.path) == wifi_credentials.MAX_FILE_BYTES  # at the bound: read
     assert store.load() == ("Home", "p" * 8)
     with open(store.path, "a") as f:
@@ -521,6 +522,16 @@ FIRMWARE_FILES = ["firmware/boot.py", "firmware/main.py", "firmware/board_config
                   "firmware/wifi_credentials.py", "firmware/onboarding.py"]  # fmt: skip
 
 
+# The agent's modules the firmware imports are checked elsewhere (the core against these stubs
+# in tests/test_portability.py; the page on CPython by the project's mypy): quiet here. microdot's
+# route decorators are untyped (as in pyproject.toml's override for the page's routes).
+_QUIET = """[mypy-agent.*]
+follow_imports = silent
+[mypy-firmware.onboarding]
+disable_error_code = untyped-decorator
+"""
+
+
 def test_the_firmware_type_checks_against_the_micropython_esp32_stubs() -> None:
-    proc = portability.mypy_micropython(FIRMWARE_FILES)
+    proc = portability.mypy_micropython(FIRMWARE_FILES, packages=("microdot",), extra=_QUIET)
     assert proc.returncode == 0, proc.stdout + proc.stderr
