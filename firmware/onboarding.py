@@ -15,7 +15,7 @@ access.py; only the routes are this module's.
 from microdot import Request, Response
 
 from agent.core.compat import const
-from agent.local_page import access, limits, template_compiler, texts, views
+from agent.local_page import access, limits, texts, views
 from agent.local_page.board import BoardPage
 from agent.local_page.routes import (  # the local page's own cookie rules (Path, HttpOnly, SameSite=Strict)
     LANG_COOKIE,
@@ -26,7 +26,6 @@ from agent.local_page.routes import (  # the local page's own cookie rules (Path
     _add_cookie,
     _cookie,
 )
-from agent.local_page.template import Templates
 from firmware.wifi_credentials import MAX_SSID_BYTES, PSK_HEX_LEN, CredentialsError, CredentialStore
 
 TYPE_CHECKING = False
@@ -69,32 +68,6 @@ TEXTS = {
     },
 }
 
-# The page's one template; head and foot are the local page's (the same look, language links and CSP).
-# A line break and the indentation after it are not output: {{ " " }} is a space before one.
-TEMPLATE = """{% args view, t, w, frame, nonce, message, ssid, done %}
-{% include head view=view, t=t, frame=frame, title=w["title"] %}
-{% if done %}
-  <p class="notice" role="status">{{ done }}</p>
-{% else %}
-  <p>{{ w["intro"] }}</p>
-  {% if message %}
-    <p class="error" role="alert">{{ message }}</p>
-  {% endif %}
-  <form method="post" action="/" class="card"><input type="hidden" name="nonce" value="{{ nonce }}">
-  <label for="ssid">{{ w["ssid"] }}</label>
-  <input id="ssid" name="ssid" type="text" value="{{ ssid }}" maxlength="{{ max_ssid }}"{{ " " }}
-    autocomplete="off" spellcheck="false" required>
-  <label for="password">{{ w["password"] }}</label><p class="hint" id="password-hint">{{ w["password_hint"] }}</p>
-  <input id="password" name="password" type="password" maxlength="{{ max_key }}" autocomplete="off"{{ " " }}
-    aria-describedby="password-hint">
-  <label for="code">{{ t["code"] }}</label><p class="hint" id="code-hint">{{ t["code_hint"] }}</p>
-  <input id="code" name="code" type="text" autocomplete="one-time-password" autocapitalize="characters"{{ " " }}
-    spellcheck="false" maxlength="20" required aria-describedby="code-hint">
-  <button type="submit">{{ w["save"] }}</button></form>
-{% endif %}
-{% include foot %}
-""".replace("{{ max_ssid }}", str(MAX_SSID_BYTES)).replace("{{ max_key }}", str(PSK_HEX_LEN))
-
 
 def access_point_name(mac: bytes) -> str:
     """The setup network's name: SSID_PREFIX and the last SSID_SUFFIX_CHARS hex digits of the MAC."""
@@ -115,15 +88,6 @@ def close_access_point(network: "Any") -> None:
     ap.active(False)
 
 
-def _templates() -> Templates:
-    table = template_compiler.load({"wifi_setup": TEMPLATE})
-    # The local page's head and foot, compiled once already when views was imported (its
-    # error pages serve here too): called by name from this table.
-    shared = views._TEMPLATES.table
-    table["head"], table["foot"] = shared["head"], shared["foot"]
-    return Templates(table)
-
-
 class OnboardingPage(BoardPage):
     """The setup page on the board's page server; `on_saved` is called once credentials are stored."""
 
@@ -134,7 +98,6 @@ class OnboardingPage(BoardPage):
         self.store = store
         self.on_saved = on_saved
         self.saved_ssid = ""
-        self.templates = _templates()
         # No agent runs while the board has no network: the page's only routes are set up by _routes below.
         super().__init__(None, record, report, now=now, request_timeout_s=request_timeout_s,  # type: ignore[arg-type]
                          answer_timeout_s=answer_timeout_s)  # fmt: skip
@@ -145,8 +108,11 @@ class OnboardingPage(BoardPage):
         frame = {"langs": [(lang, texts.TEXTS[lang]["lang_name"], lang == view.lang) for lang in texts.LANGS],
                  "nav": []}  # fmt: skip
         nonce = "" if done else self.gate.nonces.issue(self.now())
-        body = self.templates.render("wifi_setup", view=view, t=view.t, w=TEXTS[view.lang], frame=frame, nonce=nonce,
-                                     message=message, ssid=ssid, done=done)  # fmt: skip
+        # The template is among the local page's (templates/wifi_setup.html): compiled with them, by a
+        # build ahead of time or when views is imported, and escaping every value it writes.
+        body = views._TEMPLATES.render("wifi_setup", view=view, t=view.t, w=TEXTS[view.lang], frame=frame,
+                                       nonce=nonce, message=message, ssid=ssid, done=done, max_ssid=MAX_SSID_BYTES,
+                                       max_key=PSK_HEX_LEN)  # fmt: skip
         res = Response(body, status, {"Content-Type": "text/html; charset=UTF-8"})
         if nonce:
             _add_cookie(res, _cookie(NONCE_COOKIE, nonce, limits.NONCE_MAX_AGE_S))
