@@ -72,13 +72,15 @@ class WifiLink:
             wlan.disconnect()
         wlan.connect(self.ssid, self._password)
         t0 = ticks_ms()
-        while ticks_diff(ticks_ms(), t0) < self.connect_timeout_ms:
+        while True:
+            # Looked at once more when the time is up: a join that made it by then counts.
             if wlan.isconnected():
                 return True
             self.last_status = wlan.status()
-            if self._failed_status(self.last_status):
+            left = self.connect_timeout_ms - ticks_diff(ticks_ms(), t0)
+            if self._failed_status(self.last_status) or left <= 0:
                 break
-            await sleep_ms(POLL_MS)
+            await sleep_ms(min(POLL_MS, left))
         try:
             wlan.disconnect()  # the attempt ends before the wait, or it goes on in the driver
         except OSError:
