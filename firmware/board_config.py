@@ -11,7 +11,6 @@ import binascii
 import json
 import ssl
 
-from agent.core import profile as core_profile
 from agent.core.compat import IS_MICROPYTHON, const
 from agent.core.errors import ConfigError
 
@@ -151,9 +150,16 @@ def tls_context_factory(directory: str) -> object:
     return make_context
 
 
-def read_profile(directory: str) -> dict:
-    """The bundle's compiled profile, checked (ConfigError naming the fault otherwise)."""
-    return core_profile.from_json(read_file(directory + "/" + PROFILE_FILE, MAX_PROFILE_BYTES))
+def read_profile(directory: str, release: bool = False) -> dict:
+    """The bundle's compiled profile, checked (ConfigError naming the fault otherwise).
+    release: forget the validation code afterwards (agent/core/profile.py release: about
+    18 KB of heap a board need not keep)."""
+    from agent.core import profile as core_profile
+
+    prof = core_profile.from_json(read_file(directory + "/" + PROFILE_FILE, MAX_PROFILE_BYTES))
+    if release:
+        core_profile.release()
+    return prof
 
 
 class BoardConfig:
@@ -162,11 +168,11 @@ class BoardConfig:
 
     __slots__ = ("device_id", "host", "port", "profile", "tls_context", "topic_prefix")
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, release: bool = False) -> None:
         bundle = read_bundle(directory)
         self.device_id = bundle["device_id"]
         self.host = bundle["host"]
         self.port = bundle["port"]
         self.topic_prefix = bundle["topic_prefix"]
-        self.profile = read_profile(directory)
+        self.profile = read_profile(directory, release)
         self.tls_context = tls_context_factory(directory)

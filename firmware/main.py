@@ -193,7 +193,7 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
     from firmware.wifi import WifiLink
 
     say = env.report
-    config = BoardConfig(env.root or ".")
+    config = BoardConfig(env.root or ".", release=True)
     record = setup_code.read_record(env.root or "/")
     prof = config.profile
     drivers, phases = build_drivers(prof, env.machine)
