@@ -96,13 +96,14 @@ def _button(env: BoardEnv) -> "Callable[[], bool]":
 
 
 async def _until_done(env: BoardEnv, stop: asyncio.Event) -> None:
-    """Until env.seconds have passed (0: forever) or `stop` is set."""
-    waited = 0
-    while not stop.is_set():
-        if env.seconds and waited >= env.seconds * 1000:
-            return
-        await sleep_ms(50)
-        waited += 50
+    """Until `stop` is set, or env.seconds have passed (0: no end but `stop`)."""
+    if not env.seconds:
+        await stop.wait()
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), env.seconds)
+    except asyncio.TimeoutError:  # noqa: UP041 -- MicroPython has no builtin TimeoutError
+        pass  # the test's run is over
 
 
 # -- onboarding -----------------------------------------------------------------------------------
@@ -230,14 +231,13 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         "page_clock": asyncio.create_task(page.keep_time()),
     }
     uplink.start()
-    watchdog = LoopWatchdog(env.machine, tasks, say, **env.tuned("watchdog"))
-    tasks_and_dog = dict(tasks)
-    dog = asyncio.create_task(watchdog.run())
-    tasks_and_dog["watchdog"] = dog
+    watchdog = LoopWatchdog(env.machine, dict(tasks), say, **env.tuned("watchdog"))
+    tasks["watchdog"] = asyncio.create_task(watchdog.run())
     try:
         await _until_done(env, forget)
+        ended = watchdog.ended()  # before the tasks are stopped below
     finally:
-        for task in tasks_and_dog.values():
+        for task in tasks.values():
             task.cancel()
         await uplink.stop()
         await sleep_ms(0)
@@ -247,7 +247,7 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         "connects": uplink.connects, "wifi": {"attempts": wifi.attempts, "joins": wifi.joins, "drops": wifi.drops,
         "waits_ms": wifi.waits_ms}, "ntp": {"syncs": ntp.syncs, "waits_ms": ntp.waits_ms},
         "time_synced_age_s": clock.synced_age_s(), "wall_s": clock.wall_s(), "feeds": watchdog.feeds,
-        "starving": watchdog.starving, "ended": watchdog.ended(), "page": page.stats, "heap_in_use": mem_alloc(),
+        "starving": watchdog.starving, "ended": ended, "page": page.stats, "heap_in_use": mem_alloc(),
     }  # fmt: skip
     del snap
     if forget.is_set():

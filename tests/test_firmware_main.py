@@ -395,7 +395,7 @@ def test_a_stalled_loop_is_not_fed_and_the_watchdog_resets_the_board(stall_ms: i
         assert not results
         return
     (result,) = results  # shorter than the timeout: fed again after it, no reset
-    assert "EMULATED-WDT-RESET" not in out and result["feeds"] > 10
+    assert "EMULATED-WDT-RESET" not in out and result["feeds"] > 10 and result["ended"] == "", result
     assert stall_ms <= result["wdt"][0][1] < 1500, result["wdt"]
 
 
