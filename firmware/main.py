@@ -50,7 +50,7 @@ class BoardEnv:
     root: the filesystem root holding the bundle's files ("" on a board: "/"). seconds: run
     this long, then stop and return what happened (0: until reset, as on a board). speed: the
     agent's clock (1 on a board). tuning: per part ("wifi", "ntp", "watchdog", "page",
-    "onboarding") keyword arguments that replace its limits (the tests' shorter waits).
+    "button", "onboarding") keyword arguments that replace its limits (the tests' shorter waits).
     """
 
     def __init__(self, machine: "Any", network: "Any", ntptime: "Any", root: str = "", page_port: int = PAGE_PORT,

@@ -361,6 +361,16 @@ async def resync():
     task.cancel()
     return [sync.syncs, [time.ticks_diff(b, a) for a, b in zip(times, times[1:])]]
 
+async def ntp_cap():
+    ntptime.FAILURES[0] = 5
+    sync = TimeSync(ntptime, BoardClock(), lambda: True, lambda t: None, retry_ms=10, retry_cap_ms=40)
+    task = asyncio.create_task(sync.run())
+    while sync.syncs == 0:
+        await asyncio.sleep_ms(5)
+    task.cancel()
+    return sync.waits_ms
+
+out["ntp_cap"] = asyncio.run(ntp_cap())
 out["within"] = asyncio.run(attempt(150))
 out["beyond"] = asyncio.run(attempt(1000))
 out["resync"] = asyncio.run(resync())
@@ -368,12 +378,13 @@ print(json.dumps(out))
 """
 
 
-def test_a_join_that_outlasts_its_attempt_fails_and_ntp_syncs_again_after_its_period() -> None:
+def test_a_join_that_outlasts_its_attempt_fails_and_ntp_waits_at_their_bounds() -> None:
     out = json.loads(micropython_unix.run(_BOUNDS, heap=256 * 1024, path=(ROOT,)).strip().splitlines()[-1])
     # 150 ms within the attempt's 200 ms: joined at the first attempt (looked at once more when time is up).
     assert out["within"] == [1, 1], out
     attempts, joins = out["beyond"]
     assert joins == 0 and attempts >= 2, out  # 1 s: each attempt ends at 200 ms, and the next one starts
+    assert out["ntp_cap"] == [10, 20, 40, 40, 40], out  # NTP's waits double up to their cap, then hold
     syncs, gaps = out["resync"]
     assert syncs == 3 and all(gap >= 100 for gap in gaps), out  # again after its period, not sooner
 
