@@ -241,9 +241,20 @@ def test_onboarding_then_the_agent_on_the_home_network_with_tls_ntp_and_the_sync
         _, nonce = _form(board.port)
         status, _, body = _request(board.port, "POST", "/", {"nonce": nonce, "code": CODE, "ssid": "x"})
         assert status == 403
+        # Hostile requests: another Host (DNS rebinding), a body over the page's bound, markup in
+        # the network's name (echoed into the form, escaped).
+        conn = http.client.HTTPConnection("127.0.0.1", board.port, timeout=30)
+        conn.request("GET", "/", headers={"Host": "evil.example"})
+        assert conn.getresponse().status == 421
+        conn.close()
+        cookie, nonce = _form(board.port)
+        big = {"nonce": nonce, "code": "x", "ssid": "x" * page_limits.MAX_BODY_BYTES}
+        assert _request(board.port, "POST", "/", big, cookie)[0] == 413
+        status, _, body = _submit(board.port, "AAAAA-BBBBB", ssid='<script>alert(1)</script>"')
+        assert status == 403 and "&lt;script&gt;alert(1)&lt;/script&gt;&quot;" in body and "<script>" not in body
         # Wrong codes are refused; with the FREE_FAILURES-th the address must wait (rate limit),
         # and while it waits not even the right code is checked.
-        for _ in range(page_limits.FREE_FAILURES - 1):
+        for _ in range(page_limits.FREE_FAILURES - 2):  # one wrong code was sent above
             status, _, body = _submit(board.port, "AAAAA-BBBBB")
             assert status == 403 and "That code is not right" in body, body
         for code in ("AAAAA-BBBBB", CODE):
