@@ -11,7 +11,7 @@ simulated day of the running board completes, by bench/micropython.py's smallest
 modules are .mpy (tools/build_mpy.py, the page's templates compiled, microdot too) unless
 --source.
 
-usage: python bench/firmware_memory.py [--json] [--source] [--no-min-heap]
+usage: python bench/firmware_memory.py [--json] [--source] [--no-min-heap] [--seconds S]
 """
 
 import argparse
@@ -202,6 +202,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="end with the figures as one JSON line")
     parser.add_argument("--source", action="store_true", help="import the sources instead of .mpy modules")
     parser.add_argument("--no-min-heap", action="store_true", help="leave out the smallest heap (a dozen runs)")
+    parser.add_argument("--seconds", type=float, default=RUN_S, help="real seconds of the measured runs (default 8)")
     args = parser.parse_args()
     missing = micropython_unix.available()
     if missing:
@@ -211,8 +212,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup(tmp, args.source)
         try:
-            running = setup.run(MEASURE_HEAP, RUN_S, DAY_SPEED, True, visit=True)
-            onboarding = setup.run(MEASURE_HEAP, 4, 1, True, onboarding=True, visit=True)
+            running = setup.run(MEASURE_HEAP, args.seconds, DAY_SPEED, True, visit=True)
+            onboarding = setup.run(MEASURE_HEAP, args.seconds / 2, 1, True, onboarding=True, visit=True)
             results.update({"imports_bytes": running["imports_bytes"], "running_peak_bytes": running["peak_bytes"],
                             "running_connects": running["connects"], "page_served": running["page"]["served"],
                             "onboarding_imports_bytes": onboarding["imports_bytes"],

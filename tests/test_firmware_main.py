@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import sysconfig
 import time
 import types
@@ -608,3 +609,13 @@ disable_error_code = untyped-decorator
 def test_the_firmware_type_checks_against_the_micropython_esp32_stubs() -> None:
     proc = portability.mypy_micropython(FIRMWARE_FILES, packages=("microdot",), extra=_QUIET)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_firmware_memory_benchmark_prints_its_figures() -> None:
+    proc = timeouts.run([sys.executable, os.path.join(ROOT, "bench", "firmware_memory.py"), "--json", "--no-min-heap",
+                         "--seconds", "4"], RUN_CPU_S, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 0 < figures["imports_bytes"] < figures["running_peak_bytes"] <= HEAP, figures
+    assert 0 < figures["onboarding_imports_bytes"] < figures["onboarding_peak_bytes"] <= HEAP, figures
+    assert figures["running_connects"] >= 1 and figures["page_served"] >= 5, figures  # TLS up, the page read
