@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -150,13 +151,8 @@ def memory(setup: Setup, so_far: dict) -> dict:
 
 
 def min_heap(setup: Setup, so_far: dict) -> dict:
-    """min_heap_bytes_week: the smallest heap (to HEAP_STEP) with which the run completes,
-    and with which the next SETTLE_STEPS larger heaps complete too, by bisection. It starts
-    from the live peak (so_far["peak_bytes_week"], when measured): a heap that size fails
-    (its allocation table takes part of it); twice that, doubled until it completes, is the
-    upper end. Then the steps above it are run; one that fails moves the figure above it
-    (min_heap_settled_from says from where). A failure other than running out of memory is
-    raised, not taken for a small heap."""
+    """min_heap_bytes_week: the smallest heap with which the week completes (smallest_heap),
+    starting from the live peak (so_far["peak_bytes_week"], when measured)."""
 
     def completes(heap: int) -> bool:
         try:
@@ -167,7 +163,17 @@ def min_heap(setup: Setup, so_far: dict) -> dict:
             return False
         return True
 
-    peak = so_far.get("peak_bytes_week") or HEAP_LOW
+    hi, found = smallest_heap(completes, so_far.get("peak_bytes_week") or HEAP_LOW)
+    return {"min_heap_bytes_week": hi, "min_heap_settled_from": found}
+
+
+def smallest_heap(completes: "Callable[[int], bool]", peak: int) -> tuple:
+    """(smallest heap, what the bisection alone found): the smallest heap (to HEAP_STEP) with
+    which completes(heap) is true, and with which the next SETTLE_STEPS larger heaps complete
+    too, by bisection. It starts from the live peak: a heap that size fails (its allocation
+    table takes part of it); twice that, doubled until it completes, is the upper end. Then
+    the steps above it are run; one that fails moves the figure above it. completes raises
+    for a failure other than running out of memory (not taken for a small heap)."""
     lo = peak // HEAP_STEP * HEAP_STEP  # fails
     hi = lo * 2  # completes, once checked
     while not completes(hi):
@@ -191,7 +197,7 @@ def min_heap(setup: Setup, so_far: dict) -> dict:
             step += 1
         else:
             hi, step = heap + HEAP_STEP, 0  # the figure moves above the heap that failed
-    return {"min_heap_bytes_week": hi, "min_heap_settled_from": found}
+    return hi, found
 
 
 def uplink(setup: "Setup", so_far: dict) -> dict:

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from agent import profile_loader  # noqa: E402
-from firmware import runtime  # noqa: E402
+from firmware import board_config, runtime  # noqa: E402
 from provisioning import local_broker  # noqa: E402
 
 MESSAGES = 300
@@ -43,14 +43,14 @@ def write_bundle(directory: str, broker: local_broker.Broker, port: int, device:
     the test broker's PKI, pointing at localhost:port; returns directory."""
     os.makedirs(directory, exist_ok=True)
     crt, key = broker.certs[device]
-    shutil.copy(crt, os.path.join(directory, runtime.CERT_FILE))
-    shutil.copy(key, os.path.join(directory, runtime.KEY_FILE))
-    shutil.copy(broker.ca_path, os.path.join(directory, runtime.CA_FILE))
+    shutil.copy(crt, os.path.join(directory, board_config.CERT_FILE))
+    shutil.copy(key, os.path.join(directory, board_config.KEY_FILE))
+    shutil.copy(broker.ca_path, os.path.join(directory, board_config.CA_FILE))
     prof = profile_loader.load(profile_loader.example("washing_machine"))
-    with open(os.path.join(directory, runtime.PROFILE_FILE), "wb") as f:
+    with open(os.path.join(directory, board_config.PROFILE_FILE), "wb") as f:
         f.write(profile_loader.compile_json(prof))
     doc = {"device_id": device, "broker": {"host": "localhost", "port": port}, "topic_prefix": "wichtel"}
-    with open(os.path.join(directory, runtime.DESCRIPTOR_FILE), "w") as f:
+    with open(os.path.join(directory, board_config.DESCRIPTOR_FILE), "w") as f:
         json.dump(doc, f)
     return directory
 

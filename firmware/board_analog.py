@@ -42,7 +42,7 @@ def make(spec: dict, machine: object) -> object:
     pin, atten, _, _ = sensor_i2c.adc_options(spec)
     adc_class = machine.ADC  # type: ignore[attr-defined]
     try:
-        adc = adc_class(machine.Pin(pin), atten=getattr(adc_class, ATTENUATION[atten]))  # type: ignore[attr-defined, index]
+        adc = adc_class(machine.Pin(pin), atten=getattr(adc_class, ATTENUATION[atten]))  # type: ignore[attr-defined]
     except ValueError as e:
         raise ConfigError("channel %r: pin %d: %s" % (spec["id"], pin, e)) from e
     return BoardAdc(spec, adc)

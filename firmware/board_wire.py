@@ -26,7 +26,7 @@ def _sleep_ms(ms: int) -> None:
 
 
 if hasattr(time, "sleep_ms"):
-    _sleep_ms = time.sleep_ms
+    _sleep_ms = time.sleep_ms  # type: ignore[assignment]  # the board's own, same signature
 
 
 def make(spec: dict, machine: "Any", sleep_ms: "Any" = None) -> "Any":
@@ -51,7 +51,7 @@ def _make_ds18b20(spec: dict, machine: "Any", sleep_ms: "Any") -> "Ds18b20":
     where = "channel %r" % spec["id"]
     rom = sensor_wire.option(spec, "rom", "")
     name = sensor_wire.rom_option(rom, where) if rom else ""
-    resolution = sensor_wire.option(spec, "resolution", _DEFAULT_RESOLUTION)
+    resolution: "Any" = sensor_wire.option(spec, "resolution", _DEFAULT_RESOLUTION)
     conv_ms = sensor_wire.conversion_ms(resolution, where)
     period_ms = 1000.0 / spec["sample_hz"]
     if period_ms < conv_ms:
@@ -76,7 +76,7 @@ class Ds18b20:
         self.bus = bus
         self.bus_error = bus_error
         self.name = name
-        self.rom = None
+        self.rom: "Any" = None  # the sensor's ROM, once found
         self.resolution = resolution
         self.conv_ms = sensor_wire.conversion_ms(resolution, name)
         self.sleep_ms = sleep_ms
@@ -160,7 +160,8 @@ class Hx711:
             word = sensor_wire.hx711_frame(self.set_sck, self.get_dout, self.pulses)
         finally:
             self.machine.enable_irq(state)
-        return self.scale.value(sensor_wire.hx711_decode(word))
+        value: float = self.scale.value(sensor_wire.hx711_decode(word))
+        return value
 
 
 def _make_pulse_counter(spec: dict, machine: "Any") -> "PulseCounter":
@@ -185,4 +186,5 @@ class PulseCounter:
         self.count = (self.count + 1) & sensor_wire.PULSE_COUNTER_MASK
 
     def read(self, t_ms: int) -> float:
-        return self.rate.rate(t_ms, self.count)
+        value: float = self.rate.rate(t_ms, self.count)
+        return value

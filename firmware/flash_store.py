@@ -44,7 +44,8 @@ class FlashStore:
         self._close(seg)
         try:
             with open(self._path(seg), "rb") as f:
-                return f.read(SEGMENT_READ_BYTES + 1)
+                data: bytes = f.read(SEGMENT_READ_BYTES + 1)
+                return data
         except OSError as e:  # MicroPython raises OSError(ENOENT), not FileNotFoundError
             if e.errno != errno.ENOENT:
                 raise

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from agent.core.errors import ConfigError
 from bench.micropython_uplink import write_bundle
-from firmware import runtime
+from firmware import board_config, runtime
 from provisioning import pki
 from provisioning.local_broker import Service
 from tests import micropython_unix, timeouts
@@ -282,7 +282,7 @@ def _der(n: int) -> bytes:
 def test_pem_blocks_give_back_each_der_structure(sizes: list) -> None:
     ders = [_der(n) for n in sizes]
     text = b"junk before\n" + b"".join(_pem(d) for d in ders) + b"after"
-    assert runtime.pem_blocks(text, (b"CERTIFICATE",), "ca.pem", 4) == ders
+    assert board_config.pem_blocks(text, (b"CERTIFICATE",), "ca.pem", 4) == ders
 
 
 _PEM_PARTS = [b"-----BEGIN ", b"-----END ", b"CERTIFICATE", b"PRIVATE KEY", b"-----", b"\n", b"MAo=", b"MAMBAQE=",
@@ -292,7 +292,7 @@ _PEM_PARTS = [b"-----BEGIN ", b"-----END ", b"CERTIFICATE", b"PRIVATE KEY", b"--
 @given(st.one_of(st.binary(max_size=600), st.lists(st.sampled_from(_PEM_PARTS), max_size=40).map(b"".join)))
 def test_pem_blocks_refuse_anything_else_by_name(data: bytes) -> None:
     try:
-        runtime.pem_blocks(data, (b"CERTIFICATE",), "ca.pem", 4)
+        board_config.pem_blocks(data, (b"CERTIFICATE",), "ca.pem", 4)
     except ConfigError as e:
         assert str(e).startswith("ca.pem: ")
 
@@ -312,18 +312,18 @@ def test_pem_blocks_refuse_anything_else_by_name(data: bytes) -> None:
 )
 def test_pem_blocks_refuse_damaged_files_naming_the_fault(data: bytes, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
-        runtime.pem_blocks(data, (b"CERTIFICATE",), "ca.pem", 4)
+        board_config.pem_blocks(data, (b"CERTIFICATE",), "ca.pem", 4)
 
 
 def test_bundle_files_over_their_limit_are_refused(tmp_path: str) -> None:
     path = str(tmp_path / "ca.pem")  # type: ignore[operator]
     with open(path, "wb") as f:
-        f.write(b"x" * runtime.MAX_PEM_BYTES)
-    assert runtime.read_file(path, runtime.MAX_PEM_BYTES) == b"x" * runtime.MAX_PEM_BYTES  # at the bound
+        f.write(b"x" * board_config.MAX_PEM_BYTES)
+    assert board_config.read_file(path, board_config.MAX_PEM_BYTES) == b"x" * board_config.MAX_PEM_BYTES  # at the bound
     with open(path, "ab") as f:
         f.write(b"x")
     with pytest.raises(ConfigError, match="more than 8192 bytes"):
-        runtime.read_file(path, runtime.MAX_PEM_BYTES)
+        board_config.read_file(path, board_config.MAX_PEM_BYTES)
 
 
 def test_on_micropython_a_fault_in_the_connect_path_ends_in_a_retry_with_backoff() -> None:

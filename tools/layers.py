@@ -29,6 +29,7 @@ MICROPYTHON_MODULES = {
     "vfs", "cryptolib", "__future__",
     "onewire", "ds18x20",  # frozen into the ESP32 firmware (the board's DS18B20 driver, firmware/board_wire.py)
     "microdot",  # pure Python, runs on MicroPython as it is: the board serves the local page with it
+    "ntptime",  # micropython-lib, frozen into the ESP32 firmware: the board's NTP query (firmware/timesync.py)
 }  # fmt: skip
 _DYNAMIC = {"import_module", "__import__"}
 

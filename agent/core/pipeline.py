@@ -375,6 +375,11 @@ class Agent:
 
     def _queue_status(self, t_ms: int, on_request: bool = False) -> None:
         status = {"status": "ok", "firmware": VERSION, "update": "none"}
+        # A clock that learns wall time from a source (clock.BoardClock: NTP on a board) says
+        # how old its last sync is (None: not yet), so the backend can judge the device's dates.
+        synced_age_s = getattr(self.clock, "synced_age_s", None)
+        if synced_age_s is not None:
+            status["time_synced_age_s"] = synced_age_s()
         decision = self.gate.control("status", status, t_ms, self.outbox.next_id, on_request)
         if on_request:
             self._queue_requested(decision, "status")
