@@ -82,10 +82,17 @@ def _run(args: argparse.Namespace) -> int:
         print(firmware_build.json_report(report))
     else:
         print(firmware_build.text_report(report))
-        print(
-            "%s: the image (%d files); copy it with `wichtel provision flash --image %s`"
-            % (report["out"], len(firmware_build.image_files(report["out"])), report["out"])
-        )
+        files = len(firmware_build.image_files(report["out"]))
+        if report["bundle"]:
+            print(
+                "%s: the image (%d files) with the device's bundle, as the board holds them. `wichtel provision flash` "
+                "takes an image without one (--image) and the bundle apart." % (report["out"], files)
+            )
+        else:
+            print(
+                "%s: the image (%d files); copy it with the device's bundle: `wichtel provision flash --image %s "
+                "--port PORT BUNDLE`" % (report["out"], files, report["out"])
+            )
         if not report["manifest_in_step"]:
             print(
                 "%s does not name these modules: rewrite it with --write-manifest (a frozen firmware built from it "

@@ -114,10 +114,11 @@ class Module:
 class Closure:
     """What the entry points need: modules by name, and what stays outside the image."""
 
-    __slots__ = ("left_out", "modules", "outside")
+    __slots__ = ("importers", "left_out", "modules", "outside")
 
     def __init__(self) -> None:
         self.modules: dict[str, str] = {}  # dotted name -> source path ("" for a namespace package)
+        self.importers: dict[str, set[str]] = {}  # dotted name -> the modules that import it
         self.outside: set[str] = set()  # names the MicroPython firmware gives (or guarded optional imports)
         self.left_out: list[dict] = []  # lazy imports of host adapters: {"module", "by", "why"}
 
@@ -251,14 +252,18 @@ def closure(entries: list[str], firmware_dir: str) -> Closure:
                     if source is None:
                         out.outside.add(prefix)
                         break
+                    out.importers.setdefault(prefix, set()).add(name)
                     if prefix not in seen:
                         todo.append((prefix, source))
         if name not in [os.path.basename(e)[:-3] for e in entries]:
             out.modules[name] = path
     for owner, (generated, replaced) in GENERATED.items():
         if owner in out.modules:
-            out.modules.pop(replaced, None)
             out.modules[generated] = "generated"
+            # Left out only when nothing else on the board imports it (the Wi-Fi setup page
+            # compiles its own template with it, for one).
+            if out.importers.get(replaced, set()) <= {owner}:
+                out.modules.pop(replaced, None)
     out.left_out.sort(key=lambda e: (e["module"], e["by"]))
     return out
 
@@ -598,14 +603,15 @@ def manifest_text(paths: list[str], image_lib: str = "../build/firmware/lib") ->
         "# --write-manifest` from the modules the build compiles; tests/test_firmware_build.py fails when the",
         "# two differ. Build the image first (`wichtel firmware build`, into build/firmware), then in MicroPython's",
         "# ports/esp32: make BOARD=ESP32_GENERIC FROZEN_MANIFEST=<path of this file> (docs/firmware.md).",
-        'include("$(PORT_DIR)/boards/manifest.py")',
+        "# ruff: noqa: F821 - include() and freeze() are given by MicroPython's manifest runner (manifestfile.py)",
+        "include(%s)" % json.dumps("$(PORT_DIR)/boards/manifest.py"),
         "freeze(",
-        "    %r," % image_lib,
+        "    %s," % json.dumps(image_lib),
         "    (",
     ]
-    lines += ["        %r," % p[len(LIB) + 1 :] for p in sorted(paths) if p.startswith(LIB + "/")]
+    lines += ["        %s," % json.dumps(p[len(LIB) + 1 :]) for p in sorted(paths) if p.startswith(LIB + "/")]
     lines += ["    ),", ")", ""]
-    return "\n".join(lines).replace("'", '"')
+    return "\n".join(lines)
 
 
 def manifest_modules(text: str) -> list[str]:

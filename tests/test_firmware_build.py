@@ -126,6 +126,15 @@ def test_the_module_set_is_computed_from_imports_not_listed(tmp_path: "os.PathLi
     assert found.left_out == []
 
 
+def test_the_template_compiler_stays_when_a_board_module_imports_it(tmp_path: "os.PathLike[str]") -> None:
+    # The compiled templates replace the compiler only where template.py's fallback is its one importer.
+    tree = make_tree(os.path.join(tmp_path, "fw"), main_py=MAIN + "from agent.local_page import template_compiler\n")
+    mods, _ = firmware_build.modules(tree)
+    targets = [m.target for m in mods]
+    assert "lib/agent/local_page/template_compiler.mpy" in targets
+    assert "lib/agent/local_page/templates_compiled.mpy" in targets
+
+
 def test_a_top_level_import_of_a_host_adapter_is_refused(tmp_path: "os.PathLike[str]") -> None:
     tree = make_tree(os.path.join(tmp_path, "fw"), main_py="import json\nfrom agent import files\n")
     with pytest.raises(FirmwareBuildError, match=r"main\.py:2 imports agent\.files, a host adapter"):
