@@ -189,7 +189,7 @@ def _service(auth: authority.Authority, name: str, out: str) -> int:
 def _flash(args: argparse.Namespace, image: str) -> int:
     """`provision flash` with the image in hand: plan, budget, then the copy (or the list)."""
     steps = flash.plan(args.bundle, image)
-    used = flash.check_budget(steps, args.board)
+    used = flash.check_board(steps, args.board)
     if args.dry_run:
         for local, remote in steps:
             print("%-28s %7d bytes  <- %s" % (":" + remote, os.path.getsize(local), local))

@@ -95,8 +95,13 @@ BOARDS = {
                      "ESP32_GENERIC_S3, 8 MiB flash: ports/esp32/partitions-8MiB.csv, vfs at 0x310000, size 0x4F0000"),
 }  # fmt: skip
 DEFAULT_BOARD = "esp32"
-# mpy-cross 1.29's -march values for the boards' cores and for the host (the unix port).
+# mpy-cross 1.29's -march values for the boards' cores and for the host (the unix port),
+# with the number a .mpy's header gives each (its third byte >> 2, MP_NATIVE_ARCH_* of
+# MicroPython's py/persistentcode.h; 0: no machine code, runs on any architecture).
+ARCH_CODES = {"x86": 1, "x64": 2, "armv6m": 4, "armv7m": 5, "armv7emsp": 7, "armv7emdp": 8, "xtensa": 9,
+              "xtensawin": 10, "rv32imc": 11}  # fmt: skip
 ARCHS = ("xtensawin", "rv32imc", "xtensa", "armv6m", "armv7m", "armv7emsp", "armv7emdp", "x64", "x86")
+MPY_HEADER_BYTES = 4  # b"M", the .mpy version, flags with the architecture, small-int bits
 
 
 class Module:
@@ -196,9 +201,13 @@ def imports_of(path: str, name: str, firmware_dir: str) -> list[tuple[str, int, 
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            # A namespace package (no __init__.py) has no names of its own: what is imported
+            # from it is a module, there or missing.
+            namespace = source_of(base, firmware_dir) == ""
             for alias in node.names:
                 sub = base + "." + alias.name
-                out.append((sub if source_of(sub, firmware_dir) is not None else base, node.lineno, id(node) in lazy))
+                found = namespace or source_of(sub, firmware_dir) is not None
+                out.append((sub if found else base, node.lineno, id(node) in lazy))
     return out
 
 
@@ -249,6 +258,11 @@ def closure(entries: list[str], firmware_dir: str) -> Closure:
                             out.left_out.append(entry)
                         break
                     source = source_of(prefix, firmware_dir)
+                    if source is None and _package_dir(parts[0], firmware_dir) is not None:
+                        raise FirmwareBuildError(
+                            "%s imports %s, which is no module of %s: the board would fail at that import"
+                            % (where, imported, _package_dir(parts[0], firmware_dir))
+                        )
                     if source is None:
                         out.outside.add(prefix)
                         break
@@ -365,6 +379,20 @@ def usage(files: dict[str, int]) -> int:
         for i in range(1, len(parts) + 1):
             dirs.add("/".join(parts[:i]))
     return (sum(_blocks(size) for size in files.values()) + DIR_BLOCKS * len(dirs)) * BLOCK_BYTES
+
+
+def foreign_code(files: list[tuple[str, str]], arch: str) -> list[str]:
+    """Board paths of the .mpy files among (local, board path) whose machine code is for
+    another architecture than arch (a board refuses to import them)."""
+    out = []
+    for local, remote in files:
+        if remote.endswith(".mpy"):
+            with open(local, "rb") as f:
+                header = f.read(MPY_HEADER_BYTES)
+            code = header[2] >> 2 if len(header) == MPY_HEADER_BYTES else 0
+            if code not in (0, ARCH_CODES[arch]):
+                out.append(remote)
+    return out
 
 
 def image_files(directory: str) -> list[tuple[str, str]]:

@@ -63,10 +63,18 @@ def plan(bundle_path: str, image: str) -> list[tuple[str, str]]:
     return [step for step in firmware if step not in entries] + device + entries
 
 
-def check_budget(steps: list[tuple[str, str]], board: str) -> int:
+def check_board(steps: list[tuple[str, str]], board: str) -> int:
     """The flash the steps take on the board's file system; FlashError with the figures when
-    over the board's budget (firmware_build.BOARDS)."""
+    over the board's budget (firmware_build.BOARDS), or naming the modules whose machine
+    code is for another architecture than the board's."""
     target = firmware_build.BOARDS[board]
+    foreign = firmware_build.foreign_code(steps, target.arch)
+    if foreign:
+        raise FlashError(
+            "the image holds machine code for another architecture than %s's (%s), which the board refuses to "
+            "import: %s. Build the image with `wichtel firmware build --board %s`; nothing was copied."
+            % (board, target.arch, ", ".join(foreign), board)
+        )
     used = firmware_build.usage({remote: os.path.getsize(local) for local, remote in steps})
     if used > target.limit_bytes():
         raise FlashError(

@@ -148,6 +148,30 @@ def test_a_top_level_import_of_a_host_adapter_is_refused(tmp_path: "os.PathLike[
         firmware_build.modules(tree)
 
 
+@pytest.mark.parametrize(
+    ("main_py", "named"),
+    [
+        ("from firmware import no_such_module\n", "main.py:1 imports firmware.no_such_module"),
+        ("import agent.core.no_such_module\n", "main.py:1 imports agent.core.no_such_module"),
+        ("def f():\n    import agent.nope\n", "main.py:2 imports agent.nope"),
+    ],
+)
+def test_an_import_of_a_module_that_is_not_there_is_refused(
+    tmp_path: "os.PathLike[str]", main_py: str, named: str
+) -> None:
+    tree = make_tree(os.path.join(tmp_path, "fw"), main_py=main_py)
+    with pytest.raises(FirmwareBuildError, match=named.replace(".", r"\.") + ", which is no module of"):
+        firmware_build.modules(tree)
+
+
+def test_a_module_that_is_not_python_is_named(tmp_path: "os.PathLike[str]") -> None:
+    tree = make_tree(os.path.join(tmp_path, "fw"), main_py="from firmware import broken\n")
+    with open(os.path.join(tree, "broken.py"), "w") as f:
+        f.write("def f(:\n")
+    with pytest.raises(FirmwareBuildError, match=r"broken\.py:1: not Python the build can read"):
+        firmware_build.modules(tree)
+
+
 def test_a_firmware_without_main_py_is_not_built(
     tmp_path: "os.PathLike[str]", capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -312,6 +336,12 @@ def test_the_architecture_goes_to_mpy_cross(small: str, tmp_path: "os.PathLike[s
     x, r, h = (files_of(os.path.join(tmp_path, d))["lib/firmware/native.mpy"] for d in "xrh")
     # The .mpy header's third byte holds the native code's architecture (MPY_FEATURE_ENCODE_ARCH).
     assert (x[2] >> 2, r[2] >> 2, h[2] >> 2) == (10, 11, 2), (x[:4], r[:4], h[:4])  # XTENSAWIN, RV32IMC, X64
+    # Flashing checks it: an ESP32's image on a C3 is refused, naming the module; bytecode alone goes anywhere.
+    xsteps = firmware_build.image_files(os.path.join(tmp_path, "x"))
+    assert flash.check_board(xsteps, "esp32") > 0 and flash.check_board(xsteps, "esp32s3") > 0
+    with pytest.raises(FlashError, match=r"another architecture than esp32c3's \(rv32imc\).*lib/firmware/native\.mpy"):
+        flash.check_board(xsteps, "esp32c3")
+    assert firmware_build.foreign_code([s for s in xsteps if "native" not in s[1]], "rv32imc") == []
 
 
 # -- the freezing manifest -------------------------------------------------------------------------
@@ -386,7 +416,7 @@ def test_the_flash_plan_is_image_then_bundle_then_entry_points(
     for name in ("bundle.json", "bundle.sig", "device.key", "device.crt", "ca.pem", "profile.json"):
         assert name in remotes[len(lib) : -2], name
     assert firmware_build.MARKER not in remotes
-    assert flash.check_budget(steps, "esp32") > 0
+    assert flash.check_board(steps, "esp32") > 0
 
 
 def test_flash_refuses_an_image_without_an_entry_point_and_copies_nothing(
@@ -437,11 +467,11 @@ def test_flash_refuses_an_image_holding_a_bundle_and_one_over_budget(
         flash.plan(device_bundle, with_bundle)
     _, out, _ = built
     steps = flash.plan(device_bundle, out)
-    monkeypatch.setattr(firmware_build, "DATA_RESERVE_BYTES", 0x200000 - 2 * 4096 - flash.check_budget(steps, "esp32"))
-    assert flash.check_budget(steps, "esp32") > 0  # at the bound: allowed
+    monkeypatch.setattr(firmware_build, "DATA_RESERVE_BYTES", 0x200000 - 2 * 4096 - flash.check_board(steps, "esp32"))
+    assert flash.check_board(steps, "esp32") > 0  # at the bound: allowed
     monkeypatch.setattr(firmware_build, "DATA_RESERVE_BYTES", firmware_build.DATA_RESERVE_BYTES + 1)
     with pytest.raises(FlashError, match="1 more than the"):
-        flash.check_budget(steps, "esp32")
+        flash.check_board(steps, "esp32")
     code, _, err = cli(capsys, "provision", "flash", "--port", "/dev/ttyUSB-none", "--image", out, device_bundle)
     assert code == 2 and "nothing was copied" in err
 
