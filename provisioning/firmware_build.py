@@ -409,6 +409,8 @@ def image_files(directory: str) -> list[tuple[str, str]]:
 
 
 def _prepare_out(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FirmwareBuildError("--out %s is a file, not a directory: give a new or empty directory" % out)
     if os.path.exists(out) and os.listdir(out) and not os.path.exists(os.path.join(out, MARKER)):
         raise FirmwareBuildError(
             "--out %s is a directory that holds other files and no earlier firmware build: refusing to replace it. "

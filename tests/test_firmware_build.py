@@ -205,6 +205,10 @@ def test_an_out_directory_that_is_not_a_build_is_never_replaced(
     with pytest.raises(FirmwareBuildError, match="no earlier firmware build"):
         firmware_build.build(out=out, firmware_dir=tree)
     assert os.listdir(out) == ["notes.txt"]
+    with pytest.raises(FirmwareBuildError, match="is a file, not a directory"):
+        firmware_build.build(out=os.path.join(out, "notes.txt"), firmware_dir=tree)
+    with open(os.path.join(out, "notes.txt")) as f:
+        assert f.read() == "keep"
 
 
 # -- on the MicroPython unix port ----------------------------------------------------------------
