@@ -436,6 +436,8 @@ def build(
     arch = arch or target.arch
     if arch not in ARCHS:
         raise FirmwareBuildError("--arch %s: expected one of %s (mpy-cross -march)" % (arch, ", ".join(ARCHS)))
+    if budget is not None and budget <= 0:
+        raise FirmwareBuildError("--budget %d: expected a number of bytes above 0" % budget)
     bundle_files: list[tuple[str, str]] = []
     if bundle_dir is not None:
         directory = _mpy_bundle(bundle_dir)

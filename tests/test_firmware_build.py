@@ -303,6 +303,8 @@ def test_the_report_as_json_and_the_budget_at_its_bound(
     code, stdout, err = cli(capsys, "firmware", "build", "--out", out, "--budget", str(need - 1))
     assert code == firmware.EXIT_OVER_BUDGET == 1, err
     assert "OVER BUDGET: the image needs %d bytes of flash, 1 more than the %d allowed" % (need, need - 1) in stdout
+    code, stdout, err = cli(capsys, "firmware", "build", "--out", out, "--budget", "0")
+    assert code == 2 and "--budget 0: expected a number of bytes above 0" in err and stdout == ""
     code, stdout, _ = cli(capsys, "firmware", "build", "--out", out, "--board", "esp32c3")
     assert code == 0 and "lib/agent/core/ring.mpy" in stdout and "bytes to spare on esp32c3" in stdout
     assert "partitions-4MiB.csv" in stdout
