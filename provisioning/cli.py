@@ -5,11 +5,24 @@ authority, batch, enroll, broker_files, flash. Every ProvisioningError becomes e
 import argparse
 import os
 import sys
+import tempfile
 
 from cryptography import x509
 
 from agent.profile_loader import compile_json, load
-from provisioning import authority, batch, broker_files, broker_rules, bundle, enroll, flash, identities, keys, serials
+from provisioning import (
+    authority,
+    batch,
+    broker_files,
+    broker_rules,
+    bundle,
+    enroll,
+    firmware_build,
+    flash,
+    identities,
+    keys,
+    serials,
+)
 from provisioning.errors import BundleError, ProvisioningError
 from provisioning.progress import ProgressBar
 
@@ -107,6 +120,11 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     fl = ps.add_parser("flash", help="copy firmware and a bundle to a MicroPython board with mpremote")
     fl.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     fl.add_argument("bundle", metavar="BUNDLE", help="devices/<id> of a batch, or its mpy/ set")
+    fl.add_argument("--image", metavar="DIR", help="a `wichtel firmware build` image without bundle "
+                    "(default: build one from firmware/ for --board now)")  # fmt: skip
+    fl.add_argument("--board", default=firmware_build.DEFAULT_BOARD, choices=sorted(firmware_build.BOARDS),
+                    help="the board, for its flash budget and the image's architecture (default %s)"
+                    % firmware_build.DEFAULT_BOARD)  # fmt: skip
     fl.add_argument("--dry-run", action="store_true", help="list what would be written, touch no board")
 
 
@@ -165,6 +183,23 @@ def _service(auth: authority.Authority, name: str, out: str) -> int:
             broker_rules.SERVICE_PORT,
         )
     )
+    return 0
+
+
+def _flash(args: argparse.Namespace, image: str) -> int:
+    """`provision flash` with the image in hand: plan, budget, then the copy (or the list)."""
+    steps = flash.plan(args.bundle, image)
+    used = flash.check_board(steps, args.board)
+    if args.dry_run:
+        for local, remote in steps:
+            print("%-28s %7d bytes  <- %s" % (":" + remote, os.path.getsize(local), local))
+        print(
+            "%d files (%d bytes of flash) would be written to the board at %s (dry run: nothing was written)."
+            % (len(steps), used, args.port)
+        )
+        return 0
+    flash.run(args.port, steps, _say)
+    print("%s: %d files written; reset the board to start it." % (args.port, len(steps)))
     return 0
 
 
@@ -297,15 +332,10 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     if action == "flash":
-        steps = flash.plan(args.bundle)
-        if args.dry_run:
-            for local, remote in steps:
-                print("%-28s %7d bytes  <- %s" % (":" + remote, os.path.getsize(local), local))
-            print(
-                "%d files would be written to the board at %s (dry run: nothing was written)." % (len(steps), args.port)
-            )
-            return 0
-        flash.run(args.port, steps, _say)
-        print("%s: %d files written; reset the board to start it." % (args.port, len(steps)))
-        return 0
+        if args.image:
+            return _flash(args, args.image)
+        with tempfile.TemporaryDirectory() as tmp:
+            image = os.path.join(tmp, "image")
+            firmware_build.build(out=image, board=args.board)
+            return _flash(args, image)
     raise ProvisioningError("unknown provision action %r" % action)

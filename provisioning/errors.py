@@ -39,3 +39,8 @@ class DiskFullError(BatchError):
 
 class FlashError(ProvisioningError):
     """No board, no mpremote, or a copy to the board that failed."""
+
+
+class FirmwareBuildError(ProvisioningError):
+    """A firmware image that cannot be built: no entry point, a module mpy-cross refuses, a
+    host adapter imported by board code, or no mpy-cross."""

@@ -1,8 +1,10 @@
-"""Copying firmware and a device's MicroPython bundle to a board through mpremote.
+"""Copying a firmware image and a device's MicroPython bundle to a board through mpremote.
 
-The plan (what goes where) is computed without a board, so --dry-run and tests see it;
-the copy runs mpremote once per file and shows progress. No board, no mpremote: a clear
-error, not a traceback.
+The plan (what goes where) is computed without a board, so --dry-run and tests see it; an
+image without an entry point, or over the board's flash budget, is refused before anything
+is copied. The copy runs mpremote once per file and shows progress. No board, no mpremote:
+a clear error, not a traceback. The image is a `wichtel firmware build` directory
+(provisioning/firmware_build.py), given or built for the copy.
 """
 
 import glob
@@ -13,14 +15,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from provisioning import bundle
+from provisioning import bundle, firmware_build
 from provisioning.errors import FlashError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 120  # one file over a slow USB serial link
-# The board runtime: firmware/*.py at the board's root (boot.py, main.py: to come with the
-# firmware), the portable core under /lib/agent/core.
-FIRMWARE = (("firmware", "*.py", ""), ("agent", "__init__.py", "lib/agent/"), ("agent/core", "*.py", "lib/agent/core/"))
 
 
 def mpy_dir(path: str) -> str:
@@ -37,16 +35,55 @@ def mpy_dir(path: str) -> str:
     return directory
 
 
-def plan(bundle_path: str) -> list[tuple[str, str]]:
-    """(local file, path on the board) for firmware and bundle, in copy order."""
-    out = []
-    for where, pattern, remote in FIRMWARE:
-        for path in sorted(glob.glob(os.path.join(ROOT, where, pattern))):
-            out.append((path, remote + os.path.basename(path)))
+def plan(bundle_path: str, image: str) -> list[tuple[str, str]]:
+    """(local file, path on the board) for a firmware image (a `wichtel firmware build`
+    directory) and a device's bundle, in copy order: lib/ first, then the bundle, the entry
+    points last, so a copy cut short leaves no new main.py starting a half-written board.
+    FlashError, before anything is copied, for an image without main.py (a board would run
+    nothing), one that holds a bundle already, or names the two share."""
+    firmware = firmware_build.image_files(image)
+    remotes = [remote for _, remote in firmware]
+    if firmware_build.REQUIRED_ENTRY not in remotes:
+        raise FlashError(
+            "%s has no entry point: no %s at its root (found: %s), so the board would run nothing after a reset. "
+            "Build the image with `wichtel firmware build` from a firmware/ that has main.py; nothing was copied."
+            % (image, firmware_build.REQUIRED_ENTRY, ", ".join(r for r in remotes if "/" not in r) or "no files")
+        )
+    if bundle.BUNDLE_FILE in remotes:
+        raise FlashError(
+            "%s holds a device's bundle already (%s): give a firmware image built without BUNDLE, so the board gets "
+            "exactly the bundle named here; nothing was copied." % (image, bundle.BUNDLE_FILE)
+        )
     directory = mpy_dir(bundle_path)
-    for name in sorted(os.listdir(directory)):
-        out.append((os.path.join(directory, name), name))
-    return out
+    device = [(os.path.join(directory, name), name) for name in sorted(os.listdir(directory))]
+    shared = sorted(set(remotes) & {remote for _, remote in device})
+    if shared:
+        raise FlashError("%s and %s both hold %s; nothing was copied." % (image, directory, ", ".join(shared)))
+    entries = [step for step in firmware if step[1] in firmware_build.ENTRY_POINTS]
+    return [step for step in firmware if step not in entries] + device + entries
+
+
+def check_board(steps: list[tuple[str, str]], board: str) -> int:
+    """The flash the steps take on the board's file system; FlashError with the figures when
+    over the board's budget (firmware_build.BOARDS), or naming the modules whose machine
+    code is for another architecture than the board's."""
+    target = firmware_build.BOARDS[board]
+    foreign = firmware_build.foreign_code(steps, target.arch)
+    if foreign:
+        raise FlashError(
+            "the image holds machine code for another architecture than %s's (%s), which the board refuses to "
+            "import: %s. Build the image with `wichtel firmware build --board %s`; nothing was copied."
+            % (board, target.arch, ", ".join(foreign), board)
+        )
+    used = firmware_build.usage({remote: os.path.getsize(local) for local, remote in steps})
+    if used > target.limit_bytes():
+        raise FlashError(
+            "firmware and bundle need %d bytes of %s's file system, %d more than the %d allowed (%s; less %d bytes "
+            "kept for the device's data); nothing was copied."
+            % (used, board, used - target.limit_bytes(), target.limit_bytes(), target.source,
+               firmware_build.DATA_RESERVE_BYTES)
+        )  # fmt: skip
+    return used
 
 
 def mpremote() -> list[str]:

@@ -99,6 +99,7 @@ HEAVY_FILES = {
     "test_asyncapi.py": "real messages through Mosquitto against the contract",
     "test_layers.py": "fresh interpreters that import the agent",
     "test_local_page_templates.py": "every page on the unix port, and property tests over every page",
+    "test_firmware_build.py": "firmware images compiled with mpy-cross, imported on the unix port",
 }
 
 

@@ -44,7 +44,13 @@ ALLOWED_RAISES = {
 # The layers that answer the user: a built-in exception is caught there only around the one
 # statement that raises it (float() of a form field, microdot's decoding, a bind), never
 # around a block that calls into the agent, whose faults must not be mistaken for input.
-USER_FACING = ("agent/cli.py", "agent/local_page/routes.py", "provisioning/cli.py", "provisioning/demo.py")
+USER_FACING = (
+    "agent/cli.py",
+    "agent/local_page/routes.py",
+    "provisioning/cli.py",
+    "provisioning/demo.py",
+    "provisioning/firmware.py",
+)
 NOT_NARROW = {"ValueError", "OverflowError", "ArithmeticError", "ZeroDivisionError", "FloatingPointError",
               "KeyError", "IndexError", "LookupError", "TypeError", "RuntimeError", "Exception"}  # fmt: skip
 

@@ -127,7 +127,7 @@ def test_an_agent_command_in_process_loads_no_provisioning() -> None:
 def test_provision_and_demo_are_commands_of_wichtel_that_provisioning_adds() -> None:
     """One `wichtel` for the user; the agent names neither module, the package metadata does."""
     added = {e.name: e.value for e in importlib.metadata.entry_points(group="wichtel.commands")}
-    assert added == {"provision": "provisioning.cli", "demo": "provisioning.demo"}
+    assert added == {"provision": "provisioning.cli", "demo": "provisioning.demo", "firmware": "provisioning.firmware"}
     wichtel = os.path.join(os.path.dirname(sys.executable), "wichtel")
     for cmd in ([wichtel], [sys.executable, "-m", "agent"]):
         proc = subprocess.run([*cmd, "provision", "verify", "--help"], capture_output=True, text=True, timeout=60)
@@ -144,4 +144,4 @@ def test_the_agent_own_commands_load_no_added_command() -> None:
     assert cli.added_commands(["run", "--profile", "x"]) == {}
     assert cli.added_commands(["--version"]) == {}
     assert set(cli.added_commands(["provision", "init"])) == {"provision"}
-    assert set(cli.added_commands(["--help"])) == {"provision", "demo"}
+    assert set(cli.added_commands(["--help"])) == {"provision", "demo", "firmware"}

@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from agent import profile_loader, setup_code
 from agent.cli import main
 from agent.device_data import DeviceData
-from provisioning import authority, batch, bundle, flash, identities, keys, pki, progress, serials
+from provisioning import authority, batch, bundle, firmware_build, flash, identities, keys, pki, progress, serials
 
 PROFILE = profile_loader.example("washing_machine")
 PASS_ENV = "WICHTEL_TEST_PASSPHRASE"
@@ -557,11 +557,25 @@ def one_device(pki_dir: str, tmp_path: "os.PathLike[str]", capsys: pytest.Captur
     return device_dir(out, "W000001")
 
 
-def test_flash_dry_run_lists_firmware_and_bundle(one_device: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def firmware_tree(tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> str:
+    """A firmware/ with a main.py (the one of this tree may be missing), the one flash builds."""
+    tree = os.path.join(tmp_path, "firmware")
+    os.makedirs(tree)
+    with open(os.path.join(tree, "main.py"), "w") as f:
+        f.write("from agent.core.pipeline import Agent\n")
+    monkeypatch.setattr(firmware_build, "FIRMWARE_DIR", tree)
+    return tree
+
+
+def test_flash_dry_run_lists_firmware_and_bundle(
+    one_device: str, firmware_tree: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = cli(capsys, "provision", "flash", "--port", "/dev/ttyUSB-none", one_device, "--dry-run")
     assert code == 0, err
     for remote in (
-        ":lib/agent/core/pipeline.py",
+        ":lib/agent/core/pipeline.mpy",
+        ":main.py",
         ":device.key",
         ":device.crt",
         ":ca.pem",
@@ -576,7 +590,11 @@ def test_flash_dry_run_lists_firmware_and_bundle(one_device: str, capsys: pytest
 
 
 def test_flash_without_a_board_says_so(
-    one_device: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: "os.PathLike[str]"
+    one_device: str,
+    firmware_tree: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: "os.PathLike[str]",
 ) -> None:
     fake = os.path.join(tmp_path, "bin")
     os.makedirs(fake)
@@ -594,14 +612,16 @@ def test_flash_without_a_board_says_so(
     code, _, err = cli(capsys, "provision", "flash", "--port", port, one_device)
     assert code == 0, err
     calls = [c.rstrip("~") for c in read_text(os.path.join(fake, "calls")).splitlines()]
-    steps = flash.plan(one_device)
+    image = os.path.join(tmp_path, "image")
+    firmware_build.build(out=image)
+    steps = flash.plan(one_device, image)
     assert calls[0].startswith("connect %s exec" % port) and len(calls) == 1 + len(steps)
-    assert calls[-1] == "connect %s fs cp %s :%s" % (port, *steps[-1])
+    assert calls[-1].startswith("connect %s fs cp " % port) and calls[-1].endswith(" :main.py")
     assert "[%d/%d] 100%%" % (len(steps), len(steps)) in err
 
 
 def test_flash_without_mpremote_says_how_to_get_it(
-    one_device: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    one_device: str, firmware_tree: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(flash.shutil, "which", lambda name: None)
     monkeypatch.setattr(flash.importlib.util, "find_spec", lambda name: None)
