@@ -11,7 +11,8 @@ given time. The same file runs on the MicroPython unix port and on CPython:
 
 --trace, --consent and --clock-jumps are the hooks of the hardware-in-the-loop suite
 (hil_tests/): sensors and phases from a recorded trace (agent/sim/trace.py) on a clock
-that runs as fast as the device computes, so every runtime makes the same messages;
+that runs as fast as the device computes, so every runtime makes the same messages
+(--speed 0 runs the simulator so, for --seconds of appliance time);
 which categories the user agrees to at this start (consent lives in the heap here: a
 restart starts with none but these); jumps put into the device's clock.
 
@@ -309,7 +310,8 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
     data_dir: where the outbox keeps its log (FlashStore), as on a board; "" keeps it in
     the heap (MemoryStore). keepalive: seconds (0: the profile's). trace: a recorded trace
     (agent/sim/trace.py) in place of the simulator, replayed to its end on a clock as fast
-    as the device computes (seconds and speed are then unused). consent: what the user
+    as the device computes (seconds and speed are then unused). speed 0: the simulator on
+    that clock, for `seconds` of appliance time. consent: what the user
     agrees to at the start (consent_choices). clock_jumps_spec: jumps put into the clock
     (clock_jumps)."""
     bundle = read_bundle(directory)
@@ -330,7 +332,7 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
     uplink = PortableUplink(bundle["host"], bundle["port"], device_id, tls_context_factory(directory),
                             root=bundle["topic_prefix"], keepalive=keepalive or prof["uplink"]["keepalive_s"],
                             on_command=lambda t, p: box[0].on_command(t, p), report=say)  # fmt: skip
-    clock = ManualClock() if trace else ScaledClock(speed)
+    clock = ManualClock() if trace or speed == 0 else ScaledClock(speed)
     if jumps:
         clock = JumpingClock(clock, jumps)
     # The essential categories are safe to send twice: after damage to the log they are
@@ -374,7 +376,7 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
         if seconds > 0:
             if receipts_every_ms:
                 helpers.append(asyncio.create_task(_receipts(agent, receipts_every_ms, receipts)))
-            await agent.run(sim.end_ms() if trace else int(seconds * 1000 * speed))
+            await agent.run(sim.end_ms() if trace else int(seconds * 1000 * (speed or 1)))
             if receipts_every_ms:
                 helpers[-1].cancel()
         # What is left (and receipts awaiting the backend's confirmation) goes now.

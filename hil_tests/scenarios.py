@@ -289,34 +289,37 @@ def clock_jump(target: Target, broker: Broker, work: str) -> dict:
     ways: no burst of samples for skipped time, no time sampled twice, no status twice for
     one day, no negative wait, and everything made arrives.
 
-    The clock (appliance time) is set to 23:00 at the start; at run time 1.5 h it jumps an
-    hour forward (into day 1), at 2.5 h three hours back (day 0 again), at 4 h half an hour
-    forward; the run lasts until the clock reads 23:00 + 6 h."""
-    hour = 3_600_000
-    jumps = "0:%d,%d:%d,%d:%d,%d:%d" % (23 * hour, 3 * hour // 2, hour, 5 * hour // 2, -3 * hour, 4 * hour, hour // 2)
-    seconds, speed = 6, 7200  # the run: 6 h of clock time (7.5 h of raw time pass: 3.75 s)
+    On a clock that runs as fast as the device computes (--speed 0: every due sample is
+    taken, none lost to a busy machine, so the count is exact): set to 23:50 at the start;
+    at run time 5 min ten minutes forward (into day 1: 0:05), at 10 min twenty minutes back
+    (day 0 again: 23:50), at 15 min five minutes forward (0:00); the run lasts until the
+    clock reads 0:20. Samples are due from 23:50 to 23:55, from 0:05 to 0:10 and, once the
+    clock is past the 0:10 it had reached before the jump back, from 0:10 to 0:20: 20 min."""
+    minute = 60_000
+    jumps = "0:%d,%d:%d,%d:%d,%d:%d" % (1430 * minute, 5 * minute, 10 * minute, 10 * minute, -20 * minute,
+                                        15 * minute, 5 * minute)  # fmt: skip
     bed = Testbed(target, broker, work)
     try:
-        run = bed.start("--seconds", str(seconds), "--speed", str(speed), "--clock-jumps", jumps, "--keepalive", "5",
+        run = bed.start("--seconds", "1800", "--speed", "0", "--clock-jumps", jumps, "--keepalive", "5",
                         "--drain-s", "30")  # fmt: skip
         result = run.result()
         seen = _all_arrived_once_by_id(bed, result)
+        with open(os.path.join(bed.bundle, "profile.json"), encoding="utf-8") as f:
+            periods = [max(1, int(1000 / ch["sample_hz"])) for ch in json.load(f)["channels"]]
     finally:
         bed.close()
-    # The sampler takes each due time once, in order, from the start to the end of the run:
-    # at most one sample per channel per period of the 6 h the clock's reading spans (and
-    # one more each for the edges), however it jumped.
-    periods = {"motor_current": 1000, "drum_vibration": 1000, "inlet_flow": 2000, "heater_temp": 5000,
-               "detergent_level": 60000}  # fmt: skip
-    most = sum(seconds * hour // period + 2 for period in periods.values())
-    assert result["samples"] <= most, (result["samples"], most)
-    assert result["clock_ms"] >= 29 * hour, result["clock_ms"]  # the run went on to its end
+    expected = sum(20 * minute // period for period in periods)
+    # Each due time once (a channel may take one more at each edge of the two spans): a
+    # burst to catch up the skipped ten minutes, or the minutes after the jump back sampled again,
+    # would be thousands more.
+    assert expected <= result["samples"] <= expected + 2 * len(periods), (result["samples"], expected)
+    assert result["clock_ms"] >= DAY_MS + 20 * minute - max(periods), result["clock_ms"]  # the run went to its end
     statuses = [c[0][1] for c in seen.values() if c[0][1]["kind"] == "status"]
     # Day 0 at the start, day 1 after the first jump; the jump back into day 0 and the
     # return into day 1 are days already reported.
     assert len(statuses) == 2, statuses
     assert all(w >= 0 for w in result["waits_ms"]), result["waits_ms"]
-    return {"samples": result["samples"], "most": most, "statuses": len(statuses), "clock_ms": result["clock_ms"]}
+    return {"samples": result["samples"], "expected": expected, "statuses": len(statuses)}
 
 
 # -- bad commands ---------------------------------------------------------------------------------
