@@ -7,7 +7,7 @@ given time. The same file runs on the MicroPython unix port and on CPython:
 
     micropython -X heapsize=512K firmware/runtime.py --bundle DIR [--seconds S] [--speed X]
         [--receipts-every-ms MS] [--burst N] [--drain-s S] [--outbox N] [--data-dir DIR] [--keepalive S]
-        [--trace FILE] [--consent all|none|CAT+CAT] [--clock-jumps AT:DELTA,...]
+        [--trace FILE] [--consent all|none|CAT+CAT] [--clock-jumps AT:DELTA,...] [--board pi|esp32]
 
 --trace, --consent and --clock-jumps are the hooks of the hardware-in-the-loop suite
 (hil_tests/): sensors and phases from a recorded trace (agent/sim/trace.py) on a clock
@@ -26,6 +26,7 @@ import json
 import ssl
 import sys
 
+from agent.core import limits
 from agent.core import profile as core_profile
 from agent.core.clock import ManualClock, ScaledClock
 from agent.core.compat import IS_MICROPYTHON, const, mem_alloc, sleep_ms, ticks_diff, ticks_ms
@@ -300,7 +301,7 @@ async def _receipts(agent: Agent, every_ms: int, made: list) -> None:
 
 async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts_every_ms: int = 0, burst: int = 0,
               drain_s: int = 60, outbox_len: int = 256, data_dir: str = "", keepalive: int = 0,
-              trace: str = "", consent: str = "all", clock_jumps_spec: str = "",
+              trace: str = "", consent: str = "all", clock_jumps_spec: str = "", board: str = limits.PI,
               say: object = print) -> dict:  # fmt: skip
     """Run the device of the bundle in directory for `seconds` of real time, then until its
     outbox is empty (at most drain_s more); returns what happened as plain data.
@@ -313,7 +314,8 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
     as the device computes (seconds and speed are then unused). speed 0: the simulator on
     that clock, for `seconds` of appliance time. consent: what the user
     agrees to at the start (consent_choices). clock_jumps_spec: jumps put into the clock
-    (clock_jumps)."""
+    (clock_jumps). board: what the agent keeps in memory is sized for it (limits.BOARD_SIZES;
+    the outbox keeps outbox_len)."""
     bundle = read_bundle(directory)
     prof = read_profile(directory)
     device_id = bundle["device_id"]
@@ -340,7 +342,7 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
     outbox = Outbox(outbox_len + burst, FlashStore(data_dir) if data_dir else None, tuple(ledger.essential))
     for problem in outbox.problems:
         say("storage: " + problem)
-    agent = Agent(prof, device_id, drivers, clock, sim, uplink, ledger, outbox=outbox)
+    agent = Agent(prof, device_id, drivers, clock, sim, uplink, ledger, outbox=outbox, board=board)
     box.append(agent)
     agent.report_to(say)  # type: ignore[arg-type]
     heap = HeapWatch()
@@ -409,7 +411,8 @@ def _args(argv: list) -> dict:
     """--name value pairs (MicroPython has no argparse); ConfigError for anything else."""
     known = {"--bundle": str, "--seconds": float, "--speed": float, "--receipts-every-ms": int, "--burst": int,
              "--drain-s": int, "--outbox": int, "--data-dir": str,
-             "--keepalive": int, "--trace": str, "--consent": str, "--clock-jumps": str}  # fmt: skip
+             "--keepalive": int, "--trace": str, "--consent": str, "--clock-jumps": str,
+             "--board": str}  # fmt: skip
     out: dict = {}
     if len(argv) % 2:
         raise ConfigError("arguments %r: expected --name value pairs" % (argv,))

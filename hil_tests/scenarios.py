@@ -309,9 +309,9 @@ def clock_jump(target: Target, broker: Broker, work: str) -> dict:
     finally:
         bed.close()
     expected = sum(20 * minute // period for period in periods)
-    # Each due time once (a channel may take one more at each edge of the two spans): a
-    # burst to catch up the skipped ten minutes, or the minutes after the jump back sampled again,
-    # would be thousands more.
+    # Each due time once (a channel may take one more at an edge): a burst to catch up the
+    # ten minutes skipped, or the minutes after the jump back sampled again, would be
+    # hundreds more.
     assert expected <= result["samples"] <= expected + 2 * len(periods), (result["samples"], expected)
     assert result["clock_ms"] >= DAY_MS + 20 * minute - max(periods), result["clock_ms"]  # the run went to its end
     statuses = [c[0][1] for c in seen.values() if c[0][1]["kind"] == "status"]
@@ -392,13 +392,14 @@ def bad_commands(target: Target, broker: Broker, work: str) -> dict:
 
 def soak(target: Target, broker: Broker, work: str, days: float = 1, seconds_per_day: float = 4) -> dict:
     """`days` of appliance time at seconds_per_day real seconds each, in the target's fixed
-    heap: the run completes (a board's heap cannot grow), everything made arrives, and the
-    live heap's peak stays under the bound measured for the program."""
+    heap, with what the agent keeps sized for an ESP32 (limits.BOARD_SIZES): the run
+    completes (a board's heap cannot grow), everything made arrives, one status a day;
+    the caller holds the live heap's peak (in the result) to its bound."""
     speed = DAY_MS / 1000 / seconds_per_day
     bed = Testbed(target, broker, work)
     try:
         result = bed.start("--seconds", str(days * seconds_per_day), "--speed", str(speed), "--receipts-every-ms",
-                           "2000", "--keepalive", "5", "--drain-s", "60").result()  # fmt: skip
+                           "2000", "--keepalive", "5", "--drain-s", "60", "--board", "esp32").result()  # fmt: skip
         seen = _all_arrived_once_by_id(bed, result)
     finally:
         bed.close()

@@ -10,9 +10,11 @@ from tests import hil
 # Starts killed at random points: the 20 here, where a start costs least (the
 # interpreter starts in milliseconds; 20 took 8 to 15 s), 10 on the sim target.
 POWER_CUTS = 20
-# The live heap's peak in the soak: the program's measured peak (about 280 KB in a 512 KB
-# heap, sampled twice a second after a collection every 16 KB allocated) with a margin.
-SOAK_PEAK_BYTES = 320 * 1024
+# The live heap's peak in the soak (sampled twice a second, after a collection), with the
+# agent's memory sized for an ESP32: measured 272 KB over a day and 280 KB over a week in
+# the 512 KB heap (with a Pi's sizes its rings fill for days: 277 KB after a day, 348 KB
+# after a week). The bound leaves a margin for the sampling.
+SOAK_PEAK_BYTES = 300 * 1024
 
 
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
