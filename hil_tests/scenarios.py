@@ -336,55 +336,66 @@ def _nested(depth: int) -> dict:
     return value  # type: ignore[return-value]
 
 
-# (command topic name, payload, whether the device answers it with an error reply)
+# (command topic name, payload): each must be refused with an error reply, changing nothing.
 HOSTILE = [
-    ("config", _command(1, _nested(12)), True),  # nested deeper than a command may be
-    ("config", _command(1, {"status_interval_h": 2, "pad": "x" * 2000}), True),  # oversized
-    ("status_report", _command(0, {}), True),  # seq 0: not above the last taken
-    ("status_report", _command(5000, {}), True),  # seq far beyond the last (more than MAX_SEQ_STEP)
-    ("status_report", _command("1", {}), True),  # seq not a number
-    ("reboot", _command(1, {}), True),  # a command the device does not know
-    ("consent", _command(1, {"category": "usage_statistics", "on": True}), True),  # no command switches consent on
-    ("config", _command(1, {"status_interval_h": 0}), True),  # out of range
-    ("status_report", _command(1, {}, device="dev-2"), True),  # for another device
-    ("status_report", b"\xff\xfe{not json", True),
-    ("status_report", b"", True),
+    ("config", _command(1, _nested(12))),  # nested deeper than a command may be
+    ("config", _command(1, {"status_interval_h": 2, "pad": "x" * 2000})),  # oversized
+    ("status_report", _command(0, {})),  # seq 0: not above the last taken
+    ("status_report", _command(5000, {})),  # seq far beyond the last (more than MAX_SEQ_STEP)
+    ("status_report", _command("1", {})),  # seq not a number
+    ("reboot", _command(1, {})),  # a command the device does not know
+    ("consent", _command(1, {"category": "usage_statistics", "on": True})),  # no command switches consent on
+    ("config", _command(1, {"status_interval_h": 0})),  # out of range
+    ("status_report", _command(1, {}, device="dev-2")),  # for another device
+    ("status_report", b"\xff\xfe{not json"),
+    ("status_report", b""),
 ]
+
+
+def _replies(got: list) -> list:
+    return [b["data"] for _, b in unique(got) if b["kind"] == "command_reply"]
 
 
 def bad_commands(target: Target, broker: Broker, work: str) -> dict:
     """Hostile commands from the backend over the broker (nested, oversized, wrong seq,
-    unknown, a consent switch, another device's, not JSON): each refused, nothing changed,
-    the device keeps running and carries out and answers the good command that follows."""
-    bed = Testbed(target, broker, work, confirming=False)  # this test's commands are all the seqs there are
+    unknown, a consent switch, another device's, not JSON, a good one replayed): each
+    refused with an error reply, nothing changed (no sequence number taken, no consent
+    on), the device keeps running and carries out and answers the good commands.
+
+    The device agrees to maintenance only; its receipt waits for the backend's
+    confirmation, which this test sends last (the backend here confirms nothing by
+    itself: its sequence numbers are the test's), so the device stays connected until then."""
+    bed = Testbed(target, broker, work, confirming=False)
     try:
-        run = bed.start("--seconds", "4", "--speed", "2000", "--consent", "none", "--keepalive", "5", "--drain-s",
-                        "20")  # fmt: skip
-        bed.wait_for(lambda got: any(b["kind"] == "status" for _, b in got), what="the device's first status")
-        for name, payload, _ in HOSTILE:
+        run = bed.start("--seconds", "2", "--speed", "2000", "--consent", "maintenance", "--keepalive", "5",
+                        "--drain-s", "60")  # fmt: skip
+        got = bed.wait_for(lambda got: {"status", "consent_receipt"} <= {b["kind"] for _, b in got}, 30,
+                           "the device's first status and its receipt")  # fmt: skip
+        receipt = next(b["id"] for _, b in got if b["kind"] == "consent_receipt")
+        for name, payload in HOSTILE:
             bed.send_command(name, payload)
-        refusals = [h for h in HOSTILE if h[2]]
-        replies = bed.wait_for(lambda got: len([b for _, b in got if b["kind"] == "command_reply"]) >= len(refusals),
-                               20, "a reply to each refused command")  # fmt: skip
+        bed.wait_for(lambda got: len(_replies(got)) >= len(HOSTILE), 30, "a reply to each hostile command")
         assert run.alive(), run.output()[-2000:]
         bed.send_command("status_report", _command(1, {}))
-        got = bed.wait_for(lambda got: any(b["kind"] == "command_reply" and b["data"].get("ok") for _, b in got), 20,
-                           "the answer to the good command")  # fmt: skip
+        bed.wait_for(lambda got: len(_replies(got)) > len(HOSTILE) and [b["kind"] for _, b in got].count("status") > 1,
+                     30, "the answer to the good command, and the status it asked for")  # fmt: skip
+        bed.send_command("status_report", _command(1, {}))  # the good one again: a replay
+        bed.wait_for(lambda got: len(_replies(got)) > len(HOSTILE) + 1, 30, "the answer to the replay")
+        bed.send_command("confirm", _command(2, {"ids": [receipt]}))  # carried out: the device may end
         result = run.result()
+        got = bed.settle()
     finally:
         bed.close()
-    answers = [b["data"] for _, b in unique(got) if b["kind"] == "command_reply"]
-    refused = [a for a in answers if a["ok"] is False]
-    done = [a for a in answers if a["ok"] is True]
-    assert len(replies) >= len(refused) == len(refusals), answers
-    assert all(a["last_seq"] == 0 for a in refused), refused  # none of them was taken
-    assert done == [{"command": "status_report", "ok": True, "seq": 1}], done
-    # The status it asked for came after the answer; nothing optional went anywhere.
-    kinds = [b["kind"] for _, b in unique(got)]
-    assert kinds.count("status") >= 2, kinds
-    assert not [b for _, b in got if b["cat"] in OPTIONAL], "a command switched a consent on"
-    assert result["inbound_faults"] == 0, result  # refused by the checks, none reached a handler's failure
-    return {"refused": len(refused), "answers": len(answers)}
+    answers = _replies(got)
+    refused, replay, done = answers[: len(HOSTILE)], answers[-1], answers[len(HOSTILE)]
+    assert all(a["ok"] is False and a["last_seq"] == 0 for a in refused), refused  # none was taken
+    assert done == {"command": "status_report", "ok": True, "seq": 1}, done
+    assert replay["ok"] is False and replay["last_seq"] == 1, replay
+    assert len(answers) == len(HOSTILE) + 2, answers  # the confirm is carried out unanswered
+    assert result["left"] == 0, result["output"][-2000:]  # the receipt was confirmed: the confirm was taken
+    assert not [b for _, b in got if b["cat"] in ("usage_statistics", "consumables")], "a consent was switched on"
+    assert result["inbound_faults"] == 0, result  # refused by the checks; no handler failed
+    return {"refused": len(refused) + 1, "errors": sorted({a["error"][:40] for a in refused})}
 
 
 # -- soak -----------------------------------------------------------------------------------------
