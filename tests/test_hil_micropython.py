@@ -2,6 +2,8 @@
 MicroPython unix port with a fixed heap, real sockets and TLS; and the accelerated soak in
 that heap (a day by default, a week under the slow marker)."""
 
+import os
+
 import pytest
 
 from hil_tests import scenarios
@@ -18,18 +20,13 @@ SOAK_PEAK_BYTES = 300 * 1024
 
 
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
-def test_scenario(name: str, broker: object, tmp_path: str) -> None:
-    target = hil.target("micropython")
-    work = hil.work_dir(tmp_path)  # type: ignore[arg-type]
-    if name == "power_cut":
-        print(scenarios.power_cut(target, broker, work, runs=POWER_CUTS))  # type: ignore[arg-type]
-    else:
-        print(scenarios.SCENARIOS[name](target, broker, work))  # type: ignore[operator]
+def test_scenario(name: str, request: pytest.FixtureRequest, tmp_path: "os.PathLike[str]") -> None:
+    hil.run("micropython", name, request, tmp_path, POWER_CUTS)
 
 
 def _soak(days: float, broker: object, tmp_path: str) -> None:
     target = hil.target("micropython")
-    report = scenarios.soak(target, broker, hil.work_dir(tmp_path), days=days)  # type: ignore[arg-type]
+    report = scenarios.soak(target, broker, str(tmp_path), days=days)  # type: ignore[arg-type]
     print(report)
     assert report["heap_total_bytes"] <= target.heap  # type: ignore[attr-defined]
     assert 0 < report["heap_peak_bytes"] <= SOAK_PEAK_BYTES, report
