@@ -149,7 +149,10 @@ def _owed_in_log(data_dir: str, work: str, consent: tuple) -> dict:
     copy = os.path.join(work, "log-copy")
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(data_dir, copy)
-    box = Outbox(1024, FlashStore(copy), (ESSENTIAL,))
+    store = FlashStore(copy)
+    box = Outbox(1024, store, (ESSENTIAL,))
+    for f in store._open.values():  # a recovery after damage wrote the log anew: let go of its files
+        f.close()
     owed = {}
     for e in box.pending:
         if e[ENTRY_PRIORITY] >= CRITICAL or e[ENTRY_CATEGORY] == ESSENTIAL or e[ENTRY_CATEGORY] in consent:
@@ -240,6 +243,7 @@ def corrupt_files(target: Target, broker: Broker, work: str) -> dict:
     half: the device refuses to start with one line naming the file, never a traceback."""
     bed = Testbed(target, broker, work)
     said = {}
+    receipts = 0  # consent receipts the damaged logs still held, each delivered by its start
     try:
         # Messages that wait: the broker is away for the whole first run (which agrees to
         # every category), so whatever optional message ever arrives came from a damaged start.
@@ -256,14 +260,24 @@ def corrupt_files(target: Target, broker: Broker, work: str) -> dict:
                 data = os.path.join(work, "data-%s-%s" % (name, damage.replace(" ", "-")))
                 shutil.copytree(bed.data_dir, data)
                 spoil(os.path.join(data, name))
+                # What the damaged log still holds for delivery, by the outbox's own recovery
+                # (consent receipts written before the damage among it: owed to the user).
+                kept = _owed_in_log(data, work, ())
+                before = len(bed.settle())
                 result = bed.start("--seconds", "0.3", "--speed", "20000", "--consent", "none", "--drain-s", "30",
                                    data_dir=data).result()  # fmt: skip
                 lines = [line for line in result["output"].splitlines() if line.startswith("log: storage: ")]
                 assert lines and result["storage_problems"], (name, damage, result["output"][-2000:])
                 assert result["left"] == 0, (name, damage, result["output"][-2000:])
                 said["%s %s" % (name, damage)] = lines[0]
+                got = bed.settle()[before:]
+                arrived = {(b["id"], json.dumps([t, b], sort_keys=True)) for t, b in got}
+                owed = {(mid, json.dumps(m, sort_keys=True)) for mid, m in kept.items()}
+                assert owed <= arrived, "%s %s: kept but not delivered: %s" % (name, damage, sorted(owed - arrived)[:3])
+                receipts += sum("consent_receipt" in m for _, m in owed)
         optional = [(t, b["id"]) for t, b in bed.settle() if b["cat"] in OPTIONAL]
         assert not optional, "sent after a damaged start that gave no consent: %s" % optional[:5]
+        assert receipts, "no damaged log kept a consent receipt: the check of their delivery checked nothing"
         for name in sorted(os.listdir(bed.bundle)):
             broken = os.path.join(work, "bundle-" + name)
             shutil.copytree(bed.bundle, broken)
