@@ -399,7 +399,7 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
         "receipts": receipts[0], "sent_log": len(snap.sent), "connects": uplink.connects,
         "failures": uplink.failures, "last_error": uplink.last_error, "waits_ms": uplink.waits_ms,
         "inbound_faults": snap.inbound_faults, "delivery_faults": snap.delivery_faults,
-        "samples": sum(ch.samples for ch in agent.channels), "clock_ms": clock.now_ms(),
+        "samples": snap.samples, "clock_ms": clock.now_ms(),
         "storage_problems": outbox.problems, "storage_damaged": outbox.damaged, "consent": chosen,
     })  # fmt: skip
     del snap  # not part of what the agent keeps
