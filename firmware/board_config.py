@@ -12,7 +12,7 @@ import json
 import ssl
 
 from agent.core.compat import IS_MICROPYTHON, const
-from agent.core.errors import ConfigError
+from agent.core.errors import ConfigError, ProfileError
 
 # -- limits: the bundle's files are read whole into a small heap --------------------------------
 MAX_DESCRIPTOR_BYTES = const(4096)  # bundle.json (a provisioned one is under 2 KiB)
@@ -156,7 +156,11 @@ def read_profile(directory: str, release: bool = False) -> dict:
     18 KB of heap a board need not keep)."""
     from agent.core import profile as core_profile
 
-    prof = core_profile.from_json(read_file(directory + "/" + PROFILE_FILE, MAX_PROFILE_BYTES))
+    path = directory + "/" + PROFILE_FILE
+    try:
+        prof = core_profile.from_json(read_file(path, MAX_PROFILE_BYTES))
+    except ProfileError as e:  # a damaged profile.json is named, as the other files are
+        raise ConfigError("%s: %s" % (path, e)) from e
     if release:
         core_profile.release()
     return prof

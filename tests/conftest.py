@@ -100,6 +100,9 @@ HEAVY_FILES = {
     "test_layers.py": "fresh interpreters that import the agent",
     "test_local_page_templates.py": "every page on the unix port, and property tests over every page",
     "test_firmware_build.py": "firmware images compiled with mpy-cross, imported on the unix port",
+    # The hardware-in-the-loop scenarios (hil_tests/): device processes against Mosquitto.
+    "test_hil.py": "the hardware-in-the-loop scenarios on the sim target",
+    "test_hil_micropython.py": "the hardware-in-the-loop scenarios and the soak on the unix port",
 }
 
 
@@ -111,6 +114,8 @@ HEAVY_FILES = {
 LONGEST_FIRST = [
     "test_hostile_peer.py",
     "test_uplink_agent.py",
+    "test_hil_micropython.py",
+    "test_hil.py",
     "test_local_page_attacks.py",
     "test_micropython_uplink.py",
     "test_firmware_main.py",
