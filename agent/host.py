@@ -33,7 +33,7 @@ def replayed(profile: dict, path: str) -> tuple:
 
 
 class FixedPhase:
-    """The phase of an appliance whose profile names no phase source: always the same one
+    """The phase of an appliance whose profile names no phase_source: always the same one
     (the profile's first phase), so that readings are taken and checked; phase-bound
     processors only ever see that phase."""
 
@@ -47,8 +47,11 @@ class FixedPhase:
 def real(profile: dict, env: dict | None = None) -> tuple:
     """(drivers, phase source) reading the real sensors of the profile's channels
     (agent/drivers; env: where they are, e.g. {"sysfs": root}). ConfigError, naming the
-    channel, for a driver that cannot run here (sim, replay, a board's)."""
-    return make_all(profile, env), FixedPhase(profile["phases"][0])
+    channel, for a driver that cannot run here (sim, replay, a board's). The phase comes
+    from the profile's phase_source (rules, GPIO lines or a UART); without one, it is
+    always the profile's first phase."""
+    drivers = make_all(profile, env)
+    return drivers, phase_source(profile, env) or FixedPhase(profile["phases"][0])
 
 
 def clock(speed: float) -> ManualClock | ScaledClock:

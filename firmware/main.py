@@ -135,9 +135,11 @@ async def onboard(env: BoardEnv, store: CredentialStore) -> dict:
 
 
 # -- running --------------------------------------------------------------------------------------
-def build_drivers(profile: dict, machine: "Any", seed: int = 1) -> tuple:
+def build_drivers(profile: dict, machine: "Any", seed: int = 1, report: "Any" = print) -> tuple:
     """(drivers, phase source): each channel's driver from board_drivers.make, but `sim`
-    channels, which share one simulated appliance (also the phase source then)."""
+    channels, which share one appliance simulated from the profile (agent/sim/profile_model.py).
+    The phase comes from the profile's phase_source (firmware/board_phase.py) when it has
+    one, else from the simulated appliance, else it is always the profile's first phase."""
     from firmware import board_drivers
 
     drivers: dict = {}
@@ -145,15 +147,29 @@ def build_drivers(profile: dict, machine: "Any", seed: int = 1) -> tuple:
     for spec in profile["channels"]:
         if spec["driver"] == "sim":
             if sim is None:
-                from agent.sim.appliances import make
+                from agent.sim.profile_model import build
 
-                sim = make(profile["appliance"]["kind"], seed)
+                sim = build(profile, seed)
             from agent.sim.engine import SimDriver
 
             drivers[spec["id"]] = SimDriver(sim, spec["id"])
         else:
             drivers[spec["id"]] = board_drivers.make(spec, machine)
-    return drivers, sim
+    if profile.get("phase_source") is not None:
+        from firmware import board_phase
+
+        return drivers, board_phase.make(profile, machine, report)
+    return drivers, sim if sim is not None else _FixedPhase(profile["phases"][0])
+
+
+class _FixedPhase:
+    """The phase of an appliance with real sensors and no phase_source: its first phase."""
+
+    def __init__(self, phase: str) -> None:
+        self.name = phase
+
+    def phase(self, t_ms: int) -> str:
+        return self.name
 
 
 class PageKeeper:
@@ -197,7 +213,7 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
     config = BoardConfig(env.root or ".", release=True)
     record = setup_code.read_record(env.root or "/")
     prof = config.profile
-    drivers, phases = build_drivers(prof, env.machine)
+    drivers, phases = build_drivers(prof, env.machine, report=say)
     clock = BoardClock(env.speed)
     sizes = core_limits.board_sizes(core_limits.ESP32)
     outbox = Outbox(sizes["outbox"], FlashStore((env.root or "") + "/" + DATA_DIR), reserve=sizes["outbox_reserve"])

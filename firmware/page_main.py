@@ -22,8 +22,8 @@ from agent.core.consent import ConsentLedger
 from agent.core.pipeline import Agent
 from agent.local_page import limits
 from agent.local_page.board import BoardPage
-from agent.sim.appliances import make
 from agent.sim.engine import SimDriver
+from agent.sim.profile_model import build as build_sim
 
 _YEAR_MS = 365 * 24 * 3600 * 1000
 
@@ -36,7 +36,7 @@ def build(config: dict) -> tuple:
     """(agent, page) for this configuration; nothing is listening yet."""
     with open(config["profile"], "rb") as f:
         profile = core_profile.from_json(f.read())
-    sim = make(profile["appliance"]["kind"], config.get("seed", 1), [])
+    sim = build_sim(profile, config.get("seed", 1), [])
     drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in profile["channels"]}
     device_id = config["device_id"]
     agent = Agent(profile, device_id, drivers, ScaledClock(config.get("speed", 1.0)), sim, None,

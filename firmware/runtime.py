@@ -33,8 +33,8 @@ from agent.core.events import ANOMALY, Event
 from agent.core.outbox import Outbox
 from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
-from agent.sim.appliances import make
 from agent.sim.engine import SimDriver
+from agent.sim.profile_model import build
 from firmware.board_config import read_bundle, read_profile, tls_context_factory
 from firmware.flash_store import FlashStore
 
@@ -180,7 +180,7 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
         sim = TraceReader(trace, tuple(prof["phases"]))
         drivers = {ch["id"]: sim.driver(ch["id"]) for ch in prof["channels"]}
     else:
-        sim = make(prof["appliance"]["kind"], 1)
+        sim = build(prof, 1)  # the appliance simulated from its profile (a built-in kind: its model)
         drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in prof["channels"]}
     ledger = ConsentLedger(prof["data_categories"], device_id)
     box: list = []

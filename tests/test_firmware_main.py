@@ -619,3 +619,41 @@ def test_the_firmware_memory_benchmark_prints_its_figures() -> None:
     assert 0 < figures["imports_bytes"] < figures["running_peak_bytes"] <= HEAP, figures
     assert 0 < figures["onboarding_imports_bytes"] < figures["onboarding_peak_bytes"] <= HEAP, figures
     assert figures["running_connects"] >= 1 and figures["page_served"] >= 5, figures  # TLS up, the page read
+
+
+# -- where a board's readings and phase come from ---------------------------------------------------
+def _fridge() -> dict:
+    from agent import profile_loader
+
+    return profile_loader.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles", "fridge.yaml"))
+
+
+def test_a_board_simulates_a_profile_no_code_knows_from_the_profile() -> None:
+    from agent.sim.engine import ApplianceSim, SimDriver
+    from firmware.main import build_drivers
+
+    prof = _fridge()
+    for ch in prof["channels"]:
+        ch["driver"], ch["driver_options"] = "sim", {}
+    drivers, phases = build_drivers(prof, None)
+    assert isinstance(phases, ApplianceSim) and all(isinstance(d, SimDriver) for d in drivers.values())
+    seen = {phases.phase(t * 60_000) for t in range(0, 24 * 60)}  # a simulated day, a look a minute
+    assert seen <= set(prof["phases"]) and len(seen) >= 2, seen
+
+
+def test_a_board_takes_its_phase_from_the_profiles_phase_source_or_else_the_first_phase() -> None:
+    from agent.core import phases as core_phases
+    from firmware import main
+    from hil_tests.emulated import analog, i2c
+    from tests import phase_samples
+
+    prof = phase_samples.validated()
+    drivers, source = main.build_drivers(prof, None, report=lambda text: None)
+    assert isinstance(source, core_phases.RulePhases) and set(drivers) == {c["id"] for c in prof["channels"]}
+    # Real sensors and no phase_source: the profile's first phase, always.
+    prof = phase_samples.validated(phase_source=None)
+    for ch in prof["channels"]:
+        ch["driver"], ch["driver_options"] = "adc", {"pin": 34}
+    machine = i2c.Machine(adc={34: analog.EmulatedADC([])})
+    drivers, source = main.build_drivers(prof, machine)
+    assert source.phase(0) == source.phase(10**9) == prof["phases"][0]

@@ -500,3 +500,14 @@ def test_a_sensor_fault_on_a_rule_channel_is_reported_and_the_phase_falls_back_o
     assert "idle" in during
     faults = [e for e in agent.local_events.items() if e.kind == "sensor_fault"]
     assert faults and faults[0].fields["reason"] == "absent"
+
+
+def test_a_real_run_on_a_pi_takes_the_profiles_phase_source_or_else_the_first_phase(tmp_path: str) -> None:
+    prof = ps.validated()
+    for ch in prof["channels"]:
+        ch["driver"], ch["driver_options"] = "linux_iio", {"device": 0, "input": 0}
+    drivers, source = host.real(prof, {"sysfs": str(tmp_path)})
+    assert isinstance(source, phases.RulePhases) and set(drivers) == {c["id"] for c in prof["channels"]}
+    prof["phase_source"] = None
+    _, source = host.real(prof, {"sysfs": str(tmp_path)})
+    assert isinstance(source, host.FixedPhase) and source.phase(0) == prof["phases"][0]
