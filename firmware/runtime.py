@@ -115,7 +115,8 @@ class HeapWatch:
     """The live heap's peak, sampled every _HEAP_SAMPLE_MS after a collection (MicroPython only)."""
 
     def __init__(self) -> None:
-        self.peak = mem_alloc()
+        self.start = mem_alloc()  # the agent built, before the link: code, profile, models
+        self.peak = self.start
         self.total = -1
         if IS_MICROPYTHON:
             import gc
@@ -256,7 +257,7 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
         "storage_problems": outbox.problems, "storage_damaged": outbox.damaged, "consent": chosen,
     })  # fmt: skip
     del snap  # not part of what the agent keeps
-    result.update({"heap_total_bytes": heap.total, "heap_peak_bytes": heap.peak, "heap_after_bytes": mem_alloc()})
+    result.update({"heap_total_bytes": heap.total, "heap_start_bytes": heap.start, "heap_peak_bytes": heap.peak, "heap_after_bytes": mem_alloc()})
     return result
 
 
