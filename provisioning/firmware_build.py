@@ -52,6 +52,11 @@ GENERATED = {"agent.local_page.template": ("agent.local_page.templates_compiled"
 
 # -- limits -------------------------------------------------------------------------------
 MPY_CROSS_TIMEOUT_S = 60  # one module
+# Compiled modules by what they were compiled from (mpy-cross's version, the architecture,
+# the name tracebacks show, the source's bytes): a rebuild compiles only what changed. At
+# most CACHE_MAX_FILES files; the least recently used go first.
+CACHE_DIR = os.path.join(ROOT, "build", "mpy-cache")
+CACHE_MAX_FILES = 1000
 HEAP_PROBE_TIMEOUT_S = 60  # importing every module once on the unix port
 HEAP_PROBE_BYTES = 2 * 1024 * 1024  # the unix port's fixed heap for the import probe
 # LittleFS (MicroPython's file system on ESP32 since 1.14) on the ESP32's flash: 4096-byte
@@ -180,42 +185,90 @@ def _lazy(tree: ast.AST) -> set[int]:
     return out
 
 
-def imports_of(path: str, name: str, firmware_dir: str) -> list[tuple[str, int, bool]]:
-    """(module imported, line, lazy) for every import of one module, names made absolute;
-    `from a import b` names the module a.b when there is one."""
+# What one parse found, by (path, mtime, size): a build, and each build after it in the same
+# process (the tests build many images), walks each source once. Only the syntax is kept;
+# which names are modules is looked up anew on every build.
+_PARSED: dict = {}
+
+
+def _imports_in(path: str) -> list:
+    """[(node kind, module, level, names, line, lazy)] of one source file, as parsed."""
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key in _PARSED:
+        return _PARSED[key]  # type: ignore[no-any-return]
     try:
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), path)
     except SyntaxError as e:
         raise FirmwareBuildError("%s:%s: not Python the build can read: %s" % (path, e.lineno, e.msg)) from e
-    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
     guarded, lazy = _guarded(tree), _lazy(tree)
-    out = []
+    found = []
     for node in ast.walk(tree):
         if id(node) in guarded:
             continue
         if isinstance(node, ast.Import):
-            out += [(alias.name, node.lineno, id(node) in lazy) for alias in node.names]
+            found.append(("import", "", 0, [a.name for a in node.names], node.lineno, id(node) in lazy))
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
+            found.append(("from", node.module or "", node.level, [a.name for a in node.names], node.lineno,
+                          id(node) in lazy))  # fmt: skip
+    _PARSED[key] = found
+    return found
+
+
+def imports_of(path: str, name: str, firmware_dir: str) -> list[tuple[str, int, bool]]:
+    """(module imported, line, lazy) for every import of one module, names made absolute;
+    `from a import b` names the module a.b when there is one."""
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    out = []
+    for kind, module, level, names, line, lazy in _imports_in(path):
+        if kind == "import":
+            out += [(n, line, lazy) for n in names]
+        else:
+            base = module
+            if level:
                 parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+                base = ".".join(parts[: len(parts) - level + 1] + ([base] if base else []))
             # A namespace package (no __init__.py) has no names of its own: what is imported
             # from it is a module, there or missing.
             namespace = source_of(base, firmware_dir) == ""
-            for alias in node.names:
-                sub = base + "." + alias.name
+            for alias in names:
+                sub = base + "." + alias
                 found = namespace or source_of(sub, firmware_dir) is not None
-                out.append((sub if found else base, node.lineno, id(node) in lazy))
+                out.append((sub if found else base, line, lazy))
     return out
+
+
+_ADAPTERS: dict = {}  # the last answer of _host_adapters, by the stat of every file it read
+
+
+def _fingerprint(paths: list[str]) -> tuple:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append((p, st.st_mtime_ns, st.st_size))
+    return tuple(out)
 
 
 def _host_adapters() -> dict[str, str]:
     """{module: why} of agent's modules that cannot be imported on MicroPython, as the layer
     rules define them (tools/layers.py host_adapters, docs/layers.md): one definition, so the
-    image never holds a module the layer check calls a host adapter."""
+    image never holds a module the layer check calls a host adapter. Worked out again only
+    when a file under agent/ or tools/layers.py changed since the last build in this process."""
     path = os.path.join(ROOT, "tools", "layers.py")
+    sources = [path] if os.path.exists(path) else []
+    for dirpath, dirs, files in os.walk(os.path.join(ROOT, "agent")):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        sources += [os.path.join(dirpath, f) for f in sorted(files) if f.endswith(".py")]
+    key = _fingerprint(sources)
+    if key in _ADAPTERS:
+        return dict(_ADAPTERS[key])
+    _ADAPTERS.clear()
+    _ADAPTERS[key] = _load_host_adapters(path)
+    return dict(_ADAPTERS[key])
+
+
+def _load_host_adapters(path: str) -> dict[str, str]:
     spec = importlib.util.spec_from_file_location("tools.layers", path)
     if spec is None or spec.loader is None or not os.path.exists(path):
         raise FirmwareBuildError(
@@ -344,13 +397,68 @@ def mpy_cross_version(exe: str) -> str:
     return (proc.stdout or proc.stderr).strip()
 
 
-def _compile(exe: str, arch: str, module: Module, target: str) -> None:
+def _compile(exe: str, arch: str, module: Module, target: str, cache: "_Cache | None" = None) -> None:
+    if cache is not None and cache.take(module, target):
+        return
     # -s: the name tracebacks show, as in the repository (not this machine's path), so the
     # bytes do not depend on where the checkout is.
     cmd = [exe, "-march=" + arch, "-s", module.source_name, "-o", target, module.source]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=MPY_CROSS_TIMEOUT_S)
     if proc.returncode != 0:
         raise FirmwareBuildError("mpy-cross refused %s: %s" % (module.source_name, (proc.stdout + proc.stderr).strip()))
+    if cache is not None:
+        cache.keep(module, target)
+
+
+class _Cache:
+    """Compiled modules in one directory, each named by the hash of what made it. Written
+    through a temporary file and a rename, so builds running at once (test workers) never
+    read half a file; a file that cannot be read or written is compiled anew."""
+
+    def __init__(self, directory: str, version: str, arch: str) -> None:
+        self.dir = directory
+        self.salt = ("%s\0%s\0" % (version, arch)).encode()
+        self.hits = 0
+
+    def _path(self, module: Module) -> str:
+        import hashlib
+
+        h = hashlib.sha256(self.salt + module.source_name.encode() + b"\0")
+        with open(module.source, "rb") as f:
+            h.update(f.read())
+        return os.path.join(self.dir, h.hexdigest() + ".mpy")
+
+    def take(self, module: Module, target: str) -> bool:
+        path = self._path(module)
+        try:
+            shutil.copyfile(path, target)
+            os.utime(path)  # recently used
+        except OSError:
+            return False
+        self.hits += 1
+        return True
+
+    def keep(self, module: Module, target: str) -> None:
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
+            os.close(fd)
+            shutil.copyfile(target, tmp)
+            os.replace(tmp, self._path(module))
+            self._prune()
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+    def _prune(self) -> None:
+        names = [n for n in os.listdir(self.dir) if n.endswith(".mpy")]
+        if len(names) <= CACHE_MAX_FILES:
+            return
+        by_age = sorted(names, key=lambda n: os.stat(os.path.join(self.dir, n)).st_mtime)
+        for n in by_age[: len(names) - CACHE_MAX_FILES]:
+            try:
+                os.remove(os.path.join(self.dir, n))
+            except OSError:
+                pass
 
 
 def _generated_source(name: str, directory: str) -> str:
@@ -426,9 +534,12 @@ def build(
     firmware_dir: str | None = None,
     budget: int | None = None,
     heap: bool = False,
+    cache: bool = True,
 ) -> dict:
     """Compile the image into `out` (default build/firmware; an earlier build there is
-    replaced) and return the size report (its keys: docs/firmware.md, "Building and flashing")."""
+    replaced) and return the size report (its keys: docs/firmware.md, "Building and flashing").
+    cache: take a module compiled before from the same source (CACHE_DIR); False compiles
+    every module anew."""
     out = out or DEFAULT_OUT
     if board not in BOARDS:
         raise FirmwareBuildError("--board %s: expected one of %s" % (board, ", ".join(sorted(BOARDS))))
@@ -445,6 +556,8 @@ def build(
     _prepare_out(out)
     mods, found = modules(firmware_dir)
     exe = mpy_cross()
+    version = mpy_cross_version(exe)
+    compiled = _Cache(CACHE_DIR, version, arch) if cache else None
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".firmware-", dir=parent)
@@ -459,7 +572,7 @@ def build(
                 if m.target.endswith(".py"):
                     shutil.copyfile(m.source, dest)
                 else:
-                    _compile(exe, arch, m, dest)
+                    _compile(exe, arch, m, dest, compiled)
                 rows.append(
                     {
                         "module": m.name,
@@ -481,7 +594,8 @@ def build(
     report = size_report(
         rows, [(remote, os.path.getsize(local)) for local, remote in bundle_files], target, arch, budget
     )
-    report["mpy_cross"] = mpy_cross_version(exe)
+    report["mpy_cross"] = version
+    report["from_cache"] = compiled.hits if compiled else 0
     report["outside_image"] = sorted(found.outside)
     report["left_out"] = found.left_out
     report["out"] = out

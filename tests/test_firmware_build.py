@@ -318,7 +318,8 @@ def test_same_sources_give_the_same_bytes(
     moved = os.path.join(tmp_path, "elsewhere", "firmware")
     shutil.copytree(tree, moved)
     again = os.path.join(tmp_path, "again")
-    second = firmware_build.build(out=again, firmware_dir=moved)
+    second = firmware_build.build(out=again, firmware_dir=moved, cache=False)  # mpy-cross itself, every module
+    assert second["from_cache"] == 0
     assert files_of(again) == files_of(out)
     assert second["modules"] == report["modules"] and second["totals"] == report["totals"]
     # A rebuild into the same directory replaces it whole (a file that is gone stays gone).
@@ -326,8 +327,40 @@ def test_same_sources_give_the_same_bytes(
     first = firmware_build.build(out=image, firmware_dir=small)
     with open(os.path.join(image, "lib", "stale.mpy"), "wb") as f:
         f.write(b"old")
-    assert firmware_build.build(out=image, firmware_dir=small) == first
+    rebuilt = firmware_build.build(out=image, firmware_dir=small)
+    assert {k: v for k, v in rebuilt.items() if k != "from_cache"} == {k: v for k, v in first.items() if k != "from_cache"}
     assert sorted(files_of(image)) == sorted(r["path"] for r in first["modules"])
+
+
+def test_a_rebuild_compiles_only_what_changed_and_the_cache_keeps_its_bound(
+    small: str, tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = os.path.join(tmp_path, "cache")
+    monkeypatch.setattr(firmware_build, "CACHE_DIR", cache)
+    with open(os.path.join(small, "extra.py"), "w") as f:
+        f.write("X = 1\n")
+    with open(os.path.join(small, "main.py"), "a") as f:
+        f.write("from firmware import extra\n")
+    first = firmware_build.build(out=os.path.join(tmp_path, "a"))
+    compiled = [r["path"] for r in first["modules"] if r["path"].endswith(".mpy")]
+    assert first["from_cache"] == 0 and len(os.listdir(cache)) == len(compiled) >= 3
+    second = firmware_build.build(out=os.path.join(tmp_path, "b"))
+    assert second["from_cache"] == len(compiled)
+    assert files_of(os.path.join(tmp_path, "b")) == files_of(os.path.join(tmp_path, "a"))
+    # Another architecture is another compilation, not the cached one.
+    other = firmware_build.build(out=os.path.join(tmp_path, "c"), board="esp32c3")
+    assert other["from_cache"] == 0
+    # One source changed: that module alone is compiled again, and its new bytes are in the image.
+    with open(os.path.join(small, "extra.py"), "w") as f:
+        f.write("X = 2\n")
+    third = firmware_build.build(out=os.path.join(tmp_path, "d"))
+    assert third["from_cache"] == len(compiled) - 1
+    new, old = (files_of(os.path.join(tmp_path, d))["lib/firmware/extra.mpy"] for d in "db")
+    assert new != old
+    # At the bound, the least recently used files go.
+    monkeypatch.setattr(firmware_build, "CACHE_MAX_FILES", 2)
+    firmware_build.build(out=os.path.join(tmp_path, "e"), board="esp32s3", arch="x64")
+    assert len(os.listdir(cache)) == 2
 
 
 def test_the_architecture_goes_to_mpy_cross(small: str, tmp_path: "os.PathLike[str]") -> None:
