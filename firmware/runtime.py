@@ -257,7 +257,8 @@ async def run(directory: str, seconds: float = 5, speed: float = 20000, receipts
         "storage_problems": outbox.problems, "storage_damaged": outbox.damaged, "consent": chosen,
     })  # fmt: skip
     del snap  # not part of what the agent keeps
-    result.update({"heap_total_bytes": heap.total, "heap_start_bytes": heap.start, "heap_peak_bytes": heap.peak, "heap_after_bytes": mem_alloc()})
+    result.update({"heap_total_bytes": heap.total, "heap_start_bytes": heap.start, "heap_peak_bytes": heap.peak,
+                   "heap_after_bytes": mem_alloc()})  # fmt: skip
     return result
 
 

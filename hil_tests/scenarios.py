@@ -432,7 +432,8 @@ def soak(target: Target, broker: Broker, work: str, days: float = 1, seconds_per
     statuses = sum(1 for c in seen.values() if c[0][1]["kind"] == "status")
     assert statuses >= int(days), statuses  # one a day
     return {"made": result["made"], "statuses": statuses, "heap_total_bytes": result["heap_total_bytes"],
-            "heap_start_bytes": result["heap_start_bytes"], "heap_peak_bytes": result["heap_peak_bytes"], "heap_after_bytes": result["heap_after_bytes"]}  # fmt: skip
+            "heap_start_bytes": result["heap_start_bytes"], "heap_peak_bytes": result["heap_peak_bytes"],
+            "heap_after_bytes": result["heap_after_bytes"]}  # fmt: skip
 
 
 SCENARIOS = {

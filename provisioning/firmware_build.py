@@ -397,8 +397,8 @@ def mpy_cross_version(exe: str) -> str:
     return (proc.stdout or proc.stderr).strip()
 
 
-def _compile(exe: str, arch: str, module: Module, target: str, cache: "_Cache | None" = None) -> None:
-    if cache is not None and cache.take(module, target):
+def _compile(exe: str, arch: str, module: Module, target: str, cache: "CompileCache | None" = None) -> None:
+    if cache is not None and cache.take(module.source_name, module.source, target):
         return
     # -s: the name tracebacks show, as in the repository (not this machine's path), so the
     # bytes do not depend on where the checkout is.
@@ -407,10 +407,10 @@ def _compile(exe: str, arch: str, module: Module, target: str, cache: "_Cache | 
     if proc.returncode != 0:
         raise FirmwareBuildError("mpy-cross refused %s: %s" % (module.source_name, (proc.stdout + proc.stderr).strip()))
     if cache is not None:
-        cache.keep(module, target)
+        cache.keep(module.source_name, module.source, target)
 
 
-class _Cache:
+class CompileCache:
     """Compiled modules in one directory, each named by the hash of what made it. Written
     through a temporary file and a rename, so builds running at once (test workers) never
     read half a file; a file that cannot be read or written is compiled anew."""
@@ -420,16 +420,17 @@ class _Cache:
         self.salt = ("%s\0%s\0" % (version, arch)).encode()
         self.hits = 0
 
-    def _path(self, module: Module) -> str:
+    def _path(self, name: str, source: str) -> str:
         import hashlib
 
-        h = hashlib.sha256(self.salt + module.source_name.encode() + b"\0")
-        with open(module.source, "rb") as f:
+        h = hashlib.sha256(self.salt + name.encode() + b"\0")
+        with open(source, "rb") as f:
             h.update(f.read())
         return os.path.join(self.dir, h.hexdigest() + ".mpy")
 
-    def take(self, module: Module, target: str) -> bool:
-        path = self._path(module)
+    def take(self, name: str, source: str, target: str) -> bool:
+        """Copy the module compiled from `source` under `name` to target; False when there is none."""
+        path = self._path(name, source)
         try:
             shutil.copyfile(path, target)
             os.utime(path)  # recently used
@@ -438,13 +439,14 @@ class _Cache:
         self.hits += 1
         return True
 
-    def keep(self, module: Module, target: str) -> None:
+    def keep(self, name: str, source: str, target: str) -> None:
+        """Keep target, compiled from `source` under `name`."""
         try:
             os.makedirs(self.dir, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
             os.close(fd)
             shutil.copyfile(target, tmp)
-            os.replace(tmp, self._path(module))
+            os.replace(tmp, self._path(name, source))
             self._prune()
         except OSError:
             pass  # a cache that cannot be written only costs time
@@ -557,7 +559,7 @@ def build(
     mods, found = modules(firmware_dir)
     exe = mpy_cross()
     version = mpy_cross_version(exe)
-    compiled = _Cache(CACHE_DIR, version, arch) if cache else None
+    compiled = CompileCache(CACHE_DIR, version, arch) if cache else None
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".firmware-", dir=parent)

@@ -15,6 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from provisioning.firmware_build import CompileCache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the board runs (the core), what simulated runs add, and the portable test cases.
@@ -61,11 +65,28 @@ def build(out_dir: str = DEFAULT_OUT, packages: tuple = BOARD_PACKAGES) -> dict:
     return sizes
 
 
+_CACHES: dict = {}  # mpy-cross -> its compile cache
+
+
+def _cache(exe: str) -> "CompileCache":
+    """The firmware build's cache of compiled modules (provisioning/firmware_build.py), for
+    bytecode with no architecture: what compiled once is copied, not compiled again."""
+    from provisioning import firmware_build
+
+    if exe not in _CACHES:
+        _CACHES[exe] = firmware_build.CompileCache(firmware_build.CACHE_DIR, firmware_build.mpy_cross_version(exe), "")
+    return _CACHES[exe]
+
+
 def _compile(exe: str, rel: str, source: str, target: str) -> None:
+    cache = _cache(exe)
+    if cache.take(rel, source, target):
+        return
     # -s: the name tracebacks show, as in the repository (not this machine's path).
     proc = subprocess.run([exe, "-s", rel, "-o", target, source], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise BuildError("mpy-cross refused %s: %s" % (rel, (proc.stdout + proc.stderr).strip()))
+    cache.keep(rel, source, target)
 
 
 def build_page(out_dir: str = DEFAULT_OUT) -> dict:
