@@ -3,11 +3,19 @@
 import os
 
 import pytest
+from hypothesis import settings
 
 from agent import profile_loader
 from tests import micropython
 
 EXAMPLES = ("washing_machine", "coffee_machine", "dishwasher")
+
+# No per-example deadline for property tests: on a shared 2-core machine running four
+# workers an example can take longer than hypothesis's 200 ms default without anything
+# being wrong (a test that measures speed belongs in bench/). Tests that set their own
+# settings keep them; every other setting stays hypothesis's default.
+settings.register_profile("wichtel", deadline=None)
+settings.load_profile("wichtel")
 
 
 @pytest.fixture(scope="session")
