@@ -20,7 +20,6 @@ from agent.local_page.board import BoardPage
 from agent.local_page.routes import (  # the local page's own cookie rules (Path, HttpOnly, SameSite=Strict)
     LANG_COOKIE,
     NONCE_COOKIE,
-    SECURITY_HEADERS,
     STATIC_CSS,
     RequestRefusedError,
     _add_cookie,
@@ -121,19 +120,7 @@ class OnboardingPage(BoardPage):
     def _routes(self) -> None:
         app = self.app
 
-        @app.after_request
-        async def headers(req: Request, res: Response) -> Response:
-            res.headers.update(SECURITY_HEADERS)
-            return res
-
-        @app.after_error_request
-        async def error_headers(req: Request, res: Response) -> Response:
-            res.headers.update(SECURITY_HEADERS)
-            return res
-
-        for status, key in ((400, "bad_form"), (404, "not_found"), (405, "not_allowed"), (413, "too_large"),
-                            (500, "internal")):  # fmt: skip
-            app.errorhandler(status)(self._error_handler(status, key))
+        self._headers_and_errors()
 
         @app.get("/static/page.css")
         async def css(req: Request) -> Response:

@@ -221,19 +221,7 @@ class PageApp:
             req.g.session = session
             return None
 
-        @app.after_request
-        async def headers(req: Request, res: Response) -> Response:
-            res.headers.update(SECURITY_HEADERS)
-            return res
-
-        @app.after_error_request
-        async def error_headers(req: Request, res: Response) -> Response:
-            res.headers.update(SECURITY_HEADERS)
-            return res
-
-        for status, key in ((400, "bad_form"), (404, "not_found"), (405, "not_allowed"), (413, "too_large"),
-                            (500, "internal")):  # fmt: skip
-            app.errorhandler(status)(self._error_handler(status, key))
+        self._headers_and_errors()
 
         @app.errorhandler(RequestRefusedError)
         async def refused(req: Request, exc: Exception) -> Response:
@@ -388,6 +376,25 @@ class PageApp:
         @app.get("/device")
         async def device_page(req: Request) -> Response:
             return _html(views.device(self.agent, self._view(req, req.g.session)))
+
+    def _headers_and_errors(self) -> None:
+        """What every page app of the device sets up alike (the onboarding page too): the
+        security headers on every answer, errors included, and the page's own error pages."""
+        app = self.app
+
+        @app.after_request
+        async def headers(req: Request, res: Response) -> Response:
+            res.headers.update(SECURITY_HEADERS)
+            return res
+
+        @app.after_error_request
+        async def error_headers(req: Request, res: Response) -> Response:
+            res.headers.update(SECURITY_HEADERS)
+            return res
+
+        for status, key in ((400, "bad_form"), (404, "not_found"), (405, "not_allowed"), (413, "too_large"),
+                            (500, "internal")):  # fmt: skip
+            app.errorhandler(status)(self._error_handler(status, key))
 
     def _error_handler(self, status: int, key: str) -> "Callable[[Request], Coroutine[Any, Any, Response]]":
         async def handler(req: Request) -> Response:  # None when the request could not be parsed
