@@ -467,9 +467,7 @@ def test_flash_refuses_an_image_without_an_entry_point_and_copies_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, out, _ = built
-    calls = fake_mpremote(tmp_path, monkeypatch)
-    port = os.path.join(tmp_path, "ttyFAKE")
-    open(port, "w").close()
+    calls, port = fake_board(tmp_path, monkeypatch)
     for drop in (("main.py",), ("main.py", "boot.py")):
         image = os.path.join(tmp_path, "no-entry-" + str(len(drop)))
         shutil.copytree(out, image)
@@ -516,8 +514,9 @@ def test_flash_refuses_an_image_holding_a_bundle_and_one_over_budget(
     assert code == 2 and "nothing was copied" in err
 
 
-def fake_mpremote(tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> str:
-    """An mpremote on PATH that records its arguments, one call a line; returns that file."""
+def fake_board(tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """An mpremote on PATH that records its arguments, one call a line, and a serial port
+    for it: (the file of calls, the port's path)."""
     fake = os.path.join(tmp_path, "bin")
     os.makedirs(fake)
     calls = os.path.join(fake, "calls")
@@ -525,7 +524,9 @@ def fake_mpremote(tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch)
         f.write("#!/bin/sh\necho \"$*\" | tr '\\n' '~' >> %s\necho >> %s\n" % (calls, calls))
     os.chmod(os.path.join(fake, "mpremote"), 0o755)
     monkeypatch.setenv("PATH", fake + os.pathsep + os.environ["PATH"])
-    return calls
+    port = os.path.join(tmp_path, "ttyFAKE")
+    open(port, "w").close()
+    return calls, port
 
 
 def test_flash_copies_the_plan_in_order_through_mpremote(
@@ -537,9 +538,7 @@ def test_flash_copies_the_plan_in_order_through_mpremote(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, out, _ = built
-    calls = fake_mpremote(tmp_path, monkeypatch)
-    port = os.path.join(tmp_path, "ttyFAKE")
-    open(port, "w").close()
+    calls, port = fake_board(tmp_path, monkeypatch)
     code, stdout, err = cli(capsys, "provision", "flash", "--port", port, "--image", out, device_bundle)
     assert code == 0, err
     with open(calls) as f:
