@@ -2,17 +2,17 @@
 pseudonym key, in the data directory beside the outbox's segments.
 
 agent/core/stored_data.py's rules and file formats (the host's too), with MicroPython's os
-and files: no os.path; OSError(ENOENT) for a missing file; a whole file written to
+and files: no os.path; OSError(ENOENT) for a missing file; every file written whole to
 <name>.tmp, flushed and renamed over the old one (MicroPython has no fsync: its filesystems
-write through on flush); reads bounded by the file's size and the format's limit. The same
-file runs on CPython, for the tests.
+write through on flush), the journal's appends too; reads bounded by the file's size and the
+format's limit. The same file runs on CPython, for the tests.
 """
 
 import errno
 import os
 
 from agent.core.limits import BOARD_STATE_BYTES
-from agent.core.stored_data import StoredData
+from agent.core.stored_data import JOURNAL_MAX_BYTES, StoredData
 
 _TMP = ".tmp"
 
@@ -64,25 +64,11 @@ class BoardData(StoredData):
             raise
 
     def _append(self, name: str, data: bytes) -> None:
-        """Appended and flushed; a write the flash refuses is cut back off (MicroPython's
-        files cannot truncate: the part before it is written to a file that replaces it)."""
-        try:
-            size = self._size(name)
-        except OSError as e:
-            if not _missing(e):
-                raise
-            size = 0
-        try:
-            with open(self._where(name), "ab") as f:
-                f.write(data)
-                f.flush()
-        except OSError:
-            try:
-                kept = self._read(name, size) or b""
-                self._replace(name, kept[:size])
-            except OSError:
-                pass  # the torn record is found at the next start, which ignores it and says so
-            raise
+        """The file with data after it, written whole and renamed over the old one: a write the
+        flash refuses leaves the old file, never a torn record (MicroPython's files cannot be
+        cut back). Only the consent journal is appended to: a few KB, changed when the user
+        changes consent."""
+        self._replace(name, (self._read(name, JOURNAL_MAX_BYTES) or b"") + data)
 
     def _remove(self, name: str) -> None:
         try:

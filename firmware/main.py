@@ -282,7 +282,8 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         "connects": uplink.connects, "wifi": {"attempts": wifi.attempts, "joins": wifi.joins, "drops": wifi.drops,
         "waits_ms": wifi.waits_ms}, "ntp": {"syncs": ntp.syncs, "waits_ms": ntp.waits_ms},
         "time_synced_age_s": clock.synced_age_s(), "wall_s": clock.wall_s(), "feeds": watchdog.feeds,
-        "starving": watchdog.starving, "ended": ended, "page": page.stats, "heap_in_use": mem_alloc(),
+        "starving": watchdog.starving, "ended": ended, "page": page.stats, "choices": snap.choices,
+        "receipts": [r["seq"] for r in snap.receipts], "stored": not data.unsaved, "heap_in_use": mem_alloc(),
     }  # fmt: skip
     del snap
     if forget.is_set():
