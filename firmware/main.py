@@ -14,7 +14,6 @@ import gc
 import os
 
 from agent import setup_code
-from agent.core import device as core_device
 from agent.core import limits as core_limits
 from agent.core.clock import BoardClock
 from agent.core.compat import IS_MICROPYTHON, const, mem_alloc, sleep_ms
@@ -24,7 +23,6 @@ from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
 from firmware import recovery
 from firmware.board_config import BoardConfig
-from firmware.board_data import BoardData
 from firmware.flash_store import FlashStore
 from firmware.wifi_credentials import CredentialsError, CredentialStore
 
@@ -213,8 +211,10 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
     """The device of the bundle on env.root, on the user's network, until reset (or env.seconds).
     What it stored before (consent, learned state, sent log, pseudonym key, waiting messages)
     comes back first, any damage said and acted on before anything can be sent."""
+    from agent.core import device as core_device
     from agent.local_page.board import BoardPage
     from agent.local_page.routes import StoredActions
+    from firmware.board_data import BoardData
     from firmware.timesync import TimeSync
     from firmware.watchdog import LoopWatchdog
     from firmware.wifi import WifiLink

@@ -232,3 +232,21 @@ def test_a_state_over_the_boards_bound_is_refused_and_the_old_one_kept(used: tup
     with open(os.path.join(root, STATE), "wb") as f:
         f.write(state_file.encode({"events": ["x" * (2 * limits.BOARD_STATE_BYTES)]}))
     assert data.load_state()[1] == "%s/%s is larger than a state file can be" % (root, STATE)
+
+
+def test_no_memory_for_the_state_is_said_and_the_run_goes_on(used: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A board's fragmented heap may lack a block for the state's text at a checkpoint: said,
+    the stored state kept, tried again (a MemoryError must not end the checkpoint task)."""
+    root, _ = used
+    data = BoardData(root)
+    before = _read(os.path.join(root, STATE))
+
+    def no_memory(data: dict, max_bytes: int = 0) -> bytes:
+        raise MemoryError("memory allocation failed, allocating 8072 bytes")
+
+    monkeypatch.setattr(state_file, "encode", no_memory)
+    problem = data.save_state({"consent_seq": 1})
+    assert problem is not None and "(memory allocation failed, allocating 8072 bytes)" in problem and data.unsaved
+    assert _read(os.path.join(root, STATE)) == before
+    monkeypatch.undo()
+    assert data.save_state({"consent_seq": 1}) == "the learned state and the sent log are stored again"

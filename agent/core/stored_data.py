@@ -202,9 +202,11 @@ class StoredData:
         state stored before (and the caller keeps the new one in memory, to try again)."""
         try:
             self._replace(STATE, state_file.encode(data, self.state_bytes))
-        except (OSError, StorageError) as e:
+        except (OSError, StorageError, MemoryError) as e:
+            # MemoryError: a board's fragmented heap without a block for the file's text now;
+            # said and tried again, never the end of the run.
             self._unsaved = True
-            reason = why(e) if isinstance(e, OSError) else str(e)
+            reason = why(e) if isinstance(e, OSError) else str(e) or "no memory for it now"
             return self._problem(
                 "cannot store the learned state and the sent log (%s): the state stored before is kept, and what "
                 "this run learned stays in memory until it can be stored" % reason

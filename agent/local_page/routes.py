@@ -107,8 +107,8 @@ class _Answer:
 
 class DeviceActions:
     """What the page may do to the device beyond reading the agent. This one keeps everything
-    in the agent's memory (a board without a data directory yet); the host's (server.py)
-    stores each change in the data directory through agent/device.py."""
+    in the agent's memory (a page without stored data: firmware/page_main.py, the page's
+    tests); StoredActions below stores each change, on a board and on the host."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
