@@ -11,7 +11,7 @@ format's limit. The same file runs on CPython, for the tests.
 import errno
 import os
 
-from agent.core.limits import BOARD_STATE_BYTES
+from agent.core.state_file import BOARD_MAX_BYTES
 from agent.core.stored_data import JOURNAL_MAX_BYTES, StoredData
 
 _TMP = ".tmp"
@@ -22,7 +22,7 @@ def _missing(e: OSError) -> bool:
 
 
 class BoardData(StoredData):
-    state_bytes = BOARD_STATE_BYTES
+    state_bytes = BOARD_MAX_BYTES
 
     def __init__(self, directory: str) -> None:
         super().__init__()

@@ -225,12 +225,12 @@ def test_a_state_over_the_boards_bound_is_refused_and_the_old_one_kept(used: tup
     root, _ = used
     data = BoardData(root)
     before = _read(os.path.join(root, STATE))
-    problem = data.save_state({"events": ["x" * limits.BOARD_STATE_BYTES]})
-    assert problem is not None and "larger than %d" % limits.BOARD_STATE_BYTES in problem
+    problem = data.save_state({"events": ["x" * state_file.BOARD_MAX_BYTES]})
+    assert problem is not None and "larger than %d" % state_file.BOARD_MAX_BYTES in problem
     assert _read(os.path.join(root, STATE)) == before
     # A host-sized file on the board's flash is damage, said, never read whole.
     with open(os.path.join(root, STATE), "wb") as f:
-        f.write(state_file.encode({"events": ["x" * (2 * limits.BOARD_STATE_BYTES)]}))
+        f.write(state_file.encode({"events": ["x" * (2 * state_file.BOARD_MAX_BYTES)]}))
     assert data.load_state()[1] == "%s/%s is larger than a state file can be" % (root, STATE)
 
 

@@ -70,16 +70,6 @@ else:
         return True
 
 
-def compact_json(data: object) -> str:
-    """JSON without spaces; keys sorted on CPython (a stable file), in their order on
-    MicroPython, whose json has no sort_keys (a reader checks what is written, not its order)."""
-    import json
-
-    if IS_MICROPYTHON:
-        return json.dumps(data, separators=(",", ":"))
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
 async def sleep_ms(ms: int) -> None:
     """Sleep ms milliseconds (0 yields to other tasks)."""
     import asyncio
@@ -87,5 +77,4 @@ async def sleep_ms(ms: int) -> None:
     await asyncio.sleep(ms / 1000 if ms > 0 else 0)
 
 
-__all__ = ["IS_MICROPYTHON", "compact_json", "const", "mem_alloc", "sleep_ms", "tcp_nodelay", "ticks_add",
-           "ticks_diff", "ticks_ms"]  # fmt: skip
+__all__ = ["IS_MICROPYTHON", "const", "mem_alloc", "sleep_ms", "tcp_nodelay", "ticks_add", "ticks_diff", "ticks_ms"]

@@ -95,13 +95,6 @@ BOARD_SIZES = {
 }  # fmt: skip
 
 
-# The largest learned state (payload bytes) a board stores; its file may take twice that (JSON
-# escapes). The state of a built-in profile with the ESP32 sizes above, every category on, after
-# a simulated week: 4.4 to 6.5 KB (most of it the 16 recent events). The host's bound is
-# agent/core/state_file.py's MAX_BYTES.
-BOARD_STATE_BYTES = const(16 * 1024)
-
-
 def board_sizes(board: str) -> dict:
     """The memory sizes of a board; ConfigError naming the known boards for any other name."""
     sizes = BOARD_SIZES.get(board)

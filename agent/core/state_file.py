@@ -10,11 +10,24 @@ import binascii
 import hashlib
 import json
 
-from agent.core.compat import compact_json
+from agent.core.compat import IS_MICROPYTHON, const
 from agent.core.errors import StorageError
 
 FORMAT = 1
 MAX_BYTES = 256 * 1024  # of the payload; a file may take twice that (JSON escapes in the payload)
+# The largest payload a board stores (firmware/board_data.py). The state of a built-in profile
+# with the ESP32 sizes (limits.BOARD_SIZES), every category on, after a simulated week: 4.4 to
+# 6.5 KB, most of it the 16 recent events. Declared here, not in limits.py: an agent that
+# stores nothing does not import this module (its heap at the bound of tests/test_memory.py).
+BOARD_MAX_BYTES = const(16 * 1024)
+
+
+def _compact(data: dict) -> str:
+    """JSON without spaces: keys sorted on CPython (a stable file); in their order on
+    MicroPython, whose json has no sort_keys (the digest is over what is written)."""
+    if IS_MICROPYTHON:
+        return json.dumps(data, separators=(",", ":"))
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def _digest(payload: str) -> str:
@@ -23,7 +36,7 @@ def _digest(payload: str) -> str:
 
 def encode(data: dict, max_bytes: int = MAX_BYTES) -> bytes:
     """The file's bytes for data; StorageError when its payload is larger than max_bytes."""
-    payload = compact_json(data)
+    payload = _compact(data)
     if len(payload) > max_bytes:
         raise StorageError("state of %d bytes is larger than %d" % (len(payload), max_bytes))
     return json.dumps({"format": FORMAT, "sha256": _digest(payload), "data": payload}).encode()
