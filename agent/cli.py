@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from agent import detect, device, files, host, setup_code
 from agent.core import VERSION
+from agent.core import device as core_device
 from agent.core.clock import ScaledClock
 from agent.core.consumables import ReorderChoice
 from agent.core.detectors import DETECTORS
@@ -306,16 +307,9 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator,
 
 
 async def _checkpoints(agent: Agent, data: DeviceData, narrator: Narrator) -> None:
-    """Store the device's state every STATE_CHECKPOINT_S during a run. A failure is said
-    once (not at every try) and tried again at the next checkpoint; the run goes on."""
-    last: list = []
-    while True:
-        await asyncio.sleep(STATE_CHECKPOINT_S)
-        problems = device.close_device(agent, data)
-        for problem in problems:
-            if problem not in last:
-                narrator.say(problem)
-        last = problems
+    """Store the device's state every STATE_CHECKPOINT_S during a run (agent/core/device.py:
+    a failure said once, tried again at the next checkpoint; the run goes on)."""
+    await core_device.checkpoints(agent, data, narrator.say, int(STATE_CHECKPOINT_S * 1000))
 
 
 async def _uplink_and_run(agent: Agent, args: argparse.Namespace, narrator: Narrator, stop: asyncio.Event,

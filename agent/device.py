@@ -2,17 +2,19 @@
 
 `open_device` builds the Agent for a profile and brings back what the device holds
 (consent, learned state, sent log, recent events, waiting messages); `close_device`
-stores it again. The CLI's run, consent and data commands all go through here.
+stores it again. The CLI's run, consent and data commands all go through here. The rules
+are agent/core/device.py's, which a board follows too (firmware/main.py); this module
+gives them the host's files (agent/device_data.py, agent/outbox_files.py).
 """
 
 import json
 import math
 import os
 
+from agent.core import device as core_device
 from agent.core import limits
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
-from agent.core.outbox import Outbox
 from agent.core.pipeline import Agent
 from agent.device_data import DeviceData
 from agent.outbox_files import FileStore
@@ -36,72 +38,31 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
     replaced, never used."""
     data = DeviceData(data_dir) if data_dir else None
     ledger = ConsentLedger(profile["data_categories"], device_id)
-    messages = []
+    messages: list = []
     key = b""
     saved: dict = {}
     lost = False
-    if data is not None:
-        had_data = data.holds_data()
-        state, problem = data.load_state()
-        if problem:
-            messages.append("State: " + problem + "; the device starts with fresh models.")
-        saved = state or {}
-        problems, lost = data.load_consent(ledger, _count(saved, "consent_seq"))
-        messages += ["Consent: " + m for m in problems]
-        key, problem = data.load_pseudonym_key(had_data)
-        if problem:
-            messages.append("Pseudonym key: " + problem)
-    drivers = drivers or {ch["id"]: _NoSensor() for ch in profile["channels"]}
     outbox = None
     if data is not None:
-        store = FileStore(os.path.join(data.root, "outbox"))
-        sizes = limits.board_sizes(board)
-        outbox = Outbox(sizes["outbox"], store, tuple(ledger.essential), _count(saved, "outbox_last_id"),
-                        sizes["outbox_reserve"])  # fmt: skip
-        messages += ["Outbox: " + m for m in outbox.problems]
+        saved, key, lost, messages = core_device.load(data, ledger)
+        outbox, said = core_device.outbox(FileStore(os.path.join(data.root, "outbox")), ledger, saved, board)
+        messages += said
+    drivers = drivers or {ch["id"]: _NoSensor() for ch in profile["channels"]}
     agent = Agent(profile, device_id, drivers, clock or ManualClock(), phases, None, ledger, observer,  # type: ignore[arg-type]
                   choices, key, outbox, board)  # fmt: skip
     if data is not None:
-        messages += ["State: " + m for m in agent.restore(saved, choices)]  # a choice given now wins
-        damaged = agent.snapshot().outbox_damaged
-        said = agent.rights.enforce_consent(lost, agent.clock.now_ms(), damaged)
-        messages += ["Consent: " + m for m in said]
-        if lost or damaged:
-            # Stored at once: the erasure requests, and a state that no longer expects the lost receipts.
-            messages += close_device(agent, data)
+        messages += core_device.settle(agent, data, saved, lost, choices)
     return agent, data, messages
 
 
-def _count(saved: dict, name: str) -> int:
-    """A counter from the stored state (0 when absent or not a whole number >= 0)."""
-    value = saved.get(name, 0)
-    return value if type(value) is int and value > 0 else 0
-
-
 def close_device(agent: Agent, data: DeviceData | None) -> list:
-    """Store what the device learned and logged (also after each change on the local page
-    and now and then during a run). Returns problems for the user; a state that cannot
-    be stored (a full disk) leaves the one stored before intact, and the agent goes on
-    with the new one in memory: the next call tries again."""
-    if data is None:
-        return []
-    problem = data.save_state(agent.save())
-    return ["State: " + problem] if problem else []
+    """Store what the device learned and logged (agent/core/device.py close)."""
+    return core_device.close(agent, data)
 
 
 def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:
     """The user's choice: checked, stored in the journal, then put into effect."""
-    receipt = agent.rights.consent_receipt(category, allowed, t_ms, wall_s)
-    if data is not None:
-        data.append_receipt(receipt)  # StorageError here: nothing changed
-    trimmed = agent.rights.apply_consent(receipt)
-    if data is not None:
-        if trimmed:
-            data.rewrite_consent(agent.snapshot().receipts)
-        # The state names the receipt and the last message id, so a journal or outbox that
-        # later loses them is found out (a failure is in data.problems).
-        close_device(agent, data)
-    return receipt
+    return core_device.set_consent(agent, data, category, allowed, t_ms, wall_s)
 
 
 def export_text(agent: Agent) -> str:
@@ -110,11 +71,6 @@ def export_text(agent: Agent) -> str:
 
 
 def erase(agent: Agent, data: DeviceData | None, t_ms: int) -> int:
-    """Wipe what the device holds about its use, on flash too, and ask upstream to erase;
+    """Wipe what the device holds about its use, on disk too, and ask upstream to erase;
     a fresh pseudonym key from now on. Returns how many erasure requests wait to go."""
-    agent.rights.erase(t_ms)
-    if data is not None:
-        data.erase()
-        agent.rights.use_pseudonym_key(data.new_pseudonym_key()[0])  # a key that cannot be stored is in data.problems
-        close_device(agent, data)  # a state that cannot be stored is in data.problems
-    return agent.rights.erasures_waiting()
+    return core_device.erase(agent, data, t_ms)

@@ -40,11 +40,15 @@ class FlashStore:
 
     def read(self, seg: int) -> bytes:
         """The segment's bytes, at most one more than a segment can hold (the outbox
-        reports a longer file as damaged instead of reading all of it)."""
+        reports a longer file as damaged instead of reading all of it). No more than the
+        file holds is asked for: MicroPython's read(n) takes a block of n bytes first (69 KB
+        here), which a board's heap does not have, for a segment of a few KB."""
         self._close(seg)
+        path = self._path(seg)
         try:
-            with open(self._path(seg), "rb") as f:
-                data: bytes = f.read(SEGMENT_READ_BYTES + 1)
+            size = os.stat(path)[6]
+            with open(path, "rb") as f:
+                data: bytes = f.read(min(size, SEGMENT_READ_BYTES + 1))
                 return data
         except OSError as e:  # MicroPython raises OSError(ENOENT), not FileNotFoundError
             if e.errno != errno.ENOENT:
@@ -82,6 +86,11 @@ class FlashStore:
         a file for each append costs more flash work than a flush)."""
         for f in self._open.values():
             f.flush()
+
+    def close(self) -> None:
+        """Close the open segment files (their appends flushed): the end of a run."""
+        for seg in list(self._open):
+            self._close(seg)
 
     def _close(self, seg: int) -> None:
         f = self._open.pop(seg, None)

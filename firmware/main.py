@@ -19,7 +19,6 @@ from agent.core.clock import BoardClock
 from agent.core.compat import IS_MICROPYTHON, const, mem_alloc, sleep_ms
 from agent.core.consent import ConsentLedger
 from agent.core.errors import ConfigError
-from agent.core.outbox import Outbox
 from agent.core.pipeline import Agent
 from agent.core.uplink import PortableUplink
 from firmware import recovery
@@ -36,7 +35,12 @@ if TYPE_CHECKING:
 
 # -- limits and places ----------------------------------------------------------------------------
 PAGE_PORT = const(80)
-DATA_DIR = "data"  # the outbox's segments, below the filesystem root
+DATA_DIR = "data"  # the outbox's segments and the device's data (board_data.py), below the filesystem root
+# The learned state and the sent log are stored this often while the board runs (as often as
+# the host's run stores them: agent/cli.py STATE_CHECKPOINT_S), after each change on the page,
+# and when the run stops: a power cut loses at most this much of what was learned. Real time,
+# not the agent's clock, which the tests speed up: a flash write per simulated minute would wear it.
+STATE_SAVE_MS = const(300_000)
 RESTART_DELAY_MS = const(5_000)  # after an unexpected fault: its report reaches the console, then the reset
 PAGE_CHECK_MS = const(1_000)  # how often the page's address is matched to the link's
 GC_THRESHOLD = const(16 * 1024)  # collect after this many bytes allocated (firmware/runtime.py says why)
@@ -50,7 +54,8 @@ class BoardEnv:
     root: the filesystem root holding the bundle's files ("" on a board: "/"). seconds: run
     this long, then stop and return what happened (0: until reset, as on a board). speed: the
     agent's clock (1 on a board). tuning: per part ("wifi", "ntp", "watchdog", "page",
-    "button", "onboarding") keyword arguments that replace its limits (the tests' shorter waits).
+    "button", "onboarding", "state") keyword arguments that replace its limits (the tests'
+    shorter waits; "state": {"save_ms": ...}).
     """
 
     def __init__(self, machine: "Any", network: "Any", ntptime: "Any", root: str = "", page_port: int = PAGE_PORT,
@@ -203,8 +208,13 @@ class PageKeeper:
 
 
 async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
-    """The device of the bundle on env.root, on the user's network, until reset (or env.seconds)."""
+    """The device of the bundle on env.root, on the user's network, until reset (or env.seconds).
+    What it stored before (consent, learned state, sent log, pseudonym key, waiting messages)
+    comes back first, any damage said and acted on before anything can be sent."""
+    from agent.core import device as core_device
     from agent.local_page.board import BoardPage
+    from agent.local_page.routes import StoredActions
+    from firmware.board_data import BoardData
     from firmware.timesync import TimeSync
     from firmware.watchdog import LoopWatchdog
     from firmware.wifi import WifiLink
@@ -215,18 +225,23 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
     prof = config.profile
     drivers, phases = build_drivers(prof, env.machine, report=say)
     clock = BoardClock(env.speed)
-    sizes = core_limits.board_sizes(core_limits.ESP32)
-    outbox = Outbox(sizes["outbox"], FlashStore((env.root or "") + "/" + DATA_DIR), reserve=sizes["outbox_reserve"])
+    where = (env.root or "") + "/" + DATA_DIR
+    data = BoardData(where)
+    ledger = ConsentLedger(prof["data_categories"], config.device_id)
+    saved, key, lost, messages = core_device.load(data, ledger)
+    outbox, said = core_device.outbox(FlashStore(where), ledger, saved, core_limits.ESP32)
     box: list = []
     uplink = PortableUplink(config.host, config.port, config.device_id, config.tls_context, root=config.topic_prefix,
                             keepalive=prof["uplink"]["keepalive_s"], on_command=lambda t, p: box[0].on_command(t, p),
                             report=say)  # fmt: skip
-    agent = Agent(prof, config.device_id, drivers, clock, phases, uplink,
-                  ConsentLedger(prof["data_categories"], config.device_id), outbox=outbox,
+    agent = Agent(prof, config.device_id, drivers, clock, phases, uplink, ledger, pseudonym_key=key, outbox=outbox,
                   board=core_limits.ESP32)  # fmt: skip
     box.append(agent)
     agent.report_to(say)
-    page = BoardPage(agent, record, say, wall=clock.wall_s, **env.tuned("page"))
+    for message in messages + said + core_device.settle(agent, data, saved, lost):
+        say(message)
+    del saved, messages, said
+    page = BoardPage(agent, record, say, wall=clock.wall_s, actions=StoredActions(agent, data), **env.tuned("page"))
     wifi = WifiLink(env.network, ssid, password, say, **env.tuned("wifi"))
     ntp = TimeSync(env.ntptime, clock, wifi.is_up, say, **env.tuned("ntp"))
     store = CredentialStore(env.root)
@@ -238,6 +253,7 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         store.clear()
         forget.set()
 
+    save_ms = env.tuned("state").get("save_ms", STATE_SAVE_MS)
     tasks = {
         "agent": asyncio.create_task(agent.run(_FOREVER_MS)),
         "wifi": asyncio.create_task(wifi.run()),
@@ -245,6 +261,7 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         "page": asyncio.create_task(PageKeeper(page, env.page_port, lambda: wifi.address, say).run()),
         "button": asyncio.create_task(recovery.watch_long_press(_button(env), forget_wifi, **env.tuned("button"))),
         "page_clock": asyncio.create_task(page.keep_time()),
+        "state": asyncio.create_task(core_device.checkpoints(agent, data, say, save_ms)),
     }
     uplink.start()
     watchdog = LoopWatchdog(env.machine, dict(tasks), say, **env.tuned("watchdog"))
@@ -257,13 +274,16 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
             task.cancel()
         await uplink.stop()
         await sleep_ms(0)
+        for problem in core_device.close(agent, data):
+            say(problem)
     snap = agent.snapshot()
     result = {
         "mode": "running", "device": config.device_id, "made": snap.made, "left": snap.waiting + snap.awaiting,
         "connects": uplink.connects, "wifi": {"attempts": wifi.attempts, "joins": wifi.joins, "drops": wifi.drops,
         "waits_ms": wifi.waits_ms}, "ntp": {"syncs": ntp.syncs, "waits_ms": ntp.waits_ms},
         "time_synced_age_s": clock.synced_age_s(), "wall_s": clock.wall_s(), "feeds": watchdog.feeds,
-        "starving": watchdog.starving, "ended": ended, "page": page.stats, "heap_in_use": mem_alloc(),
+        "starving": watchdog.starving, "ended": ended, "page": page.stats, "choices": snap.choices,
+        "receipts": [r["seq"] for r in snap.receipts], "stored": not data.unsaved, "heap_in_use": mem_alloc(),
     }  # fmt: skip
     del snap
     if forget.is_set():

@@ -9,12 +9,14 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
 import time
 import types
 import urllib.parse
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -473,6 +475,153 @@ def test_a_damaged_bundle_stops_at_the_prompt_without_a_watchdog(tmp_path: str) 
     assert result["wdt"] == []
 
 
+# -- what the board keeps across restarts ----------------------------------------------------------
+def _sign_in(port: int) -> str:
+    """The session cookie of a sign-in with the label's code on the running board's page."""
+    status, headers, body = _request(port, "GET", "/login")
+    assert status == 200, body
+    nonce = re.search(r'name="nonce" value="([^"]+)"', body)
+    assert nonce, body
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/login", urllib.parse.urlencode({"nonce": nonce.group(1), "code": CODE}),
+                     {"Content-Type": "application/x-www-form-urlencoded",
+                      "Cookie": headers["set-cookie"].split(";")[0]})  # fmt: skip
+        res = conn.getresponse()
+        res.read()
+        cookies = [v.split(";")[0] for k, v in res.getheaders() if k.lower() == "set-cookie"]
+    finally:
+        conn.close()
+    session = [c for c in cookies if c.startswith("wichtel_session=") and len(c) > len("wichtel_session=")]
+    assert res.status == 303 and session, (res.status, cookies)
+    return session[0]
+
+
+def _post(port: int, session: str, path: str, form: dict) -> None:
+    """A form of the signed-in page, with its CSRF token from the page it is on."""
+    status, _, body = _request(port, "GET", path.rpartition("/")[0] or path, cookie=session)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', body)
+    assert status == 200 and csrf, body
+    status, _, body = _request(port, "POST", path, {**form, "csrf": csrf.group(1)}, session)
+    assert status == 303, (status, body)
+
+
+def _stored(board: Board) -> dict:
+    """The board's data directory as the host reads it (the same files, the same formats)."""
+    from agent.device_data import DeviceData
+
+    data = DeviceData(os.path.join(board.root, "data"))
+    state, problem = data.load_state()
+    assert problem is None, problem
+    files = {name: _bytes(os.path.join(data.root, name)) for name in ("consent.journal", "pseudonym.key")}
+    return {"state": state, **files}
+
+
+def _bytes(path: str) -> bytes | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def kept_board(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """A board that ran once with the page: stored state seen on flash before any change
+    (the periodic save), then consent given on the page; stopped. (the board, its files)"""
+    board = Board(str(tmp_path_factory.mktemp("kept")))
+    state = os.path.join(board.root, "data", "state.json")
+    try:
+        board.start([{"seconds": 6, "speed": 20_000}], tuning={"state": {"save_ms": 200}})
+        board.wait_for("page: serving on http://127.0.0.1")
+        deadline = time.monotonic() + 10
+        while not os.path.exists(state):  # stored by the periodic save: nothing was changed yet
+            assert time.monotonic() < deadline, board.output()[-3000:]
+            time.sleep(0.05)
+        _post(board.port, _sign_in(board.port), "/privacy/usage_statistics", {"choice": "on"})
+        (first,) = board.finish()
+    finally:
+        board.stop()
+    assert first["choices"]["usage_statistics"] == "on" and first["receipts"] == [1], first
+    assert first["stored"], board.output()[-3000:]
+    return board, _stored(board)
+
+
+def _restart(board: Board, tmp: str, damage: "Callable[[str], None] | None" = None) -> tuple:
+    """The kept board's flash copied to a fresh board (damaged by `damage`), started again
+    briefly: (its result, its output, the board)."""
+    again = Board(tmp)
+    shutil.copytree(os.path.join(board.root, "data"), os.path.join(again.root, "data"))
+    if damage is not None:
+        damage(os.path.join(again.root, "data"))
+    try:
+        again.start([{"seconds": 1.5}])
+        (result,) = again.finish()
+    finally:
+        again.stop()
+    return result, again.output(), again
+
+
+def test_a_restart_brings_back_consent_receipts_learned_state_and_the_key(kept_board: tuple,
+                                                                           tmp_path: str) -> None:  # fmt: skip
+    board, before = kept_board
+    assert before["state"]["consent_seq"] == 1 and before["state"]["events"], before["state"]
+    result, out, again = _restart(board, str(tmp_path))
+    assert result["choices"]["usage_statistics"] == "on" and result["receipts"] == [1], result
+    assert "Consent:" not in out and "State:" not in out and "Pseudonym key:" not in out, out[-3000:]
+    after = _stored(again)
+    assert after["pseudonym.key"] == before["pseudonym.key"]  # the same pseudonym across the restart
+    assert after["consent.journal"] == before["consent.journal"]
+    # The learned state went on from where it was: the events of the first run are still there.
+    kept = [json.dumps(e, sort_keys=True) for e in after["state"]["events"]]
+    assert json.dumps(before["state"]["events"][-1], sort_keys=True) in kept, (before["state"], after["state"])
+    # The detergent's learned daily use too (a fresh model has none), and the message ids go on.
+    usage = before["state"]["consumables"]["detergent"]["usage"]
+    assert usage[5] and after["state"]["consumables"]["detergent"]["usage"] == usage, after["state"]["consumables"]
+    assert after["state"]["outbox_last_id"] >= before["state"]["outbox_last_id"]
+
+
+def test_a_corrupted_state_on_flash_is_said_and_only_the_models_start_fresh(kept_board: tuple,
+                                                                             tmp_path: str) -> None:  # fmt: skip
+    board, before = kept_board
+
+    def corrupt(data: str) -> None:
+        with open(os.path.join(data, "state.json"), "r+b") as f:
+            f.seek(40)
+            f.write(b"#")
+
+    result, out, again = _restart(board, str(tmp_path), corrupt)
+    assert "state.json is corrupted" in out and "the device starts with fresh models" in out, out[-3000:]
+    assert result["choices"]["usage_statistics"] == "on" and result["receipts"] == [1], result  # consent kept
+    assert "Consent:" not in out and "Pseudonym key:" not in out, out[-3000:]
+    after = _stored(again)
+    assert after["pseudonym.key"] == before["pseudonym.key"]
+    assert after["state"]["consumables"]["detergent"]["usage"][5] == []  # a fresh model: no day of use yet
+    assert after["state"]["outbox_last_id"] >= before["state"]["outbox_last_id"]  # the outbox kept its messages
+
+
+def test_a_lost_journal_is_a_withdrawal_and_erase_on_the_page_removes_the_files(kept_board: tuple,
+                                                                                tmp_path: str) -> None:  # fmt: skip
+    board, before = kept_board
+    result, out, _ = _restart(board, os.path.join(str(tmp_path), "lost"), lambda d: os.remove(d + "/consent.journal"))
+    assert "the consent journal is missing, but receipt 1 had been stored" in out, out[-3000:]
+    assert result["choices"]["usage_statistics"] == "off", result
+    again = Board(os.path.join(str(tmp_path), "erased"))
+    shutil.copytree(os.path.join(board.root, "data"), os.path.join(again.root, "data"))
+    try:
+        again.start([{"seconds": 4}])
+        again.wait_for("page: serving on http://127.0.0.1")
+        _post(again.port, _sign_in(again.port), "/data/erase", {"confirm": "yes"})
+        files = set(os.listdir(os.path.join(again.root, "data")))
+        erased = _stored(again)
+        (result,) = again.finish()
+    finally:
+        again.stop()
+    assert "consent.journal" not in files, files  # the receipts are gone from flash
+    assert erased["pseudonym.key"] is not None and erased["pseudonym.key"] != before["pseudonym.key"]
+    assert erased["state"]["consent_seq"] == 0 and erased["state"]["sent"] == [], erased["state"]
+    assert result["choices"]["usage_statistics"] == "off" and result["receipts"] == [], result
+
+
 # -- the parts on CPython --------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "ssid, password, ok",
@@ -591,8 +740,8 @@ def test_the_button_pin_follows_the_chip() -> None:
     assert recovery.button_pin("ESP32-C3 DevKitM") == 9
 
 
-FIRMWARE_FILES = ["firmware/boot.py", "firmware/main.py", "firmware/board_config.py", "firmware/wifi.py",
-                  "firmware/timesync.py", "firmware/watchdog.py", "firmware/recovery.py",
+FIRMWARE_FILES = ["firmware/boot.py", "firmware/main.py", "firmware/board_config.py", "firmware/board_data.py",
+                  "firmware/wifi.py", "firmware/timesync.py", "firmware/watchdog.py", "firmware/recovery.py",
                   "firmware/wifi_credentials.py", "firmware/onboarding.py"]  # fmt: skip
 
 

@@ -53,14 +53,16 @@ def peer_address(peer: object) -> str:
 
 
 class BoardPage(PageApp):
-    """The page for one agent on a board: everything in memory (DeviceActions), the setup
-    code checked in pieces between the board's other tasks."""
+    """The page for one agent on a board: its changes stored through `actions` (StoredActions
+    with the board's data; in memory only without), the setup code checked in pieces
+    between the board's other tasks."""
 
     def __init__(self, agent: Agent, record: dict, report: "Callable[[str], None]",
                  now: "Callable[[], float] | None" = None, wall: "Callable[[], float]" = time.time,
                  request_timeout_s: float = limits.REQUEST_TIMEOUT_S,
-                 answer_timeout_s: float = limits.ANSWER_TIMEOUT_S) -> None:  # fmt: skip
-        super().__init__(agent, DeviceActions(agent), record, now or Uptime(), wall, report)
+                 answer_timeout_s: float = limits.ANSWER_TIMEOUT_S,
+                 actions: "DeviceActions | None" = None) -> None:  # fmt: skip
+        super().__init__(agent, actions or DeviceActions(agent), record, now or Uptime(), wall, report)
         self.show_all = False  # the export is a download only: the largest strings the page would build
         self.request_timeout_s = request_timeout_s
         self.answer_timeout_s = answer_timeout_s

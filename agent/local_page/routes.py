@@ -3,7 +3,7 @@ request, and the answer to one complete request as bytes.
 
 No sockets: a server (server.py on the host, board.py on MicroPython) reads a request within
 the page's bounds, hands the bytes to PageApp.answer and sends what comes back. The page
-changes the agent only through its DeviceActions (agent/device.py on the host).
+changes the agent only through its DeviceActions (StoredActions: agent/core/device.py).
 """
 
 import io
@@ -13,6 +13,7 @@ import microdot.microdot as microdot_module
 from microdot import Microdot, Request, Response
 from microdot.microdot import AsyncBytesIO
 
+from agent.core import device
 from agent.core.consumables import RISKS, ReorderChoice
 from agent.core.errors import ConfigError, OutboxFullError, StorageError, WichtelError
 from agent.core.pipeline import Agent
@@ -23,6 +24,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from typing import Any
+
+    from agent.core.stored_data import StoredData
 
 # No os.path on MicroPython: the style sheet beside this module, by string.
 STATIC_CSS = __file__.rpartition("/")[0] + "/static/page.css"
@@ -104,8 +107,8 @@ class _Answer:
 
 class DeviceActions:
     """What the page may do to the device beyond reading the agent. This one keeps everything
-    in the agent's memory (a board without a data directory yet); the host's (server.py)
-    stores each change in the data directory through agent/device.py."""
+    in the agent's memory (a page without stored data: firmware/page_main.py, the page's
+    tests); StoredActions below stores each change, on a board and on the host."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -130,6 +133,27 @@ class DeviceActions:
 
     def changed(self) -> None:
         """After a change on the page: nothing more to store in memory."""
+
+
+class StoredActions(DeviceActions):
+    """The page's changes stored with the device's data (a StoredData of the runtime, or None
+    for none) through agent/core/device.py: the same on a board (firmware/main.py) as on
+    the host (server.py)."""
+
+    def __init__(self, agent: Agent, data: "StoredData | None") -> None:
+        super().__init__(agent)
+        self.data = data
+
+    def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:
+        return device.set_consent(self.agent, self.data, category, allowed, t_ms, wall_s)
+
+    def erase(self, t_ms: int) -> int:
+        return device.erase(self.agent, self.data, t_ms)
+
+    def changed(self) -> None:
+        """Store what a change on the page did, as the agent stores it on closing (a failure
+        is in data.problems, and the next store tries again)."""
+        device.close(self.agent, self.data)
 
 
 class _Pieces(io.IOBase):

@@ -20,7 +20,7 @@ from agent import device
 from agent.core.pipeline import Agent
 from agent.device_data import DeviceData
 from agent.local_page import intake, limits
-from agent.local_page.routes import SECURITY_HEADERS, DeviceActions, PageApp
+from agent.local_page.routes import SECURITY_HEADERS, PageApp, StoredActions
 
 __all__ = ["SECURITY_HEADERS", "LocalPage"]
 
@@ -34,26 +34,12 @@ _BUSY = (
 _ACCEPT_PAUSE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-class _HostActions(DeviceActions):
+class _HostActions(StoredActions):
     """The page's changes stored in the data directory, as the CLI stores them."""
-
-    def __init__(self, agent: Agent, data: DeviceData | None) -> None:
-        super().__init__(agent)
-        self.data = data
-
-    def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:
-        return device.set_consent(self.agent, self.data, category, allowed, t_ms, wall_s)
-
-    def erase(self, t_ms: int) -> int:
-        return device.erase(self.agent, self.data, t_ms)
 
     def export_pieces(self) -> list:
         """The export file in one piece, indented and sorted as `wichtel data export` writes it."""
         return [device.export_text(self.agent).encode()]
-
-    def changed(self) -> None:
-        """Store what a change on the page did, as the agent stores it on closing."""
-        device.close_device(self.agent, self.data)
 
 
 def _file_limit() -> int | None:
