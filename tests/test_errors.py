@@ -16,6 +16,7 @@ import agent
 import provisioning
 from agent import cli, device, profile_loader
 from agent.core import consumables
+from agent.core import device as core_device
 from agent.core.errors import OutboxFullError, WichtelError
 from agent.local_page.server import LocalPage
 from tests.test_local_page import _csrf, _form, _login, open_page
@@ -40,6 +41,9 @@ ALLOWED_RAISES = {
     ("agent/local_page/board.py", "EOFError"),
     # The method a processor must define, as abc's abstract methods do (no abc on MicroPython).
     ("agent/core/processors.py", "NotImplementedError"),
+    # The file operations each runtime's storage must define (DeviceData on the host,
+    # BoardData on a board), as abc's abstract methods do.
+    ("agent/core/stored_data.py", "NotImplementedError"),
 }
 # The layers that answer the user: a built-in exception is caught there only around the one
 # statement that raises it (float() of a form field, microdot's decoding, a bind), never
@@ -206,7 +210,7 @@ def test_only_a_full_outbox_makes_a_consent_change_or_an_erasure_wait(
     def broken(*args: object) -> object:
         raise fault
 
-    monkeypatch.setattr(device, action, broken)  # what the page's actions call (agent/local_page/server.py)
+    monkeypatch.setattr(core_device, action, broken)  # what the page's actions call (routes.StoredActions)
     res = _post(lp, path, **fields)
     if isinstance(fault, OutboxFullError):
         assert res.status_code == 503 and "Not now: the outbox is full" in res.text  # type: ignore[attr-defined]
