@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import warnings
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -45,7 +46,13 @@ def serial_of(csr: x509.CertificateSigningRequest, where: str) -> str:
     """The serial a request names. Its subject must be one serialNumber attribute and
     nothing else (what `wichtel provision csr` makes): the request says which device asks,
     never what the certificate will say."""
-    attributes = list(csr.subject)
+    with warnings.catch_warnings(record=True) as said:
+        # cryptography warns, and goes on, on an attribute outside X.509's lengths (a common
+        # name over 64 bytes): a request no `provision csr` makes, refused in words.
+        warnings.simplefilter("always")
+        attributes = list(csr.subject)
+    if said:
+        raise SerialError("%s: the request's subject is malformed (%s). Nothing was signed." % (where, said[0].message))
     if len(attributes) != 1 or attributes[0].oid != NameOID.SERIAL_NUMBER:
         shown = ", ".join(a.oid._name for a in attributes[:5]) or "nothing"
         raise SerialError(

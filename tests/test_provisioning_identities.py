@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import stat
+import warnings
 
 import pytest
 from cryptography import x509
@@ -154,6 +155,7 @@ def test_a_serials_file_gives_valid_distinct_serials_or_a_serial_error(
 _OIDS = [NameOID.SERIAL_NUMBER, NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME]
 _values = st.one_of(
     st.sampled_from(["SERVICE", "service", "service:backend", "WM000001", "*", "#", "+", "a/b", "SERVICE-3"]),
+    st.sampled_from(["W" * 65, "\u00e9" * 33]),  # over a common name's 64 bytes, as a crafted request may be
     st.text(min_size=1, max_size=40),
 )
 _subjects = st.one_of(
@@ -168,10 +170,14 @@ _counter = itertools.count()
 def _request(key: object, subject: list, extensions: list) -> x509.CertificateSigningRequest:
     # UTF8String for every value, as a crafted request can have it (the default PrintableString
     # would not even hold a "*").
+    # Nor is a crafted request bound by the lengths cryptography's builder checks (a common
+    # name of 1 to 64 bytes): its warning about a value outside them is expected here (the
+    # CA, reading such a request, refuses it: enroll.serial_of).
     utf8 = x509.name._ASN1Type.UTF8String
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(oid, value, _type=utf8) for oid, value in subject])
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
+        name = x509.Name([x509.NameAttribute(oid, value, _type=utf8, _validate=False) for oid, value in subject])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if "ca" in extensions:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     if "server" in extensions:
@@ -236,6 +242,19 @@ def test_a_request_for_the_serial_service_asking_for_a_ca_gets_a_plain_device_ce
     assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
         ExtendedKeyUsageOID.CLIENT_AUTH
     ]
+
+
+def test_a_request_with_a_name_longer_than_x509_allows_is_refused_in_words(tmp_path: "os.PathLike[str]") -> None:
+    authority.init(os.path.join(tmp_path, "pki"), "Brunnhilde", None)
+    auth = authority.open_authority(os.path.join(tmp_path, "pki"), None)
+    prof = profile_loader.compile_json(profile_loader.load(PROFILE))
+    csr_path = os.path.join(tmp_path, "device.csr")
+    request = _request(pki.new_key(), [(NameOID.COMMON_NAME, "W" * 65)], [])
+    keys.write_atomic(csr_path, request.public_bytes(serialization.Encoding.PEM))
+    out = os.path.join(tmp_path, "out")
+    with pytest.raises(ProvisioningError, match=r"subject is malformed \(Attribute's length .* 65\)"):
+        enroll.sign_request(auth, prof, csr_path, out, "mqtt.example.net", 8883)
+    assert not os.path.exists(out)
 
 
 def test_the_csr_a_device_makes_holds_its_serial_only(tmp_path: "os.PathLike[str]") -> None:
