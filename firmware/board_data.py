@@ -13,6 +13,7 @@ import os
 
 from agent.core.state_file import BOARD_MAX_BYTES
 from agent.core.stored_data import JOURNAL_MAX_BYTES, StoredData
+from firmware.flash_store import ensure_dir
 
 _TMP = ".tmp"
 
@@ -27,11 +28,7 @@ class BoardData(StoredData):
     def __init__(self, directory: str) -> None:
         super().__init__()
         self.root = directory
-        try:
-            os.mkdir(directory)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
+        ensure_dir(directory)
 
     def _where(self, name: str) -> str:
         return self.root + "/" + name

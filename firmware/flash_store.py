@@ -16,14 +16,19 @@ PREFIX = "outbox-"
 SUFFIX = ".log"
 
 
+def ensure_dir(directory: str) -> None:
+    """Make the directory unless it is there (MicroPython's os has no makedirs(exist_ok))."""
+    try:
+        os.mkdir(directory)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+
+
 class FlashStore:
     def __init__(self, directory: str) -> None:
         self.dir = directory
-        try:
-            os.mkdir(directory)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
+        ensure_dir(directory)
         self._open: dict = {}  # segment -> file appended to since the last sync
 
     def _path(self, seg: int) -> str:
