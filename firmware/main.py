@@ -179,27 +179,31 @@ class _FixedPhase:
 
 class PageKeeper:
     """The local page on the link's address: started when the link is up, moved when its
-    address changes, stopped when it drops (it never listens on all addresses: intake.py)."""
+    address changes, stopped when it drops (it never listens on all addresses: intake.py),
+    and started anew after each join, even at the same address: a link that dropped and came
+    back between two looks may have taken the listening socket with it."""
 
     def __init__(self, page: "BoardPage", port: int, address: "Callable[[], str]",
-                 report: "Callable[[str], None]") -> None:  # fmt: skip
+                 report: "Callable[[str], None]", joins: "Callable[[], int]" = lambda: 0) -> None:  # fmt: skip
         self.page = page
         self.port = port
         self.address = address
+        self.joins = joins
         self.report = report
         self.serving = ""
+        self._joined = 0  # the link's count of joins when the page was started
 
     async def run(self, check_ms: int = PAGE_CHECK_MS) -> None:
         try:
             while True:
-                now = self.address()
-                if now != self.serving:
+                now, joined = self.address(), self.joins()
+                if now != self.serving or (now and joined != self._joined):
                     if self.serving:
                         await self.page.stop()
                         self.serving = ""
                     if now:
                         await self.page.start(now, self.port)
-                        self.serving = now
+                        self.serving, self._joined = now, joined
                         self.report("page: serving on http://%s:%d/" % (now, self.port))
                 await sleep_ms(check_ms)
         finally:
@@ -258,7 +262,9 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         "agent": asyncio.create_task(agent.run(_FOREVER_MS)),
         "wifi": asyncio.create_task(wifi.run()),
         "time": asyncio.create_task(ntp.run()),
-        "page": asyncio.create_task(PageKeeper(page, env.page_port, lambda: wifi.address, say).run()),
+        "page": asyncio.create_task(
+            PageKeeper(page, env.page_port, lambda: wifi.address, say, lambda: wifi.joins).run()
+        ),
         "button": asyncio.create_task(recovery.watch_long_press(_button(env), forget_wifi, **env.tuned("button"))),
         "page_clock": asyncio.create_task(page.keep_time()),
         "state": asyncio.create_task(core_device.checkpoints(agent, data, say, save_ms)),
