@@ -16,7 +16,7 @@ import os
 from agent import setup_code
 from agent.core import limits as core_limits
 from agent.core.clock import BoardClock
-from agent.core.compat import IS_MICROPYTHON, const, mem_alloc, sleep_ms
+from agent.core.compat import IS_MICROPYTHON, const, mem_alloc, sleep_ms, ticks_add, ticks_diff, ticks_ms
 from agent.core.consent import ConsentLedger
 from agent.core.errors import ConfigError
 from agent.core.pipeline import Agent
@@ -43,6 +43,7 @@ DATA_DIR = "data"  # the outbox's segments and the device's data (board_data.py)
 STATE_SAVE_MS = const(300_000)
 RESTART_DELAY_MS = const(5_000)  # after an unexpected fault: its report reaches the console, then the reset
 PAGE_CHECK_MS = const(1_000)  # how often the page's address is matched to the link's
+END_CHECK_MS = const(50)  # how often a test's run (BoardEnv.seconds) looks whether it is over
 GC_THRESHOLD = const(16 * 1024)  # collect after this many bytes allocated (firmware/runtime.py says why)
 _FOREVER_MS = 10 * 365 * 24 * 3600 * 1000  # the agent's run: until the board is reset
 
@@ -73,6 +74,7 @@ class BoardEnv:
         self.machine_name = machine_name
         self.tuning = tuning or {}
         self.report = report or _say
+        self.end_now = False  # a test's run ends at its next look (END_CHECK_MS) once this is set
 
     def tuned(self, part: str) -> dict:
         return dict(self.tuning.get(part, {}))
@@ -101,14 +103,15 @@ def _button(env: BoardEnv) -> "Callable[[], bool]":
 
 
 async def _until_done(env: BoardEnv, stop: asyncio.Event) -> None:
-    """Until `stop` is set, or env.seconds have passed (0: no end but `stop`)."""
+    """Until `stop` is set, or env.seconds have passed, or a test sets env.end_now (the
+    run's end when its own steps are done, however busy the machine); a board (seconds 0)
+    has no end but `stop`."""
     if not env.seconds:
         await stop.wait()
         return
-    try:
-        await asyncio.wait_for(stop.wait(), env.seconds)
-    except asyncio.TimeoutError:  # noqa: UP041 -- MicroPython has no builtin TimeoutError
-        pass  # the test's run is over
+    deadline = ticks_add(ticks_ms(), int(env.seconds * 1000))
+    while not stop.is_set() and not env.end_now and ticks_diff(deadline, ticks_ms()) > 0:
+        await sleep_ms(END_CHECK_MS)
 
 
 # -- onboarding -----------------------------------------------------------------------------------

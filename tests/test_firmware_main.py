@@ -69,7 +69,7 @@ def exists(path):
     except OSError:
         return False
 
-async def scenario(steps):
+async def scenario(env, steps):
     # Each step after `wait` ms from the one before; "joined" waits for that many joins first,
     # "until" for the test to make a file (the test's own step done, however busy the machine).
     for wait, what, arg in steps:
@@ -78,6 +78,8 @@ async def scenario(steps):
             await asyncio.sleep_ms(5)
         while what == "until" and not exists(arg):
             await asyncio.sleep_ms(5)
+        if what == "end":
+            env.end_now = True
         say("scenario: " + what)
         if what == "drop":
             network.AIR.drop()
@@ -92,7 +94,7 @@ async def scenario(steps):
             ntptime.RAISE[0] = TypeError("a fault nobody expected")
 
 async def boot(env, steps):
-    task = asyncio.create_task(scenario(steps))
+    task = asyncio.create_task(scenario(env, steps))
     try:
         return await main.main(env)
     finally:
@@ -547,13 +549,18 @@ def kept_board(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     board = Board(str(tmp_path_factory.mktemp("kept")))
     state = os.path.join(board.root, "data", "state.json")
     try:
-        board.start([{"seconds": 6, "speed": 20_000}], tuning={"state": {"save_ms": 200}})
+        done = os.path.join(board.tmp, "done")  # the run ends once the test's requests are answered
+        board.start([{"seconds": 60, "speed": 20_000, "steps": [[0, "until", done], [0, "end", 0]]}],
+                    tuning={"state": {"save_ms": 200}})  # fmt: skip
         board.wait_for("page: serving on http://127.0.0.1")
-        deadline = time.monotonic() + 10
-        while not os.path.exists(state):  # stored by the periodic save: nothing was changed yet
+        deadline = time.monotonic() + timeouts.wall_s(10)
+        # Stored by the periodic save, nothing changed yet, once a day of use is learned (a
+        # day at 20,000 times is about 4 s): the restart tests look for it.
+        while not os.path.exists(state) or not _stored(board)["state"]["consumables"]["detergent"]["usage"][5]:
             assert time.monotonic() < deadline, board.output()[-3000:]
-            time.sleep(0.05)
+            time.sleep(0.1)
         _post(board.port, _sign_in(board.port), "/privacy/usage_statistics", {"choice": "on"})
+        open(done, "w").close()
         (first,) = board.finish()
     finally:
         board.stop()
@@ -624,11 +631,13 @@ def test_a_lost_journal_is_a_withdrawal_and_erase_on_the_page_removes_the_files(
     again = Board(os.path.join(str(tmp_path), "erased"))
     shutil.copytree(os.path.join(board.root, "data"), os.path.join(again.root, "data"))
     try:
-        again.start([{"seconds": 4}])
+        done = os.path.join(again.tmp, "done")
+        again.start([{"seconds": 60, "steps": [[0, "until", done], [0, "end", 0]]}])
         again.wait_for("page: serving on http://127.0.0.1")
         _post(again.port, _sign_in(again.port), "/data/erase", {"confirm": "yes"})
         files = set(os.listdir(os.path.join(again.root, "data")))
         erased = _stored(again)
+        open(done, "w").close()
         (result,) = again.finish()
     finally:
         again.stop()
