@@ -53,7 +53,8 @@ class BoardEnv:
     run. board_env() gives a board's own; the tests give emulated modules and a directory.
 
     root: the filesystem root holding the bundle's files ("" on a board: "/"). seconds: run
-    this long, then stop and return what happened (0: until reset, as on a board). speed: the
+    at most this long, then stop and return what happened (0: until reset, as on a board; a
+    test may end it sooner by setting end_now). speed: the
     agent's clock (1 on a board). tuning: per part ("wifi", "ntp", "watchdog", "page",
     "button", "onboarding", "state") keyword arguments that replace its limits (the tests'
     shorter waits; "state": {"save_ms": ...}).
