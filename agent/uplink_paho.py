@@ -32,6 +32,8 @@ from agent.core.uplink import backoff_ms, next_attempt
 
 ACK_TIMEOUT_S = ACK_TIMEOUT_MS / 1000
 CONNECT_TIMEOUT_S = CONNECT_TIMEOUT_MS / 1000
+STOP_TIMEOUT_S = 2.0  # how long stop() waits for its tasks to end (each cancelled again every STOP_RECANCEL_S)
+STOP_RECANCEL_S = 0.1
 
 
 class UplinkConfig:
@@ -152,11 +154,7 @@ class PahoUplink:
         self._stopping = True
         for task in (self._task, self._misc):
             if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+                await self._end(task)
         if self.connected.is_set():
             info = self.client.publish(self.cfg.tree + "status/availability", b"offline", qos=1, retain=True)
             self._write()
@@ -164,6 +162,20 @@ class PahoUplink:
             del info
         self.client.disconnect()
         self._fail_pending()
+
+    async def _end(self, task: asyncio.Task) -> None:
+        """Cancel a task and wait for it, bounded. Not `await task`: CPython 3.11's wait_for
+        loses a cancellation that meets a connect attempt just finished (the task then goes
+        on, and `await task` waited forever: seen once as a hung test under load), so the
+        task is cancelled again until it ends, for at most STOP_TIMEOUT_S."""
+        deadline = self._loop.time() + STOP_TIMEOUT_S
+        while not task.done() and self._loop.time() < deadline:
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_RECANCEL_S)
+        if not task.done():
+            self.report("uplink: a task did not end within %.0f s of stopping" % STOP_TIMEOUT_S)
+        elif not task.cancelled():
+            task.exception()  # retrieved: a task that ended on its own has said what happened
 
     async def _keep_connected(self) -> None:
         attempt = -1

@@ -135,3 +135,29 @@ async def test_broker_down_at_start_then_up(broker: object) -> None:
         assert time.monotonic() - t0 < 35
     finally:
         await uplink.stop()
+
+
+@pytest.mark.asyncio
+async def test_stop_ends_a_task_that_lost_its_first_cancellation(broker: object) -> None:
+    """CPython 3.11's asyncio.wait_for loses a cancellation that meets an attempt just
+    finished, and the connection task goes on: stop() cancels it again until it ends (it
+    awaited the task once, and a test hung there under load)."""
+    uplink = PahoUplink(_cfg(broker))
+    lost = []
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            lost.append("cancel")  # as wait_for does when its attempt has just finished
+        await asyncio.sleep(3600)
+
+    task = asyncio.ensure_future(stubborn())
+    uplink._task = task
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    # Before the change stop() waited until this wait_for cancelled it (awaiting the task forever).
+    await asyncio.wait_for(uplink.stop(), 30)
+    assert loop.time() - t0 < 20  # within its bound (STOP_TIMEOUT_S, 2 s), whatever the machine's load
+    assert lost == ["cancel"] and task.cancelled()
