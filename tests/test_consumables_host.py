@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import profile_loader, state_store
+from agent import profile_loader
 from agent.cli import main
 from agent.core import consumables
 from agent.core.errors import StateError
+from agent.device_data import DeviceData
 from tests.benchmarks import run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,11 +92,20 @@ def test_a_damaged_tracker_state_is_refused_whole_or_taken_sound(data: st.DataOb
     tr.tick(12 * consumables.DAY_MS)
 
 
-def test_state_store_round_trip_and_atomic_replace(tmp_path: str) -> None:
+def _load_state(path: str) -> tuple:
+    """The state file at path as the device reads it: (data, problem)."""
+    return DeviceData(os.path.dirname(path)).load_state()
+
+
+def _save_state(path: str, data: dict) -> None:
+    assert DeviceData(os.path.dirname(path)).save_state(data) is None
+
+
+def test_state_round_trip_and_atomic_replace(tmp_path: str) -> None:
     path = os.path.join(str(tmp_path), "state.json")
-    assert state_store.load(path) == (None, None)
-    state_store.save(path, {"consumables": {"detergent": {"level": 12.5}}})
-    assert state_store.load(path) == ({"consumables": {"detergent": {"level": 12.5}}}, None)
+    assert _load_state(path) == (None, None)
+    _save_state(path, {"consumables": {"detergent": {"level": 12.5}}})
+    assert _load_state(path) == ({"consumables": {"detergent": {"level": 12.5}}}, None)
     assert os.listdir(str(tmp_path)) == ["state.json"]  # no temporary file left behind
 
 
@@ -110,12 +120,12 @@ def test_state_store_round_trip_and_atomic_replace(tmp_path: str) -> None:
 )
 def test_corrupted_state_is_reported_not_trusted(damage: object, words: str, tmp_path: str) -> None:
     path = os.path.join(str(tmp_path), "state.json")
-    state_store.save(path, {"consumables": {"detergent": {"level": 12.5}}})
+    _save_state(path, {"consumables": {"detergent": {"level": 12.5}}})
     with open(path) as f:
         text = f.read()
     with open(path, "w") as f:
         f.write(damage(text))  # type: ignore[operator]
-    data, problem = state_store.load(path)
+    data, problem = _load_state(path)
     assert data is None and words in problem
 
 
@@ -124,7 +134,7 @@ def test_learned_state_survives_a_restart_and_corruption(tmp_path: str, capsys: 
     args = ["run", "--profile", WASHER, "--simulate", "--data-dir", str(tmp_path), "--seed", "3"]
     # A day and a bit: the first day's use is learned.
     assert main([*args, "--hours", "26", "--reorder-choice", "detergent=share:EcoWash@Corner shop"]) == 0
-    saved, problem = state_store.load(state)
+    saved, problem = _load_state(state)
     assert problem is None
     learned = saved["consumables"]["detergent"]
     assert learned["usage"][0] > 0 and learned["choice"]["mode"] == "share"
@@ -132,7 +142,7 @@ def test_learned_state_survives_a_restart_and_corruption(tmp_path: str, capsys: 
     # The next run starts from what was learned (no "fresh" message) and keeps the choice.
     assert main([*args, "--hours", "1"]) == 0
     assert "State:" not in capsys.readouterr().out
-    assert state_store.load(state)[0]["consumables"]["detergent"]["choice"]["product"] == "EcoWash"
+    assert _load_state(state)[0]["consumables"]["detergent"]["choice"]["product"] == "EcoWash"
     with open(state, "w") as f:
         f.write('{"format": 1, "sha256": "00", "data": "{}"}')
     assert main([*args, "--hours", "1"]) == 0

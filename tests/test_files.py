@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent import cli, device, device_data, files, outbox_files, profile_loader, setup_code, state_store
+from agent import cli, device, device_data, files, outbox_files, profile_loader, setup_code
+from agent.core import state_file
 from agent.core.outbox import Outbox
 from agent.device_data import JOURNAL, KEY, STATE, DeviceData
 from agent.outbox_files import FileStore
@@ -373,4 +374,4 @@ def test_a_really_full_disk_keeps_the_old_state_and_the_run_goes_on(
     agent, _, messages = device.open_device(PROFILE, root, "sim-0001")
     assert messages == []
     assert agent.consent.allows("usage_statistics")
-    assert DeviceData(root).load_state() == (state_store.decode(before)[0], None)
+    assert DeviceData(root).load_state() == (state_file.decode(before)[0], None)

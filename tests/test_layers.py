@@ -23,11 +23,11 @@ def test_the_host_adapters_are_the_modules_that_need_cpython() -> None:
     """The list firmware/ is held to: each module named with why; the portable ones are not in it."""
     adapters = layers.host_adapters(ROOT)
     for module in ("agent.uplink_paho", "agent.files", "agent.profile_loader", "agent.bundle", "agent.cli",
-                   "agent.local_page.server", "agent.state_store", "agent.device"):  # fmt: skip
+                   "agent.local_page.server", "agent.device_data", "agent.device"):  # fmt: skip
         assert module in adapters, module
     for module in ("agent.setup_code", "agent.local_page.board", "agent.sim.engine", "agent.core.pipeline"):
         assert module not in adapters, (module, adapters.get(module))
-    assert "paho" in adapters["agent.uplink_paho"] and "agent.files" in adapters["agent.state_store"]
+    assert "paho" in adapters["agent.uplink_paho"] and "agent.files" in adapters["agent.device_data"]
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agent import profile_loader, state_store
+from agent import profile_loader
 from agent.cli import main
-from agent.core import journal
+from agent.core import journal, state_file
 from agent.core.consent import ConsentLedger
 from agent.core.errors import InputError, OutboxFullError
 from agent.core.outbox import CRITICAL, ID_SKIP, LOW, NORMAL, SEGMENT_BYTES, SEGMENT_READ_BYTES, MemoryStore, Outbox
@@ -133,7 +133,7 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert [e for e in pending if e[2] == "usage_statistics"]  # consented again, queued again
     with open(os.path.join(root, KEY), "rb") as f:
         key = decode_key(f.read())[0]
-    saved, _ = state_store.load(os.path.join(root, STATE))
+    saved, _ = DeviceData(root).load_state()
     return {"root": root, "withdrawn": withdrawn, "pending": pending, "key": key, "last_id": saved["outbox_last_id"]}
 
 
@@ -352,7 +352,7 @@ def test_a_withdrawal_is_on_disk_and_counted_when_set_consent_returns(tmp_path: 
     # As if the power went now: the disk holds no maintenance message, and the state
     # names the receipt and the erasure request, so losing either is found out.
     assert [e for e in _pending(root) if e[2] == "maintenance"] == []
-    saved, _ = state_store.load(os.path.join(root, STATE))
+    saved, _ = DeviceData(root).load_state()
     assert saved["consent_seq"] == 2 and saved["outbox_last_id"] == agent.outbox.next_id - 1
 
 
@@ -542,11 +542,11 @@ def test_a_damaged_outbox_never_brings_back_a_withdrawn_message(ops: list, which
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200), _MUTATION)
 def test_state_decoding_takes_anything_and_damage_is_never_taken_for_state(raw: bytes, mutation: tuple) -> None:
-    data, problem = state_store.decode(raw)
+    data, problem = state_file.decode(raw)
     assert (data is None) != (problem is None) and (data is None or isinstance(data, dict))
-    good = state_store.encode({"consent_seq": 3, "sent": [{"a": 1}], "consumables": {}})
+    good = state_file.encode({"consent_seq": 3, "sent": [{"a": 1}], "consumables": {}})
     damaged = _mutate(good, mutation)
-    data, problem = state_store.decode(damaged)
+    data, problem = state_file.decode(damaged)
     if data is not None:
         assert json.loads(damaged)["data"] == json.loads(good)["data"]  # only the wrapper's whitespace changed
 

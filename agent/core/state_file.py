@@ -1,6 +1,6 @@
 """The learned-state file's bytes: JSON with a SHA-256 of its payload, checked on reading.
 
-Bytes in, data out, on both runtimes: agent/state_store.py writes these bytes on the host,
+Bytes in, data out, on both runtimes: agent/device_data.py writes these bytes on the host,
 firmware/board_data.py on a board. A file that fails its check is said in plain words and
 never taken for state. The digest is written as hex text (binascii: MicroPython's hashlib
 has no hexdigest), so both runtimes write and read the same format.
