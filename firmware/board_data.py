@@ -13,7 +13,7 @@ import os
 
 from agent.core.state_file import BOARD_MAX_BYTES
 from agent.core.stored_data import JOURNAL_MAX_BYTES, StoredData
-from firmware.flash_store import ensure_dir
+from firmware.flash_store import ensure_dir, read_file
 
 _TMP = ".tmp"
 
@@ -33,21 +33,8 @@ class BoardData(StoredData):
     def _where(self, name: str) -> str:
         return self.root + "/" + name
 
-    def _size(self, name: str) -> int:
-        return int(os.stat(self._where(name))[6])
-
     def _read(self, name: str, limit: int) -> "bytes | None":
-        """At most limit bytes, and no more than the file holds: MicroPython's read(n) takes
-        a block of n bytes first, which a fragmented heap may not have."""
-        try:
-            size = self._size(name)
-            with open(self._where(name), "rb") as f:
-                data: bytes = f.read(min(size, limit))
-                return data
-        except OSError as e:
-            if _missing(e):
-                return None
-            raise
+        return read_file(self._where(name), limit)
 
     def _replace(self, name: str, data: bytes) -> None:
         path = self._where(name)

@@ -25,6 +25,21 @@ def ensure_dir(directory: str) -> None:
             raise
 
 
+def read_file(path: str, limit: int) -> "bytes | None":
+    """At most limit bytes of a file, and no more than it holds: MicroPython's read(n) takes
+    a block of n bytes first, which a board's fragmented heap may not have. None when there
+    is no such file (MicroPython raises OSError(ENOENT), not FileNotFoundError)."""
+    try:
+        size = os.stat(path)[6]
+        with open(path, "rb") as f:
+            data: bytes = f.read(min(size, limit))
+            return data
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
+        return None
+
+
 class FlashStore:
     def __init__(self, directory: str) -> None:
         self.dir = directory
@@ -45,20 +60,10 @@ class FlashStore:
 
     def read(self, seg: int) -> bytes:
         """The segment's bytes, at most one more than a segment can hold (the outbox
-        reports a longer file as damaged instead of reading all of it). No more than the
-        file holds is asked for: MicroPython's read(n) takes a block of n bytes first (69 KB
-        here), which a board's heap does not have, for a segment of a few KB."""
+        reports a longer file as damaged instead of reading all of it; read_file asks for no
+        more than a segment of a few KB holds, not 69 KB). No such segment: an empty one."""
         self._close(seg)
-        path = self._path(seg)
-        try:
-            size = os.stat(path)[6]
-            with open(path, "rb") as f:
-                data: bytes = f.read(min(size, SEGMENT_READ_BYTES + 1))
-                return data
-        except OSError as e:  # MicroPython raises OSError(ENOENT), not FileNotFoundError
-            if e.errno != errno.ENOENT:
-                raise
-            return b""  # no such segment: an empty one
+        return read_file(self._path(seg), SEGMENT_READ_BYTES + 1) or b""
 
     def append(self, seg: int, data: bytes) -> None:
         f = self._open.get(seg)
