@@ -255,6 +255,10 @@ def test_every_function_works_with_the_broker_unreachable_and_by_keyboard(browse
         page.goto(dev.url + "/")
         # Keyboard only: the code field has the focus, Enter signs in; then the skip link
         # comes first and every section and the sign-out button can be reached with Tab.
+        # Chromium gives an autofocus field the focus once the page is laid out, which on a
+        # busy machine can come after goto returns (a fresh clone's CI saw the body focused):
+        # waited for, up to 10 s; a page without the autofocus never gets there.
+        page.wait_for_function("document.activeElement && document.activeElement.id === 'code'", timeout=10_000)
         assert page.evaluate("document.activeElement.id") == "code"
         page.keyboard.type(CODE)
         page.keyboard.press("Enter")
