@@ -30,8 +30,9 @@ SECTIONS: dict = {
     ),
     _SET + "[anomaly]": (
         "Settings of an `anomaly` processor",
-        "A streaming detector on every sample, judged within the program phase; alarm-level scores become events "
-        "with an explanation, at most one per `holdoff_s` unless the score rises by `escalate`.",
+        "A streaming detector on every sample, judged within the program phase, and with a `reference` the "
+        "readings' level in each phase against healthy units; an alarm raises one alert per episode (reported "
+        "again when its deviation grows by half, cleared after `clear_s` without alarm).",
     ),
     _SET + "[cycle_feature]": (
         "Settings of a `cycle_feature` processor",
@@ -328,19 +329,22 @@ FIELDS: dict = {
             "de": "es setzt sich womöglich Kalk ab; Entkalken hilft.",
         },
     },
+    "channels[].processors[].reference": {
+        "doc": "The manufacturer's reference, measured on healthy units (docs/detection.md), used from the first "
+        "cycle: phase -> [median, spread]. For an `anomaly` processor the channel's readings in each named phase; "
+        "for a `cycle_feature` the feature, under its own phase. Without it the device learns what is normal from "
+        "the unit alone, and a fault present at install becomes its normal.",
+        "example": {"drain": [0.45, 0.04]},
+    },
     _SET + "[anomaly].detector": {
         "doc": "`wichtel`: deviation from what is usual in this phase; `zscore`: the "
         "textbook baseline (docs/detection.md).",
         "example": "wichtel",
     },
     _SET + "[anomaly].min_score": {"doc": "The score (0 to 1) from which a sample is an event.", "example": 0.8},
-    _SET + "[anomaly].holdoff_s": {
-        "doc": "At most one event per this time, unless the score rises by `escalate`.",
+    _SET + "[anomaly].clear_s": {
+        "doc": "An alert episode ends (is cleared) when no reading was at alarm level for this long.",
         "example": 3600,
-    },
-    _SET + "[anomaly].escalate": {
-        "doc": "A score this much above the last event's is news even within `holdoff_s`.",
-        "example": 0.2,
     },
     _SET + "[anomaly].alarm": {
         "doc": "How far from usual (in the detector's scaled deviations) scores as an alarm.",
@@ -356,8 +360,11 @@ FIELDS: dict = {
         "doc": "`duration` of the phase, or the channel's `mean` or `peak` in it.",
         "example": "duration",
     },
-    _SET + "[cycle_feature].history": {"doc": "Earlier normal cycles the reference is the median of.", "example": 12},
-    _SET + "[cycle_feature].recent": {"doc": "Last cycles whose median is compared with the reference.", "example": 3},
+    _SET + "[cycle_feature].history": {
+        "doc": "Earlier normal cycles the baseline is the median of (with the profile's `reference`, blended with it).",
+        "example": 12,
+    },
+    _SET + "[cycle_feature].recent": {"doc": "Last cycles whose median is compared with the baseline.", "example": 3},
     _SET + "[cycle_feature].threshold": {
         "doc": "How far from the reference (in robust deviations: MAD scaled) is a change.",
         "example": 4,
@@ -366,9 +373,9 @@ FIELDS: dict = {
         "doc": "A change must also be at least this large against the reference.",
         "example": 20,
     },
-    _SET + "[cycle_feature].holdoff_cycles": {
-        "doc": "Cycles after an event before the next, unless the change grew by half.",
-        "example": 5,
+    _SET + "[cycle_feature].clear_cycles": {
+        "doc": "Clearly normal cycles in a row (change under half the limits) that end an alert episode.",
+        "example": 3,
     },
     _SET + "[aggregate].window_s": {"doc": "The length of each summary window.", "example": 21600},
     "consumables[].id": {"doc": "The consumable's id, unique among consumables.", "example": "filter"},

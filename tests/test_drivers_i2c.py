@@ -656,8 +656,8 @@ def test_through_the_agent_failing_drivers_make_sensor_fault_events_with_the_rea
     asyncio.run(agent.run(10_000))
     assert values and all(v == pytest.approx(0.5 * 30) for v in values)  # 250 * 2 mV = 0.5 V at 30 A/V
     assert sorted(seen, key=lambda s: s[0]) == [
-        ("drum_vibration", {"reason": "absent"}),
-        ("inlet_flow", {"reason": "implausible"}),
+        ("drum_vibration", {"reason": "absent", "state": "raised", "alert": 1}),
+        ("inlet_flow", {"reason": "implausible", "state": "raised", "alert": 1}),
     ]
     assert nack.remaining() == 0  # the ADXL345 was asked at each of its 10 readings
 

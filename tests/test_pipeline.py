@@ -163,7 +163,7 @@ def test_a_cycle_feature_says_which_phase_it_measured() -> None:
     channel = next(ch for ch in prof["channels"] if ch["id"] == "motor_current")
     info = processors.ChannelInfo(channel, prof["phases"], prof["phase_names"], None)
     settings = {"phase": "drain", "feature": "duration", "history": 5, "recent": 1, "threshold": 1.0,
-                "min_change_pct": 1, "holdoff_cycles": 0}  # fmt: skip
+                "min_change_pct": 1, "clear_cycles": 3}  # fmt: skip
     proc = processors.build("cycle_feature", settings, info)
     results = []
     t = 0
@@ -259,10 +259,9 @@ async def test_a_driver_that_cannot_read_makes_sensor_fault_events_with_the_reas
     agent = Agent(prof, "d", drivers, ManualClock(), sim, observer=observe)
     await agent.run(200_000)  # 200 readings of motor_current
     assert failing.calls == 200
-    # One event per holdoff: at 0 s (CRC), 60 s (a multiple of 4 after: CRC again), 120 s, 180 s.
-    assert [t for _, t, _ in seen] == [0, 60_000, 120_000, 180_000]
-    assert {ch for ch, _, _ in seen} == {"motor_current"}
-    assert seen[0][2] == {"reason": "crc"}
+    # One alert for the failing sensor (an episode: the good readings between are far fewer
+    # than an hour's), raised at 0 s with the reason of the first failed reading.
+    assert seen == [("motor_current", 0, {"reason": "crc", "state": "raised", "alert": 1})]
     # The failed readings are NaN to observers and never reach a processor; only the good ones count.
     assert sum(1 for v in values if v != v) == 100 and values.count(1.0) == 50 and values.count(99.0) == 50
     assert agent.channels[0].samples == 200

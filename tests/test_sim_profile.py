@@ -18,7 +18,6 @@ from agent.cli import main
 from agent.core import limits
 from agent.core import profile as core_profile
 from agent.core.errors import ConfigError, ProfileError, SensorError
-from agent.core.pipeline import FAULT_HOLDOFF_MS
 from agent.sim import engine, profile_model
 from agent.sim.appliances import FAULTS, make
 from tests import micropython_unix, sim_scenario
@@ -87,11 +86,10 @@ def test_the_fridge_healthy_makes_no_alarm_and_each_fault_is_found_after_its_ons
     drift = _kinds(sim_scenario.events(fridge_json, ["sensor_drift"], RUN_HOURS, 1), "anomaly")
     assert drift and {e[1] for e in drift} == {"cabinet_temp"} and {e[4] for e in drift} == {"cycle_feature"}
     assert drift[0][2] > ONSET_MS
-    # A lost probe: sensor faults naming the reason, from the onset on, at most one a minute.
+    # A lost probe: one sensor-fault alert naming the reason, from the onset on, however long it lasts.
     lost = sim_scenario.events(fridge_json, ["probe_lost"], RUN_HOURS, 1)
     faults = _kinds(lost, "sensor_fault", "cabinet_temp")
-    assert faults and {e[4] for e in faults} == {"absent"} and faults[0][2] >= ONSET_MS
-    assert len(faults) == (RUN_HOURS * HOUR_MS - faults[0][2]) // FAULT_HOLDOFF_MS  # the run ends before 8 h
+    assert len(faults) == 1 and faults[0][4] == "absent" and faults[0][2] >= ONSET_MS
     assert _kinds(lost, "anomaly") == []
 
 

@@ -60,3 +60,13 @@ def unusual_reading(
     en += " read " + v + " " + unit + "; usual is about " + b + " " + unit
     de += ": " + v.replace(".", ",") + " " + unit + " gemessen, üblich sind etwa " + b.replace(".", ",") + " " + unit
     return {"en": _hint(en, hint, "en"), "de": _hint(de, hint, "de")}
+
+
+def back_to_normal(channel: dict, phase: dict | None) -> dict:
+    """The end of an alert, e.g. 'Drain pump current during draining is back to normal.'"""
+    en = channel["en"]
+    de = channel["de"]
+    if phase is not None:
+        en += " during " + phase["en"].lower()
+        de += " während " + phase["de"]
+    return {"en": en + " is back to normal.", "de": de + " ist wieder normal."}

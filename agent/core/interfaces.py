@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     class Detector(Protocol):
         """A streaming anomaly detector (detectors.py): score in [0, 1] per sample."""
 
-        baseline: float
+        baseline: float  # of the last sample: what was usual
+        deviation: float  # of the last sample: how far off, in the detector's scaled deviations
 
         def score(self, t_ms: int, value: float, context: int) -> float: ...
 

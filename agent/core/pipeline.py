@@ -7,6 +7,7 @@ and the uplink are passed in, so the pipeline itself does no I/O.
 import asyncio
 
 from agent.core import VERSION, limits, processors
+from agent.core.alerts import CLEARED, AlertEpisode
 from agent.core.channel import BoundedChannel
 from agent.core.commands import CONFIG, CONFIRM, ERASURE_ACK, QUIET_WHEN_DONE, STATUS_REPORT, CommandDesk
 from agent.core.compat import sleep_ms, ticks_diff, ticks_ms
@@ -47,8 +48,6 @@ DAY_MS = 86_400_000
 # is its data category's (the profile's "priority").
 _KIND_PRIORITIES = {"consent_receipt": CRITICAL, "erasure_request": CRITICAL, "status": HIGH}
 
-# Sensor-fault events for one channel are at most this often.
-FAULT_HOLDOFF_MS = 60_000
 _NAN = float("nan")
 # One round of flush() (a window of publishes) ends by then whatever the uplink does:
 # the uplink's own send and acknowledgement timeouts, and a margin.
@@ -98,10 +97,13 @@ class ChannelRuntime:
         self.lo, self.hi = spec["range"]
         self.procs = []
         for p in spec["processors"]:
-            info = processors.ChannelInfo(spec, profile["phases"], profile["phase_names"], p["hint"])
+            info = processors.ChannelInfo(spec, profile["phases"], profile["phase_names"], p["hint"],
+                                          p.get("reference"))  # fmt: skip
             self.procs.append((processors.build(p["kind"], p["settings"], info), p["category"]))
         self.fault_category = self.procs[0][1] if self.procs else None
-        self.last_fault_ms = -(1 << 30)
+        # A sensor fault is one episode: raised at the first bad reading, cleared after an hour
+        # of good ones (each good reading is a normal finding).
+        self.fault_episode = AlertEpisode(1, limits.SENSOR_FAULT_CLEAR_MS)
         self.samples = 0
 
     def sample(self, t_ms: int, phase: str, emit: "Callable[[Event], None]") -> tuple:
@@ -116,9 +118,12 @@ class ChannelRuntime:
         return value, self.process(t_ms, value, phase, emit)
 
     def fault(self, t_ms: int, phase: str, fields: dict, emit: "Callable[[Event], None]") -> None:
-        """A sensor-fault event, at most one per FAULT_HOLDOFF_MS per channel."""
-        if self.fault_category is not None and t_ms - self.last_fault_ms >= FAULT_HOLDOFF_MS:
-            self.last_fault_ms = t_ms
+        """A sensor-fault event when its episode is raised (or reminded of): one alert for a
+        sensor that fails, however often and in whatever way."""
+        state = self.fault_episode.abnormal(t_ms, 1.0)
+        if self.fault_category is not None and state is not None:
+            fields["state"] = state
+            fields["alert"] = self.fault_episode.number
             emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields))
 
     def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> bool:
@@ -129,6 +134,9 @@ class ChannelRuntime:
             reason = "out_of_range" if value == value else "failed"  # NaN: the driver had no reading
             self.fault(t_ms, phase, {"reason": reason, "value": value, "low": self.lo, "high": self.hi}, emit)
             return False
+        if self.fault_episode.open and self.fault_episode.normal(t_ms) is not None and self.fault_category:
+            emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase,
+                       {"reason": "", "state": CLEARED, "alert": self.fault_episode.number}))  # fmt: skip
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
             if out is not None:

@@ -10,6 +10,8 @@ import math
 from array import array
 
 from agent.core import detectors, explain, limits
+from agent.core.alerts import CLEARED, AlertEpisode
+from agent.core.compat import const
 from agent.core.errors import ConfigError
 from agent.core.events import ANOMALY, READING
 
@@ -24,14 +26,19 @@ _NEVER = -(1 << 30)
 class ChannelInfo:
     """What a processor knows about its channel and appliance, for explanations."""
 
-    def __init__(self, channel: dict, phases: list, phase_names: dict, hint: dict | None) -> None:
+    def __init__(self, channel: dict, phases: list, phase_names: dict, hint: dict | None,
+                 reference: dict | None = None) -> None:  # fmt: skip
         self.id = channel["id"]
         self.unit = channel["unit"]
         self.label = channel.get("label") or {"en": channel["id"], "de": channel["id"]}
         self.phases = phases
         self.phase_names = phase_names
         self.hint = hint
+        # The manufacturer's reference, measured on healthy units: phase -> [median, spread].
+        self.reference = reference or {}
         self.idle = phases[0] if phases else ""
+        span = channel.get("range")
+        self.span = float(span[1] - span[0]) if span else 0.0  # of the sensor's valid readings
 
     def phase_name(self, phase: str) -> dict:
         names = self.phase_names.get(phase)
@@ -71,12 +78,28 @@ class Processor:
         raise NotImplementedError
 
 
+# The reference check of an anomaly processor: a phase's slow level (a mean over about 1 /
+# _REFERENCE_ALPHA readings) this many spreads off the reference median is an alert, once the
+# phase has had _REFERENCE_MIN_SEEN readings; no spread counts as less than _REFERENCE_FLOOR of
+# the channel's range (a reference measured as exactly constant).
+_REFERENCE_ALPHA = 0.05
+_REFERENCE_MIN_SEEN = const(20)
+_REFERENCE_SCALES = 4.0
+_REFERENCE_FLOOR = 0.001
+
+
 class AnomalyProcessor(Processor):
     """Runs a streaming detector (detectors.py) on the channel, with the program phase as
-    its context, and turns alarm-level scores into events with an explanation.
+    its context, and turns alarm-level scores into alert events with an explanation.
 
-    Events are rate-limited: at most one per holdoff_s, unless the score is higher
-    than that of the last event by `escalate` (a fault getting worse is news).
+    With a reference from the profile (phase -> [median, spread] of the channel's readings
+    on healthy units), a slow level of the readings per phase is also held against it from
+    the first samples on: a fault present at install (a valve leaking from day one), which
+    the streaming detector would learn as this unit's normal, is an alert.
+
+    One alert per episode (alerts.py): raised at the first alarm-level reading, reported
+    again when its deviation grows by half, cleared once no reading was at alarm level for
+    `clear_s`.
     """
 
     kind = "anomaly"
@@ -90,8 +113,7 @@ class AnomalyProcessor(Processor):
             {
                 "detector": (OneOf(detectors.DETECTORS), "wichtel"),
                 "min_score": (Num(0.05, 0.99), 0.7),
-                "holdoff_s": (Num(0, 7 * 86_400, "seconds"), 43_200),
-                "escalate": (Num(0.0, 1.0), 0.2),
+                "clear_s": (Num(0, 7 * 86_400, "seconds"), 43_200),
                 "alarm": (Num(1.0, 50.0, "scaled deviations"), 3.5),
                 "warmup": (Num(2, 100_000, "samples", integer=True), 300),
                 # Samples a phase must have been seen in before its readings can alarm.
@@ -99,46 +121,81 @@ class AnomalyProcessor(Processor):
             },
         )
 
-    def __init__(self, info: ChannelInfo, detector: str, min_score: float, holdoff_s: float,
-                 escalate: float, alarm: float, warmup: int, phase_warmup: int) -> None:  # fmt: skip
+    def __init__(self, info: ChannelInfo, detector: str, min_score: float, clear_s: float, alarm: float,
+                 warmup: int, phase_warmup: int) -> None:  # fmt: skip
         self.info = info
         self.min_score = min_score
-        self.holdoff_ms = int(holdoff_s * 1000)
-        self.escalate = escalate
         self.phase_warmup = phase_warmup
+        n = min(max(1, len(info.phases)), limits.MAX_PHASES)
         if detector == detectors.ContextDetector.NAME:
             # One context per phase, judged only against itself: a drain against drains.
-            n = min(max(1, len(info.phases)), limits.MAX_PHASES)
-            # The processor rate-limits events itself, so the detector never goes quiet.
+            # The alert episode rate-limits events, so the detector never goes quiet.
             self.detector: "Detector" = detectors.ContextDetector(
                 n, alarm=alarm, warmup=warmup, overall_weight=0.0, hold_min=0, hold_fraction=0.0
             )
         else:
             self.detector = detectors.ZScoreDetector()
-        self.last_ms = _NEVER
-        self.last_score = 0.0
+        self.episode = AlertEpisode(1, int(clear_s * 1000))
+        self.ref = None
+        if info.reference:
+            # Per phase: the reference's median and spread (0, 0: none), the slow level of this
+            # unit's readings in the phase, and how many readings it has seen (saturating).
+            self.ref = array("f", bytes(4 * 3 * n))
+            self.ref_seen = bytearray(n)
+            floor = _REFERENCE_FLOOR * info.span
+            for phase, pair in info.reference.items():
+                if phase in info.phases:
+                    i = info.phases.index(phase)
+                    self.ref[3 * i] = pair[0]
+                    self.ref[3 * i + 1] = max(pair[1], floor)
 
     def feed(self, t_ms: int, value: float, phase: str) -> Result | None:
         context = self.info.phases.index(phase) if phase in self.info.phases else 0
         score = self.detector.score(t_ms, value, context)
-        if score < self.min_score:
+        severity = 0.0
+        baseline = 0.0
+        if score >= self.min_score:
+            seen = getattr(self.detector, "ctx_seen", None)
+            if seen is None or seen[context] >= self.phase_warmup:
+                severity = self.detector.deviation
+                baseline = self.detector.baseline
+        ref = self.ref
+        if ref is not None and ref[3 * context + 1] > 0:
+            # The slow level: a mean over about the last 1 / _REFERENCE_ALPHA readings of the phase.
+            k = 3 * context
+            seen_ref = self.ref_seen[context]
+            if seen_ref == 0:
+                ref[k + 2] = value
+            else:
+                ref[k + 2] += max(_REFERENCE_ALPHA, 1.0 / (seen_ref + 1)) * (value - ref[k + 2])
+            if seen_ref < 255:
+                self.ref_seen[context] = seen_ref + 1
+            if seen_ref >= _REFERENCE_MIN_SEEN:
+                off = abs(ref[k + 2] - ref[k]) / ref[k + 1]
+                if off >= _REFERENCE_SCALES and off > severity:
+                    severity = off
+                    baseline = ref[k]
+        if severity <= 0.0:
+            if self.episode.normal(t_ms) is None:
+                return None
+            return self._result(CLEARED, value, self.detector.baseline, score, phase)
+        state = self.episode.abnormal(t_ms, severity)
+        if state is None:
             return None
-        seen = getattr(self.detector, "ctx_seen", None)
-        if seen is not None and seen[context] < self.phase_warmup:
-            return None
-        if t_ms - self.last_ms < self.holdoff_ms and score < self.last_score + self.escalate:
-            return None
-        self.last_ms = t_ms
-        self.last_score = score
-        baseline = self.detector.baseline
-        text = explain.unusual_reading(
-            self.info.label, self.info.phase_name(phase) if phase else None, value, baseline, self.info.unit,
-            self.info.hint,
-        )  # fmt: skip
+        return self._result(state, value, baseline, score, phase)
+
+    def _result(self, state: str, value: float, baseline: float, score: float, phase: str) -> Result:
+        if state == CLEARED:
+            text = explain.back_to_normal(self.info.label, self.info.phase_name(phase) if phase else None)
+        else:
+            text = explain.unusual_reading(
+                self.info.label, self.info.phase_name(phase) if phase else None, value, baseline, self.info.unit,
+                self.info.hint,
+            )  # fmt: skip
         return Result(
             ANOMALY,
-            {"detector": self.kind, "value": value, "baseline": baseline, "score": score,
-             "explanation_en": text["en"], "explanation_de": text["de"]},
+            {"detector": self.kind, "value": value, "baseline": baseline, "score": score, "state": state,
+             "alert": self.episode.number, "explanation_en": text["en"], "explanation_de": text["de"]},
         )  # fmt: skip
 
 
@@ -148,9 +205,17 @@ class CycleFeatureProcessor(Processor):
     every drain a little longer, which no single sample shows.
 
     A cycle runs from leaving the rest phase (the profile's first) to returning to it.
-    The reference is the median (and MAD) of up to `history` earlier normal cycles; the
+    The baseline is the median (and MAD) of up to `history` earlier normal cycles; the
     recent value is the median of the last `recent` cycles. A cycle judged suspicious
-    does not enter the reference, so a developing fault does not become the new normal.
+    does not enter the history, so a developing fault does not become the new normal.
+
+    With a reference from the profile ({phase: [median, spread]} of the feature on healthy
+    units), the baseline is the reference from the first cycle on, blended with the unit's
+    own history as it grows (the reference weighs as much as a full history): a fault
+    present at install is judged against healthy units, not learned as this unit's normal.
+
+    One alert per episode (alerts.py): raised when the recent value stands out, reported
+    again when the change grows by half, cleared after `clear_cycles` normal cycles.
     """
 
     kind = "cycle_feature"
@@ -168,18 +233,17 @@ class CycleFeatureProcessor(Processor):
                 "recent": (Num(1, 8, "cycles", integer=True), 3),
                 "threshold": (Num(1.0, 50.0, "robust deviations"), 4.0),
                 "min_change_pct": (Num(0, 1000, "percent"), 15),
-                "holdoff_cycles": (Num(0, 1000, "cycles", integer=True), 5),
+                "clear_cycles": (Num(1, 100, "cycles", integer=True), 3),
             },
         )
 
     def __init__(self, info: ChannelInfo, phase: str, feature: str, history: int, recent: int,
-                 threshold: float, min_change_pct: float, holdoff_cycles: int) -> None:  # fmt: skip
+                 threshold: float, min_change_pct: float, clear_cycles: int) -> None:  # fmt: skip
         self.info = info
         self.phase = phase
         self.feature = feature
         self.threshold = threshold
         self.min_change_pct = min_change_pct
-        self.holdoff_cycles = holdoff_cycles
         self.reference = array("f", bytes(4 * history))
         self.ref_len = 0
         self.ref_next = 0
@@ -187,8 +251,11 @@ class CycleFeatureProcessor(Processor):
         self.recent_len = 0
         self.recent_next = 0
         self.cycles = 0
-        self.last_alert_cycle = _NEVER
-        self.last_alert_pct = 0.0
+        self.last_value = 0.0  # the feature of the last cycle
+        self.episode = AlertEpisode(clear_cycles)
+        pair = info.reference.get(phase)
+        # The manufacturer's median and spread of the feature (None: learn from this unit only).
+        self.given = None if pair is None else (float(pair[0]), float(pair[1]))
         self.in_cycle = False
         self.prev_t = -1
         self.prev_phase = ""
@@ -229,44 +296,61 @@ class CycleFeatureProcessor(Processor):
         else:
             value = self.acc_peak
         self.cycles += 1
+        self.last_value = value
         self.recent[self.recent_next] = value
         self.recent_next = (self.recent_next + 1) % len(self.recent)
         self.recent_len = min(self.recent_len + 1, len(self.recent))
         judged = self._judge()
         if judged is None or abs(judged[0]) < self.threshold / 2:
-            # Only unremarkable cycles teach the reference.
+            # Only unremarkable cycles teach the history.
             self.reference[self.ref_next] = value
             self.ref_next = (self.ref_next + 1) % len(self.reference)
             self.ref_len = min(self.ref_len + 1, len(self.reference))
         if judged is None:
             return None
         z, pct, baseline, recent = judged
-        if abs(z) < self.threshold or abs(pct) < self.min_change_pct:
+        if abs(z) >= self.threshold and abs(pct) >= self.min_change_pct:
+            state = self.episode.abnormal(t_ms, abs(pct))
+        elif abs(z) < self.threshold / 2 or abs(pct) < self.min_change_pct / 2:
+            # Clearly normal (half way back): a value hovering at the limit neither raises nor
+            # clears, so an episode does not flap.
+            state = self.episode.normal(t_ms)
+        else:
+            state = None
+        if state is None:
             return None
-        if self.cycles - self.last_alert_cycle < self.holdoff_cycles and abs(pct) < abs(self.last_alert_pct) * 1.5:
-            return None
-        self.last_alert_cycle = self.cycles
-        self.last_alert_pct = pct
-        text = explain.cycle_change(
-            self.feature, self.info.phase_name(self.phase), self.info.label, pct, self.recent_len, self.info.hint
-        )
+        if state == CLEARED:
+            text = explain.back_to_normal(self.info.label, self.info.phase_name(self.phase))
+        else:
+            text = explain.cycle_change(
+                self.feature, self.info.phase_name(self.phase), self.info.label, pct, self.recent_len, self.info.hint
+            )
         score = 1.0 - math.exp(-abs(z) / self.threshold)
         return Result(
             ANOMALY,
             {"detector": self.kind, "feature": self.feature, "value": recent, "baseline": baseline,
-             "change_pct": pct, "cycles": self.recent_len, "score": score,
-             "explanation_en": text["en"], "explanation_de": text["de"]},
+             "change_pct": pct, "cycles": self.recent_len, "score": score, "state": state,
+             "alert": self.episode.number, "explanation_en": text["en"], "explanation_de": text["de"]},
             self.phase,
         )  # fmt: skip
 
     def _judge(self) -> tuple | None:
         """(robust z, change in percent, baseline, recent value), or None while learning."""
-        if self.ref_len < 5 or self.recent_len < len(self.recent):
+        given = self.given
+        if self.recent_len < len(self.recent) or (given is None and self.ref_len < 5):
             return None
-        ref = sorted(self.reference[i] for i in range(self.ref_len))
-        baseline = _median(ref)
-        mad = _median(sorted(abs(x - baseline) for x in ref))
-        scale = max(1.4826 * mad, 0.02 * abs(baseline), 1e-6)
+        baseline = scale = 0.0
+        if self.ref_len >= 5:
+            ref = sorted(self.reference[i] for i in range(self.ref_len))
+            baseline = _median(ref)
+            scale = 1.4826 * _median(sorted(abs(x - baseline) for x in ref))
+        if given is not None:
+            # The reference weighs as a full history; the unit's own cycles as many as it has.
+            w = len(self.reference)
+            n = self.ref_len if self.ref_len >= 5 else 0
+            baseline = (w * given[0] + n * baseline) / (w + n)
+            scale = (w * given[1] + n * scale) / (w + n)
+        scale = max(scale, 0.02 * abs(baseline), 1e-6)
         recent = _median(sorted(self.recent[i] for i in range(self.recent_len)))
         pct = (recent / baseline - 1.0) * 100.0 if baseline else 0.0
         return ((recent - baseline) / scale, pct, baseline, recent)

@@ -38,6 +38,8 @@ _PROCESSOR = Map(
         "settings": (AnyMap(NumOrId(), 8), {}),
         # The likely cause, for the person reading the event ("the drain pump may be clogging").
         "hint": (_TEXTS, None),
+        # Measured on healthy units: phase -> [median, spread] (processors.py says of what).
+        "reference": (AnyMap(MeanSd(-1e9, 1e9), limits.MAX_PHASES), None),
     },
 )
 
@@ -252,6 +254,24 @@ PROFILE = Map(
 )
 
 
+def _check_reference(proc: dict, phases: list, path: tuple) -> None:
+    """A reference names phases of the profile: any for an anomaly processor (the readings'
+    level in each), only its own phase for a cycle_feature (the feature), none otherwise."""
+    ref = proc["reference"]
+    if ref is None:
+        return
+    kind = proc["kind"]
+    if kind == "anomaly":
+        allowed = phases
+    elif kind == "cycle_feature":
+        allowed = [proc["settings"]["phase"]]
+    else:
+        raise ProfileError(path, ref, "no reference: a " + kind + " processor uses none")
+    for phase in ref:
+        if phase not in allowed:
+            raise ProfileError(path + (phase,), phase, "one of the phases " + ", ".join(allowed))
+
+
 def validate(doc: object) -> dict:
     """Check a whole profile; return it with defaults filled in, or raise ProfileError."""
     prof = PROFILE(doc, ())
@@ -265,6 +285,7 @@ def validate(doc: object) -> dict:
             path = ("channels", i, "processors", j)
             schema = processors.settings_schema(proc["kind"], prof["phases"])
             proc["settings"] = schema(proc["settings"], path + ("settings",))
+            _check_reference(proc, prof["phases"], path + ("reference",))
             if proc["category"] not in category_ids:
                 raise ProfileError(path + ("category",), proc["category"], "the id of one of data_categories")
     # Driver options of the analog and I2C sensors, checked here so that `wichtel profile

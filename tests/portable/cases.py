@@ -480,7 +480,7 @@ def case_cycle_feature_finds_slow_drift_with_explanation(data_dir: str) -> list:
     proc = processors.build(
         "cycle_feature",
         {"phase": "drain", "feature": "duration", "history": 12, "recent": 3, "threshold": 4.0,
-         "min_change_pct": 15, "holdoff_cycles": 5},
+         "min_change_pct": 15, "clear_cycles": 3},
         _info(prof, "motor_current", hint),
     )  # fmt: skip
     t = 0
@@ -507,7 +507,7 @@ def case_cycle_feature_finds_slow_drift_with_explanation(data_dir: str) -> list:
 
 def case_anomaly_processor_waits_for_each_phase_and_holds_off(data_dir: str) -> list:
     prof = _profile(data_dir)
-    settings = {"detector": "wichtel", "min_score": 0.7, "holdoff_s": 3600, "escalate": 0.2, "alarm": 3.5,
+    settings = {"detector": "wichtel", "min_score": 0.7, "clear_s": 3600, "alarm": 3.5,
                 "warmup": 300, "phase_warmup": 100}  # fmt: skip
     proc = processors.build("anomaly", settings, _info(prof, "inlet_flow"))
     rng = XorShift32(3)

@@ -1,0 +1,94 @@
+"""The alert lifecycle: one alert per fault episode, not one per finding.
+
+A processor's findings (abnormal or normal judgments) go through its AlertEpisode, which says
+when an episode is raised, when it got worse, when a reminder is due, when it is cleared.
+"""
+
+from agent.core import limits
+
+# Event field `state` of an alert event, in the order an episode goes through them.
+RAISED = "raised"  # a new episode: the first abnormal finding after a normal spell
+WORSE = "worse"  # the episode's severity grew by WORSE_RATIO over what was last reported
+REMINDER = "reminder"  # still abnormal, not acknowledged, nothing reported for REMIND_MS
+ACKNOWLEDGED = "acknowledged"  # the user (page) or the service (command) has seen it
+CLEARED = "cleared"  # back to normal: the episode is over
+STATES = (RAISED, WORSE, REMINDER, ACKNOWLEDGED, CLEARED)
+
+WORSE_RATIO = 1.5  # a severity this many times the last reported one is news
+
+
+class AlertEpisode:
+    """The episode state of one alert source (a processor of a channel, or its sensor).
+
+    `abnormal(t_ms, severity)` and `normal(t_ms)` return the state to report now, or None.
+    An episode is raised by the first abnormal finding; it is cleared after `clear_after`
+    normal findings in a row with no abnormal one in between and, if `clear_ms` is given,
+    only when the last abnormal finding is at least that old (a per-sample detector judges
+    every sample, most of them unremarkable even in a fault). Severity is a non-negative
+    number where larger is worse (a change in percent, a deviation in scales).
+    """
+
+    __slots__ = ("acknowledged", "clear_after", "clear_ms", "first", "last_abnormal_ms", "last_report_ms",
+                 "normals", "number", "open", "reminders", "reported", "started_ms")  # fmt: skip
+
+    def __init__(self, clear_after: int = 1, clear_ms: int = 0) -> None:
+        self.clear_after = clear_after
+        self.clear_ms = clear_ms
+        self.open = False
+        self.number = 0  # episodes so far: the id of the current or last one
+        self.acknowledged = False
+        self.first = 0.0  # severity when raised
+        self.reported = 0.0  # severity last reported (raised or worse)
+        self.started_ms = 0
+        self.last_report_ms = 0
+        self.last_abnormal_ms = 0
+        self.normals = 0
+        self.reminders = 0
+
+    def abnormal(self, t_ms: int, severity: float) -> str | None:
+        self.normals = 0
+        self.last_abnormal_ms = t_ms
+        if not self.open:
+            self.open = True
+            self.number += 1
+            self.acknowledged = False
+            self.first = self.reported = severity
+            self.started_ms = self.last_report_ms = t_ms
+            self.reminders = 0
+            return RAISED
+        if severity >= self.reported * WORSE_RATIO and severity > self.reported:
+            self.reported = severity
+            self.last_report_ms = t_ms
+            return WORSE
+        if not self.acknowledged and t_ms - self.last_report_ms >= limits.ALERT_REMIND_MS:
+            self.reminders += 1
+            self.last_report_ms = t_ms
+            return REMINDER
+        return None
+
+    def normal(self, t_ms: int) -> str | None:
+        if not self.open:
+            return None
+        self.normals += 1
+        if self.normals < self.clear_after or t_ms - self.last_abnormal_ms < self.clear_ms:
+            return None
+        self.open = False
+        self.normals = 0
+        return CLEARED
+
+    def acknowledge(self) -> bool:
+        """The user or the service has seen the open episode: no reminders for it. False
+        when there is no open episode or it was acknowledged before (nothing to report)."""
+        if not self.open or self.acknowledged:
+            return False
+        self.acknowledged = True
+        return True
+
+    def state(self) -> list:
+        """Plain data to store and take back (restore)."""
+        return [self.open, self.number, self.acknowledged, self.first, self.reported, self.started_ms,
+                self.last_report_ms, self.last_abnormal_ms, self.normals, self.reminders]  # fmt: skip
+
+    def restore(self, s: list) -> None:
+        (self.open, self.number, self.acknowledged, self.first, self.reported, self.started_ms,
+         self.last_report_ms, self.last_abnormal_ms, self.normals, self.reminders) = s  # fmt: skip

@@ -1,0 +1,193 @@
+"""The alert lifecycle (agent/core/alerts.py) and the profile's reference: one alert per fault
+episode, raised, worse, reminded, acknowledged, cleared; a fault present at install found
+against healthy units' reference, and learned as normal without one."""
+
+import copy
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent import profile_loader
+from agent.core import limits, processors
+from agent.core.alerts import ACKNOWLEDGED, CLEARED, RAISED, REMINDER, WORSE, AlertEpisode
+from agent.core.errors import ProfileError
+from agent.core.events import ANOMALY, SENSOR_FAULT
+from agent.core.pipeline import ChannelRuntime
+from agent.core.profile import validate
+from agent.sim import profile_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+def _washer() -> dict:
+    return profile_loader.load(os.path.join(ROOT, "agent", "profiles", "washing_machine.yaml"))
+
+
+# -- the episode on its own ----------------------------------------------------------------------
+def test_an_episode_is_raised_once_reported_worse_reminded_weekly_and_cleared() -> None:
+    ep = AlertEpisode(clear_after=2)
+    assert ep.normal(0) is None  # nothing open: nothing to clear
+    assert ep.abnormal(1000, 20.0) == RAISED and ep.number == 1
+    assert ep.abnormal(2000, 25.0) is None  # a little worse is no news
+    assert ep.abnormal(3000, 30.0) == WORSE  # half as bad again
+    assert ep.abnormal(4000, 40.0) is None  # 40 < 1.5 * 30
+    assert ep.abnormal(3000 + limits.ALERT_REMIND_MS - 1, 30.0) is None
+    assert ep.abnormal(3000 + limits.ALERT_REMIND_MS, 30.0) == REMINDER
+    t = 3000 + limits.ALERT_REMIND_MS
+    assert ep.normal(t + 1) is None  # one normal finding is not enough (clear_after=2)
+    assert ep.abnormal(t + 2, 30.0) is None  # an abnormal one starts the count again
+    assert ep.normal(t + 3) is None
+    assert ep.normal(t + 4) == CLEARED and not ep.open
+    assert ep.abnormal(t + 5, 1.0) == RAISED and ep.number == 2  # a new episode
+
+
+def test_an_acknowledged_episode_is_not_reminded_of_but_still_reported_worse() -> None:
+    ep = AlertEpisode()
+    assert not ep.acknowledge()  # nothing open
+    ep.abnormal(0, 10.0)
+    assert ep.acknowledge() and not ep.acknowledge()  # once
+    assert ep.abnormal(2 * limits.ALERT_REMIND_MS, 10.0) is None
+    assert ep.abnormal(2 * limits.ALERT_REMIND_MS + 1, 15.0) == WORSE
+    assert ACKNOWLEDGED == "acknowledged"
+
+
+def test_clear_ms_holds_the_episode_open_until_the_last_alarm_is_that_old() -> None:
+    ep = AlertEpisode(1, 60_000)
+    ep.abnormal(0, 5.0)
+    assert ep.normal(59_999) is None and ep.open
+    assert ep.normal(60_000) == CLEARED
+
+
+def test_the_state_round_trips() -> None:
+    ep = AlertEpisode(3)
+    ep.abnormal(5, 2.0)
+    ep.acknowledge()
+    again = AlertEpisode(3)
+    again.restore(ep.state())
+    assert again.state() == ep.state() and again.abnormal(6, 2.0) is None
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 1e6)), max_size=200))
+def test_property_states_alternate_raised_then_cleared(findings: list) -> None:
+    """Whatever the findings, the episode's messages go raised, (worse | reminder)*, cleared,
+    raised, ...: never two raisings without a clearing between, never a clearing of nothing."""
+    ep = AlertEpisode(2)
+    states = []
+    for i, (bad, severity) in enumerate(findings):
+        s = ep.abnormal(i * 1000, severity) if bad else ep.normal(i * 1000)
+        if s is not None:
+            states.append(s)
+    opened = False
+    for s in states:
+        if s == RAISED:
+            assert not opened
+            opened = True
+        else:
+            assert opened
+            if s == CLEARED:
+                opened = False
+
+
+# -- through the channel processors, on the simulated washing machine ------------------------------
+def _run(profile: dict, faults: list, onset: int, hours: float, seed: int = 7) -> list:
+    sim = profile_model.build(profile, seed, faults, onset)
+
+    class Driver:
+        def __init__(self, ch: str) -> None:
+            self.ch = ch
+
+        def read(self, t: int) -> float:
+            return sim.read(self.ch, t)
+
+    chans = [ChannelRuntime(c, Driver(c["id"]), profile) for c in profile["channels"]]
+    periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
+    events: list = []
+    for t in range(0, int(hours * HOUR_MS), 1000):
+        phase = sim.phase(t)
+        for i, ch in enumerate(chans):
+            if t % periods[i] == 0:
+                ch.sample(t, phase, events.append)
+    return [e for e in events if e.kind in (ANOMALY, SENSOR_FAULT)]
+
+
+def _without_reference(profile: dict) -> dict:
+    doc = copy.deepcopy(profile)
+    for ch in doc["channels"]:
+        for p in ch["processors"]:
+            p["reference"] = None
+    return validate(doc)
+
+
+@pytest.mark.heavy  # about 20 s of simulation
+def test_a_leak_present_at_install_is_one_alert_with_the_reference_and_learned_as_normal_without() -> None:
+    washer = _washer()
+    with_ref = _run(washer, ["leak_idle"], 0, 60)
+    raised = [e for e in with_ref if e.fields["state"] == RAISED]
+    assert [(e.channel, e.phase) for e in raised] == [("inlet_flow", "idle")]
+    assert raised[0].fields["baseline"] == pytest.approx(0.0)  # the reference's, not the leak's
+    assert not [e for e in with_ref if e.fields["state"] == CLEARED]  # the leak goes on
+    # Without the reference the unit learns its leaking idle as normal: at most a short
+    # episode early on, cleared once the detector has learned, then silence.
+    without = _run(_without_reference(washer), ["leak_idle"], 0, 60)
+    assert all(e.t_ms < 40 * HOUR_MS for e in without)
+    assert [e.fields["state"] for e in without if e.channel == "inlet_flow"] in ([], [RAISED, CLEARED])
+
+
+@pytest.mark.heavy  # about 20 s of simulation
+def test_a_clogging_pump_from_install_raises_one_alert_against_the_reference() -> None:
+    events = _run(_washer(), ["pump_clog"], 0, 72)
+    raised = [e for e in events if e.fields["state"] == RAISED]
+    assert raised and all(e.channel == "motor_current" for e in raised)
+    assert len({(e.fields["detector"], e.phase) for e in raised}) == len(raised)  # one per alert source
+    duration = [e for e in raised if e.fields.get("feature") == "duration"]
+    assert duration and duration[0].fields["baseline"] == pytest.approx(180.0, rel=0.05)
+    assert not [e for e in events if e.fields["state"] == CLEARED]
+
+
+def test_a_reference_may_name_only_phases_the_processor_judges() -> None:
+    doc = copy.deepcopy(_washer())
+    proc = doc["channels"][0]["processors"][0]  # motor_current: cycle_feature of the drain
+    proc["reference"] = {"spin": [1.0, 0.1]}
+    with pytest.raises(ProfileError, match=r"reference.*drain"):
+        validate(doc)
+    proc["reference"] = {"drain": [1.0, -0.1]}
+    with pytest.raises(ProfileError, match=r"reference\.drain\[1\]"):
+        validate(doc)
+    doc = copy.deepcopy(_washer())
+    doc["channels"][0]["processors"][2]["reference"] = {"idle": [0.0, 0.1]}  # an aggregate
+    with pytest.raises(ProfileError, match="no reference"):
+        validate(doc)
+    doc["channels"][0]["processors"][2]["reference"] = None
+    doc["channels"][0]["processors"][1]["reference"] = {"rinse": [0.0, 0.1]}  # no such phase
+    with pytest.raises(ProfileError, match="one of the phases"):
+        validate(doc)
+
+
+def test_a_cycle_feature_with_a_reference_judges_from_the_first_full_recent_window() -> None:
+    """Without a reference it needs five cycles of history; with one, the first `recent` cycles."""
+    washer = _washer()
+    channel = next(ch for ch in washer["channels"] if ch["id"] == "motor_current")
+    settings = {"phase": "drain", "feature": "duration", "history": 12, "recent": 3, "threshold": 4.0,
+                "min_change_pct": 15, "clear_cycles": 3}  # fmt: skip
+
+    def cycles(info: processors.ChannelInfo, durations: list) -> list:
+        proc = processors.build("cycle_feature", dict(settings), info)
+        out, t = [], 0
+        for n, seconds in enumerate(durations):
+            for phase, s in (("idle", 10), ("drain", seconds)):
+                for _ in range(s):
+                    r = proc.feed(t, 0.5, phase)
+                    if r is not None:
+                        out.append((n, r.fields["state"], round(r.fields["baseline"])))
+                    t += 1000
+        return out
+
+    faulty = [240] * 8  # a drain a third longer from the first cycle on
+    with_ref = processors.ChannelInfo(channel, washer["phases"], washer["phase_names"], None, {"drain": [180, 4]})
+    assert cycles(with_ref, faulty) == [(3, RAISED, 180)]  # judged when the 4th cycle ends (idle again)
+    alone = processors.ChannelInfo(channel, washer["phases"], washer["phase_names"], None)
+    assert cycles(alone, faulty) == []  # learned as this unit's normal
