@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.cli import main
-from agent.core.detectors import DETECTORS, SeriesScorer
+from agent.core.detectors import DETECTORS, SeriesScorer, ZScoreDetector
+from agent.core.errors import ConfigError
 from agent.sim.rng import XorShift32
 from tests.benchmarks import run_bench
 
@@ -144,3 +145,18 @@ def test_nab_benchmark_on_a_tiny_corpus(tmp_path: str) -> None:
     assert result["us_per_sample"] > 0 and result["state_bytes_per_channel"] > 0
     assert result["micropython"]["max_score_difference_vs_cpython"] < 1e-9
     assert set(result["files"]) == set(windows)
+
+
+def test_zscore_refuses_an_unknown_setting_and_scores_as_before() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'alpah' for detector zscore; known: alpha, scale"):
+        SeriesScorer("zscore", {"alpah": 0.01})
+    rng = XorShift32(5)
+    values = [rng.gauss(0, 1) + (9 if i == 300 else 0) for i in range(400)]
+
+    def scores(scorer: SeriesScorer) -> list:
+        return [scorer(i * 1000, v) for i, v in enumerate(values)]
+
+    plain = ZScoreDetector()
+    by_hand = [plain.score(i * 1000, v) for i, v in enumerate(values)]
+    assert scores(SeriesScorer("zscore")) == scores(SeriesScorer("zscore", {"alpha": 0.001, "scale": 4.0})) == by_hand
+    assert scores(SeriesScorer("zscore", {"alpha": 0.05})) != by_hand
