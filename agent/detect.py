@@ -30,7 +30,7 @@ SNIFFED_DELIMITERS = (",", ";", "\t")  # tried on the header line when --delimit
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head` exits with; the reader had enough
 
-_TIME_FORMS = "YYYY-MM-DD[ HH:MM[:SS[.fff]][Z|+HH:MM]] or seconds since 1970"
+_TIME_FORMS = "an ISO 8601 time (YYYY-MM-DD[ HH:MM[:SS[.fff]][Z|+HH:MM]]) nor seconds since 1970"
 _EPOCH = re.compile(r"([+-]?)(\d+)(?:\.(\d*))?$")
 _ISO = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)"
