@@ -151,10 +151,28 @@ def _parser(added: "dict[str, CommandModule] | None" = None) -> argparse.Argumen
         sp.add_argument("--data-dir", required=True, metavar="DIR")
         sp.add_argument("--device-id", default="sim-0001")
 
-    detect = sub.add_parser("detect", help="score a timestamp,value CSV (the NAB format) with a detector")
+    detect = sub.add_parser(
+        "detect",
+        help="score a column of a CSV file (timestamp,value: the NAB format) with a detector",
+        description="Scores each row's value with a streaming detector and writes timestamp,value,anomaly_score "
+        "(0..1) as CSV: one row per input row, in file order; a missing value gets an empty score. Warnings and "
+        "errors go to stderr; bad input exits 2 with one line that names file:line.",
+    )
     detect.add_argument("file", nargs="?", metavar="FILE.csv")
     detect.add_argument("--detector", default="wichtel", metavar="NAME", help="a name from --list (default wichtel)")
-    detect.add_argument("--output", metavar="scores.csv", help="write timestamp,value,anomaly_score (default: stdout)")
+    detect.add_argument("--output", metavar="scores.csv", help="write the scores here, whole or not at all "
+                        "(default: stdout)")  # fmt: skip
+    detect.add_argument("--column", metavar="NAME", help="the column to score (default: value, or the only other "
+                        "column with a number in the first row)")  # fmt: skip
+    detect.add_argument("--time-column", default="timestamp", metavar="NAME", help="the column of times: ISO 8601 "
+                        "(2014-04-10 07:15:00, ...T07:15:00.5+02:00; no offset: UTC) or seconds since 1970 "
+                        "(default timestamp)")  # fmt: skip
+    detect.add_argument("--delimiter", metavar="CHAR", help="the field separator: one character, or tab (default: "
+                        "whichever of , ; tab the header line has most of)")  # fmt: skip
+    detect.add_argument("--threshold", metavar="X", help="also report the stretches of rows with anomaly_score >= X "
+                        "(0..1): to stderr, or to stdout with --output")  # fmt: skip
+    detect.add_argument("--set", action="append", default=[], metavar="NAME=NUMBER", help="a detector setting, e.g. "
+                        "alarm=3.0 (wichtel) or alpha=0.002 (zscore); repeatable")  # fmt: skip
     detect.add_argument("--list", action="store_true", help="list the detectors and exit")
 
     for module in (added or {}).values():
@@ -487,7 +505,16 @@ def main(argv: list | None = None) -> int:
                 return 0
             if args.file is None:
                 raise UsageError("wichtel detect needs FILE.csv (or --list)")
-            return detect.run(args.file, args.output, args.detector)
+            return detect.run(
+                args.file,
+                args.output,
+                args.detector,
+                settings=args.set,
+                time_column=args.time_column,
+                column=args.column,
+                delimiter=args.delimiter,
+                threshold=args.threshold,
+            )
         if args.command in added:
             return int(added[args.command].run(args))
         return run_device(_from_bundle(args))

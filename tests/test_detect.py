@@ -1,18 +1,23 @@
 """`wichtel detect` and the NAB benchmark on small inputs; properties of the detectors."""
 
 import csv
+import io
+import itertools
 import json
 import math
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent import detect
 from agent.cli import main
-from agent.core.detectors import DETECTORS, SeriesScorer
+from agent.core.detectors import DETECTORS, SeriesScorer, ZScoreDetector
+from agent.core.errors import ConfigError
 from agent.sim.rng import XorShift32
 from tests.benchmarks import run_bench
 
@@ -67,8 +72,18 @@ def test_detect_to_stdout_via_the_console_script(tmp_path: str) -> None:
         ("timestamp,value\n2015-01-01 00:00:00,1\n2015-01-01 00:05:00\n", ":3: expected timestamp,value"),
         ("timestamp,value\n2015-01-01 00:00:00,1\nyesterday,2\n", ":3: timestamp 'yesterday' is neither"),
         ("timestamp,value\n2015-01-01 00:00:00,1\n2015-01-01 00:05:00,lots\n", ":3: value 'lots' is not a finite"),
-        ("timestamp,value\n2015-01-01 00:00:00,nan\n", ":2: value 'nan' is not a finite number"),
-        ("timestamp,value\n2015-01-01 00:05:00,1\n2015-01-01 00:00:00,1\n", ":3: timestamp 2015-01-01 00:00:00 is ea"),
+        ("timestamp,value\n2015-01-01 00:00:00,inf\n", ":2: value 'inf' is not a finite number"),
+        ("timestamp,value\n2015-01-01 00:00:00,nan\n", ": no values to score: all 1 rows have a missing value"),
+        ("timestamp,value\n2015-01-01 00:00:00,1\n2015-02-30 00:00:00,1\n", ":3: timestamp '2015-02-30 00:00:00' is"),
+        (
+            "timestamp,value\n2015-01-01 00:00:00,1\n2015-01-01 00:05:00,12,5\n",
+            ":3: expected 2 fields (timestamp,value); got 3",
+        ),
+        ("timestamp;value\n2015-01-01 00:00:00;12,5\n", ":2: value '12,5' is not a finite number (column 'value'"),
+        ("stamp,value\n", ":1: expected the header timestamp,value (or name the columns"),
+        ("timestamp,a,b\n2015-01-01 00:00:00,1,2\n", ":1: which column to score? The header 'timestamp,a,b' has no"),
+        ("timestamp,value,value\n", ":1: the header 'timestamp,value,value' has the column 'value' twice"),
+        ("", ":1: expected the header timestamp,value; the file is empty"),
         ("timestamp,value\n", ": no data rows"),
     ],
 )
@@ -144,3 +159,412 @@ def test_nab_benchmark_on_a_tiny_corpus(tmp_path: str) -> None:
     assert result["us_per_sample"] > 0 and result["state_bytes_per_channel"] > 0
     assert result["micropython"]["max_score_difference_vs_cpython"] < 1e-9
     assert set(result["files"]) == set(windows)
+
+
+def test_zscore_refuses_an_unknown_setting_and_scores_as_before() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'alpah' for detector zscore; known: alpha, scale"):
+        SeriesScorer("zscore", {"alpah": 0.01})
+    rng = XorShift32(5)
+    values = [rng.gauss(0, 1) + (9 if i == 300 else 0) for i in range(400)]
+
+    def scores(scorer: SeriesScorer) -> list:
+        return [scorer(i * 1000, v) for i, v in enumerate(values)]
+
+    plain = ZScoreDetector()
+    by_hand = [plain.score(i * 1000, v) for i, v in enumerate(values)]
+    assert scores(SeriesScorer("zscore")) == scores(SeriesScorer("zscore", {"alpha": 0.001, "scale": 4.0})) == by_hand
+    assert scores(SeriesScorer("zscore", {"alpha": 0.05})) != by_hand
+
+
+# --- real files: columns, delimiters, times, missing values, order, thresholds, settings, pipes
+
+
+def _write(tmp_path: str, content: str, name: str = "in.csv") -> str:
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "w", newline="") as f:
+        f.write(content)
+    return path
+
+
+def _scores(text: str, delimiter: str = ",") -> list:
+    return list(csv.reader(io.StringIO(text), delimiter=delimiter))
+
+
+@pytest.mark.parametrize(
+    "text,ms",
+    [
+        ("2014-04-10 07:15:00", 1397114100000),
+        ("2014-04-10T07:15:00", 1397114100000),
+        ("2014-04-10t07:15", 1397114100000),
+        ("2014-04-10 07:15:00.25", 1397114100250),
+        ("2014-04-10 07:15:00,123999", 1397114100123),
+        ("2014-04-10T07:15:00Z", 1397114100000),
+        ("2014-04-10T09:15:00+02:00", 1397114100000),
+        ("2014-04-10T02:15:00-0500", 1397114100000),
+        ("2014-04-10 09:15:00 +02", 1397114100000),
+        ("2014-04-10T09:15:00.5+02:00", 1397114100500),
+        ("2014-04-10", 1397088000000),
+        ("1397114100", 1397114100000),
+        ("1397114100.123", 1397114100123),
+        (" 1397114100.1 ", 1397114100100),
+        ("-1.5", -1500),
+    ],
+)
+def test_parse_time_reads_iso_8601_and_seconds(text: str, ms: int) -> None:
+    assert detect.parse_time_ms(text) == ms
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "yesterday", "2014-02-30", "2014-04-10 25:00:00", "2014-04-10 07:15:60", "2014-04-10T07:15:00+24:00",
+     "2014-04-10T07:15:00+02:60", "2014-04-10 7:15", "10.04.2014 07:15", "1e9", "nan", "99999999999999"],
+)  # fmt: skip
+def test_parse_time_refuses_what_it_cannot_read(text: str) -> None:
+    with pytest.raises(ValueError):
+        detect.parse_time_ms(text)
+
+
+_OFFSETS = st.integers(-14 * 60, 14 * 60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    when=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    sep=st.sampled_from(["T", " ", "t"]),
+    seconds=st.booleans(),
+    digits=st.integers(0, 9),
+    zone=st.sampled_from(["", "Z", "+HH:MM", "+HHMM", "+HH", " +HH:MM"]),
+    offset_min=_OFFSETS,
+)
+def test_property_parse_time_agrees_with_datetime(
+    when: datetime, sep: str, seconds: bool, digits: int, zone: str, offset_min: int
+) -> None:
+    """Any time written in one of the accepted ISO 8601 forms reads as its milliseconds
+    since 1970 UTC, counted by datetime's own arithmetic (fractions cut, not rounded)."""
+    if not seconds:
+        when, digits = when.replace(second=0, microsecond=0), 0
+    text = "%04d-%02d-%02d%s%02d:%02d" % (when.year, when.month, when.day, sep, when.hour, when.minute)
+    if seconds:
+        text += ":%02d" % when.second
+    if digits:
+        text += "." + ("%06d" % when.microsecond + "000")[:digits]
+    if zone in ("", "Z"):
+        offset_min = 0
+    elif zone == "+HH":
+        offset_min -= offset_min % 60 if offset_min >= 0 else -(-offset_min % 60)
+    sign, hh, mm = "+" if offset_min >= 0 else "-", abs(offset_min) // 60, abs(offset_min) % 60
+    text += zone.replace("+", sign).replace("HH", "%02d" % hh).replace("MM", "%02d" % mm)
+    frac_ms = int(("%06d" % when.microsecond)[:digits][:3].ljust(3, "0")) if digits else 0
+    expected = (when.replace(microsecond=0) - datetime(1970, 1, 1)) // timedelta(milliseconds=1) + frac_ms
+    assert detect.parse_time_ms(text) == expected - offset_min * 60_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(seconds=st.integers(-(10**11), 10**11), ms=st.integers(0, 999))
+def test_property_seconds_since_1970_are_read_exactly(seconds: int, ms: int) -> None:
+    text = "%d.%03d" % (seconds, ms) if seconds >= 0 else "-%d.%03d" % (-seconds, ms)
+    assert detect.parse_time_ms(text) == (seconds * 1000 + ms if seconds >= 0 else seconds * 1000 - ms)
+
+
+_MISSING_CELLS = ["", "NaN", "nan", "NA", "null", "-", "N/A", "None"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(1_300_000_000, 1_500_000_000),
+            st.one_of(st.floats(-1e9, 1e9, allow_nan=False), st.sampled_from(_MISSING_CELLS)),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    layout=st.permutations(["timestamp", "value", "note"]),
+    iso=st.booleans(),
+)
+def test_property_csv_reader_scores_every_value_in_file_order(
+    rows: list, delimiter: str, layout: list, iso: bool
+) -> None:
+    """Whatever the column order and delimiter (sniffed), missing values and disorder: one
+    output row per input row, an empty score exactly for a missing value, the scores
+    those of the values in file order, and every backward step counted."""
+    src = io.StringIO(newline="")
+    w = csv.writer(src, delimiter=delimiter, lineterminator="\r\n")
+    w.writerow(layout)
+    texts = []
+    for t, v in rows:
+        when = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if iso else str(t)
+        cell = repr(v) if isinstance(v, float) else v
+        texts.append((when, cell))
+        w.writerow([{"timestamp": when, "value": cell, "note": "a; b,\tc"}[c] for c in layout])
+    src.seek(0)
+    out, warnings = io.StringIO(), []
+    options = detect.DetectOptions(threshold=0.5)
+    scorer = SeriesScorer("wichtel")
+    if all(isinstance(v, str) for _, v in rows):
+        with pytest.raises(detect.DetectInputError, match="no values to score"):
+            detect.score_csv(src, out, "f.csv", scorer, options, warnings.append)
+        return
+    totals = detect.score_csv(src, out, "f.csv", scorer, options, warnings.append)
+    written = _scores(out.getvalue())
+    assert written[0] == ["timestamp", "value", "anomaly_score"]
+    assert [tuple(r[:2]) for r in written[1:]] == texts
+    fresh = SeriesScorer("wichtel")
+    expected = ["%.6f" % fresh(t * 1000, v) if isinstance(v, float) else "" for t, v in rows]
+    assert [r[2] for r in written[1:]] == expected
+    assert totals.scored == sum(isinstance(v, float) for _, v in rows)
+    assert totals.missing == len(rows) - totals.scored
+    backward = sum(b[0] < a[0] for a, b in itertools.pairwise(rows))
+    assert totals.out_of_order == backward
+    assert len(warnings) == min(backward, detect.MAX_ORDER_WARNINGS) + (backward > detect.MAX_ORDER_WARNINGS)
+
+
+def test_columns_by_name_and_the_default_value_column(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    content = "when,power,unit,temp\n2015-01-01 00:00:00,1.5,W,20\n2015-01-01 00:05:00,2.5,W,21\n"
+    src = _write(tmp_path, content)
+    assert main(["detect", src, "--time-column", "when", "--column", "temp"]) == 0
+    assert [r[1] for r in _scores(capsys.readouterr().out)] == ["value", "20", "21"]
+    assert main(["detect", src, "--time-column", "when"]) == 2  # power and temp are numbers: which one?
+    assert ":1: which column to score? The header 'when,power,unit,temp' has no column 'value' and 2 other" in (
+        capsys.readouterr().err
+    )
+    assert main(["detect", src, "--time-column", "when", "--column", "watts"]) == 2
+    assert "in.csv:1: no column 'watts' in the header 'when,power,unit,temp' (--column)" in capsys.readouterr().err
+    # The only other column with a number in the first row; `value` wherever it stands.
+    src = _write(tmp_path, "unit,timestamp,power\nW,1420070400,3\nW,1420070700,4\n", "one.csv")
+    assert main(["detect", src]) == 0
+    assert [r[1] for r in _scores(capsys.readouterr().out)] == ["value", "3", "4"]
+    src = _write(tmp_path, "value,power,timestamp\n7,3,1420070400\n", "named.csv")
+    assert main(["detect", src]) == 0
+    assert _scores(capsys.readouterr().out)[1][:2] == ["1420070400", "7"]
+
+
+@pytest.mark.parametrize(
+    "given,delimiter", [(None, ";"), (None, "\t"), (None, ","), (";", ";"), ("tab", "\t"), ("\\t", "\t"), ("|", "|")]
+)
+def test_delimiters_given_or_sniffed(
+    given: str | None, delimiter: str, tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _write(tmp_path, f"timestamp{delimiter}value\n2015-01-01 00:00:00{delimiter}1.5\n")
+    assert main(["detect", src] + (["--delimiter", given] if given else [])) == 0
+    assert _scores(capsys.readouterr().out)[1][:2] == ["2015-01-01 00:00:00", "1.5"]  # always written with commas
+
+
+def test_a_delimiter_of_more_than_one_character_is_a_usage_error(
+    tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _write(tmp_path, "timestamp,value\n1,1\n")
+    assert main(["detect", src, "--delimiter", "::"]) == 2
+    assert capsys.readouterr().err == "wichtel: --delimiter '::': expected one character (e.g. ';'), or tab\n"
+
+
+def test_missing_values_are_written_with_an_empty_score_and_counted(
+    tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = ["timestamp,value"] + ["2015-01-01 00:%02d:00,%s" % (i, c) for i, c in enumerate(["1"] + _MISSING_CELLS)]
+    src = _write(tmp_path, "\n".join(lines + ["", ",,", "2015-01-01 01:00:00,2"]) + "\n")
+    assert main(["detect", src]) == 0
+    out, err = capsys.readouterr()
+    rows = _scores(out)[1:]
+    assert [r[2] != "" for r in rows] == [True] + [False] * len(_MISSING_CELLS) + [True]  # blank lines: no rows
+    assert err == "wichtel: %s: %d missing values left unscored\n" % (src, len(_MISSING_CELLS))
+    out_path = os.path.join(str(tmp_path), "s.csv")
+    assert main(["detect", src, "--output", out_path]) == 0
+    assert capsys.readouterr().err == "%s: 2 rows scored with wichtel, 8 missing values left unscored\n" % out_path
+
+
+def test_rows_out_of_order_are_warned_about_kept_and_scored_in_file_order(
+    tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    times = [1420070400 + 300 * i for i in range(40)]
+    for k in range(0, 40, 5):  # eight pairs swapped: eight steps backwards
+        times[k], times[k + 1] = times[k + 1], times[k]
+    src = _write(tmp_path, "timestamp,value\n" + "".join("%d,%d\n" % (t, i % 7) for i, t in enumerate(times)))
+    assert main(["detect", src]) == 0
+    out, err = capsys.readouterr()
+    scorer = SeriesScorer("wichtel")
+    assert [r[2] for r in _scores(out)[1:]] == ["%.6f" % scorer(t * 1000, i % 7) for i, t in enumerate(times)]
+    warned = err.splitlines()
+    assert warned[0] == (
+        "wichtel: warning: %s:3: timestamp %d is earlier than the row before (%d); kept, scored in file order"
+        % (src, times[1], times[0])
+    )
+    assert len(warned) == detect.MAX_ORDER_WARNINGS + 1
+    assert warned[-1] == "wichtel: warning: %s: %d more rows out of order" % (src, 8 - detect.MAX_ORDER_WARNINGS)
+
+
+def test_stretch_finder_merges_rows_at_or_above_the_threshold() -> None:
+    finder = detect.StretchFinder(0.5)
+    for t, s in [("a", 0.1), ("b", 0.5), ("c", 0.9), ("d", 0.7), ("e", 0.49), ("f", 0.6), ("g", 0.2), ("h", 1.0)]:
+        finder.add(t, s)
+    got = [(s.first, s.last, s.rows, s.peak, s.peak_at) for s in finder.finish()]
+    assert got == [("b", "d", 3, 0.9, "c"), ("f", "f", 1, 0.6, "f"), ("h", "h", 1, 1.0, "h")]
+    assert finder.count == 3
+
+
+def test_stretch_finder_keeps_the_highest_peaks_at_its_limit() -> None:
+    finder = detect.StretchFinder(0.5)
+    n = detect.MAX_STRETCHES_LISTED + 10
+    for i in range(n):
+        finder.add("t%d" % i, 0.5 + 0.4 * ((i * 37) % n) / n)  # peaks in a scrambled order
+        finder.add("gap%d" % i, 0.0)
+    kept = finder.finish()
+    assert finder.count == n and len(kept) == detect.MAX_STRETCHES_LISTED
+    peaks = sorted((0.5 + 0.4 * ((i * 37) % n) / n for i in range(n)), reverse=True)
+    assert sorted((s.peak for s in kept), reverse=True) == peaks[: detect.MAX_STRETCHES_LISTED]
+    assert [s.first for s in kept] == sorted((s.first for s in kept), key=lambda t: int(t[1:]))  # file order
+
+
+def test_threshold_reports_stretches_on_stderr_beside_clean_csv(
+    tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = os.path.join(str(tmp_path), "in.csv")
+    _series(src)
+    assert main(["detect", src, "--threshold", "0.5", "--set", "alarm=3.0"]) == 0
+    out, err = capsys.readouterr()
+    rows = _scores(out)
+    assert len(rows) == 1201 and all(len(r) == 3 for r in rows)  # nothing of the report in the scores
+    high = [i for i, r in enumerate(rows[1:]) if float(r[2]) >= 0.5]
+    assert 900 in high
+    report = err.splitlines()
+    assert report[0] == "%s: detector wichtel, settings alarm=3.0" % src
+    assert report[1].startswith("stretches with anomaly_score >= 0.5: ")
+    spike = rows[901]
+    assert any(
+        line.split()[:2] == spike[0].split() and "peak %s at %s" % (spike[2], spike[0]) in line for line in report
+    )
+    assert report[-1].startswith("rows scored 1200, missing values skipped 0, out of order 0; stretches ")
+
+
+def test_threshold_with_output_reports_on_stdout(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write(tmp_path, "timestamp,value\n1,1\n2,\n3,5\n")
+    out_path = os.path.join(str(tmp_path), "s.csv")
+    assert main(["detect", src, "--output", out_path, "--threshold", "0", "--detector", "zscore"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out == (
+        "%s: detector zscore, default settings\n"
+        "stretches with anomaly_score >= 0.0: 1\n"
+        "  1 .. 3      2 rows, peak 0.000000 at 1\n"
+        "rows scored 2, missing values skipped 1, out of order 0; stretches 1\n" % src
+    )
+
+
+@pytest.mark.parametrize("threshold", ["1.5", "-0.1", "high", "nan"])
+def test_a_threshold_outside_0_to_1_is_a_usage_error(
+    threshold: str, tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _write(tmp_path, "timestamp,value\n1,1\n")
+    assert main(["detect", src, "--threshold", threshold]) == 2
+    assert capsys.readouterr().err == (
+        "wichtel: --threshold %r: expected a number from 0 to 1 (an anomaly_score)\n" % threshold
+    )
+
+
+def test_settings_change_the_scores(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    src = os.path.join(str(tmp_path), "in.csv")
+    _series(src, n=400, spike=300)
+    runs = {}
+    for sets in ([], ["--set", "alarm=1.5"], ["--set", "alarm=1.5", "--set", "contexts=0"]):
+        assert main(["detect", src] + sets) == 0
+        runs[" ".join(sets)] = [r[2] for r in _scores(capsys.readouterr().out)[1:]]
+    assert len(set(map(tuple, runs.values()))) == 3
+    assert main(["detect", src, "--detector", "zscore", "--set", "alpha=0.05", "--set", "scale=2"]) == 0
+    scorer = SeriesScorer("zscore", {"alpha": 0.05, "scale": 2})
+    with open(src) as f:
+        expected = ["%.6f" % scorer(detect.parse_time_ms(t), float(v)) for t, v in list(csv.reader(f))[1:]]
+    assert [r[2] for r in _scores(capsys.readouterr().out)[1:]] == expected
+
+
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        (["alarm"], "--set 'alarm': expected NAME=NUMBER, e.g. --set alarm=3.0"),
+        (["=3"], "--set '=3': expected NAME=NUMBER, e.g. --set alarm=3.0"),
+        (["alarm=loud"], "--set alarm: expected a finite number, got 'loud'"),
+        (["alarm=inf"], "--set alarm: expected a finite number, got 'inf'"),
+        (["alarms=3"], "--set: unknown setting 'alarms' for detector wichtel"),
+        (
+            ["--detector", "zscore", "alarm=3"],
+            "--set: unknown setting 'alarm' for detector zscore; known: alpha, scale",
+        ),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_2(
+    sets: list, message: str, tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _write(tmp_path, "timestamp,value\n1,1\n")
+    out_path = os.path.join(str(tmp_path), "s.csv")
+    args = sets[:2] if sets[0] == "--detector" else []
+    assert main(["detect", src, "--output", out_path] + args + ["--set", sets[-1]]) == 2
+    assert capsys.readouterr().err == "wichtel: %s\n" % message
+    assert not os.path.exists(out_path)
+
+
+def test_settings_the_detector_cannot_work_with_fail_cleanly(tmp_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write(tmp_path, "timestamp,value\n" + "".join("%d,%d\n" % (i, i % 3) for i in range(20)))
+    out_path = os.path.join(str(tmp_path), "s.csv")
+    assert main(["detect", src, "--detector", "zscore", "--set", "alpha=5", "--output", out_path]) == 2
+    err = capsys.readouterr().err
+    # the variance turns negative once it counts (after ten samples)
+    assert (
+        err == "wichtel: %s:12: detector zscore failed on value 1 (math domain error); are its --set values "
+        "sensible?\n" % src
+    )
+    assert not os.path.exists(out_path)
+    assert main(["detect", src, "--set", "contexts=2.5"]) == 2
+    assert capsys.readouterr().err.startswith("wichtel: --set: detector wichtel cannot use these settings: ")
+
+
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_header(
+    tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = os.path.join(str(tmp_path), "bom.csv")
+    with open(path, "w", encoding="utf-8-sig") as f:
+        f.write("timestamp;value\n2015-01-01 00:00:00;1\n")
+    assert main(["detect", path]) == 0
+    assert len(_scores(capsys.readouterr().out)) == 2
+
+
+def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["detect", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--column", "--time-column", "--delimiter", "--threshold", "--set", "--output", "--detector"):
+        assert option in text
+    assert "ISO 8601" in text and "empty score" in text
+
+
+def _big(tmp_path: str, rows: int = 40_000) -> str:
+    """More than a pipe and Python's buffer hold: the writer meets the closed pipe."""
+    return _write(
+        tmp_path, "timestamp,value\n" + "".join("%d,%d\n" % (1420070400 + 60 * i, i % 11) for i in range(rows))
+    )
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: str) -> None:
+    src = _big(tmp_path)
+    detector = subprocess.Popen(
+        [sys.executable, "-m", "agent", "detect", src, "--threshold", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert detector.stdout is not None and detector.stderr is not None
+    head = subprocess.run(["head", "-3"], stdin=detector.stdout, capture_output=True, text=True, timeout=60)
+    detector.stdout.close()  # only head holds the pipe's reading end
+    err = detector.stderr.read().decode()
+    detector.stderr.close()
+    assert detector.wait(timeout=60) == detect.EXIT_BROKEN_PIPE
+    assert err == "" and head.stdout.splitlines()[0] == "timestamp,value,anomaly_score"
+    assert len(head.stdout.splitlines()) == 3
+
+
+def test_a_shell_pipe_into_head_prints_no_broken_pipe(tmp_path: str) -> None:
+    src = _big(tmp_path)
+    shell = "set -o pipefail; %s -m agent detect %s | head -2" % (sys.executable, src)
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.stderr == ""
+    assert proc.returncode == detect.EXIT_BROKEN_PIPE and len(proc.stdout.splitlines()) == 2

@@ -27,7 +27,9 @@ class ZScoreDetector:
     NAME = "zscore"
     SUMMARY = "baseline: deviation from an exponentially weighted mean, in standard deviations"
 
-    def __init__(self, alpha: float = 0.001, scale: float = 4.0) -> None:
+    def __init__(self, alpha: float = 0.001, scale: float = 4.0, **unknown: float) -> None:
+        for key in unknown:  # a ConfigError like wichtel's, not Python's TypeError
+            raise ConfigError("unknown setting " + repr(key) + " for detector zscore; known: alpha, scale")
         self.alpha = alpha
         self.scale = scale
         self.n = 0
