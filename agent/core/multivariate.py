@@ -8,10 +8,16 @@ from agent.core.compat import const
 from agent.core.errors import ConfigError, InputError
 
 MAX_FEATURES = const(12)  # features of one cycle vector (a 12 x 12 matrix at most)
+# The largest feature value judged: products of two stay far inside float32's range.
+FEATURE_LIMIT = 1e9
 _MAX_SWEEPS = const(12)  # Jacobi sweeps; 12 x 12 converges in 6 to 8
 # Q's limit is widened by 1 + Q_SMALL_SAMPLE / cycles for a model made of few cycles
 # (PcaMonitor._fit): with it a model of 30 cycles keeps about its declared false-alarm rate.
 Q_SMALL_SAMPLE = 12.0
+# Components kept by default: eigenvalues of the correlation matrix from this up (Jolliffe 1972).
+KEEP_EIGENVALUE = 0.7
+# explain(): a feature closer to its mean than this many standard deviations has direction 0.
+USUAL_Z = 0.5
 _SPEC_KINDS = ("duration", "mean", "peak")
 _DURATION = const(0)
 _MEAN = const(1)
@@ -180,7 +186,7 @@ class CycleVerdict:
         self.t2_limit = t2_limit
         self.q = q
         self.q_limit = q_limit
-        ratio = self.ratio()
+        ratio = min(self.ratio(), 1e9)  # beyond, r / (r + 1) would round to 1
         self.severity = ratio / (ratio + 1.0)
         self.taught = taught
 
@@ -208,7 +214,10 @@ class PcaMonitor:
 
     features: the vector length (2 to MAX_FEATURES).
     components: principal components kept for T² (0: those with an eigenvalue of the
-      correlation matrix above 1, Kaiser's rule; 1 to features - 1).
+      correlation matrix of KEEP_EIGENVALUE or more, Jolliffe's form of Kaiser's rule;
+      at least 1, at most features - 1). A feature of its own (eigenvalue near 1) is
+      thus judged by T², and Q watches the tight directions of features that move
+      together, where a broken correlation shows.
     alarm_rate: the share of healthy cycles that exceed a limit; split evenly between
       T² and Q (each has alarm_rate / 2).
     confirm: judged cycles in a row over a limit for ALARM (the first ones are SUSPICIOUS).
@@ -331,18 +340,19 @@ class PcaMonitor:
 
     # -- judging --------------------------------------------------------------
     def judge(self, vector: object) -> CycleVerdict:
-        """Judges one cycle's feature vector (p finite numbers) and, unless it is over a
-        limit, learns it. Returns a new CycleVerdict; the contributions of this vector are
-        in `contrib` and explain() until the next call. InputError for a vector of the
-        wrong length or with a value that is not finite; the model is unchanged then."""
+        """Judges one cycle's feature vector (p numbers) and, unless it is over a limit,
+        learns it. Returns a new CycleVerdict; the contributions of this vector are in
+        `contrib` and explain() until the next call. InputError for a vector of the wrong
+        length or with a value that is not a number within FEATURE_LIMIT (NaN, infinite);
+        the model is unchanged then."""
         x = vector
         p = self.p
         if len(x) != p:  # type: ignore[arg-type]
             raise InputError("cycle vector of %d values; expected %d" % (len(x), p))  # type: ignore[arg-type]
         for i in range(p):
             v = x[i]  # type: ignore[index]
-            if not (v == v and -math.inf < v < math.inf):
-                raise InputError("cycle vector[%d] is %r; expected a finite number" % (i, v))
+            if not -FEATURE_LIMIT <= v <= FEATURE_LIMIT:
+                raise InputError("cycle vector[%d] is %r; expected a number within +-%g" % (i, v, FEATURE_LIMIT))
         if not self.fitted:
             self._learn(x)
             return CycleVerdict(LEARNING, 0.0, 0.0, 0.0, 0.0, True)
@@ -402,12 +412,15 @@ class PcaMonitor:
 
     def explain(self, n: int = 3) -> list:
         """The features that drove the last judged vector, largest share first: up to n
-        tuples (feature index, share of the verdict in [0, 1], direction +1 up or -1 down,
-        change in percent of the model's mean)."""
+        tuples (feature index, share of the verdict in [0, 1], direction, change in percent
+        of the model's mean). direction is +1 (up) or -1 (down), or 0 for a feature within
+        USUAL_Z standard deviations of its mean: it drove the verdict by not moving with
+        the features it usually follows."""
         order = sorted(range(self.p), key=lambda i: -self.contrib[i])
         out = []
         for i in order[:n]:
-            out.append((i, self.contrib[i], 1 if self.z[i] >= 0 else -1, self.change[i]))
+            z = self.z[i]
+            out.append((i, self.contrib[i], 1 if z >= USUAL_Z else -1 if z <= -USUAL_Z else 0, self.change[i]))
         return out
 
     # -- learning -------------------------------------------------------------
@@ -447,7 +460,8 @@ class PcaMonitor:
         a = self.work
         for i in range(p):
             for j in range(i, p):
-                r = self.cov[_packed(p, i, j)] * bessel / (self.fit_sd[i] * self.fit_sd[j])
+                # The floor counts as noise of each feature's own: 1 on the diagonal.
+                r = 1.0 if i == j else self.cov[_packed(p, i, j)] * bessel / (self.fit_sd[i] * self.fit_sd[j])
                 a[i * p + j] = r
                 a[j * p + i] = r
         self.sweeps = jacobi(a, self.eigvec, p)
@@ -461,7 +475,7 @@ class PcaMonitor:
         k = self.components
         if not k:
             k = 0
-            while k < p - 1 and self.eigval[k] > 1.0:
+            while k < p - 1 and self.eigval[k] >= KEEP_EIGENVALUE:
                 k += 1
             k = max(k, 1)
         self.k = k
