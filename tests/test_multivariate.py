@@ -326,6 +326,14 @@ def test_a_bad_model_setting_is_a_config_error_naming_it(settings: dict, named: 
     assert named in str(e.value)
 
 
+def test_correlations_no_data_set_can_have_are_a_config_error() -> None:
+    # 0 and 1 move together, 0 and 2 too, but 1 and 2 against each other.
+    ref = {"mean": [1.0, 1.0, 1.0], "sd": [1.0, 1.0, 1.0], "corr": [0.9, 0.9, -0.9]}
+    with pytest.raises(ConfigError) as e:
+        mv.PcaMonitor(3, learn_cycles=6, reference=ref, reference_cycles=6)
+    assert "reference.corr" in str(e.value) and "eigenvalue of -0.799" in str(e.value)
+
+
 def test_a_vector_that_cannot_be_judged_is_an_input_error_and_changes_nothing() -> None:
     model = mv.PcaMonitor(P, reference=REFERENCE)
     bad_ones = (
