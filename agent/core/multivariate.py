@@ -42,7 +42,8 @@ class CycleFeatures:
 
     A cycle runs from leaving the rest phase to returning to it, as CycleFeatureProcessor
     counts it. A feature of the rest phase itself measures the rest before the cycle (a
-    leaking valve shows as flow while idle). A phase's duration is the time from each
+    leaking valve shows as flow while idle; before the first cycle, the rest seen since
+    the features were built). A phase's duration is the time from each
     sample in it to the next sample of any channel. When a feature's phase did not run in
     a cycle (no sample of its channel in it), the cycle gives no vector: it is skipped and
     counted in `skipped`, so a short program never teaches or trips the model.
