@@ -47,6 +47,10 @@ class DetectInputError(WichtelError):
     """The input CSV cannot be scored; the message names the file and line."""
 
 
+class CellError(WichtelError):
+    """One cell is not a time or a number (score_csv names its file and line)."""
+
+
 class DetectUsageError(WichtelError):
     """Options of `wichtel detect` that cannot be used; the message names the option."""
 
@@ -56,18 +60,18 @@ def parse_time_ms(text: str) -> int:
 
     '2014-04-10 07:15:00', '2014-04-10T07:15', '2014-04-10 07:15:00.250', '2014-04-10',
     with 'Z', '+02:00', '+0200' or '+02' after the time: converted to UTC; without one the
-    time is taken as UTC. Fractions beyond milliseconds are cut off. Raises ValueError.
+    time is taken as UTC. Fractions beyond milliseconds are cut off. Raises CellError.
     """
     text = text.strip()
     m = _EPOCH.match(text)
     if m:
         if int(m.group(2)) > _MAX_EPOCH_S:
-            raise ValueError("beyond the year 9999: %r" % text)
+            raise CellError("beyond the year 9999: %r" % text)
         sign = -1 if m.group(1) == "-" else 1
         return sign * (int(m.group(2)) * 1000 + _frac_ms(m.group(3)))
     m = _ISO.match(text)
     if m is None:
-        raise ValueError("not a time: %r" % text)
+        raise CellError("not a time: %r" % text)
     year, month, day, hour, minute, second = (int(g or 0) for g in m.group(1, 2, 3, 4, 5, 6))
     # datetime checks the calendar (no February 30th, no hour 25); naive: no local time zone.
     since = datetime(year, month, day, hour, minute, second) - datetime(1970, 1, 1)
@@ -75,7 +79,7 @@ def parse_time_ms(text: str) -> int:
     if m.group(9):
         off_h, off_m = int(m.group(10)), int(m.group(11) or 0)
         if off_h > 23 or off_m > 59:
-            raise ValueError("not a UTC offset: %r" % text)
+            raise CellError("not a UTC offset: %r" % text)
         offset = (off_h * 60 + off_m) * 60
         seconds -= offset if m.group(9) == "+" else -offset
     return seconds * 1000 + _frac_ms(m.group(7))
@@ -86,13 +90,16 @@ def _frac_ms(digits: str | None) -> int:
 
 
 def parse_value(text: str) -> float | None:
-    """A finite number, or None for a missing value (MISSING_VALUES). Raises ValueError."""
+    """A finite number, or None for a missing value (MISSING_VALUES). Raises CellError."""
     text = text.strip()
     if text.lower() in MISSING_VALUES:
         return None
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise CellError("not a number: %r" % text) from None
     if not math.isfinite(value):
-        raise ValueError("not finite: %r" % text)
+        raise CellError("not finite: %r" % text)
     return value
 
 
@@ -265,7 +272,7 @@ def _pick_column(header: list, first_row: list | None, options: DetectOptions, d
 def _is_number(text: str) -> bool:
     try:
         return parse_value(text) is not None
-    except ValueError:
+    except CellError:
         return False
 
 
@@ -319,13 +326,13 @@ def score_csv(
             t_text, v_text = row[t_index].strip(), row[v_index].strip()
             try:
                 t = parse_time_ms(t_text)
-            except (ValueError, OverflowError):
+            except (CellError, ValueError, OverflowError):  # datetime: no such day
                 raise DetectInputError(
                     "%s:%d: timestamp %r is neither %s" % (name, line, t_text, _TIME_FORMS)
                 ) from None
             try:
                 value = parse_value(v_text)
-            except ValueError:
+            except CellError:
                 hint = " (a decimal comma is not read)" if "," in v_text else ""
                 raise DetectInputError(
                     "%s:%d: value %r is not a finite number (column %r; a missing value is empty, NaN, NA, null "

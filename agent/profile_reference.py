@@ -98,6 +98,25 @@ SECTIONS: dict = {
         "share `size` of them; all when not given), which the device reports as a sensor fault (`absent`). A "
         "reading a fault takes out of the channel's range is a sensor fault too.",
     ),
+    "cycle_model": (
+        "The cycle model",
+        "Several channels judged together, once per program cycle (docs/detection.md): a clogging pump shows as "
+        "more current and a longer drain at once, and a change that breaks how the features usually move together "
+        "is found even when each stays within its own range. Hotelling's T² and the residual Q of a small PCA model "
+        "of healthy cycles, learned on the unit or seeded from `reference`; its alerts are one per episode, like the "
+        "processors'.",
+    ),
+    "cycle_model.features[]": (
+        "Features of the cycle model",
+        "One number per cycle each: a phase's `duration`, or a channel's `mean` or `peak` in a phase. A feature of "
+        "the resting phase (the first of `phases`) measures the rest before the cycle (a valve leaking while idle).",
+    ),
+    "cycle_model.reference": (
+        "The cycle model's reference",
+        "Measured on healthy units (fleet/reference.py pools their moments): one mean and one spread per feature, "
+        "and the correlations of each pair.",
+    ),
+    "cycle_model.settings": ("Settings of the cycle model", "How sure it must be, and how long it learns."),
     "phase_source": (
         "The phase source",
         'On a real appliance: exactly one of `rules`, `gpio`, `uart` (see "Where the phase comes from" above). '
@@ -174,6 +193,60 @@ FIELDS: dict = {
         "name is shown as its id, capitalised.",
         "example": {"heating": {"en": "Heating", "de": "Aufheizen"}},
     },
+    "cycle_model": {
+        "doc": "Several channels judged together once per cycle (below); none: each channel is judged on its own.",
+        "example": {
+            "features": [
+                {"feature": "duration", "phase": "heating"},
+                {"feature": "mean", "channel": "heater_current", "phase": "heating"},
+            ]
+        },
+    },
+    "cycle_model.category": {"doc": "The data category (its `id`) of the model's alerts.", "example": "maintenance"},
+    "cycle_model.hint": {
+        "doc": "The likely cause, added to the alert's explanation.",
+        "example": {"en": "the service can check it.", "de": "der Kundendienst kann es prüfen."},
+    },
+    "cycle_model.features": {
+        "doc": "The features of each cycle (below); a feature only once.",
+        "example": [
+            {"feature": "duration", "phase": "heating"},
+            {"feature": "peak", "channel": "t", "phase": "heating"},
+        ],
+    },
+    "cycle_model.features[].feature": {"doc": "`duration`, `mean` or `peak`.", "example": "mean"},
+    "cycle_model.features[].phase": {"doc": "The phase it is measured in; one of `phases`.", "example": "heating"},
+    "cycle_model.features[].channel": {
+        "doc": "The channel of a `mean` or `peak`; none for a `duration`.",
+        "example": "heater_current",
+    },
+    "cycle_model.reference": {
+        "doc": "The manufacturer's reference from healthy units, used from the first cycle; none: the model learns "
+        "`learn_cycles` cycles of this unit first (and a fault present at install becomes its normal).",
+        "example": {"mean": [1800, 9.5], "sd": [60, 0.3], "corr": [0.4]},
+    },
+    "cycle_model.reference.mean": {"doc": "Each feature's mean, in the order of `features`.", "example": [1800, 9.5]},
+    "cycle_model.reference.sd": {"doc": "Each feature's standard deviation.", "example": [60, 0.3]},
+    "cycle_model.reference.corr": {
+        "doc": "The correlations of the features above the diagonal, row by row (r01, r02, .., r12, ..); none: "
+        "taken as uncorrelated.",
+        "example": [0.4],
+    },
+    "cycle_model.settings.alarm_rate": {
+        "doc": "The share of healthy cycles allowed over a limit (T² and Q share it).",
+        "example": 0.01,
+    },
+    "cycle_model.settings.confirm": {"doc": "Cycles in a row over a limit before an alert.", "example": 2},
+    "cycle_model.settings.learn_cycles": {
+        "doc": "Without a reference: cycles learned before the first is judged (at least the features + 3).",
+        "example": 30,
+    },
+    "cycle_model.settings.reference_cycles": {
+        "doc": "The cycles the reference counts as; the unit's own normal cycles outweigh it after as many.",
+        "example": 30,
+    },
+    "cycle_model.settings.clear_cycles": {"doc": "Normal cycles in a row that end an alert episode.", "example": 3},
+    "cycle_model.settings": {"doc": "The model's settings (below).", "example": {"confirm": 2}},
     "phase_source": {
         "doc": "Where the program phase comes from on a real appliance (below); none: from the simulator or a "
         "replayed trace.",

@@ -3,7 +3,8 @@ sensor fault set, at random onsets including the first cycle, over many seeds.
 
 Each run simulates one appliance (its example profile, agent/sim) with one fault and feeds
 every reading through the device's channel processors (agent/core/pipeline.ChannelRuntime:
-detectors, cycle features, the profile's reference, sensor checks, the alert lifecycle). An
+detectors, cycle features, the profile's reference, sensor checks, the alert lifecycle) and
+its cycle model (agent/core/cycle_model.py: several channels together). An
 alert is an episode raised (an anomaly or sensor-fault event of state "raised"); updates,
 reminders and clearings of an episode are counted apart. Reported:
 
@@ -14,6 +15,8 @@ reminders and clearings of an episode are counted apart. Reported:
   before their onset), per 1,000 hours of it;
 - alerts_per_episode: alerts raised per detected fault run (a persistent fault should be
   one alert, however long it lasts); messages_per_episode adds its updates and reminders.
+- by_source: the same figures counting only the per-channel detectors' alerts, or only the
+  cycle model's: what each finds on its own.
 
 Generic faults (agent/sim/engine.SensorFault) hit a channel with an anomaly processor, sized
 from the channel's range: drift DRIFT_PER_H of it per hour, a step of STEP, noise of standard
@@ -35,7 +38,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from agent import profile_loader  # noqa: E402
-from agent.core.alerts import RAISED  # noqa: E402
+from agent.core.alerts import JOINED, RAISED, AlertBook  # noqa: E402
+from agent.core.cycle_model import CHANNEL as CYCLE_MODEL  # noqa: E402
+from agent.core.cycle_model import CycleModelRuntime  # noqa: E402
 from agent.core.events import ANOMALY, SENSOR_FAULT  # noqa: E402
 from agent.core.pipeline import ChannelRuntime  # noqa: E402
 from agent.sim import profile_model  # noqa: E402
@@ -45,9 +50,9 @@ from bench import report  # noqa: E402
 
 APPLIANCES = ("washing_machine", "coffee_machine", "dishwasher")
 GENERIC = ("drift", "step", "stuck", "noise", "dropout")
-DRIFT_PER_H = 0.005  # of the channel's range, per hour
-STEP = 0.05
-NOISE = 0.03
+DRIFT_PER_H = 0.002  # of the channel's range, per hour
+STEP = 0.02
+NOISE = 0.01
 DROPOUT = 0.5
 RAMP = 2  # cycles a built-in fault takes to reach full severity
 LATEST_ONSET = 8  # a later onset is a cycle from 1 to this
@@ -96,7 +101,9 @@ def run(job: tuple) -> dict:
     t0 = time.perf_counter()
     profile = _profile(kind)
     sim = _sim(profile, fault, onset, seed)
-    chans = [ChannelRuntime(c, _Driver(sim, c["id"]), profile) for c in profile["channels"]]
+    book = AlertBook()  # the device's: findings of one fault in several places are one alert
+    chans = [ChannelRuntime(c, _Driver(sim, c["id"]), profile, book) for c in profile["channels"]]
+    model = CycleModelRuntime(profile["cycle_model"], profile, book) if profile.get("cycle_model") else None
     periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
     events: list = []
     onset_ms = -1 if fault is not None else None
@@ -110,7 +117,9 @@ def run(job: tuple) -> dict:
             end_ms = t + int(observe_h * _HOUR_MS)
         for i, ch in enumerate(chans):
             if t % periods[i] == 0:
-                ch.sample(t, phase, events.append)
+                value, valid = ch.sample(t, phase, events.append)
+                if valid and model is not None:
+                    model.sample(i, t, value, phase, events.append)
                 samples += 1
         t += 1000
     alerts = [(e.t_ms, e.channel, e.fields.get("state"), e.fields.get("detector") or e.kind)
@@ -137,7 +146,9 @@ def jobs(seeds: int, healthy_seeds: int, healthy_h: float, observe_h: float = OB
     return out
 
 
-def figures(results: list) -> dict:
+def figures(results: list, source: str = "") -> dict:
+    """The benchmark's figures over all runs; source "per_channel" or "cycle_model" counts only
+    the alerts of the channels' processors and sensor checks, or of the cycle model."""
     healthy_h = 0.0
     false_alerts = 0
     detected = []
@@ -147,7 +158,11 @@ def figures(results: list) -> dict:
     messages = []
     by_fault: dict = {}
     for r in results:
-        raised = [a for a in r["alerts"] if a[2] == RAISED]
+        alerts = r["alerts"]
+        if source:
+            alerts = [a for a in alerts if (a[1] == CYCLE_MODEL) == (source == CYCLE_MODEL)]
+        # Counting one source alone, its findings are its alerts (a joined one would have been raised).
+        raised = [a for a in alerts if a[2] == RAISED or (source and a[2] == JOINED)]
         if r["fault"] is None:
             healthy_h += r["end_ms"] / _HOUR_MS
             false_alerts += len(raised)
@@ -169,7 +184,7 @@ def figures(results: list) -> dict:
             row["hours"].append(h)
             per_episode.append(len(after))
             row["alerts"].append(len(after))
-            messages.append(sum(1 for a in r["alerts"] if a[0] >= r["onset_ms"]))
+            messages.append(sum(1 for a in alerts if a[0] >= r["onset_ms"]))
     for row in by_fault.values():
         row["median_hours"] = statistics.median(row["hours"]) if row["hours"] else None
         row["alerts_per_episode"] = statistics.mean(row["alerts"]) if row["alerts"] else None
@@ -219,6 +234,12 @@ def main(argv: list | None = None) -> int:
     else:
         results = [run(j) for j in todo]
     out = figures(results)
+    # The same runs, counting the per-channel detectors' alerts only and the cycle model's only.
+    out["by_source"] = {}
+    for source in ("per_channel", CYCLE_MODEL):
+        part = figures(results, source)
+        del part["by_fault"]
+        out["by_source"][source] = part
     out["seconds"] = time.perf_counter() - t0
     out["settings"] = {"seeds": args.seeds, "healthy_seeds": args.healthy_seeds, "healthy_hours": args.healthy_hours,
                        "observe_h": args.observe_h, "latest_onset": LATEST_ONSET, "appliances": list(kinds),
@@ -233,6 +254,11 @@ def main(argv: list | None = None) -> int:
               out["detected_share"], out["detected_share_from_install"], out["median_hours_to_detect"] or -1,
               out["false_alerts_per_1000h"], out["false_alerts"], out["healthy_hours"], out["alerts_per_episode"] or -1,
               out["seconds"]))  # fmt: skip
+    for source, part in out["by_source"].items():
+        print("  %-12s alone: detected %.3f (from install %.3f), median %.1f h, %.2f false alerts per 1000 h" % (
+            source, part["detected_share"] or 0, part["detected_share_from_install"] or 0,
+            part["median_hours_to_detect"] if part["median_hours_to_detect"] is not None else -1,
+            part["false_alerts_per_1000h"] or 0))  # fmt: skip
     report.emit(out, args.json)
     return 0
 

@@ -61,6 +61,48 @@ def combine(units: list, min_units: int = MIN_UNITS) -> dict:
     return out
 
 
+def moments(vectors: list) -> dict:
+    """One unit's summary of its healthy cycles' feature vectors (the cycle model): how many,
+    their mean and their covariance (population form, the upper triangle row by row)."""
+    n = len(vectors)
+    if n < 2:
+        raise ReferenceError("moments of %d vectors; expected 2 or more" % n)
+    p = len(vectors[0])
+    mean = [sum(v[i] for v in vectors) / n for i in range(p)]
+    cov = [sum((v[i] - mean[i]) * (v[j] - mean[j]) for v in vectors) / n for i in range(p) for j in range(i, p)]
+    return {"n": n, "mean": mean, "cov": cov}
+
+
+def combine_moments(units: list, min_units: int = MIN_UNITS) -> dict:
+    """The cycle model's reference ({"mean", "sd", "corr"}, agent/core/multivariate.py) from
+    units' moments: pooled over all their cycles, so its spread holds both each unit's
+    cycle-to-cycle variation and the differences between units."""
+    if len(units) < min_units:
+        raise ReferenceError("moments of %d units; expected at least %d" % (len(units), min_units))
+    p = len(units[0]["mean"])
+    for i, u in enumerate(units):
+        if len(u["mean"]) != p or len(u["cov"]) != p * (p + 1) // 2 or u["n"] < 2:
+            raise ReferenceError("unit %d: moments of another shape (%d features expected)" % (i, p))
+    total = sum(u["n"] for u in units)
+    mean = [sum(u["n"] * u["mean"][i] for u in units) / total for i in range(p)]
+    cov = [[0.0] * p for _ in range(p)]
+    for u in units:
+        at = 0
+        for i in range(p):
+            for j in range(i, p):
+                c = u["n"] * (u["cov"][at] + (u["mean"][i] - mean[i]) * (u["mean"][j] - mean[j])) / total
+                cov[i][j] += c
+                if i != j:
+                    cov[j][i] += c
+                at += 1
+    sd = [math.sqrt(max(cov[i][i], 0.0)) for i in range(p)]
+    corr = []
+    for i in range(p):
+        for j in range(i + 1, p):
+            corr.append(cov[i][j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else 0.0)
+    return {"mean": mean, "sd": sd, "corr": corr}
+
+
 def apply(profile_doc: dict, reference: dict) -> dict:
     """The profile document with each processor's `reference` set from the combined one
     (keys channel/processor index/phase); processors without one keep theirs."""

@@ -3,6 +3,7 @@ episode, raised, worse, reminded, acknowledged, cleared; a fault present at inst
 against healthy units' reference, and learned as normal without one."""
 
 import copy
+import json
 import os
 
 import pytest
@@ -11,10 +12,22 @@ from hypothesis import strategies as st
 
 from agent import profile_loader
 from agent.core import limits, processors
-from agent.core.alerts import ACKNOWLEDGED, CLEARED, RAISED, REMINDER, WORSE, AlertEpisode
+from agent.core.alerts import (
+    ACKNOWLEDGED,
+    CLEARED,
+    JOINED,
+    PART_CLEARED,
+    RAISED,
+    REMINDER,
+    WORSE,
+    AlertBook,
+    AlertEpisode,
+)
+from agent.core.clock import ManualClock
+from agent.core.cycle_model import CycleModelRuntime
 from agent.core.errors import ProfileError
 from agent.core.events import ANOMALY, SENSOR_FAULT
-from agent.core.pipeline import ChannelRuntime
+from agent.core.pipeline import Agent, ChannelRuntime
 from agent.core.profile import validate
 from agent.sim import profile_model
 
@@ -103,14 +116,18 @@ def _run(profile: dict, faults: list, onset: int, hours: float, seed: int = 7) -
         def read(self, t: int) -> float:
             return sim.read(self.ch, t)
 
-    chans = [ChannelRuntime(c, Driver(c["id"]), profile) for c in profile["channels"]]
+    book = AlertBook()
+    chans = [ChannelRuntime(c, Driver(c["id"]), profile, book) for c in profile["channels"]]
+    model = CycleModelRuntime(profile["cycle_model"], profile, book) if profile["cycle_model"] else None
     periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
     events: list = []
     for t in range(0, int(hours * HOUR_MS), 1000):
         phase = sim.phase(t)
         for i, ch in enumerate(chans):
             if t % periods[i] == 0:
-                ch.sample(t, phase, events.append)
+                value, valid = ch.sample(t, phase, events.append)
+                if valid and model is not None:
+                    model.sample(i, t, value, phase, events.append)
     return [e for e in events if e.kind in (ANOMALY, SENSOR_FAULT)]
 
 
@@ -119,6 +136,7 @@ def _without_reference(profile: dict) -> dict:
     for ch in doc["channels"]:
         for p in ch["processors"]:
             p["reference"] = None
+    doc["cycle_model"]["reference"] = None
     return validate(doc)
 
 
@@ -140,12 +158,16 @@ def test_a_leak_present_at_install_is_one_alert_with_the_reference_and_learned_a
 @pytest.mark.heavy  # about 20 s of simulation
 def test_a_clogging_pump_from_install_raises_one_alert_against_the_reference() -> None:
     events = _run(_washer(), ["pump_clog"], 0, 72)
-    raised = [e for e in events if e.fields["state"] == RAISED]
-    assert raised and all(e.channel == "motor_current" for e in raised)
-    assert len({(e.fields["detector"], e.phase) for e in raised}) == len(raised)  # one per alert source
-    duration = [e for e in raised if e.fields.get("feature") == "duration"]
+    # One alert: the first finding raises it, the others (the drain's duration, the current,
+    # the cycle model) join it, each once.
+    assert [e.fields["alert"] for e in events] == [1] * len(events)
+    assert [e.fields["state"] for e in events if e.fields["state"] == RAISED] == [RAISED]
+    found = [e for e in events if e.fields["state"] in (RAISED, JOINED)]
+    assert len({(e.channel, e.fields["detector"], e.phase) for e in found}) == len(found) >= 2
+    assert {e.channel for e in found} <= {"motor_current", "cycle_model"}
+    duration = [e for e in found if e.fields.get("feature") == "duration"]
     assert duration and duration[0].fields["baseline"] == pytest.approx(180.0, rel=0.05)
-    assert not [e for e in events if e.fields["state"] == CLEARED]
+    assert not [e for e in events if e.fields["state"] in (CLEARED, PART_CLEARED)]
 
 
 def test_a_reference_may_name_only_phases_the_processor_judges() -> None:
@@ -191,3 +213,77 @@ def test_a_cycle_feature_with_a_reference_judges_from_the_first_full_recent_wind
     assert cycles(with_ref, faulty) == [(3, RAISED, 180)]  # judged when the 4th cycle ends (idle again)
     alone = processors.ChannelInfo(channel, washer["phases"], washer["phase_names"], None)
     assert cycles(alone, faulty) == []  # learned as this unit's normal
+
+
+# -- the device's alert book: findings of one fault are one alert --------------------------------
+def test_findings_that_start_together_are_one_alert_cleared_with_its_last() -> None:
+    book = AlertBook()
+    current, drain, model = AlertEpisode(), AlertEpisode(), AlertEpisode()
+    assert book.route(current, RAISED, 0, "maintenance", "motor_current", "drain") == (1, RAISED)
+    assert book.route(drain, RAISED, HOUR_MS, "maintenance", "motor_current", "drain") == (1, JOINED)
+    assert book.route(model, RAISED, 9 * HOUR_MS, "maintenance", "cycle_model", "drain") == (1, JOINED)
+    assert book.route(drain, WORSE, 10 * HOUR_MS, "", "", "") == (1, WORSE)
+    assert book.route(current, CLEARED, 11 * HOUR_MS, "", "", "") == (1, PART_CLEARED)
+    assert book.route(model, CLEARED, 12 * HOUR_MS, "", "", "") == (1, PART_CLEARED)
+    assert book.open_ids() == [1]
+    assert book.route(drain, CLEARED, 13 * HOUR_MS, "", "", "") == (1, CLEARED)
+    assert book.open_ids() == [] and book.members == {}
+    assert book.route(drain, CLEARED, 14 * HOUR_MS, "", "", "") is None  # not open: no news
+
+
+def test_a_finding_long_after_an_alert_was_raised_is_an_alert_of_its_own() -> None:
+    book = AlertBook()
+    a, b = AlertEpisode(), AlertEpisode()
+    book.route(a, RAISED, 0, "maintenance", "x", "p")
+    assert book.route(b, RAISED, limits.ALERT_JOIN_MS, "maintenance", "y", "p") == (2, RAISED)
+    assert book.open_ids() == [1, 2]
+
+
+def test_reminders_are_weekly_per_alert_and_none_once_acknowledged() -> None:
+    book = AlertBook()
+    a, b = AlertEpisode(), AlertEpisode()
+    book.route(a, a.abnormal(0, 1.0), 0, "maintenance", "x", "p")
+    book.route(b, b.abnormal(1, 1.0), 1, "maintenance", "y", "p")
+    week = limits.ALERT_REMIND_MS
+    assert book.route(a, REMINDER, week + 1, "", "", "") == (1, REMINDER)
+    assert book.route(b, REMINDER, week + 2, "", "", "") is None  # the alert was just reminded of
+    assert book.acknowledge(1) == ["maintenance", "x", "p"] and book.acknowledge(1) is None
+    assert a.acknowledged and b.acknowledged  # its findings are not reminded of either
+    assert book.route(a, REMINDER, 3 * week, "", "", "") is None
+    c = AlertEpisode()
+    assert book.route(c, RAISED, week + 3, "maintenance", "z", "p") == (2, RAISED)  # over two days later
+    assert book.acknowledge(5) is None
+
+
+def test_the_service_acknowledges_an_alert_with_a_command_and_a_wrong_one_is_refused() -> None:
+    agent = Agent(_washer(), "dev-1", {c["id"]: None for c in _washer()["channels"]}, ManualClock())
+    flow = next(ch for ch in agent.channels if ch.id == "inlet_flow")
+    for i in range(30):
+        flow.process(i * 2000, 0.5, "idle", agent._emit)
+    agent.judge_pending()
+    topic = "wichtel/v1/dev-1/cmd/alert_ack"
+    agent.on_command(topic, json.dumps({"device": "dev-1", "seq": 1, "args": {"alert": 1}}).encode())
+    agent.on_command(topic, json.dumps({"device": "dev-1", "seq": 2, "args": {"alert": "1"}}).encode())
+    agent.judge_pending()
+    acks = [ev.fields for ev in agent.local_events.items() if ev.fields.get("state") == ACKNOWLEDGED]
+    assert acks == [{"state": ACKNOWLEDGED, "alert": 1, "by": "service"}]
+    assert [entry[1:] for entry in agent.commands.log] == [("alert_ack", "done"), (
+        "alert_ack", "refused: alert_ack takes exactly alert, the alert's number (a whole number from 1)")]  # fmt: skip
+
+
+# -- the cycle model on the device ---------------------------------------------------------------
+@pytest.mark.heavy  # about 30 s of simulation
+def test_the_cycle_model_finds_a_clogging_pump_from_install_against_its_reference_and_explains_it() -> None:
+    washer = _washer()
+    only_model = copy.deepcopy(washer)
+    for ch in only_model["channels"]:
+        ch["processors"] = [p for p in ch["processors"] if p["kind"] == "aggregate"]
+    events = _run(validate(only_model), ["pump_clog"], 0, 48)
+    raised = [e for e in events if e.fields["state"] == RAISED]
+    assert [(e.channel, e.fields["detector"]) for e in raised] == [("cycle_model", "cycle_model")]
+    text = raised[0].fields["explanation_en"]
+    assert text.startswith("The last cycles differ from usual in several measurements together: ")
+    assert "Motor and pump current during draining" in text and "% higher" in text
+    assert "Draining" in raised[0].fields["explanation_de"] or "Abpumpen" in raised[0].fields["explanation_de"]
+    healthy = _run(validate(only_model), [], 0, 48)
+    assert healthy == []

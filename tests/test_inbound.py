@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from agent import profile_loader
 from agent.core import commands, inbound_json, limits, mqtt, pipeline
 from agent.core.clock import ManualClock
-from agent.core.commands import ARGUMENT_CHECKS, CONFIG, CONFIRM, ERASURE_ACK, STATUS_REPORT, CommandDesk
+from agent.core.commands import ALERT_ACK, ARGUMENT_CHECKS, CONFIG, CONFIRM, ERASURE_ACK, STATUS_REPORT, CommandDesk
 from agent.core.consent import ConsentLedger
 from agent.core.errors import CommandError, ConfigError, InboundJsonError, MqttError, WichtelError
 from agent.core.gate import PrivacyGate
@@ -220,7 +220,7 @@ def test_command_desk_raises_nothing_but_command_errors(messages: list) -> None:
 def test_valid_commands_are_taken(steps: list) -> None:
     desk = CommandDesk("dev-1")
     valid_args = {STATUS_REPORT: {}, ERASURE_ACK: {"category": "usage_statistics"}, CONFIG: {"status_interval_h": 6},
-                  CONFIRM: {"ids": [1, limits.MAX_MESSAGE_ID]}}  # fmt: skip
+                  CONFIRM: {"ids": [1, limits.MAX_MESSAGE_ID]}, ALERT_ACK: {"alert": 3}}  # fmt: skip
     seq = 0
     for name, step in steps:
         seq += step

@@ -388,3 +388,45 @@ def test_request_body_bound_and_bad_requests_over_a_real_socket(page: tuple) -> 
         assert agent.consent.history == []
 
     asyncio.run(go())
+
+
+def _raise_leak_alert(agent: object) -> None:
+    """The washer's inlet flow reads 0.5 l/min while idle, where healthy units read 0 (the
+    profile's reference): an alert, judged into the agent's recent events."""
+    flow = next(ch for ch in agent.channels if ch.id == "inlet_flow")  # type: ignore[attr-defined]
+    for i in range(30):
+        flow.process(i * 2000, 0.5, "idle", agent._emit)  # type: ignore[attr-defined]
+    agent.judge_pending()  # type: ignore[attr-defined]
+
+
+def test_an_open_alert_is_shown_once_and_marked_as_seen_on_the_page(page: tuple) -> None:
+    lp, agent, _, _ = page
+    _raise_leak_alert(agent)
+    assert [aid for aid, _, _ in agent.snapshot().alerts] == [1]
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        html = (await client.get("/")).text
+        assert html.count('id="alert-') == 1 and "inlet valve may be leaking" in html
+        assert 'action="/alerts/1/seen"' in html
+        headers, body = _form(csrf=_csrf(html))
+        res = await client.post("/alerts/1/seen", headers=headers, body=body)
+        assert res.status_code == 303
+        html = (await client.get("/")).text
+        assert "Marked as seen" in html and "seen; no reminders" in html and 'action="/alerts/1/seen"' not in html
+        agent.judge_pending()
+        acks = [ev for ev in agent.local_events.items() if ev.fields.get("state") == "acknowledged"]
+        assert [(ev.fields["alert"], ev.fields["by"], ev.channel) for ev in acks] == [(1, "user", "inlet_flow")]
+        # Again, or an alert that is not open: nothing changes, and the page says so.
+        for path in ("/alerts/1/seen", "/alerts/7/seen", "/alerts/x/seen"):
+            res = await client.post(path, headers=headers, body=body)
+            assert res.status_code == 303
+            assert "Nothing to mark" in (await client.get("/")).text
+        agent.judge_pending()
+        assert len([ev for ev in agent.local_events.items() if ev.fields.get("state") == "acknowledged"]) == 1
+        # Without the page's token: refused.
+        headers, body = _form(csrf="forged")
+        assert (await client.post("/alerts/1/seen", headers=headers, body=body)).status_code == 403
+
+    asyncio.run(go())

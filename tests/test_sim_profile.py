@@ -354,7 +354,7 @@ def profiles(draw: st.DrawFn) -> dict:
                          "driver_options": dict(_OPTIONS.get(driver, {})), "sample_hz": 1,
                          "range": [lo, lo + span]})  # fmt: skip
     prof = copy.deepcopy(_COFFEE)
-    prof.update(phases=phases, channels=channels, consumables=[], phase_names={})
+    prof.update(phases=phases, channels=channels, consumables=[], phase_names={}, cycle_model=None)
     prof["appliance"]["kind"] = draw(st.sampled_from(["kettle", "fridge", "washing_machine", "oven"]))
     active = phases[1:]
     sim: dict = {"channels": [], "faults": []}

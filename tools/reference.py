@@ -13,6 +13,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from agent.core.cycle_model import CycleModelRuntime  # noqa: E402
 from agent.core.errors import SensorError  # noqa: E402
 from agent.core.pipeline import ChannelRuntime  # noqa: E402
 from agent.core.processors import AnomalyProcessor, CycleFeatureProcessor  # noqa: E402
@@ -32,10 +33,15 @@ class _SimDriver:
         return self.sim.read(self.channel, t_ms)  # type: ignore[attr-defined,no-any-return]
 
 
-def unit_summaries(profile: dict, seed: int, hours: float) -> dict:
+def unit_summaries(profile: dict, seed: int, hours: float) -> tuple:
     """One healthy simulated unit's summaries: key channel/processor/phase -> [median,
-    spread, count] of its cycle features and of its readings in each phase."""
+    spread, count] of its cycle features and of its readings in each phase; and the moments
+    of its cycle model's feature vectors (None for a profile without a cycle model)."""
     sim = profile_model.build(profile, seed, [])
+    model = None
+    vectors: list = []
+    if profile.get("cycle_model") is not None:
+        model = CycleModelRuntime(profile["cycle_model"], profile).features
     chans = [ChannelRuntime(c, _SimDriver(sim, c["id"]), profile) for c in profile["channels"]]
     periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
     values: dict = {}
@@ -50,13 +56,18 @@ def unit_summaries(profile: dict, seed: int, hours: float) -> dict:
             except SensorError:
                 continue
             ch.process(t, value, phase, lambda event: None)
+            if model is not None and ch.lo <= value <= ch.hi:
+                vec = model.sample(i, t, value, phase)
+                if vec is not None:
+                    vectors.append(list(vec))
             for j, (proc, _) in enumerate(ch.procs):
                 if isinstance(proc, AnomalyProcessor):
                     values.setdefault("%s/%d/%s" % (ch.id, j, phase), []).append(value)
                 elif isinstance(proc, CycleFeatureProcessor) and proc.cycles != cycles.get((i, j), 0):
                     cycles[(i, j)] = proc.cycles
                     values.setdefault("%s/%d/%s" % (ch.id, j, proc.phase), []).append(proc.last_value)
-    return {key: reference.summary(v) for key, v in values.items() if len(v) >= 5}
+    summaries = {key: reference.summary(v) for key, v in values.items() if len(v) >= 5}
+    return summaries, (reference.moments(vectors) if len(vectors) >= 2 else None)
 
 
 def main(argv: list | None = None) -> int:
@@ -68,10 +79,13 @@ def main(argv: list | None = None) -> int:
     args = parser.parse_args(argv)
     profile = load(args.profile)
     units = [unit_summaries(profile, 101 + k, args.hours) for k in range(args.units)]
-    ref = reference.combine(units)
+    ref = reference.combine([u[0] for u in units])
+    cycle = None
+    if all(u[1] is not None for u in units):
+        cycle = reference.combine_moments([u[1] for u in units])
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(ref, fh, indent=1, sort_keys=True)
+            json.dump({"processors": ref, "cycle_model": cycle}, fh, indent=1, sort_keys=True)
     for ch in profile["channels"]:
         for j, proc in enumerate(ch["processors"]):
             prefix = "%s/%d/" % (ch["id"], j)
@@ -79,6 +93,9 @@ def main(argv: list | None = None) -> int:
             if mine:
                 pairs = ", ".join("%s: [%.4g, %.4g]" % (p, v[0], v[1]) for p, v in mine.items())
                 print("%s processors[%d] (%s): reference: {%s}" % (ch["id"], j, proc["kind"], pairs))
+    if cycle is not None:
+        print("cycle_model: reference: {mean: %s, sd: %s, corr: %s}" % tuple(
+            "[" + ", ".join("%.4g" % x for x in cycle[k]) + "]" for k in ("mean", "sd", "corr")))  # fmt: skip
     return 0
 
 

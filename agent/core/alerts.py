@@ -1,7 +1,8 @@
 """The alert lifecycle: one alert per fault episode, not one per finding.
 
 A processor's findings (abnormal or normal judgments) go through its AlertEpisode, which says
-when an episode is raised, when it got worse, when a reminder is due, when it is cleared.
+when an episode is raised, when it got worse, when a reminder is due, when it is cleared; the
+device's AlertBook groups episodes that start together into one alert.
 """
 
 from agent.core import limits
@@ -12,7 +13,6 @@ WORSE = "worse"  # the episode's severity grew by WORSE_RATIO over what was last
 REMINDER = "reminder"  # still abnormal, not acknowledged, nothing reported for REMIND_MS
 ACKNOWLEDGED = "acknowledged"  # the user (page) or the service (command) has seen it
 CLEARED = "cleared"  # back to normal: the episode is over
-STATES = (RAISED, WORSE, REMINDER, ACKNOWLEDGED, CLEARED)
 
 WORSE_RATIO = 1.5  # a severity this many times the last reported one is news
 
@@ -92,3 +92,74 @@ class AlertEpisode:
     def restore(self, s: list) -> None:
         (self.open, self.number, self.acknowledged, self.first, self.reported, self.started_ms,
          self.last_report_ms, self.last_abnormal_ms, self.normals, self.reminders) = s  # fmt: skip
+
+
+JOINED = "joined"  # another finding joins an open alert (a fault that shows in several places)
+PART_CLEARED = "part_cleared"  # one finding of an alert is back to normal; others are not
+STATES = (RAISED, JOINED, WORSE, REMINDER, ACKNOWLEDGED, PART_CLEARED, CLEARED)
+
+
+class AlertBook:
+    """The device's alerts: its sources' episodes grouped, so that one fault that shows in
+    several places (the drain pump's current up, the drain longer, the cycle model) is one
+    alert, not three.
+
+    route() takes each episode's news and says what the alert makes of it: a raising while
+    another alert was raised within ALERT_JOIN_MS joins that alert; a clearing ends the alert
+    only with its last finding; reminders come at most weekly per alert and not once it is
+    acknowledged. Bounded: one entry per episode of the profile, one per open alert.
+    """
+
+    def __init__(self) -> None:
+        self.last_id = 0
+        self.members: dict = {}  # episode -> alert id
+        self.alerts: dict = {}  # alert id -> [category, channel, phase, raised_ms, last_report_ms, acknowledged]
+
+    def route(self, episode: AlertEpisode, state: str, t_ms: int, category: str, channel: str,
+              phase: str) -> tuple | None:  # fmt: skip
+        """(alert id, state to report) for an episode's news, or None when it is no news."""
+        if state == RAISED:
+            newest = self.last_id if self.last_id in self.alerts else 0
+            if newest and t_ms - self.alerts[newest][3] < limits.ALERT_JOIN_MS:
+                rec = self.alerts[newest]
+                self.members[episode] = newest
+                if rec[5]:
+                    episode.acknowledge()  # the user has seen this alert: no reminders for its parts
+                rec[4] = t_ms
+                return newest, JOINED
+            self.last_id += 1
+            self.members[episode] = self.last_id
+            self.alerts[self.last_id] = [category, channel, phase, t_ms, t_ms, False]
+            return self.last_id, RAISED
+        aid = self.members.get(episode)
+        if aid is None:
+            return None
+        rec = self.alerts[aid]
+        if state == CLEARED:
+            del self.members[episode]
+            for other in self.members.values():
+                if other == aid:
+                    return aid, PART_CLEARED
+            del self.alerts[aid]
+            return aid, CLEARED
+        if state == REMINDER and (rec[5] or t_ms - rec[4] < limits.ALERT_REMIND_MS):
+            return None
+        rec[4] = t_ms
+        return aid, state
+
+    def acknowledge(self, aid: int) -> list | None:
+        """The user or the service has seen alert aid: its findings are not reminded of.
+        Returns [category, channel, phase] of the alert for the acknowledgement's event, or
+        None when no such alert is open or it was acknowledged before."""
+        rec = self.alerts.get(aid)
+        if rec is None or rec[5]:
+            return None
+        rec[5] = True
+        for episode, member in self.members.items():
+            if member == aid:
+                episode.acknowledge()
+        return rec[:3]  # type: ignore[no-any-return]
+
+    def open_ids(self) -> list:
+        """The ids of the open alerts, oldest first."""
+        return sorted(self.alerts)

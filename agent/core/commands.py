@@ -20,6 +20,7 @@ from agent.core.ratelimit import TokenBucket
 STATUS_REPORT = "status_report"
 ERASURE_ACK = "erasure_ack"
 CONFIG = "config"
+ALERT_ACK = "alert_ack"  # the service has seen an alert (no reminders for it)
 CONFIRM = "confirm"  # the backend holds these messages (by outbox id): receipts and erasure requests may go
 # Settings a command may change, with their allowed ranges.
 CONFIG_KEYS = {"status_interval_h": (1, 168)}
@@ -61,10 +62,16 @@ def _message_ids(name: str, args: dict) -> None:
                                                                                           describe(mid)))  # fmt: skip
 
 
+def _one_alert(name: str, args: dict) -> None:
+    alert = args.get("alert")
+    if len(args) != 1 or not isinstance(alert, int) or isinstance(alert, bool) or not 1 <= alert <= limits.MAX_SEQ:
+        raise CommandError("%s takes exactly alert, the alert's number (a whole number from 1)" % name)
+
+
 # Each command the device knows, with the check of its arguments. A new command is one
 # entry here and one handler in Agent.COMMANDS (pipeline.py); a test keeps the two equal.
 ARGUMENT_CHECKS = {STATUS_REPORT: _no_args, ERASURE_ACK: _one_category, CONFIG: _config_settings,
-                   CONFIRM: _message_ids}  # fmt: skip
+                   CONFIRM: _message_ids, ALERT_ACK: _one_alert}  # fmt: skip
 
 
 class CommandDesk:

@@ -70,3 +70,34 @@ def back_to_normal(channel: dict, phase: dict | None) -> dict:
         en += " during " + phase["en"].lower()
         de += " während " + phase["de"]
     return {"en": en + " is back to normal.", "de": de + " ist wieder normal."}
+
+
+def several_changes(parts: list, hint: dict | None) -> dict:
+    """Why a cycle stands out in several measurements together, e.g. 'The last cycles differ
+    from usual in several measurements together: Motor current during draining 38% higher,
+    Draining 20% longer — the drain pump may be clogging.'
+
+    parts: (feature, phase names, channel label or None for a duration, change in percent,
+    direction: +1 up, -1 down, 0 usual on its own but not with the others)."""
+    en = []
+    de = []
+    for feature, phase, channel, pct, direction in parts:
+        p = _pct(pct)
+        if feature == "duration":
+            head_en, head_de = phase["en"], phase["de"]
+            up_en, down_en, up_de, down_de = "longer", "shorter", "länger", "kürzer"
+        else:
+            peak = feature == "peak"
+            head_en = ("Peak " + channel["en"].lower() if peak else channel["en"]) + " during " + phase["en"].lower()
+            head_de = ("Spitzenwert von " if peak else "") + channel["de"] + " während " + phase["de"]
+            up_en, down_en, up_de, down_de = "higher", "lower", "höher", "niedriger"
+        if direction == 0:
+            en.append(head_en + " unchanged on its own, but not as usual with the others")
+            de.append(head_de + " für sich unverändert, aber nicht wie sonst mit den anderen")
+        else:
+            up = direction > 0
+            en.append(head_en + " " + p + "% " + (up_en if up else down_en))
+            de.append(head_de + " " + p + " % " + (up_de if up else down_de))
+    head_en = "The last cycles differ from usual in several measurements together: "
+    head_de = "Die letzten Programmabläufe weichen in mehreren Messungen zugleich vom Üblichen ab: "
+    return {"en": _hint(head_en + "; ".join(en), hint, "en"), "de": _hint(head_de + "; ".join(de), hint, "de")}

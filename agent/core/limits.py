@@ -79,6 +79,7 @@ LOG_BURST = const(10)  # lines a peer can make one reporter write at once; then 
 LOG_REFILL_MS = const(1000)  # per LOG_REFILL_MS, the rest counted (ratelimit.ThrottledReport)
 SEND_TIMEOUT_MS = const(10_000)  # the stream takes a packet, or the link counts as dead
 ALERT_REMIND_MS = const(604_800_000)  # an open alert not acknowledged is reported again at most weekly
+ALERT_JOIN_MS = const(172_800_000)  # a finding raised within two days of an open alert joins it
 SENSOR_FAULT_CLEAR_MS = const(3_600_000)  # a sensor fault is over after an hour of good readings
 
 # What the agent keeps in memory, sized per board (Agent(board=...), the device settings'

@@ -7,14 +7,22 @@ and the uplink are passed in, so the pipeline itself does no I/O.
 import asyncio
 
 from agent.core import VERSION, limits, processors
-from agent.core.alerts import CLEARED, AlertEpisode
+from agent.core.alerts import ACKNOWLEDGED, CLEARED, AlertBook, AlertEpisode
 from agent.core.channel import BoundedChannel
-from agent.core.commands import CONFIG, CONFIRM, ERASURE_ACK, QUIET_WHEN_DONE, STATUS_REPORT, CommandDesk
+from agent.core.commands import (
+    ALERT_ACK,
+    CONFIG,
+    CONFIRM,
+    ERASURE_ACK,
+    QUIET_WHEN_DONE,
+    STATUS_REPORT,
+    CommandDesk,
+)
 from agent.core.compat import sleep_ms, ticks_diff, ticks_ms
 from agent.core.consent import ConsentLedger
 from agent.core.consumables import ConsumableRuntime
 from agent.core.errors import CommandError, ConfigError, OutboxFullError, SensorError
-from agent.core.events import CONSUMABLE, SENSOR_FAULT, Event
+from agent.core.events import ANOMALY, CONSUMABLE, SENSOR_FAULT, Event
 from agent.core.gate import SENT, PrivacyGate
 from agent.core.outbox import (
     CATEGORY_PRIORITIES,
@@ -90,8 +98,9 @@ class SampleSchedule:
 class ChannelRuntime:
     """One channel: its driver, valid range and processors."""
 
-    def __init__(self, spec: dict, driver: "Driver", profile: dict) -> None:
+    def __init__(self, spec: dict, driver: "Driver", profile: dict, alerts: AlertBook | None = None) -> None:
         self.id = spec["id"]
+        self.alerts = AlertBook() if alerts is None else alerts  # the device's, shared by its channels
         self.driver = driver
         self.period_ms = max(1, int(1000 / spec["sample_hz"]))
         self.lo, self.hi = spec["range"]
@@ -122,9 +131,16 @@ class ChannelRuntime:
         sensor that fails, however often and in whatever way."""
         state = self.fault_episode.abnormal(t_ms, 1.0)
         if self.fault_category is not None and state is not None:
-            fields["state"] = state
-            fields["alert"] = self.fault_episode.number
-            emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields))
+            self._alert(self.fault_episode, Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields),
+                        state, emit)  # fmt: skip
+
+    def _alert(self, episode: AlertEpisode, event: Event, state: str, emit: "Callable[[Event], None]") -> None:
+        """Emit an episode's event as its alert (AlertBook) makes it: which alert, what news."""
+        routed = self.alerts.route(episode, state, event.t_ms, event.category, event.channel, event.phase)
+        if routed is not None:
+            event.fields["alert"] = routed[0]
+            event.fields["state"] = routed[1]
+            emit(event)
 
     def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> bool:
         """Feed one sample; out-of-range samples become sensor-fault events, not data.
@@ -135,13 +151,18 @@ class ChannelRuntime:
             self.fault(t_ms, phase, {"reason": reason, "value": value, "low": self.lo, "high": self.hi}, emit)
             return False
         if self.fault_episode.open and self.fault_episode.normal(t_ms) is not None and self.fault_category:
-            emit(Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase,
-                       {"reason": "", "state": CLEARED, "alert": self.fault_episode.number}))  # fmt: skip
+            self._alert(self.fault_episode, Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase,
+                                                  {"reason": ""}), CLEARED, emit)  # fmt: skip
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
             if out is not None:
                 about = phase if out.phase is None else out.phase
-                emit(Event(out.kind, category, self.id, t_ms, about, out.fields))
+                event = Event(out.kind, category, self.id, t_ms, about, out.fields)
+                state = out.fields.get("state")
+                if state is None:
+                    emit(event)
+                else:
+                    self._alert(proc.episode, event, state, emit)
         return True
 
 
@@ -171,6 +192,8 @@ class Agent:
         "rights",
         # The user's consumable actions.
         "set_reorder_choice", "refilled",
+        # The user or the service has seen an alert (the page, a command).
+        "acknowledge_alert",
         # The uplink and what comes from it; where rate-limited lines go.
         "attach_uplink", "detach_uplink", "on_command", "report_to",
         # Running.
@@ -199,10 +222,17 @@ class Agent:
         self.uplink = uplink
         self.observer = observer
         self.channels: list = []
+        self.alerts = AlertBook()  # the device's open alerts: one per fault episode
         for spec in profile["channels"]:
             if spec["id"] not in drivers:
                 raise ConfigError("no driver for channel " + repr(spec["id"]))
-            self.channels.append(ChannelRuntime(spec, drivers[spec["id"]], profile))
+            self.channels.append(ChannelRuntime(spec, drivers[spec["id"]], profile, self.alerts))
+        # Several channels judged together once per cycle (imported only when the profile has it).
+        self.cycle_model = None
+        if profile.get("cycle_model") is not None:
+            from agent.core.cycle_model import CycleModelRuntime
+
+            self.cycle_model = CycleModelRuntime(profile["cycle_model"], profile, self.alerts)
         idle = profile["phases"][0]
         periods = {ch.id: ch.period_ms for ch in self.channels}
         self.stock = [ConsumableRuntime(c, idle, (choices or {}).get(c["id"]), periods.get(c.get("channel"), 0))
@@ -267,6 +297,8 @@ class Agent:
             value, valid = ch.sample(now_ms, phase, self._emit)
             self._tell("sample", ch, value)
             if valid:
+                if self.cycle_model is not None:
+                    self.cycle_model.sample(i, now_ms, value, phase, self._emit)
                 if self._phase_told is not None:
                     self._phase_told(ch.id, now_ms, value)
                 for stock in self.stock:
@@ -295,6 +327,17 @@ class Agent:
         """The user says "I refilled": the level is full again, its events go the usual way."""
         stock = self.stock_of(consumable_id)
         self._stock_events(stock, t_ms, stock.tracker.refill(t_ms))
+
+    def acknowledge_alert(self, alert_id: int, t_ms: int, by: str) -> bool:
+        """The user (by "user", on the page) or the service (by "service", a command) has seen
+        an open alert: it is not reminded of, and its acknowledgement goes the way of its
+        events. False when no such alert is open or it was acknowledged before."""
+        about = self.alerts.acknowledge(alert_id)
+        if about is None:
+            return False
+        self._emit(Event(ANOMALY, about[0], about[1], t_ms, about[2],
+                         {"state": ACKNOWLEDGED, "alert": alert_id, "by": by}))  # fmt: skip
+        return True
 
     def _stock_events(self, stock: ConsumableRuntime, t_ms: int, events: list) -> None:
         for kind, fields in events:
@@ -463,7 +506,12 @@ class Agent:
                 entry["status"] = CONFIRMED
 
     # What each command does (checked first by commands.ARGUMENT_CHECKS; same names).
-    COMMANDS = {STATUS_REPORT: _status_report, ERASURE_ACK: _erasure_ack, CONFIG: _config, CONFIRM: _confirm}
+    def _alert_ack(self, args: dict, t_ms: int) -> None:
+        # An alert not open (cleared meanwhile, or never) is no error: the service saw it.
+        self.acknowledge_alert(args["alert"], t_ms, "service")
+
+    COMMANDS = {STATUS_REPORT: _status_report, ERASURE_ACK: _erasure_ack, CONFIG: _config, CONFIRM: _confirm,
+                ALERT_ACK: _alert_ack}  # fmt: skip
 
     def _queue(self, decision: "Decision", kind: str = "", priority: int | None = None) -> None:
         if decision.reason != SENT:

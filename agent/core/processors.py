@@ -62,9 +62,11 @@ class Result:
 
 
 class Processor:
-    """Interface: feed(t_ms, value, phase) -> None or a Result."""
+    """Interface: feed(t_ms, value, phase) -> None or a Result. A processor whose Results carry
+    a "state" (an alert's news) has the AlertEpisode they come from as `episode`."""
 
     kind = ""
+    episode: AlertEpisode
 
     @staticmethod
     def settings_schema(phases: list) -> "Map":
@@ -195,7 +197,7 @@ class AnomalyProcessor(Processor):
         return Result(
             ANOMALY,
             {"detector": self.kind, "value": value, "baseline": baseline, "score": score, "state": state,
-             "alert": self.episode.number, "explanation_en": text["en"], "explanation_de": text["de"]},
+             "explanation_en": text["en"], "explanation_de": text["de"]},
         )  # fmt: skip
 
 
@@ -330,7 +332,7 @@ class CycleFeatureProcessor(Processor):
             ANOMALY,
             {"detector": self.kind, "feature": self.feature, "value": recent, "baseline": baseline,
              "change_pct": pct, "cycles": self.recent_len, "score": score, "state": state,
-             "alert": self.episode.number, "explanation_en": text["en"], "explanation_de": text["de"]},
+             "explanation_en": text["en"], "explanation_de": text["de"]},
             self.phase,
         )  # fmt: skip
 

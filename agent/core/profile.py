@@ -233,6 +233,35 @@ _SIMULATION = Map(
     },
 )
 
+# Several channels judged together, once per program cycle (agent/core/cycle_model.py).
+_CYCLE_FEATURE = Map(
+    {"feature": OneOf(("duration", "mean", "peak")), "phase": _ID},
+    {"channel": (_ID, None)},
+)
+_CYCLE_REFERENCE = Map(
+    {"mean": ListOf(Num(-1e9, 1e9), 2, 12), "sd": ListOf(Num(0, 1e9), 2, 12)},
+    {"corr": (ListOf(Num(-1, 1), 1, 66), None)},
+)
+_CYCLE_SETTINGS = Map(
+    {},
+    {
+        "alarm_rate": (Num(0.0001, 0.2, "share of healthy cycles"), 0.01),
+        "confirm": (Num(1, 10, "cycles", integer=True), 2),
+        "learn_cycles": (Num(15, 10_000, "cycles", integer=True), 30),
+        "reference_cycles": (Num(15, 10_000, "cycles", integer=True), 30),
+        "clear_cycles": (Num(1, 100, "cycles", integer=True), 3),
+    },
+)
+_CYCLE_MODEL = Map(
+    {"features": ListOf(_CYCLE_FEATURE, 2, 12)},
+    {
+        "category": (_ID, "maintenance"),
+        "hint": (_TEXTS, None),
+        "reference": (_CYCLE_REFERENCE, None),
+        "settings": (_CYCLE_SETTINGS, _CYCLE_SETTINGS({}, ())),
+    },
+)
+
 PROFILE = Map(
     {
         "wichtel_profile": Num(FORMAT_VERSION, FORMAT_VERSION, "profile format version", integer=True),
@@ -250,6 +279,7 @@ PROFILE = Map(
         "simulation": (_SIMULATION, None),
         # Where the phase comes from on a real appliance; none: the simulator or a trace.
         "phase_source": (_PHASE_SOURCE, None),
+        "cycle_model": (_CYCLE_MODEL, None),
     },
 )
 
@@ -270,6 +300,38 @@ def _check_reference(proc: dict, phases: list, path: tuple) -> None:
     for phase in ref:
         if phase not in allowed:
             raise ProfileError(path + (phase,), phase, "one of the phases " + ", ".join(allowed))
+
+
+def _check_cycle_model(model: dict, phases: list, channel_ids: list, category_ids: list) -> None:
+    """Its features name the profile's phases and channels (a duration none); its reference
+    has one mean and sd per feature and a correlation per pair; its category exists."""
+    path = ("cycle_model",)
+    n = len(model["features"])
+    seen = []
+    for i, f in enumerate(model["features"]):
+        where = path + ("features", i)
+        if f["phase"] not in phases:
+            raise ProfileError(where + ("phase",), f["phase"], "one of the phases " + ", ".join(phases))
+        if f["feature"] == "duration":
+            if f["channel"] is not None:
+                raise ProfileError(where + ("channel",), f["channel"], "no channel: a duration is the phase's")
+        elif f["channel"] not in channel_ids:
+            raise ProfileError(where + ("channel",), f["channel"], "the id of one of channels")
+        same = (f["feature"], f["channel"], f["phase"])
+        if same in seen:
+            raise ProfileError(where, f["feature"], "a feature not already in the list")
+        seen.append(same)
+    if model["category"] not in category_ids:
+        raise ProfileError(path + ("category",), model["category"], "the id of one of data_categories")
+    if model["settings"]["learn_cycles"] < n + 3:
+        raise ProfileError(path + ("settings", "learn_cycles"), model["settings"]["learn_cycles"],
+                           "at least the number of features + 3 (%d)" % (n + 3))  # fmt: skip
+    ref = model["reference"]
+    if ref is not None:
+        for key, want in (("mean", n), ("sd", n), ("corr", n * (n - 1) // 2)):
+            if ref[key] is not None and len(ref[key]) != want:
+                raise ProfileError(path + ("reference", key), ref[key], "%d numbers (%s)" % (
+                    want, "one per feature" if key != "corr" else "one per pair of features"))  # fmt: skip
 
 
 def validate(doc: object) -> dict:
@@ -335,6 +397,8 @@ def validate(doc: object) -> dict:
             raise ProfileError(("consumables", i, "category"), con["category"], "the id of one of data_categories")
     if prof["simulation"] is not None:
         _check_simulation(prof)
+    if prof["cycle_model"] is not None:
+        _check_cycle_model(prof["cycle_model"], prof["phases"], channel_ids, category_ids)
     if prof["phase_source"] is not None:
         _check_phase_source(prof["phase_source"], prof["phases"], channel_ids)
         for i, rule in enumerate(prof["phase_source"]["rules"] or ()):

@@ -38,12 +38,13 @@ class Snapshot:
     profile: the validated profile (shared: read it only). phase: the appliance's last
     phase ("" when it reports none). uplink: the host's uplink object or None.
     consumables: ConsumableView per consumable. events: recent events, oldest first.
+    alerts: the open alerts, oldest first, as (alert id, acknowledged, raised at t_ms).
     choices: category -> "on"/"off". receipts: consent receipts, oldest first. sent: the
     sent log, oldest first. waiting / awaiting: outbox messages not yet taken by the
     broker / taken and awaiting the backend's confirmation. made: message ids given out.
     """
 
-    __slots__ = ("awaiting", "choices", "consumables", "decisions", "delivery_faults", "device_id", "dropped",
+    __slots__ = ("alerts", "awaiting", "choices", "consumables", "decisions", "delivery_faults", "device_id", "dropped",
                  "events", "inbound_faults", "made", "outbox_damaged", "outbox_problems", "phase", "profile",
                  "receipts", "replies_dropped", "samples", "sent", "uplink", "waiting")  # fmt: skip
 
@@ -55,6 +56,8 @@ class Snapshot:
         self.uplink = a.uplink
         self.consumables = [ConsumableView(s) for s in a.stock]
         self.events = a.local_events.items()
+        # The open alerts, oldest first: (id, acknowledged, raised at t_ms).
+        self.alerts = [(aid, a.alerts.alerts[aid][5], a.alerts.alerts[aid][3]) for aid in a.alerts.open_ids()]
         self.choices = a.consent.choices()
         self.receipts = list(a.consent.history)
         self.sent = a.sent_log.items()

@@ -397,6 +397,17 @@ class PageApp:
             req.g.session.notice = t["refill_done"] % name
             return _redirect("/consumables#c-" + cid)
 
+        @app.post("/alerts/<aid>/seen")
+        async def alert_seen(req: Request, aid: str) -> Response:
+            t = texts.TEXTS[self._lang(req)]
+            number = int(aid) if aid.isdigit() and len(aid) <= 9 else 0
+            if self.agent.acknowledge_alert(number, self.agent.clock.now_ms(), "user"):
+                self.actions.changed()
+                req.g.session.notice = t["alert_marked"]
+            else:
+                req.g.session.notice = t["alert_gone"]
+            return _redirect("/")
+
         @app.get("/device")
         async def device_page(req: Request) -> Response:
             return _html(views.device(self.agent, self._view(req, req.g.session)))

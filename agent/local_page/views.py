@@ -14,7 +14,7 @@ import time
 from agent.core import VERSION
 from agent.core.compat import IS_MICROPYTHON
 from agent.core.consumables import CHOICES, RISKS
-from agent.core.events import ANOMALY
+from agent.core.events import ANOMALY, SENSOR_FAULT
 from agent.core.pipeline import CONFIRMED, Agent
 from agent.core.snapshot import Snapshot
 from agent.local_page.template import Templates, page_templates
@@ -23,6 +23,7 @@ from agent.local_page.texts import LANGS, TEXTS, grain_text
 PAGES = ("overview", "privacy", "data", "consumables", "device")
 _PATHS = {"overview": "/", "privacy": "/privacy", "data": "/data", "consumables": "/consumables", "device": "/device"}
 MAX_ALERTS_SHOWN = 5
+_ALERT_KINDS = (ANOMALY, SENSOR_FAULT)
 _TEMPLATES = Templates(page_templates())  # compiled once, before the first page
 
 
@@ -111,10 +112,15 @@ def overview(agent: Agent, view: View) -> str:
     names = prof["phase_names"]
     phase = snap.phase
     phase_text = names[phase][view.lang] if phase in names else (phase or t["phase_none"])
-    alerts = [ev for ev in snap.events if ev.kind == ANOMALY][-MAX_ALERTS_SHOWN:]
-    alert_rows = [
-        (device_time(ev.t_ms, view), ev.fields.get("explanation_" + view.lang, "")) for ev in reversed(alerts)
-    ]
+    # One row per open alert, newest first: its latest explanation (a worse finding, one that
+    # joined it) among the recent events, and whether the user has seen it.
+    alert_rows = []
+    for aid, seen, raised_ms in reversed(snap.alerts[-MAX_ALERTS_SHOWN:]):
+        text = t["alert_no_text"]
+        for ev in snap.events:
+            if ev.kind in _ALERT_KINDS and ev.fields.get("alert") == aid and ("explanation_" + view.lang) in ev.fields:
+                text = ev.fields["explanation_" + view.lang]
+        alert_rows.append((str(aid), device_time(raised_ms, view), text, seen))
     stock = [line for _, line in _consumable_lines(snap, view)]
     title = "%s %s" % (prof["appliance"]["maker"], prof["appliance"]["model"])
     return _render("overview", view, frame=_frame(view, True, "overview"), title=title, phase=phase_text,

@@ -1,0 +1,89 @@
+"""The appliance's cycle model on the device: the profile's per-cycle features of several
+channels judged together (multivariate.py), as one alert source with an explanation.
+
+Imported only for a profile with a cycle_model: a board whose profile has none keeps this
+and multivariate.py out of its heap.
+"""
+
+from agent.core import explain
+from agent.core.alerts import CLEARED, AlertBook, AlertEpisode
+from agent.core.events import ANOMALY, Event
+from agent.core.multivariate import ALARM, NORMAL, CycleFeatures, PcaMonitor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+CHANNEL = "cycle_model"  # the events' channel: several channels are judged together
+_EXPLAINED = 3  # features named in an explanation
+
+
+class CycleModelRuntime:
+    """Feeds every valid sample of every channel to the cycle features; judges each cycle's
+    vector when it ends, and turns ALARM and NORMAL verdicts into an alert episode (one alert
+    per episode: raised, worse when the verdict's ratio to its limit grows by half, cleared
+    after `clear_cycles` normal cycles)."""
+
+    def __init__(self, spec: dict, profile: dict, alerts: AlertBook | None = None) -> None:
+        ids = [c["id"] for c in profile["channels"]]
+        specs: list = []
+        for f in spec["features"]:
+            if f["feature"] == "duration":
+                specs.append(("duration", f["phase"]))
+            else:
+                specs.append((f["feature"], ids.index(f["channel"]), f["phase"]))
+        self.spec = spec
+        self.category = spec["category"]
+        self.hint = spec["hint"]
+        self.labels = [c.get("label") or {"en": c["id"], "de": c["id"]} for c in profile["channels"]]
+        self.phase_names = profile["phase_names"]
+        self.features = CycleFeatures(specs, profile["phases"], ids)
+        s = spec["settings"]
+        self.monitor = PcaMonitor(len(specs), alarm_rate=s["alarm_rate"], confirm=s["confirm"],
+                                  learn_cycles=s["learn_cycles"], reference=spec["reference"],
+                                  reference_cycles=s["reference_cycles"])  # fmt: skip
+        self.episode = AlertEpisode(s["clear_cycles"])
+        self.alerts = AlertBook() if alerts is None else alerts  # the device's
+
+    def sample(self, index: int, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> None:
+        """One valid sample of channel `index`; emit(Event) when a cycle's verdict makes news."""
+        vec = self.features.sample(index, t_ms, value, phase)
+        if vec is None:
+            return
+        verdict = self.monitor.judge(vec)
+        if verdict.status == ALARM:
+            state = self.episode.abnormal(t_ms, verdict.ratio())
+        elif verdict.status == NORMAL:
+            state = self.episode.normal(t_ms)
+        else:
+            return  # learning, or over a limit once: no news yet
+        if state is None:
+            return
+        top = self.monitor.explain(_EXPLAINED)
+        feats = self.spec["features"]
+        about = feats[top[0][0]]["phase"]
+        if state == CLEARED:
+            text = {"en": "The appliance's program cycles are back to normal.",
+                    "de": "Die Programmabläufe des Geräts sind wieder normal."}  # fmt: skip
+        else:
+            parts: list = []
+            for i, share, direction, pct in top:
+                if share < 0.1 and parts:
+                    break  # a feature with a tenth of the verdict or less does not explain it
+                f = feats[i]
+                label = None if f["feature"] == "duration" else self.labels[self.features.channel[i]]
+                parts.append((f["feature"], self._phase_name(f["phase"]), label, pct, direction))
+            text = explain.several_changes(parts, self.hint)
+        routed = self.alerts.route(self.episode, state, t_ms, self.category, CHANNEL, about)
+        if routed is None:
+            return
+        emit(Event(ANOMALY, self.category, CHANNEL, t_ms, about,
+                   {"detector": CHANNEL, "value": verdict.ratio(), "score": verdict.severity, "state": routed[1],
+                    "alert": routed[0], "explanation_en": text["en"], "explanation_de": text["de"]}))  # fmt: skip
+
+    def _phase_name(self, phase: str) -> dict:
+        names = self.phase_names.get(phase)
+        if names is None:
+            text = explain.capitalized(phase.replace("_", " "))
+            return {"en": text, "de": text}
+        return names  # type: ignore[no-any-return]
