@@ -94,6 +94,13 @@ class ContextDetector:
     overall_weight = 1.0
     level_alpha = 0.3  # fast mean of the level score, per sample
     level_weight = 0.4  # of the level score; it counts only with the overall deviation
+    # 0: one smooth score, r / (r + alarm), that appliance processors compare with their
+    # own minimum. 1 (SeriesScorer): the score carries the detector's own decision, so
+    # that no threshold needs to meet the hold-off trigger exactly: a sample that starts
+    # a hold-off scores 0.5 and more (by how far it is past the trigger, in units of
+    # `band_spread` * alarm), every other sample below 0.25.
+    alarm_bands = 0
+    band_spread = 0.1
 
     def __init__(self, contexts: int = _DEFAULT_CONTEXTS, **settings: float) -> None:
         if not 0 <= contexts <= _MAX_CONTEXTS:
@@ -152,9 +159,15 @@ class ContextDetector:
         if self.quiet > 0:
             self.quiet -= 1
             return 0.0
-        if r > self.alarm * self.hold_trigger:
+        trigger = self.alarm * self.hold_trigger
+        if r > trigger:
             hold = int(self.hold_fraction * self.n)
             self.quiet = min(self.hold_max, max(self.hold_min, hold))
+            if self.alarm_bands:
+                past = r - trigger
+                return 0.5 + 0.5 * past / (past + self.band_spread * self.alarm)
+        elif self.alarm_bands:
+            return 0.5 * r / (r + self.alarm)  # below 0.5 * hold_trigger / (1 + hold_trigger)
         return r / (r + self.alarm)
 
     def _calibrated(self, z: float, q: float) -> float:
@@ -191,6 +204,17 @@ class ContextDetector:
 
 DETECTORS: dict = {ContextDetector.NAME: ContextDetector, ZScoreDetector.NAME: ZScoreDetector}
 
+
+class SeriesContextDetector(ContextDetector):
+    """ContextDetector as SeriesScorer uses it on a generic series (NAB, a user's CSV):
+    the score carries its own alarm decision. A class default: no heap per detector."""
+
+    alarm_bands = 1
+
+
+# The class a SeriesScorer builds for a detector name, where it differs from DETECTORS'.
+SERIES_DETECTORS: dict = {ContextDetector.NAME: SeriesContextDetector}
+
 _DAY_MS = 86_400_000
 
 
@@ -207,7 +231,7 @@ class SeriesScorer:
     """
 
     def __init__(self, name: str, settings: dict | None = None) -> None:
-        cls = DETECTORS.get(name)
+        cls = SERIES_DETECTORS.get(name) or DETECTORS.get(name)
         if cls is None:
             raise ConfigError("unknown detector " + repr(name) + "; known: " + ", ".join(sorted(DETECTORS)))
         self.detector: "Detector" = cls(**(settings or {}))
