@@ -66,8 +66,11 @@ class ContextDetector:
       quantile. It finds a shift that no single sample shows; the larger of the two
       calibrated scores counts.
     - After an alarm-level score the detector is quiet for a hold-off that grows with
-      the history it has seen (5% of it, at least `hold_min`, at most `hold_max`
+      the history it has seen (`hold_fraction` of it, at least `hold_min`, at most `hold_max`
       samples): one event per anomaly, not a storm.
+    - On a generic series (SeriesScorer, `alarm_bands`) the score carries that decision:
+      0.5 and more for a sample that starts a hold-off, below 0.25 for every other, so
+      any threshold between the two bands gives the same detections.
     """
 
     NAME = "wichtel"
