@@ -134,14 +134,17 @@ def micropython_costs(name: str, settings: dict, data: nabdata.DataFile, cpython
             json.dump({"t": data.t_ms, "v": data.values}, fh)
         code = """
 import gc, json, time
-from agent.core.detectors import SeriesScorer
+from agent.core.detectors import DETECTORS, SERIES_DETECTORS, SeriesScorer
 with open('/series/series.json') as f:
     d = json.load(f)
 ts, vs = d['t'], d['v']
 d = None
 gc.collect()
 before = gc.mem_alloc()
-many = [SeriesScorer(%(name)r, %(settings)r).detector for _ in range(%(n)d)]
+# The class a SeriesScorer builds, built directly: its temporaries would count otherwise.
+cls = SERIES_DETECTORS.get(%(name)r) or DETECTORS[%(name)r]
+settings = %(settings)r
+many = [cls(**settings) if settings else cls() for _ in range(%(n)d)]
 gc.collect()
 per = (gc.mem_alloc() - before) // %(n)d
 many = None
