@@ -16,6 +16,7 @@ import argparse
 import inspect
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -98,11 +99,13 @@ def parse_settings(name: str, items: list) -> dict:
                 "--set " + repr(item) + ": unknown setting " + repr(key) + " for detector " + name
                 + "; known: " + ", ".join(sorted(known))
             )  # fmt: skip
+        kind = "an integer" if isinstance(known[key], int) else "a finite number"
         try:
             out[key] = int(text) if isinstance(known[key], int) else float(text)
         except ValueError:
-            kind = "an integer" if isinstance(known[key], int) else "a number"
             raise ConfigError("--set " + repr(item) + ": expected " + kind + ", got " + repr(text)) from None
+        if not math.isfinite(out[key]):
+            raise ConfigError("--set " + repr(item) + ": expected " + kind + ", got " + repr(text))
     SeriesScorer(name, out)  # the detector's own checks
     return out
 

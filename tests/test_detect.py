@@ -254,6 +254,7 @@ def test_nab_benchmark_skips_loco_and_names_a_bad_setting(tmp_path: str) -> None
         ("holdtrigger=0.9", "unknown setting 'holdtrigger' for detector wichtel; known: alarm, alarm_bands"),
         ("hold_min=ten", "--set 'hold_min=ten': expected an integer, got 'ten'"),
         ("alarm", "--set 'alarm': expected NAME=VALUE"),
+        ("alarm=nan", "--set 'alarm=nan': expected a finite number, got 'nan'"),
     ):
         proc = subprocess.run([sys.executable, bench, "--data", root, "--no-micropython", "--set", item],
                               capture_output=True, text=True, timeout=120)  # fmt: skip
