@@ -266,21 +266,25 @@ def test_nab_benchmark_skips_loco_and_names_a_bad_setting(tmp_path: str) -> None
 
 def test_alarm_bands_separate_the_detectors_own_alarms() -> None:
     # On a series: every sample that starts a hold-off scores at least 0.5, every other one
-    # below 0.25. The bands change the score only: the same detector without them (as the
-    # appliances build it) has the same deviations and hold-offs and the smooth score.
+    # 0 (or, with a low band, half its smooth score). The bands change the score only: the
+    # same detector without them (as the appliances build it) has the same deviations and
+    # hold-offs and the smooth score.
     rng = XorShift32(5)
     banded = SeriesScorer("wichtel")
+    low = SeriesScorer("wichtel", {"low_band": 0.5})
     smooth = DETECTORS["wichtel"]()
     starts = 0
     for i in range(6000):
         t = 1_400_000_000_000 + i * 300_000
         value = 10 + math.sin(i / 30.0) + rng.gauss(0, 0.3) + (8 if i % 997 == 500 else 0)
         quiet = banded.detector.quiet
-        s = banded(t, value)
+        s, s_low = banded(t, value), low(t, value)
         r = smooth.score(t, value, time_of_day_slot(t, 40))
         started = quiet == 0 and banded.detector.quiet > 0
         starts += started
-        assert (s >= 0.5) == started and (started or s < 0.25), (i, s)
+        assert (s >= 0.5) == started and (started or s == 0.0), (i, s)
         assert (smooth.deviation, smooth.quiet) == (banded.detector.deviation, banded.detector.quiet)
-        assert r == (0.0 if s == 0.0 else smooth.deviation / (smooth.deviation + smooth.alarm))
+        assert s_low == (s if started else r / 2) and (started or s_low < 0.25)
+        if r:
+            assert r == smooth.deviation / (smooth.deviation + smooth.alarm)
     assert starts >= 5
