@@ -50,7 +50,8 @@ GRIDS = {
         "hold_fraction": (0.02, 0.03, 0.05),
         "quantile": (0.0005, 0.0007, 0.001),
     },
-    "zscore": {"alpha": (0.0005, 0.001, 0.002), "scale": (3.0, 4.0, 5.0)},
+    # Its scale only maps the score: at the chosen threshold the detections stay the same.
+    "zscore": {"alpha": (0.0002, 0.0005, 0.001, 0.002, 0.005)},
 }
 THRESHOLD_STEPS = {"-5%": 0.95, "+5%": 1.05}
 LEAK_NOTE = (
