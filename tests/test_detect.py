@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from agent import detect
 from agent.cli import main
-from agent.core.detectors import DETECTORS, SeriesScorer, ZScoreDetector
+from agent.core.detectors import DETECTORS, SeriesScorer, ZScoreDetector, time_of_day_slot
 from agent.core.errors import ConfigError
 from agent.sim.rng import XorShift32
 from tests.benchmarks import run_bench
@@ -24,14 +24,16 @@ from tests.benchmarks import run_bench
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _series(path: str, n: int = 1200, spike: int = 900) -> None:
-    """Five-minute samples: a slow wave with noise, and one spike."""
+def _series(path: str, n: int = 1200, spike: int = 900, early: float = 0.0) -> None:
+    """Five-minute samples: a slow wave with noise, and one spike; `early`: a bump 60
+    samples before it, whose hold-off hides the spike from a detector that alarms on it."""
     rng = XorShift32(n + spike)
     with open(path, "w") as f:
         f.write("timestamp,value\n")
         for i in range(n):
             minute = i * 5
-            value = round(10 + math.sin(i / 20.0) + rng.gauss(0, 0.5) + (12 if i == spike else 0), 4)
+            bump = 12 if i == spike else early if i == spike - 60 else 0
+            value = round(10 + math.sin(i / 20.0) + rng.gauss(0, 0.5) + bump, 4)
             f.write("2015-02-%02d %02d:%02d:00,%s\n" % (1 + minute // 1440, minute // 60 % 24, minute % 60, value))
 
 
@@ -136,14 +138,15 @@ def test_property_any_csv_text_scores_or_fails_cleanly(text: str, tmp_path_facto
     assert not os.path.exists(out + ".tmp")
 
 
-def test_nab_benchmark_on_a_tiny_corpus(tmp_path: str) -> None:
-    root = str(tmp_path)
-    os.makedirs(os.path.join(root, "data", "demo"))
+def _tiny_nab(root: str) -> dict:
+    """Two categories of two five-minute series, one spike and one window around it each,
+    and a bump before it on which some of LOCO's candidate settings alarm."""
     os.makedirs(os.path.join(root, "labels"))
     windows = {}
-    for k, spike in ((1, 700), (2, 900)):
-        name = "demo/series_%d.csv" % k
-        _series(os.path.join(root, "data", name), n=1200, spike=spike)
+    for k, spike in enumerate((700, 900, 800, 1000)):
+        name = "%s/series_%d.csv" % ("demo" if k < 2 else "other", k)
+        os.makedirs(os.path.dirname(os.path.join(root, "data", name)), exist_ok=True)
+        _series(os.path.join(root, "data", name), n=1200, spike=spike, early=2.5)
         minute = spike * 5
         day, hh, mm = 1 + minute // 1440, minute // 60 % 24, minute % 60
         start = "2015-02-%02d %02d:%02d:00.000000" % (day, max(0, hh - 1), mm)
@@ -151,14 +154,23 @@ def test_nab_benchmark_on_a_tiny_corpus(tmp_path: str) -> None:
         windows[name] = [[start, end]]
     with open(os.path.join(root, "labels", "combined_windows.json"), "w") as f:
         json.dump(windows, f)
+    return windows
+
+
+def test_nab_benchmark_on_a_tiny_corpus(tmp_path: str) -> None:
+    root = str(tmp_path)
+    windows = _tiny_nab(root)
     stdout, result = run_bench("nab.py", root, "--data", root)
     assert "(published)" in stdout and "Numenta HTM" in stdout
     assert set(result["scores"]) == {"standard", "reward_low_FP", "reward_low_FN"}
-    # Both spikes are found at the start of their windows' second half: a high score.
+    # The spikes are found at the start of their windows' second half: a high score.
     assert result["scores"]["standard"] > 80
     assert result["us_per_sample"] > 0 and result["state_bytes_per_channel"] > 0
     assert result["micropython"]["max_score_difference_vs_cpython"] < 1e-9
     assert set(result["files"]) == set(windows)
+    # Every setting, at the value the scorer gives it (alarm bands on for a series).
+    assert result["settings"]["hold_trigger"] == 0.8 and result["settings"]["alarm_bands"] == 1
+    assert result["settings"]["contexts"] == 40 and "settings: alarm=3.5 alarm_bands=1" in stdout
 
 
 def test_zscore_refuses_an_unknown_setting_and_scores_as_before() -> None:
@@ -568,3 +580,135 @@ def test_a_shell_pipe_into_head_prints_no_broken_pipe(tmp_path: str) -> None:
     proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stderr == ""
     assert proc.returncode == detect.EXIT_BROKEN_PIPE and len(proc.stdout.splitlines()) == 2
+
+
+def _nab_scores(root: str, settings: dict) -> tuple:
+    """The corpus' layouts, categories and the wichtel detector's scores, computed here."""
+    from bench import nabdata, nabscore
+
+    files = nabdata.load(root)
+    layouts = [nabscore.layout(f.name, len(f.values), f.windows) for f in files]
+    scores = []
+    for f in files:
+        scorer = SeriesScorer("wichtel", settings)
+        scores.append([scorer(t, v) for t, v in zip(f.t_ms, f.values, strict=True)])
+    return layouts, [f.name.split("/")[0] for f in files], scores
+
+
+def test_nab_benchmark_set_loco_and_threshold_steps(tmp_path: str) -> None:
+    # Checked against the scorer run here: the ±5% scores, the LOCO threshold-only score
+    # (the set settings, the threshold chosen on the other category), and the full LOCO's
+    # choice, which is the best of the grid on the training category.
+    from bench import nab, nabscore
+
+    root = str(tmp_path)
+    _tiny_nab(root)
+    stdout, result = run_bench("nab.py", root, "--data", root, "--no-micropython",
+                               "--set", "hold_trigger=0.75", "--set", "warmup=50")  # fmt: skip
+    assert result["settings"]["hold_trigger"] == 0.75 and result["settings"]["warmup"] == 50
+    assert result["settings"]["level_weight"] == 0.4  # a default, listed too
+    assert "hold_trigger=0.75" in stdout.split("settings:")[1].splitlines()[0]
+    layouts, groups, scores = _nab_scores(root, {"hold_trigger": 0.75, "warmup": 50})
+    for pname, prof in nabscore.PROFILES.items():
+        threshold, raw = nabscore.optimise_threshold(layouts, scores, prof)
+        null, perfect = nabscore.null_and_perfect(layouts, prof)
+        assert result["scores"][pname] == pytest.approx(nabscore.normalised(raw, null, perfect))
+        for label, factor in (("-5%", 0.95), ("+5%", 1.05)):
+            moved = sum(
+                nabscore.file_score(lay, s, threshold * factor, prof)["score"]
+                for lay, s in zip(layouts, scores, strict=True)
+            )
+            assert result["threshold_sensitivity"][pname][label] == pytest.approx(
+                nabscore.normalised(moved, null, perfect)
+            )
+    loco = result["loco"]
+    candidates = nab.grid_candidates("wichtel", result["settings"])
+    assert loco["candidates"] == len(candidates) == 3 * 3 * 3 * 3 + 3 * 3 * 3  # hold_trigger 0.75 joins 0.7/0.8/0.9
+    cache: dict = {}
+
+    def optimum(point: dict, train: list, prof: dict) -> tuple:
+        key = tuple(sorted(point.items()))
+        if key not in cache:
+            cache[key] = _nab_scores(root, {"hold_trigger": 0.75, "warmup": 50, **point})[2]
+        c_scores = cache[key]
+        return nabscore.optimise_threshold([layouts[i] for i in train], [c_scores[i] for i in train], prof)
+
+    assert set(result["loco_scores"]) == set(nabscore.PROFILES)
+    assert "tuned on the whole corpus" in loco["note"] and "tuned on the whole corpus" in stdout
+    for pname, prof in nabscore.PROFILES.items():
+        per_fold = []
+        for held in ("demo", "other"):
+            train = [i for i, g in enumerate(groups) if g != held]
+            test = [i for i, g in enumerate(groups) if g == held]
+            threshold, _ = nabscore.optimise_threshold([layouts[i] for i in train], [scores[i] for i in train], prof)
+            raw = sum(nabscore.file_score(layouts[i], scores[i], threshold, prof)["score"] for i in test)
+            null, perfect = nabscore.null_and_perfect([layouts[i] for i in test], prof)
+            per_fold.append(nabscore.normalised(raw, null, perfect))
+        assert loco["threshold_only"][pname]["score"] == pytest.approx(sum(per_fold) / 2)
+        folds = loco["grid"][pname]["folds"]
+        assert [f["held_out"] for f in folds] == ["demo", "other"]
+        assert result["loco_scores"][pname] == pytest.approx(sum(f["score"] for f in folds) / 2)
+        for fold in folds:
+            assert set(fold["settings"]) == set(nab.GRIDS["wichtel"])
+            # The chosen candidate has the best total on the training category, at this threshold.
+            train = [i for i, g in enumerate(groups) if g != fold["held_out"]]
+            chosen = optimum(fold["settings"], train, prof)
+            assert chosen[0] == fold["threshold"]
+            assert chosen[1] == pytest.approx(max(optimum(point, train, prof)[1] for point in candidates))
+    for variant in ("without_default_point", "off_default_values"):
+        for fold in loco[variant]["standard"]["folds"]:
+            assert fold["settings"] != {
+                "hold_fraction": 0.03,
+                "hold_trigger": 0.75,
+                "level_weight": 0.4,
+                "quantile": 0.0007,
+            }
+    for fold in loco["off_default_values"]["standard"]["folds"]:
+        assert fold["settings"]["hold_trigger"] != 0.75 and fold["settings"]["level_weight"] != 0.4
+    assert "leave one category out" in stdout
+
+
+def test_nab_benchmark_skips_loco_and_names_a_bad_setting(tmp_path: str) -> None:
+    root = str(tmp_path)
+    _tiny_nab(root)
+    stdout, result = run_bench("nab.py", root, "--data", root, "--no-micropython", "--no-loco")
+    assert "loco_scores" not in result and "leave one category out" not in stdout
+    bench = os.path.join(ROOT, "bench", "nab.py")
+    for item, words in (
+        ("holdtrigger=0.9", "unknown setting 'holdtrigger' for detector wichtel; known: alarm, alarm_bands"),
+        ("hold_min=ten", "--set 'hold_min=ten': expected an integer, got 'ten'"),
+        ("alarm", "--set 'alarm': expected NAME=VALUE"),
+        ("alarm=nan", "--set 'alarm=nan': expected a finite number, got 'nan'"),
+    ):
+        proc = subprocess.run([sys.executable, bench, "--data", root, "--no-micropython", "--set", item],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    zscore = [sys.executable, bench, "--detector", "zscore", "--data", root, "--no-micropython", "--set", "hold_min=5"]
+    proc = subprocess.run(zscore, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "known: alpha, scale" in proc.stderr, proc.stderr
+
+
+def test_alarm_bands_separate_the_detectors_own_alarms() -> None:
+    # On a series: every sample that starts a hold-off scores at least 0.5, every other one
+    # 0 (or, with a low band, half its smooth score). The bands change the score only: the
+    # same detector without them (as the appliances build it) has the same deviations and
+    # hold-offs and the smooth score.
+    rng = XorShift32(5)
+    banded = SeriesScorer("wichtel")
+    low = SeriesScorer("wichtel", {"low_band": 0.5})
+    smooth = DETECTORS["wichtel"]()
+    starts = 0
+    for i in range(6000):
+        t = 1_400_000_000_000 + i * 300_000
+        value = 10 + math.sin(i / 30.0) + rng.gauss(0, 0.3) + (8 if i % 997 == 500 else 0)
+        quiet = banded.detector.quiet
+        s, s_low = banded(t, value), low(t, value)
+        r = smooth.score(t, value, time_of_day_slot(t, 40))
+        started = quiet == 0 and banded.detector.quiet > 0
+        starts += started
+        assert (s >= 0.5) == started and (started or s == 0.0), (i, s)
+        assert (smooth.deviation, smooth.quiet) == (banded.detector.deviation, banded.detector.quiet)
+        assert s_low == (s if started else r / 2) and (started or s_low < 0.25)
+        if r:
+            assert r == smooth.deviation / (smooth.deviation + smooth.alarm)
+    assert starts >= 5

@@ -109,3 +109,56 @@ def test_file_without_windows_scores_only_fps() -> None:
     s[50] = 1.0
     assert ns.file_score(lay, s, 0.5, STD)["score"] == pytest.approx(-0.11)
     assert math.isclose(ns.file_score(lay, s, 2.0, STD)["score"], 0.0)
+
+
+def _random_corpus(seed: int) -> tuple:
+    """Nine files in three groups, random scores with ties, windows in most files."""
+    import random
+
+    rng = random.Random(seed)
+    layouts, scores, groups = [], [], []
+    for f in range(9):
+        n = rng.randrange(40, 120)
+        windows = []
+        if f % 4 != 3:
+            start = rng.randrange(15, n - 20)
+            windows.append((start, start + rng.randrange(1, 8)))
+            if rng.random() < 0.5 and start + 20 < n - 5:
+                second = rng.randrange(start + 10, n - 4)
+                windows.append((second, second + 2))
+        layouts.append(ns.layout("g%d/f%d" % (f % 3, f), n, windows))
+        scores.append([round(rng.random(), 2) for _ in range(n)])  # rounded: ties across files
+        groups.append("g%d" % (f % 3))
+    return layouts, scores, groups
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("profile", sorted(ns.PROFILES))
+def test_fold_optima_equal_the_sweep_on_the_training_files_alone(seed: int, profile: str) -> None:
+    layouts, scores, groups = _random_corpus(seed)
+    prof = ns.PROFILES[profile]
+    folds = ["g0", "g1", "g2"]
+    got = ns.fold_optima(layouts, ns.ranked_rows(layouts, scores), groups, folds, prof)
+    threshold, raw = ns.optimise_threshold(layouts, scores, prof)
+    assert got[None]["threshold"] == threshold and got[None]["train_raw"] == pytest.approx(raw, abs=1e-9)
+    for held in folds:
+        train = [i for i, g in enumerate(groups) if g != held]
+        test = [i for i, g in enumerate(groups) if g == held]
+        threshold, raw = ns.optimise_threshold([layouts[i] for i in train], [scores[i] for i in train], prof)
+        assert got[held]["threshold"] == threshold
+        assert got[held]["train_raw"] == pytest.approx(raw, abs=1e-9)
+        held_raw = sum(ns.file_score(layouts[i], scores[i], threshold, prof)["score"] for i in test)
+        assert got[held]["held_raw"] == pytest.approx(held_raw, abs=1e-9)
+
+
+def test_fold_optima_with_no_detection_best() -> None:
+    # Group b has only a false positive: trained on b alone, no detection is best (1.1);
+    # its held-out total at a's threshold counts the false positive.
+    quiet = ns.layout("b/quiet", 100, [])
+    s_quiet = [0.0] * 100
+    s_quiet[50] = 0.9
+    got = ns.fold_optima([LAY, quiet], ns.ranked_rows([LAY, quiet], [scores_at(10), s_quiet]), ["a", "b"],
+                         ["a", "b"], STD)  # fmt: skip
+    assert got["a"]["threshold"] == 1.1 and got["a"]["held_raw"] == pytest.approx(-1.0)
+    assert got["b"]["threshold"] == 1.0 and got["b"]["held_raw"] == pytest.approx(0.0)
+    assert got["b"]["train_raw"] == pytest.approx(1.0)
