@@ -213,3 +213,12 @@ def test_save_and_restore_bring_back_the_state() -> None:
     # A stored part that cannot be read is said, and left out.
     saved["events"].append({"kind": "anomaly"})
     assert _washer_agent().restore(saved) == ["a stored event could not be read and was left out."]
+    del saved["events"][-1]
+    # Alert numbers go on after a restart; a damaged one starts them from 1 again, said.
+    saved["alert_last_id"] = 41
+    restarted = _washer_agent()
+    assert restarted.restore(saved) == [] and restarted.save()["alert_last_id"] == 41
+    saved["alert_last_id"] = "x"
+    assert _washer_agent().restore(saved) == [
+        "the stored alert number 'x' is not a whole number from 0; alerts are numbered from 1 again"
+    ]

@@ -88,6 +88,7 @@ _REFERENCE_ALPHA = 0.05
 _REFERENCE_MIN_SEEN = const(20)
 _REFERENCE_SCALES = 4.0
 _REFERENCE_FLOOR = 0.001
+_CLEAR_READINGS = const(20)
 
 
 class AnomalyProcessor(Processor):
@@ -101,7 +102,7 @@ class AnomalyProcessor(Processor):
 
     One alert per episode (alerts.py): raised at the first alarm-level reading, reported
     again when its deviation grows by half, cleared once no reading was at alarm level for
-    `clear_s`.
+    `clear_s` and the phase that alarmed has read normally again (_CLEAR_READINGS readings).
     """
 
     kind = "anomaly"
@@ -137,7 +138,9 @@ class AnomalyProcessor(Processor):
             )
         else:
             self.detector = detectors.ZScoreDetector()
-        self.episode = AlertEpisode(1, int(clear_s * 1000))
+        # Cleared after `clear_s` without an alarm and _CLEAR_READINGS normal readings of its phase.
+        self.episode = AlertEpisode(_CLEAR_READINGS, int(clear_s * 1000))
+        self.alarm_context = -1  # the phase of the last alarm-level reading
         self.ref = None
         if info.reference:
             # Per phase: the reference's median and spread (0, 0: none), the slow level of this
@@ -178,9 +181,12 @@ class AnomalyProcessor(Processor):
                     severity = off
                     baseline = ref[k]
         if severity <= 0.0:
-            if self.episode.normal(t_ms) is None:
+            # Only readings of the phase that alarmed can end the episode: a pump that fails
+            # only while it drains is not well because the machine rests normally for a day.
+            if context != self.alarm_context or self.episode.normal(t_ms) is None:
                 return None
             return self._result(CLEARED, value, self.detector.baseline, score, phase)
+        self.alarm_context = context
         state = self.episode.abnormal(t_ms, severity)
         if state is None:
             return None

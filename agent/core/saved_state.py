@@ -26,6 +26,9 @@ def save(agent: "Agent") -> dict:
         "command_seq": agent.commands.last_seq,
         "consent_seq": last_receipt_seq(agent.consent.history),
         "outbox_last_id": agent.outbox.next_id - 1,
+        # Alert numbers go on across restarts: upstream tells alerts apart by them. Open
+        # alerts are not kept (the detectors learn anew too): a fault still there is raised again.
+        "alert_last_id": agent.alerts.last_id,
     }
 
 
@@ -46,6 +49,12 @@ def restore(agent: "Agent", saved: dict, choices: dict | None) -> list:
         if choices and stock.tracker.id in choices:
             stock.tracker.choice = choices[stock.tracker.id]
     said += agent.commands.restore(saved.get("command_seq", 0))
+    last = saved.get("alert_last_id", 0)
+    if type(last) is int and last >= 0:
+        agent.alerts.last_id = last
+    else:
+        said.append("the stored alert number %r is not a whole number from 0; alerts are numbered from 1 again"
+                    % (last,))  # fmt: skip
     for item in saved.get("sent", []):
         if isinstance(item, dict) and "status" not in item:
             # Logged before the backend's confirmations were told apart: the broker's
