@@ -9,6 +9,7 @@ titles, purposes, fields and recipients, alerts and the sent log.
 from agent.core import profile as core_profile
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
+from agent.core.alerts import AlertEpisode
 from agent.core.events import ANOMALY, Event
 from agent.core.pipeline import Agent
 from agent.local_page import views
@@ -38,6 +39,9 @@ SHOWN = {
 class _Still:
     def read(self, t_ms: int) -> float:
         return 0.0
+
+
+DAY_MS = 86_400_000
 
 
 def values(text: str) -> dict:
@@ -71,9 +75,13 @@ def hostile_agent(profile_json: bytes, text: str) -> tuple:
     for cat in prof["data_categories"]:
         if not cat["essential"]:
             agent.rights.apply_consent(agent.rights.consent_receipt(cat["id"], True, 1000, 1700000000))
-    explanation = {"explanation_en": v["explanation"], "explanation_de": v["explanation"]}
+    # Three open alerts (the device's alert book), each with its event.
     for i in range(3):
-        agent.local_events.push(Event(ANOMALY, "maintenance", "drain_pump", 60000 * i, "drain", explanation))
+        episode = AlertEpisode()
+        aid, state = agent.alerts.route(episode, episode.abnormal(60000 * i, 1.0), 60000 * i + 3 * DAY_MS * i,
+                                        "maintenance", "drain_pump", "drain")  # fmt: skip
+        fields = {"explanation_en": v["explanation"], "explanation_de": v["explanation"], "alert": aid, "state": state}
+        agent.local_events.push(Event(ANOMALY, "maintenance", "drain_pump", 60000 * i, "drain", fields))
     category = prof["data_categories"][0]["id"]
     for i in range(3):
         agent.sent_log.push({"t_ms": 1000 * i, "id": i, "category": category, "topic": "t/%d" % i,

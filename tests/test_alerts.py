@@ -258,7 +258,7 @@ def test_reminders_are_weekly_per_alert_and_none_once_acknowledged() -> None:
 def test_the_service_acknowledges_an_alert_with_a_command_and_a_wrong_one_is_refused() -> None:
     agent = Agent(_washer(), "dev-1", {c["id"]: None for c in _washer()["channels"]}, ManualClock())
     flow = next(ch for ch in agent.channels if ch.id == "inlet_flow")
-    for i in range(30):
+    for i in range(60):
         flow.process(i * 2000, 0.5, "idle", agent._emit)
     agent.judge_pending()
     topic = "wichtel/v1/dev-1/cmd/alert_ack"

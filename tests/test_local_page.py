@@ -394,7 +394,7 @@ def _raise_leak_alert(agent: object) -> None:
     """The washer's inlet flow reads 0.5 l/min while idle, where healthy units read 0 (the
     profile's reference): an alert, judged into the agent's recent events."""
     flow = next(ch for ch in agent.channels if ch.id == "inlet_flow")  # type: ignore[attr-defined]
-    for i in range(30):
+    for i in range(60):
         flow.process(i * 2000, 0.5, "idle", agent._emit)  # type: ignore[attr-defined]
     agent.judge_pending()  # type: ignore[attr-defined]
 

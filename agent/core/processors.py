@@ -80,12 +80,11 @@ class Processor:
         raise NotImplementedError
 
 
-# The reference check of an anomaly processor: a phase's slow level (a mean over about 1 /
-# _REFERENCE_ALPHA readings) this many spreads off the reference median is an alert, once the
-# phase has had _REFERENCE_MIN_SEEN readings; no spread counts as less than _REFERENCE_FLOOR of
-# the channel's range (a reference measured as exactly constant).
-_REFERENCE_ALPHA = 0.05
-_REFERENCE_MIN_SEEN = const(20)
+# The reference check of an anomaly processor: a phase's level (a running median of its
+# readings, from the reference median on, moved _REFERENCE_STEP spreads per reading) this many
+# spreads (_REFERENCE_SCALES) off the reference median is an alert; no spread counts as less
+# than _REFERENCE_FLOOR of the channel's range (a reference measured as exactly constant).
+_REFERENCE_STEP = 0.1
 _REFERENCE_SCALES = 4.0
 _REFERENCE_FLOOR = 0.001
 _CLEAR_READINGS = const(20)
@@ -96,8 +95,8 @@ class AnomalyProcessor(Processor):
     its context, and turns alarm-level scores into alert events with an explanation.
 
     With a reference from the profile (phase -> [median, spread] of the channel's readings
-    on healthy units), a slow level of the readings per phase is also held against it from
-    the first samples on: a fault present at install (a valve leaking from day one), which
+    on healthy units), a running median of the readings per phase is also held against it
+    from the first samples on: a fault present at install (a valve leaking from day one), which
     the streaming detector would learn as this unit's normal, is an alert.
 
     One alert per episode (alerts.py): raised at the first alarm-level reading, reported
@@ -143,15 +142,14 @@ class AnomalyProcessor(Processor):
         self.alarm_context = -1  # the phase of the last alarm-level reading
         self.ref = None
         if info.reference:
-            # Per phase: the reference's median and spread (0, 0: none), the slow level of this
-            # unit's readings in the phase, and how many readings it has seen (saturating).
+            # Per phase: the reference's median and spread (0, 0: none) and the level of this
+            # unit's readings in the phase (a running median).
             self.ref = array("f", bytes(4 * 3 * n))
-            self.ref_seen = bytearray(n)
             floor = _REFERENCE_FLOOR * info.span
             for phase, pair in info.reference.items():
                 if phase in info.phases:
                     i = info.phases.index(phase)
-                    self.ref[3 * i] = pair[0]
+                    self.ref[3 * i] = self.ref[3 * i + 2] = pair[0]
                     self.ref[3 * i + 1] = max(pair[1], floor)
 
     def feed(self, t_ms: int, value: float, phase: str) -> Result | None:
@@ -166,20 +164,20 @@ class AnomalyProcessor(Processor):
                 baseline = self.detector.baseline
         ref = self.ref
         if ref is not None and ref[3 * context + 1] > 0:
-            # The slow level: a mean over about the last 1 / _REFERENCE_ALPHA readings of the phase.
+            # The phase's level: a running median of its readings, from the reference's median
+            # on, moved a step of _REFERENCE_STEP spreads towards each reading. Odd readings
+            # (the flow still running as the phase changes) hardly move it; a lasting offset
+            # takes it _REFERENCE_SCALES spreads away in that many / _REFERENCE_STEP readings.
             k = 3 * context
-            seen_ref = self.ref_seen[context]
-            if seen_ref == 0:
-                ref[k + 2] = value
-            else:
-                ref[k + 2] += max(_REFERENCE_ALPHA, 1.0 / (seen_ref + 1)) * (value - ref[k + 2])
-            if seen_ref < 255:
-                self.ref_seen[context] = seen_ref + 1
-            if seen_ref >= _REFERENCE_MIN_SEEN:
-                off = abs(ref[k + 2] - ref[k]) / ref[k + 1]
-                if off >= _REFERENCE_SCALES and off > severity:
-                    severity = off
-                    baseline = ref[k]
+            step = _REFERENCE_STEP * ref[k + 1]
+            if value > ref[k + 2]:
+                ref[k + 2] += step
+            elif value < ref[k + 2]:
+                ref[k + 2] -= step
+            off = abs(ref[k + 2] - ref[k]) / ref[k + 1]
+            if off >= _REFERENCE_SCALES and off > severity:
+                severity = off
+                baseline = ref[k]
         if severity <= 0.0:
             # Only readings of the phase that alarmed can end the episode: a pump that fails
             # only while it drains is not well because the machine rests normally for a day.
