@@ -7,9 +7,9 @@ titles, purposes, fields and recipients, alerts and the sent log.
 """
 
 from agent.core import profile as core_profile
+from agent.core.alerts import AlertEpisode
 from agent.core.clock import ManualClock
 from agent.core.consent import ConsentLedger
-from agent.core.alerts import AlertEpisode
 from agent.core.events import ANOMALY, Event
 from agent.core.pipeline import Agent
 from agent.local_page import views
@@ -78,7 +78,7 @@ def hostile_agent(profile_json: bytes, text: str) -> tuple:
     # Three open alerts (the device's alert book), each with its event.
     for i in range(3):
         episode = AlertEpisode()
-        aid, state = agent.alerts.route(episode, episode.abnormal(60000 * i, 1.0), 60000 * i + 3 * DAY_MS * i,
+        aid, state, _ = agent.alerts.route(episode, episode.abnormal(60000 * i, 1.0), 60000 * i + 3 * DAY_MS * i,
                                         "maintenance", "drain_pump", "drain")  # fmt: skip
         fields = {"explanation_en": v["explanation"], "explanation_de": v["explanation"], "alert": aid, "state": state}
         agent.local_events.push(Event(ANOMALY, "maintenance", "drain_pump", 60000 * i, "drain", fields))

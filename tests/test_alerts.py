@@ -219,14 +219,16 @@ def test_a_cycle_feature_with_a_reference_judges_from_the_first_full_recent_wind
 def test_findings_that_start_together_are_one_alert_cleared_with_its_last() -> None:
     book = AlertBook()
     current, drain, model = AlertEpisode(), AlertEpisode(), AlertEpisode()
-    assert book.route(current, RAISED, 0, "maintenance", "motor_current", "drain") == (1, RAISED)
-    assert book.route(drain, RAISED, HOUR_MS, "maintenance", "motor_current", "drain") == (1, JOINED)
-    assert book.route(model, RAISED, 9 * HOUR_MS, "maintenance", "cycle_model", "drain") == (1, JOINED)
-    assert book.route(drain, WORSE, 10 * HOUR_MS, "", "", "") == (1, WORSE)
-    assert book.route(current, CLEARED, 11 * HOUR_MS, "", "", "") == (1, PART_CLEARED)
-    assert book.route(model, CLEARED, 12 * HOUR_MS, "", "", "") == (1, PART_CLEARED)
+    assert book.route(current, RAISED, 0, "maintenance", "motor_current", "drain") == (1, RAISED, True)
+    assert book.route(drain, RAISED, HOUR_MS, "maintenance", "motor_current", "drain") == (1, JOINED, True)
+    assert book.route(model, RAISED, 9 * HOUR_MS, "maintenance", "cycle_model", "drain") == (1, JOINED, True)
+    # Worse within a day of the alert's last news stays on the device; after a day it goes out.
+    assert book.route(drain, WORSE, 10 * HOUR_MS, "", "", "") == (1, WORSE, False)
+    assert book.route(drain, WORSE, 9 * HOUR_MS + limits.ALERT_UPDATE_MS, "", "", "") == (1, WORSE, True)
+    assert book.route(current, CLEARED, 11 * HOUR_MS, "", "", "") == (1, PART_CLEARED, True)
+    assert book.route(model, CLEARED, 12 * HOUR_MS, "", "", "") == (1, PART_CLEARED, True)
     assert book.open_ids() == [1]
-    assert book.route(drain, CLEARED, 13 * HOUR_MS, "", "", "") == (1, CLEARED)
+    assert book.route(drain, CLEARED, 13 * HOUR_MS, "", "", "") == (1, CLEARED, True)
     assert book.open_ids() == [] and book.members == {}
     assert book.route(drain, CLEARED, 14 * HOUR_MS, "", "", "") is None  # not open: no news
 
@@ -235,7 +237,7 @@ def test_a_finding_long_after_an_alert_was_raised_is_an_alert_of_its_own() -> No
     book = AlertBook()
     a, b = AlertEpisode(), AlertEpisode()
     book.route(a, RAISED, 0, "maintenance", "x", "p")
-    assert book.route(b, RAISED, limits.ALERT_JOIN_MS, "maintenance", "y", "p") == (2, RAISED)
+    assert book.route(b, RAISED, limits.ALERT_JOIN_MS, "maintenance", "y", "p") == (2, RAISED, True)
     assert book.open_ids() == [1, 2]
 
 
@@ -245,13 +247,13 @@ def test_reminders_are_weekly_per_alert_and_none_once_acknowledged() -> None:
     book.route(a, a.abnormal(0, 1.0), 0, "maintenance", "x", "p")
     book.route(b, b.abnormal(1, 1.0), 1, "maintenance", "y", "p")
     week = limits.ALERT_REMIND_MS
-    assert book.route(a, REMINDER, week + 1, "", "", "") == (1, REMINDER)
+    assert book.route(a, REMINDER, week + 1, "", "", "") == (1, REMINDER, True)
     assert book.route(b, REMINDER, week + 2, "", "", "") is None  # the alert was just reminded of
     assert book.acknowledge(1) == ["maintenance", "x", "p"] and book.acknowledge(1) is None
     assert a.acknowledged and b.acknowledged  # its findings are not reminded of either
     assert book.route(a, REMINDER, 3 * week, "", "", "") is None
     c = AlertEpisode()
-    assert book.route(c, RAISED, week + 3, "maintenance", "z", "p") == (2, RAISED)  # over two days later
+    assert book.route(c, RAISED, week + 3, "maintenance", "z", "p") == (2, RAISED, True)  # over two days later
     assert book.acknowledge(5) is None
 
 

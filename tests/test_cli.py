@@ -1,5 +1,6 @@
 """The wichtel command end to end: demo, run on each example, record and replay, bad input."""
 
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +36,11 @@ def test_demo_runs_to_completion_and_finds_the_clogging_pump(demo: subprocess.Co
     sends = [line for line in out.splitlines() if "would send to" in line]
     assert sends and all("/maintenance:" in line for line in sends)
     assert "A local Mosquitto listens on port" in out
-    assert "Arrived upstream at the operator's service: " in out and "4 maintenance" in out
+    # One alert for the clogging pump: raised by the first finding, joined by the others.
+    assert "Arrived upstream at the operator's service: " in out and "3 maintenance" in out
+    upstream = [line for line in out.splitlines() if line.startswith("  wichtel/v1/dev-1/maintenance ")]
+    states = [json.loads(line.split(" ", 3)[3])["data"]["state"] for line in upstream]
+    assert states[0] == "raised" and set(states[1:]) <= {"joined", "worse"}
 
 
 def test_demo_shows_the_reorder_suggestion_kept_local(demo: subprocess.CompletedProcess[str]) -> None:

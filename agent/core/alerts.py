@@ -106,7 +106,8 @@ class AlertBook:
 
     route() takes each episode's news and says what the alert makes of it: a raising while
     another alert was raised within ALERT_JOIN_MS joins that alert; a clearing ends the alert
-    only with its last finding; reminders come at most weekly per alert and not once it is
+    only with its last finding; a finding grown worse is news at most daily per alert
+    (ALERT_UPDATE_MS); reminders come at most weekly per alert and not once it is
     acknowledged. Bounded: one entry per episode of the profile, one per open alert.
     """
 
@@ -117,7 +118,8 @@ class AlertBook:
 
     def route(self, episode: AlertEpisode, state: str, t_ms: int, category: str, channel: str,
               phase: str) -> tuple | None:  # fmt: skip
-        """(alert id, state to report) for an episode's news, or None when it is no news."""
+        """(alert id, state to report, whether it goes upstream: False keeps it on the device)
+        for an episode's news, or None when it is no news."""
         if state == RAISED:
             newest = self.last_id if self.last_id in self.alerts else 0
             if newest and t_ms - self.alerts[newest][3] < limits.ALERT_JOIN_MS:
@@ -126,11 +128,11 @@ class AlertBook:
                 if rec[5]:
                     episode.acknowledge()  # the user has seen this alert: no reminders for its parts
                 rec[4] = t_ms
-                return newest, JOINED
+                return newest, JOINED, True
             self.last_id += 1
             self.members[episode] = self.last_id
             self.alerts[self.last_id] = [category, channel, phase, t_ms, t_ms, False]
-            return self.last_id, RAISED
+            return self.last_id, RAISED, True
         aid = self.members.get(episode)
         if aid is None:
             return None
@@ -139,13 +141,17 @@ class AlertBook:
             del self.members[episode]
             for other in self.members.values():
                 if other == aid:
-                    return aid, PART_CLEARED
+                    return aid, PART_CLEARED, True
             del self.alerts[aid]
-            return aid, CLEARED
+            return aid, CLEARED, True
         if state == REMINDER and (rec[5] or t_ms - rec[4] < limits.ALERT_REMIND_MS):
             return None
+        if state == WORSE and t_ms - rec[4] < limits.ALERT_UPDATE_MS:
+            # News of the alert went out less than a day ago: this one stays on the device
+            # (the page shows the trend); the next one upstream tells where it went.
+            return aid, WORSE, False
         rec[4] = t_ms
-        return aid, state
+        return aid, state, True
 
     def acknowledge(self, aid: int) -> list | None:
         """The user or the service has seen alert aid: its findings are not reminded of.

@@ -73,11 +73,11 @@ class CycleModelRuntime:
                 f = feats[i]
                 label = None if f["feature"] == "duration" else self.labels[self.features.channel[i]]
                 parts.append((f["feature"], self._phase_name(f["phase"]), label, pct, direction))
-            text = explain.several_changes(parts, self.hint)
+            text = several_changes(parts, self.hint)
         routed = self.alerts.route(self.episode, state, t_ms, self.category, CHANNEL, about)
         if routed is None:
             return
-        emit(Event(ANOMALY, self.category, CHANNEL, t_ms, about,
+        emit(Event(ANOMALY, self.category if routed[2] else "", CHANNEL, t_ms, about,
                    {"detector": CHANNEL, "value": verdict.ratio(), "score": verdict.severity, "state": routed[1],
                     "alert": routed[0], "explanation_en": text["en"], "explanation_de": text["de"]}))  # fmt: skip
 
@@ -87,3 +87,37 @@ class CycleModelRuntime:
             text = explain.capitalized(phase.replace("_", " "))
             return {"en": text, "de": text}
         return names  # type: ignore[no-any-return]
+
+
+def several_changes(parts: list, hint: dict | None) -> dict:
+    """Why a cycle stands out in several measurements together, e.g. 'The last cycles differ
+    from usual in several measurements together: Motor current during draining 38% higher,
+    Draining 20% longer — the drain pump may be clogging.'
+
+    parts: (feature, phase names, channel label or None for a duration, change in percent,
+    direction: +1 up, -1 down, 0 usual on its own but not with the others)."""
+    en = []
+    de = []
+    for feature, phase, channel, pct, direction in parts:
+        p = explain.percent(pct)
+        if feature == "duration":
+            head_en, head_de = phase["en"], phase["de"]
+            up_en, down_en, up_de, down_de = "longer", "shorter", "länger", "kürzer"
+        else:
+            peak = feature == "peak"
+            head_en = ("Peak " + channel["en"].lower() if peak else channel["en"]) + " during " + phase["en"].lower()
+            head_de = ("Spitzenwert von " if peak else "") + channel["de"] + " während " + phase["de"]
+            up_en, down_en, up_de, down_de = "higher", "lower", "höher", "niedriger"
+        if direction == 0:
+            en.append(head_en + " unchanged on its own, but not as usual with the others")
+            de.append(head_de + " für sich unverändert, aber nicht wie sonst mit den anderen")
+        else:
+            up = direction > 0
+            en.append(head_en + " " + p + "% " + (up_en if up else down_en))
+            de.append(head_de + " " + p + " % " + (up_de if up else down_de))
+    head_en = "The last cycles differ from usual in several measurements together: "
+    head_de = "Die letzten Programmabläufe weichen in mehreren Messungen zugleich vom Üblichen ab: "
+    return {
+        "en": explain.hint_added(head_en + "; ".join(en), hint, "en"),
+        "de": explain.hint_added(head_de + "; ".join(de), hint, "de"),
+    }

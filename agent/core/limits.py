@@ -80,6 +80,7 @@ LOG_REFILL_MS = const(1000)  # per LOG_REFILL_MS, the rest counted (ratelimit.Th
 SEND_TIMEOUT_MS = const(10_000)  # the stream takes a packet, or the link counts as dead
 ALERT_REMIND_MS = const(604_800_000)  # an open alert not acknowledged is reported again at most weekly
 ALERT_JOIN_MS = const(172_800_000)  # a finding raised within two days of an open alert joins it
+ALERT_UPDATE_MS = const(86_400_000)  # an alert's news that a finding grew worse: at most daily
 SENSOR_FAULT_CLEAR_MS = const(3_600_000)  # a sensor fault is over after an hour of good readings
 
 # What the agent keeps in memory, sized per board (Agent(board=...), the device settings'
@@ -91,10 +92,15 @@ SENSOR_FAULT_CLEAR_MS = const(3_600_000)  # a sensor fault is over after an hour
 # bounds them) and the same on every board.
 PI = "pi"
 ESP32 = "esp32"
+# "cycle_model": whether the profile's cycle model runs (1) or is left out (0): on the
+# MicroPython unix port it takes its code and the churn of its refits, and the smallest heap
+# of the washer's week grows from about 250 KB to about 430 KB (bench/micropython.py
+# --board pi against esp32; docs/detection.md), more than an ESP32 without PSRAM has.
 BOARD_SIZES = {
     PI: {"outbox": OUTBOX_LEN, "outbox_reserve": OUTBOX_CRITICAL_RESERVE, "sent_log": SENT_LOG_LEN,
-         "local_events": LOCAL_EVENTS_LEN, "event_queue": EVENT_QUEUE_LEN},
-    ESP32: {"outbox": 16, "outbox_reserve": 16, "sent_log": 16, "local_events": 16, "event_queue": 16},
+         "local_events": LOCAL_EVENTS_LEN, "event_queue": EVENT_QUEUE_LEN, "cycle_model": 1},
+    ESP32: {"outbox": 16, "outbox_reserve": 16, "sent_log": 16, "local_events": 16, "event_queue": 16,
+            "cycle_model": 0},
 }  # fmt: skip
 
 

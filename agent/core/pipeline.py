@@ -140,6 +140,8 @@ class ChannelRuntime:
         if routed is not None:
             event.fields["alert"] = routed[0]
             event.fields["state"] = routed[1]
+            if not routed[2]:
+                event.category = ""  # the device's only: the gate lets nothing of it out
             emit(event)
 
     def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> bool:
@@ -227,9 +229,11 @@ class Agent:
             if spec["id"] not in drivers:
                 raise ConfigError("no driver for channel " + repr(spec["id"]))
             self.channels.append(ChannelRuntime(spec, drivers[spec["id"]], profile, self.alerts))
-        # Several channels judged together once per cycle (imported only when the profile has it).
+        # Several channels judged together once per cycle (imported only when the profile has it
+        # and the board runs it: limits.BOARD_SIZES).
+        sizes = limits.board_sizes(board)
         self.cycle_model = None
-        if profile.get("cycle_model") is not None:
+        if profile.get("cycle_model") is not None and sizes["cycle_model"]:
             from agent.core.cycle_model import CycleModelRuntime
 
             self.cycle_model = CycleModelRuntime(profile["cycle_model"], profile, self.alerts)
@@ -260,7 +264,6 @@ class Agent:
         self.gate = PrivacyGate(profile, device_id, self.consent, pseudonym_key)
         # What the device holds for the local page: recent events and every message that
         # left, each with its status (BROKER_ACCEPTED or CONFIRMED).
-        sizes = limits.board_sizes(board)
         self.local_events = RingBuffer(sizes["local_events"])
         self.sent_log = RingBuffer(sizes["sent_log"])
         self.events = BoundedChannel(sizes["event_queue"])

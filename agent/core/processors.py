@@ -178,6 +178,7 @@ class AnomalyProcessor(Processor):
             if off >= _REFERENCE_SCALES and off > severity:
                 severity = off
                 baseline = ref[k]
+                score = off / (off + _REFERENCE_SCALES)  # 0.5 at the limit, as the detector's at its alarm
         if severity <= 0.0:
             # Only readings of the phase that alarmed can end the episode: a pump that fails
             # only while it drains is not well because the machine rests normally for a day.
