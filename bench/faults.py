@@ -14,7 +14,8 @@ reminders and clearings of an episode are counted apart. Reported:
 - false_alerts_per_1000h: alerts raised in healthy running (healthy runs, and fault runs
   before their onset), per 1,000 hours of it;
 - alerts_per_episode: alerts raised per detected fault run (a persistent fault should be
-  one alert, however long it lasts); messages_per_episode adds its updates and reminders.
+  one alert, however long it lasts); messages_per_episode counts what of it goes upstream
+  (the raising, findings that join it, updates, reminders, clearings) within OBSERVE_H.
 - by_source: the same figures counting only the per-channel detectors' alerts, or only the
   cycle model's: what each finds on its own.
 
@@ -122,7 +123,8 @@ def run(job: tuple) -> dict:
                     model.sample(i, t, value, phase, events.append)
                 samples += 1
         t += 1000
-    alerts = [(e.t_ms, e.channel, e.fields.get("state"), e.fields.get("detector") or e.kind)
+    # (t_ms, channel, state, detector, whether it goes upstream: a worse kept on the device does not)
+    alerts = [(e.t_ms, e.channel, e.fields.get("state"), e.fields.get("detector") or e.kind, e.category != "")
               for e in events if e.kind in (ANOMALY, SENSOR_FAULT)]  # fmt: skip
     return {"kind": kind, "fault": fault, "onset": onset, "seed": seed, "onset_ms": onset_ms, "end_ms": t,
             "alerts": alerts, "samples": samples, "seconds": time.perf_counter() - t0}  # fmt: skip
@@ -184,7 +186,7 @@ def figures(results: list, source: str = "") -> dict:
             row["hours"].append(h)
             per_episode.append(len(after))
             row["alerts"].append(len(after))
-            messages.append(sum(1 for a in alerts if a[0] >= r["onset_ms"]))
+            messages.append(sum(1 for a in alerts if a[0] >= r["onset_ms"] and a[4]))
     for row in by_fault.values():
         row["median_hours"] = statistics.median(row["hours"]) if row["hours"] else None
         row["alerts_per_episode"] = statistics.mean(row["alerts"]) if row["alerts"] else None
