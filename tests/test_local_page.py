@@ -430,3 +430,21 @@ def test_an_open_alert_is_shown_once_and_marked_as_seen_on_the_page(page: tuple)
         assert (await client.post("/alerts/1/seen", headers=headers, body=body)).status_code == 403
 
     asyncio.run(go())
+
+
+def test_an_alert_that_grew_worse_shows_how_it_began_beside_how_it_is(page: tuple) -> None:
+    lp, agent, _, _ = page
+    _raise_leak_alert(agent)
+    later = dict(next(ev for ev in agent.local_events.items() if ev.fields.get("state") == "raised").fields)
+    later.update(state="worse", explanation_en="Water inlet flow while idle read 2 l/min; usual is about 0 l/min.")
+    from agent.core.events import ANOMALY, Event
+
+    agent.local_events.push(Event(ANOMALY, "", "inlet_flow", 10**7, "idle", later))
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        html = (await client.get("/")).text
+        assert "read 2 l/min" in html and "When first noticed: Water inlet flow during idle read 0.5" in html
+
+    asyncio.run(go())

@@ -114,13 +114,18 @@ def overview(agent: Agent, view: View) -> str:
     phase_text = names[phase][view.lang] if phase in names else (phase or t["phase_none"])
     # One row per open alert, newest first: its latest explanation (a worse finding, one that
     # joined it) among the recent events, and whether the user has seen it.
+    # The first explanation beside the latest, when they differ, is the trend the user reads
+    # ("30% longer" when raised, "60% longer" now).
     alert_rows = []
+    key = "explanation_" + view.lang
     for aid, seen, raised_ms in reversed(snap.alerts[-MAX_ALERTS_SHOWN:]):
-        text = t["alert_no_text"]
+        first = text = ""
         for ev in snap.events:
-            if ev.kind in _ALERT_KINDS and ev.fields.get("alert") == aid and ("explanation_" + view.lang) in ev.fields:
-                text = ev.fields["explanation_" + view.lang]
-        alert_rows.append((str(aid), device_time(raised_ms, view), text, seen))
+            if ev.kind in _ALERT_KINDS and ev.fields.get("alert") == aid and key in ev.fields:
+                first = first or ev.fields[key]
+                text = ev.fields[key]
+        earlier = t["alert_first"] % first if first and first != text else ""
+        alert_rows.append((str(aid), device_time(raised_ms, view), text or t["alert_no_text"], earlier, seen))
     stock = [line for _, line in _consumable_lines(snap, view)]
     title = "%s %s" % (prof["appliance"]["maker"], prof["appliance"]["model"])
     return _render("overview", view, frame=_frame(view, True, "overview"), title=title, phase=phase_text,
