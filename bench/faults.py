@@ -46,7 +46,7 @@ from agent.core.events import ANOMALY, SENSOR_FAULT  # noqa: E402
 from agent.core.pipeline import ChannelRuntime  # noqa: E402
 from agent.sim import profile_model  # noqa: E402
 from agent.sim.appliances import FAULTS, faults_of  # noqa: E402
-from agent.sim.engine import ApplianceSim, Fault, SensorFault  # noqa: E402
+from agent.sim.engine import ApplianceSim, Fault, SensorFault, SimDriver  # noqa: E402
 from bench import report  # noqa: E402
 
 APPLIANCES = ("washing_machine", "coffee_machine", "dishwasher")
@@ -59,15 +59,6 @@ RAMP = 2  # cycles a built-in fault takes to reach full severity
 LATEST_ONSET = 8  # a later onset is a cycle from 1 to this
 OBSERVE_H = 96.0  # hours a fault run goes on after its onset
 _HOUR_MS = 3_600_000
-
-
-class _Driver:
-    def __init__(self, sim: ApplianceSim, channel: str) -> None:
-        self.sim = sim
-        self.channel = channel
-
-    def read(self, t_ms: int) -> float:
-        return self.sim.read(self.channel, t_ms)
 
 
 def _profile(kind: str) -> dict:
@@ -103,7 +94,7 @@ def run(job: tuple) -> dict:
     profile = _profile(kind)
     sim = _sim(profile, fault, onset, seed)
     book = AlertBook()  # the device's: findings of one fault in several places are one alert
-    chans = [ChannelRuntime(c, _Driver(sim, c["id"]), profile, book) for c in profile["channels"]]
+    chans = [ChannelRuntime(c, SimDriver(sim, c["id"]), profile, book) for c in profile["channels"]]
     model = CycleModelRuntime(profile["cycle_model"], profile, book) if profile.get("cycle_model") else None
     periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
     events: list = []

@@ -19,18 +19,10 @@ from agent.core.pipeline import ChannelRuntime  # noqa: E402
 from agent.core.processors import AnomalyProcessor, CycleFeatureProcessor  # noqa: E402
 from agent.profile_loader import load  # noqa: E402
 from agent.sim import profile_model  # noqa: E402
+from agent.sim.engine import SimDriver  # noqa: E402
 from fleet import reference  # noqa: E402
 
 _HOUR_MS = 3_600_000
-
-
-class _SimDriver:
-    def __init__(self, sim: object, channel: str) -> None:
-        self.sim = sim
-        self.channel = channel
-
-    def read(self, t_ms: int) -> float:
-        return self.sim.read(self.channel, t_ms)  # type: ignore[attr-defined,no-any-return]
 
 
 def unit_summaries(profile: dict, seed: int, hours: float) -> tuple:
@@ -42,7 +34,7 @@ def unit_summaries(profile: dict, seed: int, hours: float) -> tuple:
     vectors: list = []
     if profile.get("cycle_model") is not None:
         model = CycleModelRuntime(profile["cycle_model"], profile).features
-    chans = [ChannelRuntime(c, _SimDriver(sim, c["id"]), profile) for c in profile["channels"]]
+    chans = [ChannelRuntime(c, SimDriver(sim, c["id"]), profile) for c in profile["channels"]]
     periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
     values: dict = {}
     cycles = {}

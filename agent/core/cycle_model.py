@@ -72,7 +72,7 @@ class CycleModelRuntime:
                     break  # a feature with a tenth of the verdict or less does not explain it
                 f = feats[i]
                 label = None if f["feature"] == "duration" else self.labels[self.features.channel[i]]
-                parts.append((f["feature"], self._phase_name(f["phase"]), label, pct, direction))
+                parts.append((f["feature"], explain.phase_name(self.phase_names, f["phase"]), label, pct, direction))
             text = several_changes(parts, self.hint)
         routed = self.alerts.route(self.episode, state, t_ms, self.category, CHANNEL, about)
         if routed is None:
@@ -80,13 +80,6 @@ class CycleModelRuntime:
         emit(Event(ANOMALY, self.category if routed[2] else "", CHANNEL, t_ms, about,
                    {"detector": CHANNEL, "value": verdict.ratio(), "score": verdict.severity, "state": routed[1],
                     "alert": routed[0], "explanation_en": text["en"], "explanation_de": text["de"]}))  # fmt: skip
-
-    def _phase_name(self, phase: str) -> dict:
-        names = self.phase_names.get(phase)
-        if names is None:
-            text = explain.capitalized(phase.replace("_", " "))
-            return {"en": text, "de": text}
-        return names  # type: ignore[no-any-return]
 
 
 def several_changes(parts: list, hint: dict | None) -> dict:

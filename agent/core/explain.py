@@ -8,6 +8,16 @@ def percent(x: float) -> str:
     return str(int(abs(x) + 0.5))
 
 
+def phase_name(names: dict, phase: str) -> dict:
+    """A phase's names for people ({"en", "de"}) from the profile's phase_names, or its id
+    capitalised, underscores as spaces, when the profile names it not."""
+    found = names.get(phase)
+    if found is None:
+        text = capitalized(phase.replace("_", " "))
+        return {"en": text, "de": text}
+    return found  # type: ignore[no-any-return]
+
+
 def capitalized(text: str) -> str:
     """text with its first letter upper case and the rest lower case: str.capitalize, which
     MicroPython's str lacks."""

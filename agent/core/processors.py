@@ -41,11 +41,7 @@ class ChannelInfo:
         self.span = float(span[1] - span[0]) if span else 0.0  # of the sensor's valid readings
 
     def phase_name(self, phase: str) -> dict:
-        names = self.phase_names.get(phase)
-        if names is None:
-            text = explain.capitalized(phase.replace("_", " "))
-            return {"en": text, "de": text}
-        return names  # type: ignore[no-any-return]
+        return explain.phase_name(self.phase_names, phase)
 
 
 class Result:
