@@ -448,3 +448,43 @@ def test_an_alert_that_grew_worse_shows_how_it_began_beside_how_it_is(page: tupl
         assert "read 2 l/min" in html and "When first noticed: Water inlet flow during idle read 0.5" in html
 
     asyncio.run(go())
+
+
+def test_the_reminder_settings_say_what_they_trade_with_the_measured_figures(
+    page: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.local_page import reorder_figures
+
+    lp, _, _, _ = page
+    figures = {"detergent": {"0.001": (0.016, 13.8), "0.005": (0.0004, 9.5), "0.02": (0.0, 1.2)}}
+    monkeypatch.setattr(reorder_figures, "FIGURES", figures)
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        html = (await client.get("/consumables")).text
+        assert "Reminding earlier keeps more at home" in html
+        assert "about 14 days&#x27; supply left when the delivery came; ran out in 1.6% of the years" in html
+        assert "ran out in &lt; 0.1% of the years" in html and "about a day&#x27;s supply" in html
+        assert "never ran out" in html
+        await client.get("/lang/de")
+        html = (await client.get("/consumables")).text
+        assert "noch etwa 14 Tage Vorrat, als die Lieferung kam; in 1,6 % der Jahre ausgegangen" in html
+        assert "noch etwa einen Tag Vorrat" in html and "nie ausgegangen" in html
+
+    asyncio.run(go())
+
+
+def test_without_measured_figures_the_settings_are_said_in_words_only(page: tuple) -> None:
+    from agent.local_page import reorder_figures
+
+    lp, _, _, _ = page
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        html = (await client.get("/consumables")).text
+        assert "Reminding earlier keeps more at home" in html
+        assert ("In our simulation" in html) == ("detergent" in reorder_figures.FIGURES)
+
+    asyncio.run(go())

@@ -17,6 +17,7 @@ from agent.core.consumables import CHOICES, RISKS
 from agent.core.events import ANOMALY, SENSOR_FAULT
 from agent.core.pipeline import CONFIRMED, Agent
 from agent.core.snapshot import Snapshot
+from agent.local_page import reorder_figures
 from agent.local_page.template import Templates, page_templates
 from agent.local_page.texts import LANGS, TEXTS, grain_text
 
@@ -204,12 +205,39 @@ def consumables(agent: Agent, view: View) -> str:
             "id": tr.id, "name": tr.name[lang], "line": line,
             "modes": [(mode, t["mode_" + mode], ch.mode == mode) for mode in CHOICES],
             "share_note": t["share_needs"] % titles.get(category, category),
-            "risks": [("%g" % r, t["risk_%g" % r], abs(ch.risk - r) < 1e-9) for r in RISKS],
+            "risks": [("%g" % r, _risk_label(view, tr.id, r), abs(ch.risk - r) < 1e-9) for r in RISKS],
             "product": ch.product, "retailer": ch.retailer,
             "lead": "" if ch.lead_time_days is None else "%g" % ch.lead_time_days,
             "lead_hint": t["lead_hint"] % tr.lead_days,
         })  # fmt: skip
     return _render("consumables", view, frame=_frame(view, True, "consumables"), cards=cards)
+
+
+def _risk_label(view: View, consumable: str, risk: float) -> str:
+    """A reminder setting in words, and what it traded in the benchmark's households for this
+    consumable (reorder_figures.py), where it was measured."""
+    t = view.t
+    label = t["risk_%g" % risk]
+    measured = reorder_figures.FIGURES.get(consumable, {}).get("%g" % risk)
+    if measured is None:
+        return label
+    share, days = measured
+    ran_out = t["risk_never"] if share == 0 else t["risk_ran_out"] % _percent(share, view.lang)
+    supply = t["risk_supply_one"] if round(days) <= 1 else t["risk_supply_n"] % ("%.0f" % days)
+    return label + t["risk_measured"] % (supply, ran_out)
+
+
+def _percent(share: float, lang: str) -> str:
+    """A share as people read it: 1.6% (1,6 % in German), under 0.1%."""
+    if share < 0.001:
+        text = "0.1"
+        prefix = "< " if lang == "en" else "unter "
+    else:
+        text = ("%.1f" % (100 * share)).rstrip("0").rstrip(".")
+        prefix = ""
+    if lang == "de":
+        return prefix + text.replace(".", ",") + " %"
+    return prefix + text + "%"
 
 
 def device(agent: Agent, view: View) -> str:
