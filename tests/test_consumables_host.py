@@ -169,19 +169,44 @@ def test_profile_rejects_a_dose_larger_than_capacity(write_file: object, capsys:
 
 
 def test_consumables_benchmark_writes_the_interface(tmp_path: str) -> None:
-    stdout, result = run_bench("consumables.py", str(tmp_path), "--households", "12")
+    stdout, result = run_bench("consumables.py", str(tmp_path), "--households", "12", "--plot",
+                               os.path.join(str(tmp_path), "frontier.svg"))  # fmt: skip
     assert "stock-out years" in stdout
-    assert set(result) == {"detergent", "coffee_beans", "descaler", "salt", "rinse_aid"}
-    for r in result.values():
-        for key in ("stockout_share", "baseline_stockout_share", "overstock_days", "baseline_overstock_days",
-                    "empty_date_error_days_median"):  # fmt: skip
-            assert key in r
+    assert set(result) == {"detergent", "coffee_beans", "descaler", "salt", "rinse_aid", "run"}
+    del result["run"]
+    for name, r in result.items():
+        for key in ("stockout_share", "stock_left_days", "floor_stockout_share", "dominated_settings",
+                    "empty_date_error_days_median", "sensed", "meets_rule_target", "meets_reference_target",
+                    "meets_reference_goal", "meets_dominance_target", "meets_empty_date_target"):  # fmt: skip
+            assert key in r, (name, key)
         assert 0 <= r["stockout_share"] <= 1
-        # The references: more stock kept at ordering never runs out more often than the
-        # floor, and leaves more stock at delivery the larger the multiple.
-        left = [r["reference"][k]["overstock_days"] for k in ("1", "1.5", "2", "3", "4")]
+        assert set(r["settings"]) == {"early", "balanced", "late"}
+        assert r["settings"]["early"]["stock_left_days"] == r["stock_left_days"]  # the default
+        assert sorted(float(k) for k in r["rules"]) == [round(0.05 * i, 2) for i in range(1, 13)]
+        # Bisection found the fixed rule that leaves what Wichtel leaves.
+        rule = r["rule_equal_stock"]
+        assert 0 < rule["threshold"] < 1
+        assert abs(rule["stock_left_days"] - r["stock_left_days"]) <= 0.05 + 0.01 * r["stock_left_days"], rule
+        # The reference at equal stock lies between its two neighbours in k.
+        ref = r["reference_equal_stock"]
+        if ref is not None:
+            lo, hi = (r["reference"]["%g" % k] for k in ref["between_k"])
+            assert min(lo["stockout_share"], hi["stockout_share"]) <= ref["stockout_share"]
+            assert ref["stockout_share"] <= max(lo["stockout_share"], hi["stockout_share"])
+        # More stock kept at ordering leaves more stock at delivery; nothing runs out less than the floor.
+        left = [r["reference"][k]["stock_left_days"] for k in ("1", "1.5", "2", "3", "4")]
         assert left == sorted(left), left
         assert all(r["floor_stockout_share"] <= c["stockout_share"] for c in r["reference"].values())
+        assert r["dominated_settings"] == [
+            s for s, f in r["settings"].items()
+            if any(g["stockout_share"] < f["stockout_share"] and g["stock_left_days"] < f["stock_left_days"]
+                   for g in r["rules"].values())
+        ]  # fmt: skip
+        assert r["sensed"] == (name != "descaler")
+        assert (r["meets_empty_date_target"] is None) == (not r["sensed"])
         dates, moments = r["empty_date_error_days_median"], r["empty_moment_error_days_median"]
         assert (dates is None) == (moments is None)
         assert dates is None or float(dates).is_integer() or float(2 * dates).is_integer()
+    with open(os.path.join(str(tmp_path), "frontier.svg"), encoding="utf-8") as f:
+        svg = f.read()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 10
