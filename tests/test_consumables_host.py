@@ -210,3 +210,31 @@ def test_consumables_benchmark_writes_the_interface(tmp_path: str) -> None:
     with open(os.path.join(str(tmp_path), "frontier.svg"), encoding="utf-8") as f:
         svg = f.read()
     assert svg.startswith("<svg") and svg.count("<polyline") == 10
+
+
+def test_the_page_figures_are_written_from_the_benchmark_s_settings(tmp_path: str) -> None:
+    """tools/reorder_figures.py turns the benchmark's per-setting figures into the module the
+    consumables page reads; a run without them is refused in words."""
+    import importlib.util
+    import json
+
+    from tools import reorder_figures
+
+    bench = {"run": {"households": 7}, "salt": {"settings": {
+        "early": {"risk": 0.001, "stockout_share": 0.00049, "stock_left_days": 21.66},
+        "late": {"risk": 0.02, "stockout_share": 0.0531, "stock_left_days": 7.49}}}}  # fmt: skip
+    src = os.path.join(tmp_path, "bench.json")
+    out = os.path.join(tmp_path, "figures.py")
+    with open(src, "w") as fh:
+        json.dump(bench, fh)
+    assert reorder_figures.main([src, "--out", out, "--date", "today"]) == 0
+    spec = importlib.util.spec_from_file_location("figures", out)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    assert module.HOUSEHOLDS == 7
+    assert module.FIGURES == {"salt": {"0.001": (0.0005, 21.7), "0.02": (0.0531, 7.5)}}
+    del bench["salt"]["settings"]
+    with open(src, "w") as fh:
+        json.dump(bench, fh)
+    with pytest.raises(SystemExit, match="salt: no per-setting figures"):
+        reorder_figures.main([src, "--out", out])

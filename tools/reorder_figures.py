@@ -13,9 +13,10 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "agent", "local_page", "reorder_figures.py")
-HEADER = '''"""What each reminder setting trades, measured per consumable (bench/consumables.py, %s):
+HEADER = '''"""What each reminder setting trades, measured per consumable by bench/consumables.py:
 setting's risk -> (share of household-years that ran out, days of supply left when a delivery
 arrived). Written by tools/reorder_figures.py; the consumables page shows it beside the choice.
+Measured: %s.
 """
 
 HOUSEHOLDS = %d  # simulated household-years per consumable
@@ -27,6 +28,8 @@ def figures(results: dict) -> dict:
     """consumable -> {"%g" % risk: (stockout_share, stock_left_days)} from the bench's JSON."""
     out = {}
     for name, r in sorted(results.items()):
+        if name == "run":
+            continue  # the run's own figures (households, seeds, time)
         settings = r.get("settings")
         if not isinstance(settings, dict):
             raise SystemExit("%s: no per-setting figures (`settings`) in the benchmark's output" % name)
@@ -43,11 +46,12 @@ def main(argv: list | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.bench_json) as fh:
         results = json.load(fh)
-    households = next(iter(results.values())).get("households", 1000)
+    households = results.get("run", {}).get("households", 0)
     table = figures(results)
     lines = ["{"]
     for name, row in table.items():
-        lines.append("    %r: {%s}," % (name, ", ".join("%r: %r" % (k, v) for k, v in sorted(row.items()))))
+        cells = ", ".join('"%s": (%r, %r)' % (k, v[0], v[1]) for k, v in sorted(row.items()))
+        lines.append('    "%s": {%s},' % (name, cells))
     lines.append("}")
     with open(args.out, "w") as fh:
         fh.write(HEADER % (args.date or "one run", households, "\n".join(lines)))
