@@ -27,7 +27,19 @@ TEST_PACKAGES = ("tests/__init__.py", "tests/portable")
 # The local page on a board: microdot comes as it is (pure Python); server.py is the host's.
 PAGE_MODULES = tuple(
     "agent/local_page/%s.py" % m
-    for m in ("__init__", "access", "board", "crypto", "intake", "limits", "routes", "template", "texts", "views")
+    for m in (
+        "__init__",
+        "access",
+        "board",
+        "crypto",
+        "intake",
+        "limits",
+        "reorder_figures",
+        "routes",
+        "template",
+        "texts",
+        "views",
+    )
 ) + ("agent/setup_code.py",)
 PAGE_FILES = ("agent/local_page/static/page.css",)
 DEFAULT_OUT = os.path.join(ROOT, "build", "mpy")
