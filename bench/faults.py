@@ -34,6 +34,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -42,7 +43,7 @@ from agent import profile_loader  # noqa: E402
 from agent.core.alerts import JOINED, RAISED, AlertBook  # noqa: E402
 from agent.core.cycle_model import CHANNEL as CYCLE_MODEL  # noqa: E402
 from agent.core.cycle_model import CycleModelRuntime  # noqa: E402
-from agent.core.events import ANOMALY, SENSOR_FAULT  # noqa: E402
+from agent.core.events import ANOMALY, SENSOR_FAULT, Event  # noqa: E402
 from agent.core.pipeline import ChannelRuntime  # noqa: E402
 from agent.sim import profile_model  # noqa: E402
 from agent.sim.appliances import FAULTS, faults_of  # noqa: E402
@@ -85,6 +86,32 @@ def _sim(profile: dict, fault: str | None, onset: int, seed: int) -> ApplianceSi
     return ApplianceSim(model, seed, effects, 0, sensors)
 
 
+class SimulatedDevice:
+    """The device's own processing of a simulated appliance, wired as Agent wires it (the
+    channels' processors and sensor checks, the cycle model, one alert book), without the
+    privacy gate and the uplink. tick(t_ms, emit) takes the readings due at t_ms (a tick a
+    second), feeds them and returns how many it took."""
+
+    def __init__(self, profile: dict, sim: ApplianceSim) -> None:
+        self.sim = sim
+        book = AlertBook()  # the device's: findings of one fault in several places are one alert
+        self.channels = [ChannelRuntime(c, SimDriver(sim, c["id"]), profile, book) for c in profile["channels"]]
+        spec = profile.get("cycle_model")
+        self.model = CycleModelRuntime(spec, profile, book) if spec else None
+        self.periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
+
+    def tick(self, t: int, emit: "Callable[[Event], None]") -> int:
+        phase = self.sim.phase(t)
+        taken = 0
+        for i, ch in enumerate(self.channels):
+            if t % self.periods[i] == 0:
+                value, valid = ch.sample(t, phase, emit)
+                if valid and self.model is not None:
+                    self.model.sample(i, t, value, phase, emit)
+                taken += 1
+        return taken
+
+
 def run(job: tuple) -> dict:
     """One simulated appliance: (kind, fault or None, onset cycle, seed, hours for a healthy
     run, hours a fault run goes on after its onset). Returns the alerts it raised and when the
@@ -93,26 +120,17 @@ def run(job: tuple) -> dict:
     t0 = time.perf_counter()
     profile = _profile(kind)
     sim = _sim(profile, fault, onset, seed)
-    book = AlertBook()  # the device's: findings of one fault in several places are one alert
-    chans = [ChannelRuntime(c, SimDriver(sim, c["id"]), profile, book) for c in profile["channels"]]
-    model = CycleModelRuntime(profile["cycle_model"], profile, book) if profile.get("cycle_model") else None
-    periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
+    device = SimulatedDevice(profile, sim)
     events: list = []
     onset_ms = -1 if fault is not None else None
     end_ms = int(healthy_h * _HOUR_MS) if fault is None else None
     t = 0
     samples = 0
     while end_ms is None or t < end_ms:
-        phase = sim.phase(t)
+        samples += device.tick(t, events.append)
         if onset_ms == -1 and sim.cycle >= onset:
             onset_ms = t
             end_ms = t + int(observe_h * _HOUR_MS)
-        for i, ch in enumerate(chans):
-            if t % periods[i] == 0:
-                value, valid = ch.sample(t, phase, events.append)
-                if valid and model is not None:
-                    model.sample(i, t, value, phase, events.append)
-                samples += 1
         t += 1000
     # (t_ms, channel, state, detector, whether it goes upstream: a worse kept on the device does not)
     alerts = [(e.t_ms, e.channel, e.fields.get("state"), e.fields.get("detector") or e.kind, e.category != "")

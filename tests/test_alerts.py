@@ -24,12 +24,12 @@ from agent.core.alerts import (
     AlertEpisode,
 )
 from agent.core.clock import ManualClock
-from agent.core.cycle_model import CycleModelRuntime
 from agent.core.errors import ProfileError
 from agent.core.events import ANOMALY, SENSOR_FAULT
-from agent.core.pipeline import Agent, ChannelRuntime
+from agent.core.pipeline import Agent
 from agent.core.profile import validate
 from agent.sim import profile_model
+from bench.faults import SimulatedDevice
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOUR_MS = 3_600_000
@@ -75,15 +75,6 @@ def test_clear_ms_holds_the_episode_open_until_the_last_alarm_is_that_old() -> N
     assert ep.normal(60_000) == CLEARED
 
 
-def test_the_state_round_trips() -> None:
-    ep = AlertEpisode(3)
-    ep.abnormal(5, 2.0)
-    ep.acknowledge()
-    again = AlertEpisode(3)
-    again.restore(ep.state())
-    assert again.state() == ep.state() and again.abnormal(6, 2.0) is None
-
-
 @given(st.lists(st.tuples(st.booleans(), st.floats(0, 1e6)), max_size=200))
 def test_property_states_alternate_raised_then_cleared(findings: list) -> None:
     """Whatever the findings, the episode's messages go raised, (worse | reminder)*, cleared,
@@ -107,27 +98,10 @@ def test_property_states_alternate_raised_then_cleared(findings: list) -> None:
 
 # -- through the channel processors, on the simulated washing machine ------------------------------
 def _run(profile: dict, faults: list, onset: int, hours: float, seed: int = 7) -> list:
-    sim = profile_model.build(profile, seed, faults, onset)
-
-    class Driver:
-        def __init__(self, ch: str) -> None:
-            self.ch = ch
-
-        def read(self, t: int) -> float:
-            return sim.read(self.ch, t)
-
-    book = AlertBook()
-    chans = [ChannelRuntime(c, Driver(c["id"]), profile, book) for c in profile["channels"]]
-    model = CycleModelRuntime(profile["cycle_model"], profile, book) if profile["cycle_model"] else None
-    periods = [max(1, int(1000 / c["sample_hz"])) for c in profile["channels"]]
+    device = SimulatedDevice(profile, profile_model.build(profile, seed, faults, onset))
     events: list = []
     for t in range(0, int(hours * HOUR_MS), 1000):
-        phase = sim.phase(t)
-        for i, ch in enumerate(chans):
-            if t % periods[i] == 0:
-                value, valid = ch.sample(t, phase, events.append)
-                if valid and model is not None:
-                    model.sample(i, t, value, phase, events.append)
+        device.tick(t, events.append)
     return [e for e in events if e.kind in (ANOMALY, SENSOR_FAULT)]
 
 

@@ -7,6 +7,12 @@ device's AlertBook groups episodes that start together into one alert.
 
 from agent.core import limits
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from agent.core.events import Event
+
 # Event field `state` of an alert event, in the order an episode goes through them.
 RAISED = "raised"  # a new episode: the first abnormal finding after a normal spell
 WORSE = "worse"  # the episode's severity grew by WORSE_RATIO over what was last reported
@@ -28,8 +34,8 @@ class AlertEpisode:
     number where larger is worse (a change in percent, a deviation in scales).
     """
 
-    __slots__ = ("acknowledged", "clear_after", "clear_ms", "first", "last_abnormal_ms", "last_report_ms",
-                 "normals", "number", "open", "reminders", "reported", "started_ms")  # fmt: skip
+    __slots__ = ("acknowledged", "clear_after", "clear_ms", "last_abnormal_ms", "last_report_ms", "normals", "number",
+                 "open", "reported")  # fmt: skip
 
     def __init__(self, clear_after: int = 1, clear_ms: int = 0) -> None:
         self.clear_after = clear_after
@@ -37,13 +43,10 @@ class AlertEpisode:
         self.open = False
         self.number = 0  # episodes so far: the id of the current or last one
         self.acknowledged = False
-        self.first = 0.0  # severity when raised
         self.reported = 0.0  # severity last reported (raised or worse)
-        self.started_ms = 0
         self.last_report_ms = 0
         self.last_abnormal_ms = 0
         self.normals = 0
-        self.reminders = 0
 
     def abnormal(self, t_ms: int, severity: float) -> str | None:
         self.normals = 0
@@ -52,16 +55,14 @@ class AlertEpisode:
             self.open = True
             self.number += 1
             self.acknowledged = False
-            self.first = self.reported = severity
-            self.started_ms = self.last_report_ms = t_ms
-            self.reminders = 0
+            self.reported = severity
+            self.last_report_ms = t_ms
             return RAISED
         if severity >= self.reported * WORSE_RATIO and severity > self.reported:
             self.reported = severity
             self.last_report_ms = t_ms
             return WORSE
         if not self.acknowledged and t_ms - self.last_report_ms >= limits.ALERT_REMIND_MS:
-            self.reminders += 1
             self.last_report_ms = t_ms
             return REMINDER
         return None
@@ -84,19 +85,9 @@ class AlertEpisode:
         self.acknowledged = True
         return True
 
-    def state(self) -> list:
-        """Plain data to store and take back (restore)."""
-        return [self.open, self.number, self.acknowledged, self.first, self.reported, self.started_ms,
-                self.last_report_ms, self.last_abnormal_ms, self.normals, self.reminders]  # fmt: skip
-
-    def restore(self, s: list) -> None:
-        (self.open, self.number, self.acknowledged, self.first, self.reported, self.started_ms,
-         self.last_report_ms, self.last_abnormal_ms, self.normals, self.reminders) = s  # fmt: skip
-
 
 JOINED = "joined"  # another finding joins an open alert (a fault that shows in several places)
 PART_CLEARED = "part_cleared"  # one finding of an alert is back to normal; others are not
-STATES = (RAISED, JOINED, WORSE, REMINDER, ACKNOWLEDGED, PART_CLEARED, CLEARED)
 
 
 class AlertBook:
@@ -139,9 +130,8 @@ class AlertBook:
         rec = self.alerts[aid]
         if state == CLEARED:
             del self.members[episode]
-            for other in self.members.values():
-                if other == aid:
-                    return aid, PART_CLEARED, True
+            if aid in self.members.values():
+                return aid, PART_CLEARED, True
             del self.alerts[aid]
             return aid, CLEARED, True
         if state == REMINDER and (rec[5] or t_ms - rec[4] < limits.ALERT_REMIND_MS):
@@ -152,6 +142,17 @@ class AlertBook:
             return aid, WORSE, False
         rec[4] = t_ms
         return aid, state, True
+
+    def report(self, episode: AlertEpisode, event: "Event", state: str, emit: "Callable[[Event], None]") -> None:
+        """Emit an episode's event as its alert makes it (route()): the alert's number and
+        the news in its fields, the device's only (no category) when it is not for upstream."""
+        routed = self.route(episode, state, event.t_ms, event.category, event.channel, event.phase)
+        if routed is not None:
+            event.fields["alert"] = routed[0]
+            event.fields["state"] = routed[1]
+            if not routed[2]:
+                event.category = ""  # the device's only: the gate lets nothing of it out
+            emit(event)
 
     def acknowledge(self, aid: int) -> list | None:
         """The user or the service has seen alert aid: its findings are not reminded of.

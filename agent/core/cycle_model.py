@@ -74,12 +74,9 @@ class CycleModelRuntime:
                 label = None if f["feature"] == "duration" else self.labels[self.features.channel[i]]
                 parts.append((f["feature"], explain.phase_name(self.phase_names, f["phase"]), label, pct, direction))
             text = several_changes(parts, self.hint)
-        routed = self.alerts.route(self.episode, state, t_ms, self.category, CHANNEL, about)
-        if routed is None:
-            return
-        emit(Event(ANOMALY, self.category if routed[2] else "", CHANNEL, t_ms, about,
-                   {"detector": CHANNEL, "value": verdict.ratio(), "score": verdict.severity, "state": routed[1],
-                    "alert": routed[0], "explanation_en": text["en"], "explanation_de": text["de"]}))  # fmt: skip
+        fields = {"detector": CHANNEL, "value": verdict.ratio(), "score": verdict.severity,
+                  "explanation_en": text["en"], "explanation_de": text["de"]}  # fmt: skip
+        self.alerts.report(self.episode, Event(ANOMALY, self.category, CHANNEL, t_ms, about, fields), state, emit)
 
 
 def several_changes(parts: list, hint: dict | None) -> dict:

@@ -131,18 +131,8 @@ class ChannelRuntime:
         sensor that fails, however often and in whatever way."""
         state = self.fault_episode.abnormal(t_ms, 1.0)
         if self.fault_category is not None and state is not None:
-            self._alert(self.fault_episode, Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields),
-                        state, emit)  # fmt: skip
-
-    def _alert(self, episode: AlertEpisode, event: Event, state: str, emit: "Callable[[Event], None]") -> None:
-        """Emit an episode's event as its alert (AlertBook) makes it: which alert, what news."""
-        routed = self.alerts.route(episode, state, event.t_ms, event.category, event.channel, event.phase)
-        if routed is not None:
-            event.fields["alert"] = routed[0]
-            event.fields["state"] = routed[1]
-            if not routed[2]:
-                event.category = ""  # the device's only: the gate lets nothing of it out
-            emit(event)
+            event = Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, fields)
+            self.alerts.report(self.fault_episode, event, state, emit)
 
     def process(self, t_ms: int, value: float, phase: str, emit: "Callable[[Event], None]") -> bool:
         """Feed one sample; out-of-range samples become sensor-fault events, not data.
@@ -153,8 +143,8 @@ class ChannelRuntime:
             self.fault(t_ms, phase, {"reason": reason, "value": value, "low": self.lo, "high": self.hi}, emit)
             return False
         if self.fault_episode.open and self.fault_episode.normal(t_ms) is not None and self.fault_category:
-            self._alert(self.fault_episode, Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase,
-                                                  {"reason": ""}), CLEARED, emit)  # fmt: skip
+            event = Event(SENSOR_FAULT, self.fault_category, self.id, t_ms, phase, {"reason": ""})
+            self.alerts.report(self.fault_episode, event, CLEARED, emit)
         for proc, category in self.procs:
             out = proc.feed(t_ms, value, phase)
             if out is not None:
@@ -164,7 +154,7 @@ class ChannelRuntime:
                 if state is None:
                     emit(event)
                 else:
-                    self._alert(proc.episode, event, state, emit)
+                    self.alerts.report(proc.episode, event, state, emit)
         return True
 
 
