@@ -16,7 +16,7 @@ import yaml
 
 from agent.core import limits
 from agent.core import profile as core_profile
-from agent.core.errors import ProfileError, WichtelError
+from agent.core.errors import ConfigError, ProfileError, WichtelError
 
 EXAMPLES_DIR = os.path.join(os.path.dirname(__file__), "profiles")
 
@@ -245,9 +245,29 @@ def load_text(text: str, file: str = "<profile>") -> dict:
     finally:
         loader.dispose()
     try:
-        return core_profile.validate(doc)
+        prof = core_profile.validate(doc)
     except ProfileError as e:
         raise ProfileFileError(file, _line_for(loader.lines, e.path), str(e)) from e
+    _check_cycle_reference(prof, file, loader.lines)
+    return prof
+
+
+def _check_cycle_reference(prof: dict, file: str, lines: dict) -> None:
+    """The cycle model's reference as the device will take it: correlations that no data set
+    can have (a negative eigenvalue) are found by `wichtel profile check`, not when the agent
+    is built. On the host only: the schema checks the shape, this the matrix (it needs the
+    model's code, which a board whose size leaves the cycle model out does not import)."""
+    model = prof["cycle_model"]
+    if model is None or model["reference"] is None:
+        return
+    from agent.core.multivariate import PcaMonitor
+
+    ref = {k: v for k, v in model["reference"].items() if v is not None}
+    try:
+        PcaMonitor(len(model["features"]), reference=ref)
+    except ConfigError as e:
+        path = ("cycle_model", "reference")
+        raise ProfileFileError(file, _line_for(lines, path), "cycle_model." + str(e)) from e
 
 
 def _line_for(lines: dict, path: tuple) -> int | None:

@@ -263,3 +263,25 @@ def test_the_cycle_model_finds_a_clogging_pump_from_install_against_its_referenc
     assert "Draining" in raised[0].fields["explanation_de"] or "Abpumpen" in raised[0].fields["explanation_de"]
     healthy = _run(validate(only_model), [], 0, 48)
     assert healthy == []
+
+
+def test_a_cycle_model_reference_no_data_set_can_have_is_refused_by_the_profile_check(tmp_path: str) -> None:
+    """Three features, each pair said to correlate at 0.99 except one at -0.99: no matrix of
+    real data looks so (a negative eigenvalue). `wichtel profile check` names it and the line."""
+    import yaml
+
+    from agent.profile_loader import ProfileFileError
+
+    with open(os.path.join(ROOT, "agent", "profiles", "washing_machine.yaml")) as fh:
+        doc = yaml.safe_load(fh)
+    doc["cycle_model"]["features"] = doc["cycle_model"]["features"][:3]
+    doc["cycle_model"]["reference"] = {"mean": [10, 10, 10], "sd": [5, 5, 5], "corr": [0.99, 0.99, -0.99]}
+    path = os.path.join(str(tmp_path), "p.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump(doc, fh, allow_unicode=True)
+    with pytest.raises(ProfileFileError, match=r"p\.yaml:\d+: cycle_model\.reference\.corr: no correlation matrix"):
+        profile_loader.load(path)
+    doc["cycle_model"]["reference"]["corr"] = [0.5, 0.2, 0.1]
+    with open(path, "w") as fh:
+        yaml.safe_dump(doc, fh, allow_unicode=True)
+    assert profile_loader.load(path)["cycle_model"]["reference"]["corr"] == [0.5, 0.2, 0.1]
