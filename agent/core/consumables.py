@@ -145,7 +145,7 @@ class ConsumableTracker:
             if self.n_readings == 1:
                 self.level = value
             return events
-        window = sorted(self.readings[i] for i in range(min(self.n_readings, _WINDOW)))
+        window = sorted(self.readings)  # full: n_readings >= _WINDOW here
         filtered = window[len(window) // 2]
         change = filtered - self.level
         if change > 0.1 * self.capacity:

@@ -61,6 +61,10 @@ class UsageModel:
         self.last_use = 0.9
         self._ratios = array("f")  # window demand / expected, sorted; for _ratio_len days
         self._ratio_len = 0
+        self._bound = 0.0  # ratio_bound(_bound_len); both forgotten when a day closes
+        self._bound_len = 0
+        self._pace = -1.0  # pace(), until a day closes
+        self._ahead = (0, -1.0, 0.0)  # rate_ahead's last (day, days, result), until a day closes
 
     # -- learning ---------------------------------------------------------------------
     def add_day(self, day: int, used: float, first: float = -1.0, last: float = -1.0) -> None:
@@ -90,6 +94,9 @@ class UsageModel:
         self._learn()
         self._remember_window()
         self._ratio_len = 0
+        self._bound_len = 0
+        self._pace = -1.0
+        self._ahead = (0, -1.0, 0.0)
 
     def _remember_window(self) -> None:
         """Age the long memory by a day and add the window that ends today (if all its
@@ -120,7 +127,9 @@ class UsageModel:
         if x <= 1.0:
             return 1.0
         own = 0.0
-        for b in range(_TAIL_BINS):
+        # Bins wholly below x add nothing: start at the bin that holds x (one before, so
+        # the sum is the same, added in the same order).
+        for b in range(max(0, min(_TAIL_BINS, int((x - 1.0) * 4.0)) - 1), _TAIL_BINS):
             lo = 1.0 + 0.25 * b
             hi = lo + 0.25 if b < _TAIL_BINS - 1 else lo + 1.0
             if x <= lo:
@@ -137,10 +146,16 @@ class UsageModel:
         return self.hist[(self.days - 1 - k) % n] if k < min(self.days, n) else _ABSENT
 
     def _newest_first(self, span: int) -> list:
-        n = len(self.hist)
         h = self.hist
-        top = self.days - 1
-        return [h[(top - k) % n] for k in range(min(span, self.days, n))]
+        n = len(h)
+        m = min(span, self.days, n)
+        top = (self.days - 1) % n
+        if m <= top + 1:
+            vals = list(h[top + 1 - m : top + 1])
+        else:  # the ring wraps
+            vals = list(h[n - (m - top - 1) :]) + list(h[: top + 1])
+        vals.reverse()
+        return vals
 
     def _learn(self) -> None:
         vals = self._newest_first(7 * _BLOCKS)
@@ -148,6 +163,9 @@ class UsageModel:
         blocks = []
         total = 0.0
         count = 0
+        sums = [0.0] * 7  # per weekday, for the rhythm
+        counts = [0] * 7
+        wd = self.last_day % 7
         for b in range(0, span, 7):
             s = 0.0
             c = 0
@@ -155,6 +173,9 @@ class UsageModel:
                 if v >= 0:
                     s += v
                     c += 1
+                    sums[wd] += v
+                    counts[wd] += 1
+                wd = wd - 1 if wd else 6
             total += s
             count += c
             if c >= 4:
@@ -169,25 +190,18 @@ class UsageModel:
             self.mean = total / count
         if self.mean <= 0:
             return
-        sums = [0.0] * 7
-        counts = [0] * 7
-        wd = self.last_day % 7
-        for v in vals:
-            if v >= 0:
-                sums[wd] += v
-                counts[wd] += 1
-            wd = (wd - 1) % 7
         e = [(sums[w] + _SHRINK * self.mean) / (counts[w] + _SHRINK) for w in range(7)]
         norm = sum(e) / 7
         for w in range(7):
             self.week[w] = e[w] / norm
+        usual = [self.mean * self.week[w] for w in range(7)]
         sq = 0.0
         wd = self.last_day % 7
         for v in vals:
             if v >= 0:
-                d = v - self.mean * self.week[wd]
+                d = v - usual[wd]
                 sq += d * d
-            wd = (wd - 1) % 7
+            wd = wd - 1 if wd else 6
         self.var = sq / count
 
     def on_vacation(self) -> bool:
@@ -215,6 +229,8 @@ class UsageModel:
 
     def pace(self) -> float:
         """The last two days' use against what the rhythm expected (1: as usual)."""
+        if self._pace >= 0:
+            return self._pace
         used = 0.0
         exp = 0.0
         for k in range(2):
@@ -222,10 +238,14 @@ class UsageModel:
             if v >= 0:
                 used += v
                 exp += self.expected(self.last_day - k)
-        return used / exp if exp > 0 else 1.0
+        self._pace = used / exp if exp > 0 else 1.0
+        return self._pace
 
     def rate_ahead(self, day: int, days: float) -> float:
         """Expected use over the next `days` days after `day`, by the weekday rhythm."""
+        last = self._ahead
+        if last[0] == day and last[1] == days:
+            return last[2]
         total = 0.0
         k = 0
         while k + 1 <= days:
@@ -233,7 +253,29 @@ class UsageModel:
             k += 1
         if days > k:
             total += (days - k) * self.expected(day + 1 + k)
+        self._ahead = (day, days, total)
         return total
+
+    def ratio_bound(self, days: int) -> float:
+        """At least the largest of window_ratios(days), for a fraction of its cost: the
+        `days` busiest days of the history over the quietest run of `days` weekdays the
+        rhythm knows (with room for rounding). Cached until the next closed day."""
+        if self._bound_len == days:
+            return self._bound
+        busiest = sorted(self.hist)
+        top = 0.0
+        for k in range(1, min(days, len(busiest)) + 1):
+            top += max(0.0, busiest[-k])
+        quiet = math.inf
+        for start in range(7):
+            w = 0.0
+            for j in range(days):
+                w += self.week[(start + j) % 7]
+            quiet = min(quiet, w)
+        exp = self.mean * quiet
+        self._bound = top / exp * (1.0 + 1e-5) if exp > 0 else math.inf
+        self._bound_len = days
+        return self._bound
 
     def window_ratios(self, days: int) -> array:
         """Demand of every past run of `days` days (no vacation in it) over what the
@@ -392,11 +434,15 @@ def p_run_out(level: float, usage: UsageModel, days: float, today: int = 0, used
     if sd <= 0:
         return 1.0 if total >= level else 0.0
     p = _tail((level - total) / sd)
-    ratios = usage.window_ratios(max(1, math.ceil(days)))
+    wdays = max(1, math.ceil(days))
+    base = ahead
+    kern = 0.05 * base or 1e-9
+    # Most of the time even the largest window is far below the level and adds nothing;
+    # a cheap bound on it says so without sorting every window each day.
+    far = (level - excess - usage.ratio_bound(wdays) * base) / kern > 6
+    ratios = () if far else usage.window_ratios(wdays)
     n = len(ratios)
     if n >= 7:
-        base = ahead
-        kern = 0.05 * base or 1e-9
         # Windows far below the level add nothing: walk down from the largest.
         s = 0.0
         i = n - 1
