@@ -3,6 +3,7 @@ profile checks, the demo's reorder suggestion and the benchmark's output."""
 
 import functools
 import json
+import math
 import os
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from agent import profile_loader
 from agent.cli import main
-from agent.core import consumables
+from agent.core import consumables, usage
 from agent.core.errors import StateError
 from agent.device_data import DeviceData
 from tests.benchmarks import run_bench
@@ -238,3 +239,72 @@ def test_the_page_figures_are_written_from_the_benchmark_s_settings(tmp_path: st
         json.dump(bench, fh)
     with pytest.raises(SystemExit, match="salt: no per-setting figures"):
         reorder_figures.main([src, "--out", out])
+
+
+def _model_from(days: list) -> "usage.UsageModel":
+    m = usage.UsageModel(3)
+    for d, used in enumerate(days):
+        m.add_day(d, used)
+    return m
+
+
+_DAYS = st.lists(
+    st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=500.0, allow_nan=False, width=32)),
+    min_size=3,
+    max_size=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DAYS, st.integers(min_value=1, max_value=30))
+def test_ratio_bound_is_never_below_the_largest_window(days: list, span: int) -> None:
+    """p_run_out skips the windows when this bound says none can matter: it must hold for
+    every history, vacations and long quiet runs included."""
+    m = _model_from(days)
+    if m.mean <= 0:
+        return
+    ratios = m.window_ratios(span)
+    if len(ratios):
+        assert m.ratio_bound(span) >= ratios[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DAYS, st.floats(min_value=0.0, max_value=3000.0), st.floats(min_value=0.0, max_value=10.0),
+       st.floats(min_value=0.0, max_value=300.0))  # fmt: skip
+def test_p_run_out_is_the_same_with_or_without_the_shortcut(days: list, level: float, lead: float, used: float) -> None:
+    """The bound only saves work: forced off (an infinite bound), every chance is equal."""
+    m = _model_from(days)
+    fast = usage.p_run_out(level, m, lead, len(days), used)
+    m._bound, m._bound_len = math.inf, max(1, math.ceil(lead))
+    assert usage.p_run_out(level, m, lead, len(days), used) == fast
+
+
+def _surge_share_every_bin(m: "usage.UsageModel", x: float) -> float:
+    """surge_share as first written: every bin visited, in order."""
+    if x <= 1.0:
+        return 1.0
+    own = 0.0
+    bins = len(m.tail)
+    for b in range(bins):
+        lo = 1.0 + 0.25 * b
+        hi = lo + 0.25 if b < bins - 1 else lo + 1.0
+        if x <= lo:
+            own += m.tail[b]
+        elif x < hi:
+            own += m.tail[b] * (hi - x) / (hi - lo)
+    prior = usage._PRIOR_SHARE * math.exp(-(x - 1.0) / usage._PRIOR_SCALE)
+    return max(prior, (own + usage._PRIOR_WINDOWS * prior) / (m.seen + usage._PRIOR_WINDOWS))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=50.0, width=32), min_size=16, max_size=16),
+    st.one_of(st.floats(min_value=0.0, max_value=8.0), st.sampled_from([1.0 + 0.25 * b for b in range(25)]),
+              st.just(math.inf)),
+)  # fmt: skip
+def test_surge_share_skips_only_bins_that_add_nothing(tail: list, x: float) -> None:
+    m = usage.UsageModel(3)
+    for b, v in enumerate(tail):
+        m.tail[b] = v
+    m.seen = sum(tail) + 1.0
+    assert m.surge_share(x) == _surge_share_every_bin(m, x)

@@ -128,8 +128,9 @@ class UsageModel:
             return 1.0
         own = 0.0
         # Bins wholly below x add nothing: start at the bin that holds x (one before, so
-        # the sum is the same, added in the same order).
-        for b in range(max(0, min(_TAIL_BINS, int((x - 1.0) * 4.0)) - 1), _TAIL_BINS):
+        # the sum is the same, added in the same order); beyond the last bin, none.
+        first = min(_TAIL_BINS, int((x - 1.0) * 4.0)) - 1 if x < 0.25 * _TAIL_BINS + 1.75 else _TAIL_BINS
+        for b in range(max(0, first), _TAIL_BINS):
             lo = 1.0 + 0.25 * b
             hi = lo + 0.25 if b < _TAIL_BINS - 1 else lo + 1.0
             if x <= lo:
