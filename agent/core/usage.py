@@ -63,8 +63,6 @@ class UsageModel:
         self._ratio_len = 0
         self._bound = 0.0  # ratio_bound(_bound_len); both forgotten when a day closes
         self._bound_len = 0
-        self._pace = -1.0  # pace(), until a day closes
-        self._ahead = (0, -1.0, 0.0)  # rate_ahead's last (day, days, result), until a day closes
 
     # -- learning ---------------------------------------------------------------------
     def add_day(self, day: int, used: float, first: float = -1.0, last: float = -1.0) -> None:
@@ -95,8 +93,6 @@ class UsageModel:
         self._remember_window()
         self._ratio_len = 0
         self._bound_len = 0
-        self._pace = -1.0
-        self._ahead = (0, -1.0, 0.0)
 
     def _remember_window(self) -> None:
         """Age the long memory by a day and add the window that ends today (if all its
@@ -230,8 +226,6 @@ class UsageModel:
 
     def pace(self) -> float:
         """The last two days' use against what the rhythm expected (1: as usual)."""
-        if self._pace >= 0:
-            return self._pace
         used = 0.0
         exp = 0.0
         for k in range(2):
@@ -239,14 +233,10 @@ class UsageModel:
             if v >= 0:
                 used += v
                 exp += self.expected(self.last_day - k)
-        self._pace = used / exp if exp > 0 else 1.0
-        return self._pace
+        return used / exp if exp > 0 else 1.0
 
     def rate_ahead(self, day: int, days: float) -> float:
         """Expected use over the next `days` days after `day`, by the weekday rhythm."""
-        last = self._ahead
-        if last[0] == day and last[1] == days:
-            return last[2]
         total = 0.0
         k = 0
         while k + 1 <= days:
@@ -254,7 +244,6 @@ class UsageModel:
             k += 1
         if days > k:
             total += (days - k) * self.expected(day + 1 + k)
-        self._ahead = (day, days, total)
         return total
 
     def ratio_bound(self, days: int) -> float:
