@@ -7,6 +7,7 @@ among it storage that refused a change (a full disk): said in one line, never a 
 
 import argparse
 import asyncio
+import errno
 import importlib.metadata
 import os
 import signal
@@ -212,7 +213,7 @@ def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     consent = agent.snapshot().choices
     off = [c["id"] for c in profile["data_categories"] if consent[c["id"]] != "on"]
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
-    page = _page_address(args, data, narrator)
+    page = _page_address(args, data)
     asyncio.run(_run_agent(agent, args, narrator, data, page))
     for problem in device.close_device(agent, data):
         narrator.say(problem)
@@ -226,10 +227,14 @@ def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
         span = "%.1f s of real time" % (agent.clock.now_ms() / 1000)
     else:
         span = "%.0f simulated hours" % args.hours
+    taken = ""
+    if getattr(args, "broker", None):
+        taken = ("; the broker took %d messages: events the gate let out and the device's own (consent receipts, "
+                 "erasure requests, status)" % narrator.delivered)  # fmt: skip
     narrator.say(
         "Done: %d samples over %s; %d unusual readings; %d messages would be sent, "
-        "%d events kept on the device; %d waiting in the outbox for an uplink%s."
-        % (samples, span, narrator.anomalies, narrator.sent, narrator.kept, snap.waiting,
+        "%d events kept on the device%s; %d waiting in the outbox for an uplink%s."
+        % (samples, span, narrator.anomalies, narrator.sent, narrator.kept, taken, snap.waiting,
            "; %d sent but not yet confirmed by the backend (kept, and sent again)" % awaiting if awaiting else "")
     )  # fmt: skip
     if data is not None and data.unsaved:
@@ -255,15 +260,16 @@ def _real_sensors(args: argparse.Namespace, profile: dict) -> tuple:
     return drivers, phases
 
 
-def _page_address(args: argparse.Namespace, data: DeviceData | None, narrator: Narrator) -> tuple | None:
-    """(host, port, setup-code record) for --page, or None. The demo device gets a fresh
-    setup code, printed here; any other device must have the record from provisioning."""
+def _page_address(args: argparse.Namespace, data: DeviceData | None) -> tuple | None:
+    """(host, port, setup-code record, demo code or "") for --page, or None. The demo device
+    gets a fresh setup code, printed once the page listens; any other device must have the
+    record from provisioning."""
     spec = getattr(args, "page", None)
     if not spec:
         return None
     host_name, _, port = spec.rpartition(":")
-    if not host_name or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError("--page %s: expected HOST:PORT, e.g. 127.0.0.1:8080" % spec)
+    if not host_name or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError("--page %s: expected HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free port)" % spec)
     if data is None:
         raise UsageError("--page needs the device's data directory (--data-dir or --bundle)")
     identity = os.path.join(data.root, "identity")
@@ -276,10 +282,7 @@ def _page_address(args: argparse.Namespace, data: DeviceData | None, narrator: N
         record = setup_code.read_record(identity)
     except setup_code.SetupCodeError as e:
         raise UsageError("--page: %s (a provisioned bundle has it)" % e) from e
-    narrator.say("The local privacy page: http://%s:%s/ (only on that address)" % (host_name, port))
-    if code:
-        narrator.say("Setup code of the demo device (printed on its label): " + code)
-    return host_name, int(port), record
+    return host_name, int(port), record, code
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -310,7 +313,15 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator,
         try:
             await page.start(page_at[0], page_at[1])
         except (OSError, ConfigError) as e:
-            raise UsageError("--page %s:%d: cannot listen there (%s)" % (page_at[0], page_at[1], e)) from e
+            busy = " (another program uses this port: choose another, or port 0 for any free one)"
+            raise UsageError(
+                "--page %s:%d: cannot listen there (%s)%s"
+                % (page_at[0], page_at[1], e, busy if getattr(e, "errno", None) == errno.EADDRINUSE else "")
+            ) from e
+        # Only now, with the port ours: a code typed at this address reaches this page and nothing else.
+        narrator.say("The local privacy page: http://%s:%d/ (only on that address)" % (page_at[0], page.port))
+        if page_at[3]:
+            narrator.say("Setup code of the demo device (printed on its label): " + page_at[3])
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # end cleanly: the device's state is stored
             loop.add_signal_handler(sig, stop.set)

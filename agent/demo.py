@@ -3,6 +3,7 @@
 An observer of the pipeline: it only reads what the pipeline tells it.
 """
 
+import json
 import sys
 from typing import TextIO
 
@@ -37,7 +38,9 @@ class Narrator:
         self.next_report = report_ms
         self.units = {ch["id"]: ch["unit"] for ch in profile["channels"]}
         self.purposes = {c["id"]: c["purpose"]["en"] for c in profile["data_categories"]}
-        self.sent = 0
+        self.sent = 0  # events the gate let out, each printed once when decided
+        self.delivered = 0  # messages the broker took: those events and the device's own (receipts, status)
+        self._told: set = set()  # message ids printed when decided, not printed again when they leave
         self.kept = 0
         self.anomalies = 0
         self.latest: dict = {}
@@ -59,7 +62,15 @@ class Narrator:
         elif stage == "decision" and isinstance(a, Event) and isinstance(b, Decision):
             self._decision(a, b)
         elif stage == "sent" and isinstance(b, bytes):
-            self.say("    -> handed to the uplink: %s %s" % (a, b.decode()))
+            self.delivered += 1
+            try:
+                mid = json.loads(b).get("id")
+            except ValueError:
+                mid = None
+            if mid in self._told:
+                self._told.discard(mid)  # printed when it was decided: once is enough
+            else:  # the device's own message (a consent receipt, its status): not shown before
+                self.say("[%s] sent to %s: %s" % (clock_text(self.now), a, b.decode()))
 
     def _decision(self, e: Event, decision: Decision) -> None:
         f = e.fields
@@ -88,6 +99,8 @@ class Narrator:
         cat = e.category
         if decision.reason == gate.SENT:
             self.sent += 1
+            if len(self._told) < 1000:  # bounded: one not matched later is printed twice, nothing worse
+                self._told.add(decision.msg_id)
             self.say(
                 "    would send to %s: %s\n      why: you switched on '%s' (%s)"
                 % (decision.topic, decision.payload.decode(), cat, self.purposes[cat])

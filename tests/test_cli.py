@@ -43,6 +43,52 @@ def test_demo_runs_to_completion_and_finds_the_clogging_pump(demo: subprocess.Co
     assert states[0] == "raised" and set(states[1:]) <= {"joined", "worse"}
 
 
+def test_demo_prints_each_message_once_and_its_counts_agree(demo: subprocess.CompletedProcess[str]) -> None:
+    out = demo.stdout
+    # Each message once: a consented event when it is decided, the device's own when it leaves.
+    printed = [line.split("dev-1/", 1)[1] for line in out.splitlines()
+               if "would send to wichtel/v1/dev-1/" in line or "] sent to wichtel/v1/dev-1/" in line]  # fmt: skip
+    ids = [json.loads(line.split(": ", 1)[1])["id"] for line in printed]
+    assert ids and len(ids) == len(set(ids)), printed
+    took = int(out.split("the broker took ")[1].split()[0])
+    arrived = int(out.split("Arrived upstream at the operator's service: ")[1].split()[0])
+    assert took == arrived == len(ids), (took, arrived, len(ids))
+
+
+def _demo_args(tmp: str, page: str) -> object:
+    import argparse
+
+    return argparse.Namespace(
+        profile=profile_loader.example("washing_machine"), replay=None, seed=7, fault=[], fault_onset=8, fault_ramp=4,
+        consent=[], device_id="dev-1", speed=0.0, hours=0.2, broker=None, page=page, demo_setup_code=True,
+        stay=False, data_dir=tmp,
+    )  # fmt: skip
+
+
+def test_the_demo_page_binds_before_it_prints_its_address_and_code(
+    tmp_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from agent import cli
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        with pytest.raises(cli.UsageError, match="another program uses this port: choose another, or port 0"):
+            cli.run_device(_demo_args(os.path.join(tmp_path, "a"), "127.0.0.1:%d" % busy.getsockname()[1]))
+    finally:
+        busy.close()
+    out = capsys.readouterr().out
+    assert "Setup code" not in out and "The local privacy page" not in out  # nothing to type into another program
+    assert cli.run_device(_demo_args(os.path.join(tmp_path, "b"), "127.0.0.1:0")) == 0  # any free port
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("The local privacy page: http://127.0.0.1:"))
+    port = int(lines[at].split("127.0.0.1:")[1].split("/")[0])
+    assert port > 0 and lines[at + 1].startswith("Setup code of the demo device (printed on its label): ")
+
+
 def test_demo_shows_the_reorder_suggestion_kept_local(demo: subprocess.CompletedProcess[str]) -> None:
     assert demo.returncode == 0, demo.stderr
     lines = demo.stdout.splitlines()

@@ -89,6 +89,7 @@ class LocalPage(PageApp):
         self._closing: set = set()  # tasks of pushed-out connections whose sockets are not closed yet
         self._next_id = 0
         self._sock: socket.socket | None = None
+        self.port = 0  # the port listened on, once started
         self._accepting: asyncio.Future | None = None
         self._checker: ThreadPoolExecutor | None = None  # the slow setup-code hash, one at a time
 
@@ -111,12 +112,14 @@ class LocalPage(PageApp):
         self._report("local page: %s at %s while answering: %s" % (type(exc).__name__, where, exc))
 
     async def start(self, host: str, port: int, names: tuple = ()) -> None:
-        """Listen on host:port only, answering to that address (and to the loopback names
-        when it is one, and to the local names given); OSError (address in use, no such
+        """Listen on host:port only (port 0: any free port, then in self.port), answering to
+        that address (and to the loopback names when it is one, and to the local names
+        given); OSError (address in use, no such
         interface) or ConfigError (a wildcard address, too few files allowed) at once."""
-        self.allowed_hosts = intake.allowed_hosts(host, port, names)
         self.connections = intake.ConnectionTable(intake.connection_cap(_file_limit()))
         self._sock = _listen(host, port, self.connections.cap)
+        self.port = self._sock.getsockname()[1]  # port 0: the one the system chose
+        self.allowed_hosts = intake.allowed_hosts(host, self.port, names)
         self.hook_log()
         self._accepting = asyncio.ensure_future(self._accept())
 
