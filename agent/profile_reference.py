@@ -533,8 +533,10 @@ FIELDS: dict = {
         "example": 365,
     },
     "data_categories[].recipients": {
-        "doc": "Who receives it, as told to the user.",
-        "example": ["the manufacturer's customer service"],
+        "doc": "Who uses it at the manufacturer (or whom the manufacturer passes it to), as told to the user, "
+        "in both languages. Every message goes to the manufacturer's broker (`uplink.host`); the page says so "
+        "and names these as the ones it is for.",
+        "example": [{"en": "the manufacturer's customer service", "de": "der Kundendienst des Herstellers"}],
     },
     "data_categories[].time_grain_s": {"doc": "A message's `time` is floored to this grain.", "example": 3600},
     "data_categories[].round": {
@@ -548,7 +550,9 @@ FIELDS: dict = {
         "example": "high",
     },
     "data_categories[].pseudonymous": {
-        "doc": "Sent under a pseudonym for this device and category instead of the device id.",
+        "doc": "Its messages carry a pseudonym (`pid`) made for this device and category. The topic still "
+        "carries the device id, so the manufacturer can link them to the device: pseudonymous, never anonymous, "
+        "and the page says exactly that.",
         "example": False,
     },
     "data_categories[].daily_budget_bytes": {
@@ -895,7 +899,7 @@ data_categories:
     fields: [status, firmware, update, category, choice, text_hash, text_version, scope]
     retention_days: 365
     upstream_retention_days: 365
-    recipients: [the manufacturer's update service]
+    recipients: [{en: the manufacturer's update service, de: der Update-Dienst des Herstellers}]
     time_grain_s: 86400
   - id: maintenance
     title: {en: Maintenance alerts, de: Wartungshinweise}
@@ -904,7 +908,7 @@ data_categories:
       de: Wenn das Aufheizen immer länger dauert, erfährt der Kundendienst es früh. Nur der Hinweis wird gesendet.
     fields: [channel, phase, feature, value, baseline, change_pct, score, time, serial]
     retention_days: 90
-    recipients: [the manufacturer's customer service]
+    recipients: [{en: the manufacturer's customer service, de: der Kundendienst des Herstellers}]
     round: {change_pct: 5}
 """,
         "after": "A field that identifies a device, a network or a person can never be allowlisted.",
@@ -919,11 +923,11 @@ data_categories:
   - id: consumables
     title: {en: Reorder suggestions, de: Nachbestell-Vorschläge}
     purpose:
-      en: When the filter is nearly spent, a suggestion can go to the shop you chose, only if you pick "share".
-      de: Ist der Filter fast verbraucht, kann ein Vorschlag an Ihren Händler gehen, nur wenn Sie „teilen“ wählen.
+      en: The manufacturer learns when the filter is nearly spent; with "share", also your reorder suggestion.
+      de: Der Hersteller erfährt, wenn der Filter fast verbraucht ist; mit „Teilen“ auch Ihren Nachbestell-Vorschlag.
     fields: [consumable, event, level_pct, days_left, product, retailer, time]
     retention_days: 30
-    recipients: [the retailer you choose]
+    recipients: [{en: the manufacturer's reorder service, de: der Nachbestell-Dienst des Herstellers}]
 consumables:
   - id: water_filter
     name: {en: Water filter, de: Wasserfilter}

@@ -51,6 +51,7 @@ freeze(
         "agent/local_page/__init__.mpy",
         "agent/local_page/access.mpy",
         "agent/local_page/board.mpy",
+        "agent/local_page/claims.mpy",
         "agent/local_page/crypto.mpy",
         "agent/local_page/intake.mpy",
         "agent/local_page/limits.mpy",

@@ -67,7 +67,7 @@ def hostile_agent(profile_json: bytes, text: str) -> tuple:
     for cat in prof["data_categories"]:
         cat["title"] = {"en": v["title"], "de": v["title"]}
         cat["purpose"] = {"en": v["purpose"], "de": v["purpose"]}
-        cat["recipients"] = [v["recipient"]]
+        cat["recipients"] = [{"en": v["recipient"], "de": v["recipient"]}]
         cat["fields"] = [v["field"]]
     drivers = {}
     for ch in prof["channels"]:

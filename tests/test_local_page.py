@@ -488,3 +488,56 @@ def test_without_measured_figures_the_settings_are_said_in_words_only(page: tupl
         assert ("In our simulation" in html) == ("detergent" in reorder_figures.FIGURES)
 
     asyncio.run(go())
+
+
+def test_sharing_with_its_category_off_is_warned_and_fixed_with_one_click(page: tuple) -> None:
+    lp, agent, _, _ = page
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        token = _csrf((await client.get("/consumables")).text)
+        headers, body = _form(csrf=token, mode="share", product="EcoWash", retailer="Corner shop")
+        await client.post("/consumables/detergent", headers=headers, body=body)
+        html = (await client.get("/consumables")).text
+        assert "Saved, but nothing can be shared yet" in html
+        assert "Nothing is shared yet: “Reorder suggestions” is off." in html
+        assert "Switch on “Reorder suggestions”" in html
+        headers, body = _form(csrf=token, choice="on", then="consumables")
+        res = await client.post("/privacy/consumables", headers=headers, body=body)
+        assert res.status_code == 303 and res.headers["Location"] == "/consumables"
+        assert agent.consent.allows("consumables")
+        html = (await client.get("/consumables")).text
+        assert "Reorder suggestions is now On." in html and "Nothing is shared yet" not in html
+        await client.get("/lang/de")
+        headers, body = _form(csrf=token, choice="off")
+        await client.post("/privacy/consumables", headers=headers, body=body)
+        html = (await client.get("/consumables")).text
+        assert "Noch wird nichts geteilt: „Nachbestell-Vorschläge“ ist aus." in html
+        assert "„Nachbestell-Vorschläge“ einschalten" in html
+
+    asyncio.run(go())
+
+
+def test_a_due_reminder_shows_on_the_overview_with_its_days_in_words(page: tuple) -> None:
+    lp, agent, _, _ = page
+    tracker = agent.stock_of("detergent").tracker
+    tracker.reorder_sent = True  # the reorder moment came under "remind me here" (the default)
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        html = (await client.get("/")).text
+        assert "Reminders" in html and "Time to reorder Liquid detergent: a delivery takes 3 days." in html
+        token = _csrf(html)
+        headers, body = _form(csrf=token)
+        await client.post("/consumables/detergent/refilled", headers=headers, body=body)
+        assert "Time to reorder" not in (await client.get("/")).text  # refilled: the reminder is over
+        tracker.reorder_sent = True
+        tracker.choice.lead_time_days = 1
+        await client.get("/lang/de")
+        assert "Zeit, Flüssigwaschmittel nachzubestellen: Eine Lieferung dauert 1 Tag." in (await client.get("/")).text
+        tracker.choice.mode = "off"
+        assert "Zeit, Flüssigwaschmittel" not in (await client.get("/")).text  # no reminders wanted
+
+    asyncio.run(go())

@@ -31,6 +31,7 @@ PAGE_MODULES = tuple(
         "__init__",
         "access",
         "board",
+        "claims",
         "crypto",
         "intake",
         "limits",

@@ -111,7 +111,7 @@ _CATEGORY = Map(
         # rank above every category and are never dropped; command replies below all.
         "priority": (OneOf(tuple(outbox.CATEGORY_PRIORITIES)), "normal"),
         "upstream_retention_days": (Num(0, 3650, "days", integer=True), 30),
-        "recipients": (ListOf(_TEXT, 0, 4), []),
+        "recipients": (ListOf(_TEXTS, 0, 4), []),
         "time_grain_s": (Num(1, 86_400, "seconds", integer=True), 3600),
         "round": (AnyMap(Num(0, 1e6), limits.MAX_FIELDS_PER_CATEGORY), {}),
         "pseudonymous": (Bool(), False),

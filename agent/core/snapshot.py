@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 
 class ConsumableView:
     """One consumable as the page shows it: level, forecast (None while the tracker is
-    faulty) and the user's reorder choice."""
+    faulty), the user's reorder choice and whether its reorder reminder is due."""
 
-    __slots__ = ("capacity", "category", "choice", "faulty", "forecast", "id", "lead_days", "level", "name")
+    __slots__ = ("capacity", "category", "choice", "faulty", "forecast", "id", "lead_days", "level", "name",
+                 "reorder_due")  # fmt: skip
 
     def __init__(self, stock: "ConsumableRuntime") -> None:
         tracker = stock.tracker
@@ -30,6 +31,8 @@ class ConsumableView:
         self.forecast = None if tracker.faulty else tracker.forecast()
         self.choice = tracker.choice  # replaced, never changed, by Agent.set_reorder_choice
         self.lead_days = tracker.lead_days
+        # A reorder moment came and no refill since: the reminder the page shows (remind or share).
+        self.reorder_due = tracker.reorder_sent and tracker.choice.mode != "off"
 
 
 class Snapshot:

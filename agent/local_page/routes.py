@@ -14,7 +14,7 @@ from microdot import Microdot, Request, Response
 from microdot.microdot import AsyncBytesIO
 
 from agent.core import device
-from agent.core.consumables import RISKS, ReorderChoice
+from agent.core.consumables import RISKS, SHARE, ReorderChoice
 from agent.core.errors import ConfigError, OutboxFullError, StorageError, WichtelError
 from agent.core.pipeline import Agent
 from agent.core.ratelimit import ThrottledReport
@@ -329,6 +329,8 @@ class PageApp:
             title = next(c["title"][self._lang(req)] for c in self.agent.profile["data_categories"]
                          if c["id"] == category)  # fmt: skip
             req.g.session.notice = t["switched"] % (title, t["is_on"] if choice == "on" else t["is_off"])
+            if self._form(req).get("then") == "consumables":  # the one-click fix on a consumable's card
+                return _redirect("/consumables")
             return _redirect("/privacy#cat-" + category)
 
         @app.get("/data")
@@ -382,7 +384,8 @@ class PageApp:
             except ConfigError as e:
                 raise RequestRefusedError(400, t["bad_form"] % e) from e
             self.actions.changed()
-            req.g.session.notice = t["saved"]
+            blocked = choice.mode == SHARE and not self.agent.consent.allows(self.agent.consumable(cid).category)
+            req.g.session.notice = t["saved_not_shared"] if blocked else t["saved"]
             return _redirect("/consumables#c-" + cid)
 
         @app.post("/consumables/<cid>/refilled")

@@ -43,7 +43,7 @@ TEXTS = {
         "alert_marked": "Marked as seen. You will not be reminded of this alert.",
         "alert_gone": "Nothing to mark: this alert is over or already marked as seen.",
         "level": "%s: %.0f%% left",
-        "runs_out": "runs out in about %s days (between %s and %s days)",
+        "runs_out": "runs out in about %s (between %s and %s days)",
         "learning": "still learning how much you use",
         "faulty": "the level sensor reads implausibly; the level is not trusted",
         "privacy_intro": "You decide what leaves your appliance. Everything optional is off until you "
@@ -56,11 +56,10 @@ TEXTS = {
         "switch_off": "Switch off",
         "what_sent": "What is sent",
         "how_often": "How often",
-        "how_often_v": "at most %d bytes a day; times rounded to %s",
+        "identified": "Linked to you?",
+        "how_coarse": "How exact",
         "to_whom": "To whom",
-        "nobody": "nobody",
         "kept": "Kept how long",
-        "kept_v": "%d days on the appliance, %d days by the recipient",
         "history": "Your choices so far",
         "no_history": "No choices recorded yet.",
         "when": "When",
@@ -116,9 +115,15 @@ TEXTS = {
         "save": "Save",
         "refilled": "I refilled it",
         "saved": "Saved.",
+        "saved_not_shared": "Saved, but nothing can be shared yet: see below.",
         "refill_done": "Noted: %s is full again.",
         "no_consumables": "This appliance tracks no consumables.",
         "share_needs": "Sharing also needs the category “%s” switched on (Privacy).",
+        "share_off": "Nothing is shared yet: “%s” is off. When it is on: %s",
+        "switch_cat": "Switch on “%s”",
+        "reminders": "Reminders",
+        "reorder_due": "Time to reorder %s: a delivery takes %s.",
+        "reorder_left": "It lasts about %s more.",
         "maker": "Maker",
         "model": "Model",
         "hw": "Hardware revision",
@@ -185,7 +190,7 @@ TEXTS = {
         "alert_marked": "Als gesehen markiert. An diesen Hinweis wird nicht mehr erinnert.",
         "alert_gone": "Nichts zu markieren: dieser Hinweis ist erledigt oder schon als gesehen markiert.",
         "level": "%s: noch %.0f %%",
-        "runs_out": "reicht noch etwa %s Tage (zwischen %s und %s Tagen)",
+        "runs_out": "reicht noch etwa %s (zwischen %s und %s Tagen)",
         "learning": "lernt noch, wie viel Sie verbrauchen",
         "faulty": "der Füllstandssensor misst unplausibel; der Füllstand gilt als unsicher",
         "privacy_intro": "Sie entscheiden, was Ihr Gerät verlässt. Alles Optionale ist aus, bis Sie es "
@@ -198,11 +203,10 @@ TEXTS = {
         "switch_off": "Ausschalten",
         "what_sent": "Was gesendet wird",
         "how_often": "Wie oft",
-        "how_often_v": "höchstens %d Bytes am Tag; Zeiten gerundet auf %s",
+        "identified": "Mit Ihnen verknüpft?",
+        "how_coarse": "Wie genau",
         "to_whom": "An wen",
-        "nobody": "niemanden",
         "kept": "Wie lange gespeichert",
-        "kept_v": "%d Tage auf dem Gerät, %d Tage beim Empfänger",
         "history": "Ihre bisherigen Entscheidungen",
         "no_history": "Noch keine Entscheidungen gespeichert.",
         "when": "Wann",
@@ -258,9 +262,15 @@ TEXTS = {
         "save": "Speichern",
         "refilled": "Ich habe nachgefüllt",
         "saved": "Gespeichert.",
+        "saved_not_shared": "Gespeichert, aber noch kann nichts geteilt werden: siehe unten.",
         "refill_done": "Notiert: %s ist wieder voll.",
         "no_consumables": "Dieses Gerät verfolgt keine Verbrauchsmittel.",
         "share_needs": "Zum Senden muss auch die Kategorie „%s“ eingeschaltet sein (Datenschutz).",
+        "share_off": "Noch wird nichts geteilt: „%s“ ist aus. Eingeschaltet gilt: %s",
+        "switch_cat": "„%s“ einschalten",
+        "reminders": "Erinnerungen",
+        "reorder_due": "Zeit, %s nachzubestellen: Eine Lieferung dauert %s.",
+        "reorder_left": "Es reicht noch etwa %s.",
         "maker": "Hersteller",
         "model": "Modell",
         "hw": "Hardware-Revision",
@@ -315,20 +325,3 @@ def pick(accept_language: str, chosen: str = "") -> str:
         if lang in LANGS and q > best_q and q > 0:
             best, best_q = lang, q
     return best
-
-
-def grain_text(seconds: int, lang: str) -> str:
-    """How coarse times are, in words: 'the hour', '6 hours', 'the day'."""
-    units = (
-        (86400, "the day", "den Tag", "%d days", "%d Tage"),
-        (3600, "the hour", "die Stunde", "%d hours", "%d Stunden"),
-        (60, "the minute", "die Minute", "%d minutes", "%d Minuten"),
-        (1, "the second", "die Sekunde", "%d seconds", "%d Sekunden"),
-    )
-    for size, one_en, one_de, many_en, many_de in units:
-        if seconds % size == 0:
-            n = seconds // size
-            if n == 1:
-                return one_en if lang == "en" else one_de
-            return (many_en if lang == "en" else many_de) % n
-    return str(seconds)

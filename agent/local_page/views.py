@@ -13,13 +13,13 @@ import time
 
 from agent.core import VERSION
 from agent.core.compat import IS_MICROPYTHON
-from agent.core.consumables import CHOICES, RISKS
+from agent.core.consumables import CHOICES, RISKS, SHARE
 from agent.core.events import ANOMALY, SENSOR_FAULT
 from agent.core.pipeline import CONFIRMED, Agent
 from agent.core.snapshot import Snapshot
-from agent.local_page import reorder_figures
+from agent.local_page import claims, reorder_figures
 from agent.local_page.template import Templates, page_templates
-from agent.local_page.texts import LANGS, TEXTS, grain_text
+from agent.local_page.texts import LANGS, TEXTS
 
 PAGES = ("overview", "privacy", "data", "consumables", "device")
 _PATHS = {"overview": "/", "privacy": "/privacy", "data": "/data", "consumables": "/consumables", "device": "/device"}
@@ -100,10 +100,33 @@ def _consumable_lines(snap: Snapshot, view: View) -> list:
         if f is None:  # the tracker is faulty
             tail = t["faulty"]
         else:
-            days = tuple("%.0f" % d for d in (f.days_left, f.early, f.late))
-            tail = t["learning"] if f.days_left < 0 else t["runs_out"] % days
+            lo, hi = ("%.0f" % f.early, "%.0f" % f.late)
+            tail = t["learning"] if f.days_left < 0 else t["runs_out"] % (days_text(f.days_left, view.lang), lo, hi)
         lines.append((tr, {"head": head, "percent": "%.0f" % percent, "tail": tail}))
     return lines
+
+
+def days_text(n: float, lang: str) -> str:
+    """'1 day', '5 days', '1 Tag', '5 Tage': whole days, the plural right."""
+    whole = int(n + 0.5)
+    return claims.plural(whole, *(("1 day", "%d days") if lang == "en" else ("1 Tag", "%d Tage")))
+
+
+def _reminders(snap: Snapshot, view: View) -> list:
+    """(consumable id, text) for every consumable whose reorder moment has come, in words."""
+    t = view.t
+    out = []
+    for tr in snap.consumables:
+        if not tr.reorder_due:
+            continue
+        lead = tr.choice.lead_time_days if tr.choice.lead_time_days is not None else tr.lead_days
+        f = tr.forecast
+        left = days_text(f.days_left, view.lang) if f is not None and f.days_left >= 0 else ""
+        text = t["reorder_due"] % (tr.name[view.lang], days_text(lead, view.lang))
+        if left:
+            text += " " + t["reorder_left"] % left
+        out.append((tr.id, text))
+    return out
 
 
 def overview(agent: Agent, view: View) -> str:
@@ -130,7 +153,8 @@ def overview(agent: Agent, view: View) -> str:
     stock = [line for _, line in _consumable_lines(snap, view)]
     title = "%s %s" % (prof["appliance"]["maker"], prof["appliance"]["model"])
     return _render("overview", view, frame=_frame(view, True, "overview"), title=title, phase=phase_text,
-                   uplink=_uplink_text(snap, view), alerts=alert_rows, stock=stock)  # fmt: skip
+                   uplink=_uplink_text(snap, view), alerts=alert_rows, stock=stock,
+                   reminders=_reminders(snap, view))  # fmt: skip
 
 
 def privacy(agent: Agent, view: View) -> str:
@@ -139,14 +163,17 @@ def privacy(agent: Agent, view: View) -> str:
     snap = agent.snapshot()
     choices = snap.choices
     categories = []
-    for cat in snap.profile["data_categories"]:
+    every = claims.facts(snap.profile)  # in the profile's order of categories
+    for i, cat in enumerate(snap.profile["data_categories"]):
+        facts = every[i]
         on = choices.get(cat["id"]) == "on"
+        said = claims.words(facts, lang)
         categories.append({
             "id": cat["id"], "title": cat["title"][lang], "essential": cat["essential"], "on": on,
-            "switch": t["switch_off" if on else "switch_on"], "purpose": cat["purpose"][lang], "fields": cat["fields"],
-            "how_often": t["how_often_v"] % (cat["daily_budget_bytes"], grain_text(cat["time_grain_s"], lang)),
-            "to_whom": ", ".join(cat["recipients"]) or t["nobody"],
-            "kept": t["kept_v"] % (cat["retention_days"], cat["upstream_retention_days"]),
+            "switch": t["switch_off" if on else "switch_on"], "purpose": cat["purpose"][lang], "facts": facts,
+            "what": said["what"], "when": said["when"], "identity": said["identity"],
+            "coarse": " ".join(x for x in (said["grain"], said["rounded"]) if x), "to": said["to"],
+            "kept": said["kept"],
         })  # fmt: skip
     titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
     history = [
@@ -197,11 +224,16 @@ def consumables(agent: Agent, view: View) -> str:
     lang = view.lang
     snap = agent.snapshot()
     titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
+    purposes = {c["id"]: c["purpose"][lang] for c in snap.profile["data_categories"]}
     cards = []
     for tr, line in _consumable_lines(snap, view):
         ch = tr.choice
         category = tr.category
+        blocked = ch.mode == SHARE and snap.choices.get(category) != "on"
         cards.append({
+            "share_off": t["share_off"] % (titles.get(category, category), purposes.get(category, ""))
+            if blocked else "",
+            "category": category, "switch_cat": t["switch_cat"] % titles.get(category, category),
             "id": tr.id, "name": tr.name[lang], "line": line,
             "modes": [(mode, t["mode_" + mode], ch.mode == mode) for mode in CHOICES],
             "share_note": t["share_needs"] % titles.get(category, category),
