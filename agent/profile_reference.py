@@ -55,6 +55,12 @@ SECTIONS: dict = {
         "the user consents (docs/privacy.md).",
     ),
     "uplink": ("The uplink", "The MQTT broker of the manufacturer's service (TLS; docs/uplink.md)."),
+    "privacy_notice": (
+        "Privacy notice",
+        "What GDPR Art. 13 asks the manufacturer to tell the user, shown on the local page's privacy section in "
+        "both languages with each category's purpose, legal basis, recipients and retention (docs/privacy.md). "
+        "Without it the page says the manufacturer has not given these details.",
+    ),
     # -- simulation ------------------------------------------------------------------------
     "simulation": (
         "Simulation",
@@ -175,6 +181,51 @@ FIELDS: dict = {
         ],
     },
     "uplink": {"doc": "Where messages go (below).", "example": {"host": "mqtt.example.net", "port": 8883}},
+    "privacy_notice": {
+        "doc": "Who is responsible for the data and how to reach them (below).",
+        "example": {
+            "controller": "Kesselwerk GmbH, Hauptstraße 1, 12345 Musterstadt, Germany",
+            "contact": "privacy@kesselwerk.example",
+            "support": "+49 30 1234567, service@kesselwerk.example",
+            "storage": {"en": "servers in Frankfurt, Germany", "de": "Server in Frankfurt am Main"},
+            "authority": {"en": "the data protection authority of Berlin", "de": "die Berliner Datenschutzbeauftragte"},
+        },
+    },
+    "privacy_notice.controller": {
+        "doc": "The controller: the company's name and postal address.",
+        "example": "Kesselwerk GmbH, Hauptstraße 1, 12345 Musterstadt, Germany",
+    },
+    "privacy_notice.contact": {
+        "doc": "Where the user writes about their data: an e-mail address or a web form.",
+        "example": "privacy@kesselwerk.example",
+    },
+    "privacy_notice.support": {
+        "doc": "Customer service, as the page's device section shows it.",
+        "example": "+49 30 1234567, service@kesselwerk.example",
+    },
+    "privacy_notice.storage": {
+        "doc": "Where the data is stored once it left the device (country or region, in both languages).",
+        "example": {"en": "servers in Frankfurt, Germany", "de": "Server in Frankfurt am Main"},
+    },
+    "privacy_notice.authority": {
+        "doc": "A supervisory authority the user may complain to, named in both languages.",
+        "example": {"en": "the data protection authority of Berlin", "de": "die Berliner Datenschutzbeauftragte"},
+    },
+    "privacy_notice.dpo": {
+        "doc": "The data protection officer's contact, where the company has one.",
+        "example": "dpo@kesselwerk.example",
+    },
+    "privacy_notice.market": {
+        "doc": "Where the appliance is sold: the page's default time zone (DE, AT, CH: Central European Time; GB: "
+        "UK time; US: US Eastern Time), which the user can change on the page.",
+        "example": "DE",
+    },
+    "data_categories[].legal_basis": {
+        "doc": "The legal basis under GDPR Art. 6(1): `consent`, `contract`, `legal_obligation` or "
+        "`legitimate_interest`. Not given: consent for an optional category, legitimate interest for the essential "
+        "one. The page says it in words.",
+        "example": "consent",
+    },
     "consumables": {
         "doc": "What the appliance uses up (below).",
         "example": [

@@ -15,6 +15,7 @@ import json
 import sys
 
 from agent import setup_code
+from agent.core import limits as core_limits
 from agent.core import profile as core_profile
 from agent.core.clock import ScaledClock
 from agent.core.compat import mem_alloc
@@ -39,8 +40,9 @@ def build(config: dict) -> tuple:
     sim = build_sim(profile, config.get("seed", 1), [])
     drivers = {ch["id"]: SimDriver(sim, ch["id"]) for ch in profile["channels"]}
     device_id = config["device_id"]
+    # Sized as the board's own agent is (firmware/main.py): the cycle model stays out on an ESP32.
     agent = Agent(profile, device_id, drivers, ScaledClock(config.get("speed", 1.0)), sim, None,
-                  ConsentLedger(profile["data_categories"], device_id))  # fmt: skip
+                  ConsentLedger(profile["data_categories"], device_id), board=core_limits.ESP32)  # fmt: skip
     agent.report_to(_say)
     page = BoardPage(agent, setup_code.read_record(config["setup_code_dir"]), _say,
                      request_timeout_s=config.get("request_timeout_s", limits.REQUEST_TIMEOUT_S),

@@ -7,6 +7,7 @@ is caught (the last tests do exactly that)."""
 
 import asyncio
 import copy
+import html
 import json
 import re
 
@@ -65,9 +66,9 @@ def page_claims(profile: dict, lang: str = "en") -> dict:
     """category id -> the claims its section on the rendered privacy page makes."""
     still = {ch["id"]: type("Still", (), {"read": lambda self, t: 0.0})() for ch in profile["channels"]}
     agent = Agent(profile, "dev-1", still, ManualClock(), None, None, ConsentLedger(profile["data_categories"]))
-    html = views.privacy(agent, views.View(lang))
+    page = views.privacy(agent, views.View(lang))
     out = {}
-    for cid, body in re.findall(r'<section class="card category" id="cat-([a-z0-9_]+)">(.*?)</section>', html, re.S):
+    for cid, body in re.findall(r'<section class="card category" id="cat-([a-z0-9_]+)">(.*?)</section>', page, re.S):
         m = re.search(r'data-fields="([^"]*)" data-grain-s="(\d+)" data-per-day="(\d+)" data-pseudonymous="(yes|no)"',
                       body)  # fmt: skip
         assert m, cid
@@ -190,3 +191,38 @@ def test_docs_privacy_says_what_the_page_says() -> None:
         text = f.read()
     assert privacy_doc.render(text) == text
     assert "anonymous id" not in text and "random id, not your device" not in text
+
+
+def _privacy_html(profile: dict, lang: str) -> str:
+    still = {ch["id"]: type("Still", (), {"read": lambda self, t: 0.0})() for ch in profile["channels"]}
+    agent = Agent(profile, "dev-1", still, ManualClock(), None, None, ConsentLedger(profile["data_categories"]))
+    return html.unescape(views.privacy(agent, views.View(lang)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_privacy_notice_has_what_article_13_asks_in_both_languages(kind: str) -> None:
+    profile = profile_loader.load(profile_loader.example(kind))
+    notice = profile["privacy_notice"]
+    for lang in ("en", "de"):
+        html = _privacy_html(profile, lang)
+        part = html[html.index('id="notice"') :]
+        t = views.TEXTS[lang]
+        for label in ("controller", "privacy_contact", "dpo", "purposes", "to_whom", "stored_where", "kept", "rights",
+                      "complain"):  # fmt: skip
+            assert t[label] in part, (kind, lang, label)
+        assert notice["controller"] in part and notice["contact"] in part and notice["authority"][lang] in part
+        assert notice["storage"][lang] in part
+        for cat, facts in zip(profile["data_categories"], claims.facts(profile), strict=True):
+            basis = t["basis_" + views.legal_basis(cat)]
+            said = "%s: %s %s %s." % (cat["title"][lang], cat["purpose"][lang], t["basis"], basis)
+            assert said in part, (kind, lang, cat["id"])
+            assert "%s: %s" % (cat["title"][lang], claims.words(facts, lang)["kept"]) in part
+        # The essential category rests on the manufacturer's interest, the optional ones on consent.
+        assert t["basis_legitimate_interest"] in part and t["basis_consent"] in part
+
+
+def test_without_a_notice_in_the_profile_the_page_says_so() -> None:
+    profile = copy.deepcopy(profile_loader.load(profile_loader.example("washing_machine")))
+    profile["privacy_notice"] = None
+    for lang in ("en", "de"):
+        assert views.TEXTS[lang]["notice_missing"] in _privacy_html(profile, lang)

@@ -17,7 +17,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from agent import profile_loader  # noqa: E402
-from agent.local_page import claims  # noqa: E402
+from agent.local_page import claims, views  # noqa: E402
 from agent.local_page.texts import TEXTS  # noqa: E402
 
 OUT = os.path.join(ROOT, "docs", "privacy.md")
@@ -30,6 +30,10 @@ INTRO = {
     "sagt dasselbe über sein eigenes Profil:",
 }
 ALWAYS = {"en": "always on", "de": "immer an"}
+NOTICE_AS = {
+    "en": "made from the profile's `privacy_notice` and the claims above, as the page shows it",
+    "de": "aus dem `privacy_notice` des Profils und den Angaben oben, so wie die Seite ihn zeigt",
+}
 
 
 def section(lang: str) -> str:
@@ -37,6 +41,7 @@ def section(lang: str) -> str:
     t = TEXTS[lang]
     app = profile["appliance"]
     lines = [INTRO[lang] % (app["maker"], app["model"]), ""]
+    shown = []  # the categories as the page's notice reads them
     for cat, facts in zip(profile["data_categories"], claims.facts(profile), strict=True):
         said = claims.words(facts, lang)
         title = cat["title"][lang] + (" (%s)" % ALWAYS[lang] if cat["essential"] else "")
@@ -51,6 +56,17 @@ def section(lang: str) -> str:
         lines.append("- %s: %s" % (t["to_whom"], said["to"]))
         lines.append("- %s: %s" % (t["kept"], said["kept"]))
         lines.append("")
+        shown.append({"title": cat["title"][lang], "purpose": cat["purpose"][lang], "to": said["to"],
+                      "kept": said["kept"]})  # fmt: skip
+    lines.append("**%s** (%s)" % (t["notice"], NOTICE_AS[lang]))
+    lines.append("")
+    for label, value in views._notice(profile, shown, views.View(lang)) or []:
+        if isinstance(value, list):
+            lines.append("- %s:" % label)
+            lines.extend("  - " + item for item in value)
+        else:
+            lines.append("- %s: %s" % (label, value))
+    lines.append("")
     return "\n".join(lines)
 
 

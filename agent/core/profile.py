@@ -22,6 +22,10 @@ DRIVERS = ("sim", "replay", "linux_iio", "adc", "i2c", "onewire", "hx711", "puls
 _ID = Str(limits.MAX_ID_LEN, ident=True)
 _TEXT = Str(limits.MAX_TEXT_LEN)
 _TEXTS = Map({"en": _TEXT, "de": _TEXT})  # plain language, English and German
+# The legal bases of GDPR Art. 6(1) a category may rest on (the page says each in words).
+LEGAL_BASES = ("consent", "contract", "legal_obligation", "legitimate_interest")
+# Markets: where the appliance is sold; the page's default time zone and the words of its notice.
+MARKETS = ("DE", "AT", "CH", "GB", "US")
 
 # What a compiled profile may hold before it is parsed: its size, the profile's nesting and
 # number length (as in YAML), exponents of floats (1e-05), and any text the schema allows
@@ -117,6 +121,8 @@ _CATEGORY = Map(
         "pseudonymous": (Bool(), False),
         "daily_budget_bytes": (Num(0, 1_000_000, "bytes per day", integer=True), 4096),
         "version": (Num(1, 1_000_000, integer=True), 1),
+        # GDPR Art. 6(1); none: consent for an optional category, legitimate interest for the essential one.
+        "legal_basis": (OneOf(LEGAL_BASES), None),
     },
 )
 
@@ -171,6 +177,19 @@ _PHASE_SOURCE = Map(
 
 _APPLIANCE = Map(
     {"maker": _TEXT, "model": _TEXT, "hardware_revision": Str(32), "kind": _ID},
+)
+
+
+# What GDPR Art. 13 asks the controller to tell, as the local page shows it (docs/privacy.md).
+_PRIVACY_NOTICE = Map(
+    {
+        "controller": _TEXT,  # name and postal address of who decides what the data is for
+        "contact": _TEXT,  # where to write about privacy (an e-mail address or a web form)
+        "support": _TEXT,  # customer service: phone, e-mail, web
+        "storage": _TEXTS,  # where the data is stored upstream
+        "authority": _TEXTS,  # a supervisory authority the user may complain to
+    },
+    {"dpo": (_TEXT, None), "market": (OneOf(MARKETS), "DE")},
 )
 
 # -- simulation: how the simulator makes this appliance (docs/simulation.md) -------------------
@@ -280,6 +299,7 @@ PROFILE = Map(
         # Where the phase comes from on a real appliance; none: the simulator or a trace.
         "phase_source": (_PHASE_SOURCE, None),
         "cycle_model": (_CYCLE_MODEL, None),
+        "privacy_notice": (_PRIVACY_NOTICE, None),
     },
 )
 

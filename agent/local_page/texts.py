@@ -152,6 +152,30 @@ TEXTS = {
         "internal": "The appliance could not do that. Nothing was changed.",
         "switched": "%s is now %s.",
         "device_clock": "day %d, %02d:%02d",
+        "notice": "Privacy notice",
+        "notice_missing": "The manufacturer has not given the details of its privacy notice in this appliance's "
+        "profile. Ask the manufacturer for them; everything above is what the appliance itself does.",
+        "controller": "Responsible for your data",
+        "privacy_contact": "Questions about your data",
+        "dpo": "Data protection officer",
+        "purposes": "What for, and on what legal basis",
+        "basis": "Legal basis:",
+        "basis_consent": "your consent (GDPR Art. 6(1)(a)): you can withdraw it here at any time; what was sent "
+        "before stays lawful",
+        "basis_contract": "to fulfil the contract with you (GDPR Art. 6(1)(b))",
+        "basis_legal_obligation": "a legal obligation of the manufacturer (GDPR Art. 6(1)(c)), such as proving "
+        "your choices",
+        "basis_legitimate_interest": "the manufacturer's legitimate interest in the purpose above (GDPR Art. 6(1)(f)); "
+        "you may object to it",
+        "stored_where": "Where it is stored",
+        "rights": "Your rights",
+        "rights_v": "You may see your data, have it corrected or erased, restrict its use, take it with you and "
+        "object to its use. Much of this you can do here: “My data” shows and exports everything the appliance "
+        "holds and erases it. For what the manufacturer holds, write to %s. No decision about you is made "
+        "automatically.",
+        "complain": "Complaints",
+        "complain_v": "You may complain to a data protection authority, for example %s.",
+        "support": "Customer service",
         "when_device": "When (appliance clock)",
     },
     "de": {
@@ -300,6 +324,30 @@ TEXTS = {
         "internal": "Das Gerät konnte das nicht ausführen. Es wurde nichts geändert.",
         "switched": "%s ist jetzt %s.",
         "device_clock": "Tag %d, %02d:%02d",
+        "notice": "Datenschutzhinweise",
+        "notice_missing": "Der Hersteller hat die Angaben für seine Datenschutzhinweise im Profil dieses Geräts "
+        "nicht hinterlegt. Fragen Sie den Hersteller danach; alles oben beschreibt, was das Gerät selbst tut.",
+        "controller": "Verantwortlich für Ihre Daten",
+        "privacy_contact": "Fragen zu Ihren Daten",
+        "dpo": "Datenschutzbeauftragte(r)",
+        "purposes": "Wofür, und auf welcher Rechtsgrundlage",
+        "basis": "Rechtsgrundlage:",
+        "basis_consent": "Ihre Einwilligung (Art. 6 Abs. 1 lit. a DSGVO): Sie können sie hier jederzeit widerrufen; "
+        "was vorher gesendet wurde, bleibt rechtmäßig",
+        "basis_contract": "die Erfüllung des Vertrags mit Ihnen (Art. 6 Abs. 1 lit. b DSGVO)",
+        "basis_legal_obligation": "eine rechtliche Pflicht des Herstellers (Art. 6 Abs. 1 lit. c DSGVO), etwa Ihre "
+        "Entscheidungen nachzuweisen",
+        "basis_legitimate_interest": "das berechtigte Interesse des Herstellers an dem oben genannten Zweck "
+        "(Art. 6 Abs. 1 lit. f DSGVO); Sie können widersprechen",
+        "stored_where": "Wo es gespeichert wird",
+        "rights": "Ihre Rechte",
+        "rights_v": "Sie können Ihre Daten einsehen, berichtigen oder löschen lassen, ihre Nutzung einschränken, "
+        "sie mitnehmen und der Nutzung widersprechen. Vieles davon geht hier: „Meine Daten“ zeigt und exportiert "
+        "alles, was das Gerät gespeichert hat, und löscht es. Für das, was der Hersteller gespeichert hat, "
+        "schreiben Sie an %s. Über Sie wird nichts automatisch entschieden.",
+        "complain": "Beschwerden",
+        "complain_v": "Sie können sich bei einer Datenschutz-Aufsichtsbehörde beschweren, zum Beispiel bei %s.",
+        "support": "Kundendienst",
         "when_device": "Wann (Geräteuhr)",
     },
 }

@@ -181,7 +181,38 @@ def privacy(agent: Agent, view: View) -> str:
          t["is_on"] if r["choice"] == "on" else t["is_off"], r.get("text_version", ""))
         for r in reversed(snap.receipts)
     ]  # fmt: skip
-    return _render("privacy", view, frame=_frame(view, True, "privacy"), categories=categories, history=history)
+    return _render("privacy", view, frame=_frame(view, True, "privacy"), categories=categories, history=history,
+                   notice=_notice(snap.profile, categories, view))  # fmt: skip
+
+
+def legal_basis(cat: dict) -> str:
+    """The category's legal basis: as the profile says, else consent for an optional
+    category and legitimate interest for the essential one."""
+    return cat["legal_basis"] or ("legitimate_interest" if cat["essential"] else "consent")
+
+
+def _notice(profile: dict, categories: list, view: View) -> list | None:
+    """The privacy notice as (label, text or list of texts) rows, from the profile's
+    privacy_notice and the categories' claims; None when the profile gives no notice."""
+    notice = profile.get("privacy_notice")
+    if not notice:
+        return None
+    t = view.t
+    lang = view.lang
+    rows = [(t["controller"], notice["controller"]), (t["privacy_contact"], notice["contact"])]
+    if notice["dpo"]:
+        rows.append((t["dpo"], notice["dpo"]))
+    purposes = []
+    for i, cat in enumerate(profile["data_categories"]):
+        c = categories[i]
+        purposes.append("%s: %s %s %s." % (c["title"], c["purpose"], t["basis"], t["basis_" + legal_basis(cat)]))
+    rows.append((t["purposes"], purposes))
+    rows.append((t["to_whom"], ["%s: %s" % (c["title"], c["to"]) for c in categories]))
+    rows.append((t["stored_where"], notice["storage"][lang]))
+    rows.append((t["kept"], ["%s: %s" % (c["title"], c["kept"]) for c in categories]))
+    rows.append((t["rights"], t["rights_v"] % notice["contact"]))
+    rows.append((t["complain"], t["complain_v"] % notice["authority"][lang]))
+    return rows
 
 
 def my_data(agent: Agent, view: View, show_all: bool = True) -> str:
@@ -281,6 +312,7 @@ def device(agent: Agent, view: View) -> str:
     tls = t["tls_v"] % ("%s:%s" % (cfg.host, cfg.port)) if cfg is not None else t["no_uplink"]
     facts = (
         (t["maker"], app["maker"]),
+        (t["support"], (snap.profile.get("privacy_notice") or {}).get("support") or t["not_declared"]),
         (t["model"], app["model"]),
         (t["hw"], app["hardware_revision"]),
         (t["device_id"], snap.device_id),
