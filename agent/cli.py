@@ -214,7 +214,11 @@ def run_device(args: argparse.Namespace, narrate_consent: bool = False) -> int:
     off = [c["id"] for c in profile["data_categories"] if consent[c["id"]] != "on"]
     narrator.say("Off (the default, nothing optional leaves without consent): " + (", ".join(off) or "none"))
     page = _page_address(args, data)
-    asyncio.run(_run_agent(agent, args, narrator, data, page))
+    try:
+        asyncio.run(_run_agent(agent, args, narrator, data, page))
+    except BaseException:
+        device.close_device(agent, data)  # a page that could not listen, Ctrl-C: nothing left open
+        raise
     for problem in device.close_device(agent, data):
         narrator.say(problem)
     snap = agent.snapshot()

@@ -56,8 +56,16 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
 
 
 def close_device(agent: Agent, data: DeviceData | None) -> list:
-    """Store what the device learned and logged (agent/core/device.py close)."""
-    return core_device.close(agent, data)
+    """Store what the device learned and logged (agent/core/device.py close), and close the
+    outbox's open files (a later message opens them again)."""
+    problems = core_device.close(agent, data)
+    store = agent.outbox.store
+    if isinstance(store, FileStore):
+        try:
+            store.sync()  # durable, and every segment closed (an append opens its segment again)
+        except OSError as e:
+            problems.append("Outbox: %s" % e)
+    return problems
 
 
 def set_consent(agent: Agent, data: DeviceData | None, category: str, allowed: bool, t_ms: int, wall_s: int) -> dict:

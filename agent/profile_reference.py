@@ -258,6 +258,10 @@ FIELDS: dict = {
         "doc": "The likely cause, added to the alert's explanation.",
         "example": {"en": "the service can check it.", "de": "der Kundendienst kann es prüfen."},
     },
+    "cycle_model.advice": {
+        "doc": "What the user can do when the model raises an alert, shown with it on the local page (never sent).",
+        "example": {"en": "Call customer service.", "de": "Rufen Sie den Kundendienst an."},
+    },
     "cycle_model.features": {
         "doc": "The features of each cycle (below); a feature only once.",
         "example": [
@@ -445,6 +449,14 @@ FIELDS: dict = {
     "channels[].processors[].settings": {
         "doc": "The processor's settings; which ones depends on `kind` (below).",
         "example": {"phase": "heating", "feature": "duration"},
+    },
+    "channels[].processors[].advice": {
+        "doc": "What the user can do about this processor's alert, shown with it on the local page in both "
+        "languages (never sent). Without it the page says to call customer service if the alert stays.",
+        "example": {
+            "en": "Descale the machine (see the manual). If the alert stays, call customer service.",
+            "de": "Entkalken Sie das Gerät (siehe Anleitung). Bleibt der Hinweis, rufen Sie den Kundendienst an.",
+        },
     },
     "channels[].processors[].hint": {
         "doc": "The likely cause, added to the event's explanation for the person reading it.",

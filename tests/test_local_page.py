@@ -133,6 +133,7 @@ def page(tmp_path: "os.PathLike[str]") -> Iterator[tuple]:
     opened = open_page(tmp_path)
     yield opened
     asyncio.run(opened[0].stop())  # its setup-code thread ends with it, as a served page's does
+    device.close_device(opened[1], opened[0].data)  # the outbox's open segment too
 
 
 def _form(**fields: str) -> tuple:
@@ -237,7 +238,7 @@ def test_consent_consumables_refill_export_and_erase_through_the_page(page: tupl
         assert res.status_code == 303
         assert agent.consent.choices()["usage_statistics"] == "on"
         text = (await client.get("/privacy")).text
-        assert "Usage statistics is now On." in text and "1970" not in text
+        assert "Usage statistics is now on." in text and "1970" not in text
         assert os.path.getsize(os.path.join(root, "consent.journal")) > 0  # stored, not only in memory
         # Bad input: a clear page, nothing changed.
         for path, fields in (("/privacy/usage_statistics", {"choice": "maybe"}), ("/privacy/nope", {"choice": "on"}),
@@ -508,7 +509,7 @@ def test_sharing_with_its_category_off_is_warned_and_fixed_with_one_click(page: 
         assert res.status_code == 303 and res.headers["Location"] == "/consumables"
         assert agent.consent.allows("consumables")
         html = (await client.get("/consumables")).text
-        assert "Reorder suggestions is now On." in html and "Nothing is shared yet" not in html
+        assert "Reorder suggestions is now on." in html and "Nothing is shared yet" not in html
         await client.get("/lang/de")
         headers, body = _form(csrf=token, choice="off")
         await client.post("/privacy/consumables", headers=headers, body=body)
@@ -541,3 +542,59 @@ def test_a_due_reminder_shows_on_the_overview_with_its_days_in_words(page: tuple
         assert "Zeit, Flüssigwaschmittel" not in (await client.get("/")).text  # no reminders wanted
 
     asyncio.run(go())
+
+
+def test_times_are_in_the_users_zone_chosen_on_the_device_page(page: tuple) -> None:
+    lp, agent, _, _ = page
+    agent.rights.set_consent("maintenance", True, 0, 1_700_000_000)  # a choice at the wall clock's 14 Nov 2023
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        html = (await client.get("/privacy")).text
+        # The example's market is Germany: Central European Time, no "UTC", no time since start.
+        assert "14 Nov 2023, 23:13" in html and "UTC" not in html.split("<table")[1] and "since start" not in html
+        token = _csrf(html)
+        headers, body = _form(csrf=token, zone="America/Los_Angeles")
+        res = await client.post("/zone", headers=headers, body=body)
+        assert res.status_code == 303 and "wichtel_zone=America/Los_Angeles" in str(res.headers["Set-Cookie"])
+        assert "Times are now shown for US Pacific." in (await client.get("/device")).text
+        assert "14 Nov 2023, 14:13" in (await client.get("/privacy")).text
+        await client.get("/lang/de")
+        assert "14. Nov. 2023, 14:13" in (await client.get("/privacy")).text
+        headers, body = _form(csrf=token, zone="Mars/Olympus")
+        res = await client.post("/zone", headers=headers, body=body)
+        assert res.status_code == 400 and "Es wurde nichts geändert" in res.text
+
+    asyncio.run(go())
+
+
+def test_an_alert_says_what_to_do_from_the_profile_in_both_languages(page: tuple) -> None:
+    lp, agent, _, _ = page
+    _raise_leak_alert(agent)
+
+    async def go() -> None:
+        client = TestClient(lp.app)
+        await _login(client)
+        html = (await client.get("/")).text
+        assert html.count('id="alert-1"') == 1  # one row for the episode
+        assert "What you can do:</strong> Close the water tap when the machine is not in use" in html
+        await client.get("/lang/de")
+        html = (await client.get("/")).text
+        assert "Was Sie tun können:</strong> Drehen Sie den Wasserhahn zu" in html
+
+    asyncio.run(go())
+
+
+def test_every_page_text_is_in_both_languages_and_written_for_each() -> None:
+    """No text only in one language, none left in English on the German page (names and
+    units aside), no "1 days" anywhere a count is written."""
+    from agent.local_page import texts, views
+
+    en, de = texts.TEXTS["en"], texts.TEXTS["de"]
+    assert set(en) == set(de)
+    same_on_purpose = {"lang_name", "bytes", "status", "update"}  # the same word in German
+    assert [k for k in en if en[k] == de[k] and k not in same_on_purpose] == []
+    for n in (0, 1, 2, 21):
+        for lang, one, many in (("en", "1 day", "%d days"), ("de", "1 Tag", "%d Tage")):
+            assert views.days_text(n, lang) == (one if n == 1 else many % n)

@@ -146,10 +146,10 @@ def test_the_page_in_chromium_against_mosquitto(browser: object, broker: object,
         time.sleep(4)  # more than one usage window while the category is off
         assert _usage(service) == 0
         page.get_by_role("button", name="Usage statistics: Switch on").click()
-        assert "Usage statistics is now On." in page.get_by_role("status").inner_text()
+        assert "Usage statistics is now on." in page.get_by_role("status").inner_text()
         assert len(service.wait_for(1, timeout=20, topic_part="/usage_statistics")) >= 1
         page.get_by_role("button", name="Usage statistics: Switch off").click()
-        assert "Usage statistics is now Off." in page.get_by_role("status").inner_text()
+        assert "Usage statistics is now off." in page.get_by_role("status").inner_text()
         time.sleep(1.5)  # what was in flight when the switch went off
         after_off = _usage(service)
         time.sleep(7)  # two more usage windows
@@ -274,7 +274,7 @@ def test_every_function_works_with_the_broker_unreachable_and_by_keyboard(browse
         page.get_by_role("link", name="Privacy").focus()
         page.keyboard.press("Enter")
         page.get_by_role("button", name="Maintenance alerts: Switch on").click()
-        assert "Maintenance alerts is now On." in page.get_by_role("status").inner_text()
+        assert "Maintenance alerts is now on." in page.get_by_role("status").inner_text()
         page.get_by_role("link", name="Consumables").click()
         page.get_by_label("Off: no reminder").check()
         page.get_by_role("button", name="Save").click()

@@ -131,7 +131,7 @@ def test_chromium_signs_in_switches_a_category_and_exports_on_micropython(board:
         # A category on, through its switch and the session's form token.
         page.get_by_role("link", name="Privacy").click()
         page.get_by_role("button", name="Usage statistics: Switch on").click()
-        assert "Usage statistics is now On." in page.get_by_role("status").inner_text()
+        assert "Usage statistics is now on." in page.get_by_role("status").inner_text()
         assert page.get_by_role("button", name="Usage statistics: Switch off").count() == 1
 
         # The export: downloaded as a file, holding the choice just made.

@@ -35,6 +35,7 @@ PAGE_MODULES = tuple(
         "crypto",
         "intake",
         "limits",
+        "localtime",
         "reorder_figures",
         "routes",
         "template",

@@ -42,6 +42,8 @@ _PROCESSOR = Map(
         "settings": (AnyMap(NumOrId(), 8), {}),
         # The likely cause, for the person reading the event ("the drain pump may be clogging").
         "hint": (_TEXTS, None),
+        # What the person can do about it, shown with the alert on the local page only.
+        "advice": (_TEXTS, None),
         # Measured on healthy units: phase -> [median, spread] (processors.py says of what).
         "reference": (AnyMap(MeanSd(-1e9, 1e9), limits.MAX_PHASES), None),
     },
@@ -276,6 +278,7 @@ _CYCLE_MODEL = Map(
     {
         "category": (_ID, "maintenance"),
         "hint": (_TEXTS, None),
+        "advice": (_TEXTS, None),
         "reference": (_CYCLE_REFERENCE, None),
         "settings": (_CYCLE_SETTINGS, _CYCLE_SETTINGS({}, ())),
     },

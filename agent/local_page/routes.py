@@ -18,7 +18,7 @@ from agent.core.consumables import RISKS, SHARE, ReorderChoice
 from agent.core.errors import ConfigError, OutboxFullError, StorageError, WichtelError
 from agent.core.pipeline import Agent
 from agent.core.ratelimit import ThrottledReport
-from agent.local_page import access, intake, limits, texts, views
+from agent.local_page import access, intake, limits, localtime, texts, views
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ STATIC_CSS = __file__.rpartition("/")[0] + "/static/page.css"
 SESSION_COOKIE = "wichtel_session"
 NONCE_COOKIE = "wichtel_login"
 LANG_COOKIE = "wichtel_lang"
+ZONE_COOKIE = "wichtel_zone"  # the user's time zone for the page's times: a display preference
 # The page runs no script and is never framed; forms post to itself only.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -210,7 +211,10 @@ class PageApp:
         notice = ""
         if session is not None:
             notice, session.notice = session.notice, ""
-        return views.View(self._lang(req), session.csrf if session else "", req.path, notice)
+        market = (self.agent.profile.get("privacy_notice") or {}).get("market", "")
+        zone = localtime.zone_for(req.cookies.get(ZONE_COOKIE, ""), market)
+        return views.View(self._lang(req), session.csrf if session else "", req.path, notice, zone,
+                          int(self.wall()), self.agent.clock.now_ms())  # fmt: skip
 
     def _form(self, req: Request) -> dict:
         try:
@@ -266,6 +270,17 @@ class PageApp:
                 target = "/"  # only ever back into this page
             res = _redirect(target)
             _add_cookie(res, _cookie(LANG_COOKIE, lang, 365 * 86400))
+            return res
+
+        @app.post("/zone")
+        async def set_zone(req: Request) -> Response:
+            t = texts.TEXTS[self._lang(req)]
+            zone = str(self._form(req).get("zone") or "")
+            if zone not in localtime.ZONES:
+                raise RequestRefusedError(400, t["bad_form"] % ("unknown time zone " + repr(zone[:40])))
+            req.g.session.notice = t["zone_saved"] % localtime.ZONE_NAMES[zone][0 if self._lang(req) == "en" else 1]
+            res = _redirect("/device")
+            _add_cookie(res, _cookie(ZONE_COOKIE, zone, 365 * 86400))
             return res
 
         @app.get("/login")
@@ -328,7 +343,7 @@ class PageApp:
                 raise RequestRefusedError(503, t["busy"] % e) from e
             title = next(c["title"][self._lang(req)] for c in self.agent.profile["data_categories"]
                          if c["id"] == category)  # fmt: skip
-            req.g.session.notice = t["switched"] % (title, t["is_on"] if choice == "on" else t["is_off"])
+            req.g.session.notice = t["switched_on" if choice == "on" else "switched_off"] % title
             if self._form(req).get("then") == "consumables":  # the one-click fix on a consumable's card
                 return _redirect("/consumables")
             return _redirect("/privacy#cat-" + category)

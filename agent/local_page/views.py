@@ -9,7 +9,6 @@ so the CSP can be `default-src 'self'`.
 """
 
 import json
-import time
 
 from agent.core import VERSION
 from agent.core.compat import IS_MICROPYTHON
@@ -17,7 +16,7 @@ from agent.core.consumables import CHOICES, RISKS, SHARE
 from agent.core.events import ANOMALY, SENSOR_FAULT
 from agent.core.pipeline import CONFIRMED, Agent
 from agent.core.snapshot import Snapshot
-from agent.local_page import claims, reorder_figures
+from agent.local_page import claims, localtime, reorder_figures
 from agent.local_page.template import Templates, page_templates
 from agent.local_page.texts import LANGS, TEXTS
 
@@ -29,14 +28,19 @@ _TEMPLATES = Templates(page_templates())  # compiled once, before the first page
 
 
 class View:
-    """What a page needs to know about the request: language, form token, current path."""
+    """What a page needs to know about the request: language, form token, current path, and
+    for times: the user's zone, the wall clock and the agent's clock at this moment."""
 
-    def __init__(self, lang: str, csrf: str = "", path: str = "/", notice: str = "") -> None:
+    def __init__(self, lang: str, csrf: str = "", path: str = "/", notice: str = "", zone: str = "UTC",
+                 wall_s: int = 0, now_ms: int = 0) -> None:  # fmt: skip
         self.lang = lang
         self.t = TEXTS[lang]
         self.csrf = csrf
         self.path = path
         self.notice = notice
+        self.zone = zone
+        self.wall_s = wall_s
+        self.now_ms = now_ms
 
 
 def json_text(value: object) -> str:
@@ -48,14 +52,17 @@ def json_text(value: object) -> str:
 
 
 def device_time(t_ms: int, view: View) -> str:
+    """Time since the appliance started, for an appliance whose wall clock was never set."""
     s = t_ms // 1000
     return view.t["device_clock"] % (s // 86400, s // 3600 % 24, s // 60 % 60)
 
 
-def wall_time(seconds: int) -> str:
-    if not seconds:
-        return ""
-    return "%04d-%02d-%02d %02d:%02d UTC" % tuple(time.gmtime(seconds)[:5])  # no strftime on MicroPython
+def when(view: View, t_ms: int = 0, wall_s: int = 0) -> str:
+    """A moment in the user's zone and words: from its wall time, else from the agent's clock
+    (so many ms before now); time since start only when the wall clock was never set."""
+    if not wall_s and view.wall_s:
+        wall_s = view.wall_s - (view.now_ms - t_ms) // 1000
+    return localtime.local_text(wall_s, view.zone, view.lang) or device_time(t_ms, view)
 
 
 def _render(name: str, view: View, **args: object) -> str:
@@ -142,19 +149,42 @@ def overview(agent: Agent, view: View) -> str:
     # ("30% longer" when raised, "60% longer" now).
     alert_rows = []
     key = "explanation_" + view.lang
+    advice = _advice(prof, view)
     for aid, seen, raised_ms in reversed(snap.alerts[-MAX_ALERTS_SHOWN:]):
         first = text = ""
+        what = advice.get("")
         for ev in snap.events:
             if ev.kind in _ALERT_KINDS and ev.fields.get("alert") == aid and key in ev.fields:
                 first = first or ev.fields[key]
                 text = ev.fields[key]
+                if ev.kind == SENSOR_FAULT:
+                    what = t["advice_sensor"]
+                else:
+                    what = advice.get((ev.channel, ev.fields.get("detector")), what)
         earlier = t["alert_first"] % first if first and first != text else ""
-        alert_rows.append((str(aid), device_time(raised_ms, view), text or t["alert_no_text"], earlier, seen))
+        alert_rows.append((str(aid), when(view, raised_ms), text or t["alert_no_text"], earlier, seen, what))
     stock = [line for _, line in _consumable_lines(snap, view)]
     title = "%s %s" % (prof["appliance"]["maker"], prof["appliance"]["model"])
     return _render("overview", view, frame=_frame(view, True, "overview"), title=title, phase=phase_text,
                    uplink=_uplink_text(snap, view), alerts=alert_rows, stock=stock,
                    reminders=_reminders(snap, view))  # fmt: skip
+
+
+def _advice(profile: dict, view: View) -> dict:
+    """(channel, detector kind) -> what the user can do, from the profile's advice; "" -> the
+    advice for anything without its own (call customer service, with its contact)."""
+    lang = view.lang
+    out: dict = {}
+    for ch in profile["channels"]:
+        for proc in ch["processors"]:
+            if proc.get("advice"):
+                out[(ch["id"], proc["kind"])] = proc["advice"][lang]
+    model = profile.get("cycle_model")
+    if model and model.get("advice"):
+        out[("cycle_model", "cycle_model")] = model["advice"][lang]
+    support = (profile.get("privacy_notice") or {}).get("support")
+    out[""] = view.t["advice_default"] % ((" (%s)" % support) if support else "")
+    return out
 
 
 def privacy(agent: Agent, view: View) -> str:
@@ -177,8 +207,8 @@ def privacy(agent: Agent, view: View) -> str:
         })  # fmt: skip
     titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
     history = [
-        (wall_time(r.get("time", 0)) or device_time(r.get("t_ms", 0), view), titles.get(r["category"], r["category"]),
-         t["is_on"] if r["choice"] == "on" else t["is_off"], r.get("text_version", ""))
+        (when(view, r.get("t_ms", 0), r.get("time", 0)), titles.get(r["category"], r["category"]),
+         t["is_on"] if r["choice"] == "on" else t["is_off"])
         for r in reversed(snap.receipts)
     ]  # fmt: skip
     return _render("privacy", view, frame=_frame(view, True, "privacy"), categories=categories, history=history,
@@ -232,7 +262,7 @@ def my_data(agent: Agent, view: View, show_all: bool = True) -> str:
     )
     everything = json_text(agent.rights.export()) if show_all else None
     sent = [
-        {"when": device_time(m["t_ms"], view), "category": titles.get(m["category"], m["category"]),
+        {"when": when(view, m["t_ms"]), "category": titles.get(m["category"], m["category"]),
          "status_class": "confirmed" if m.get("status") == CONFIRMED else "broker", "status": _sent_status(m, t),
          "size": "%d" % m["size"], "content": m["content"]}
         for m in reversed(snap.sent)
@@ -271,7 +301,7 @@ def consumables(agent: Agent, view: View) -> str:
             "risks": [("%g" % r, _risk_label(view, tr.id, r), abs(ch.risk - r) < 1e-9) for r in RISKS],
             "product": ch.product, "retailer": ch.retailer,
             "lead": "" if ch.lead_time_days is None else "%g" % ch.lead_time_days,
-            "lead_hint": t["lead_hint"] % tr.lead_days,
+            "lead_hint": t["lead_hint"] % days_text(tr.lead_days, lang),
         })  # fmt: skip
     return _render("consumables", view, frame=_frame(view, True, "consumables"), cards=cards)
 
@@ -324,4 +354,5 @@ def device(agent: Agent, view: View) -> str:
         (t["uplink"], _uplink_text(snap, view)),
         (t["code_store"], t["code_store_v"]),
     )
-    return _render("device", view, frame=_frame(view, True, "device"), facts=facts)
+    zones = [(z, localtime.ZONE_NAMES[z][0 if view.lang == "en" else 1], z == view.zone) for z in localtime.ORDER]
+    return _render("device", view, frame=_frame(view, True, "device"), facts=facts, zones=zones)
