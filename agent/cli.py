@@ -26,6 +26,7 @@ from agent.core.errors import ConfigError, OutboxFullError, StorageError, Wichte
 from agent.core.pipeline import Agent
 from agent.demo import Narrator
 from agent.device_data import DeviceData
+from agent.local_page import mdns, mdns_host
 from agent.profile_loader import ProfileFileError, compile_json, load
 from agent.replay import TraceError
 from agent.sim.appliances import FAULTS
@@ -289,6 +290,15 @@ def _page_address(args: argparse.Namespace, data: DeviceData | None) -> tuple | 
     return host_name, int(port), record, code
 
 
+def _lan_ipv4(host_name: str) -> bool:
+    """An IPv4 address of this machine on a network (not loopback): where a name on the
+    home network (mDNS) helps the user find the page."""
+    parts = host_name.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        return False
+    return parts[0] != "127" and host_name != "0.0.0.0"
+
+
 async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
     """Run work until it ends or stop is set; True if stopped."""
     task = asyncio.ensure_future(work)
@@ -310,12 +320,15 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator,
                      page_at: tuple | None = None) -> None:  # fmt: skip
     stop = asyncio.Event()
     page = None
+    responder = None  # the mDNS responder's transport, when the page serves the home network
     if page_at is not None:
         from agent.local_page.server import LocalPage  # microdot only where a page is wanted
 
         page = LocalPage(agent, data, page_at[2], report=narrator.say)
+        name = mdns.local_name(agent.profile["appliance"]["model"], agent.device_id)
+        on_lan = _lan_ipv4(page_at[0])
         try:
-            await page.start(page_at[0], page_at[1])
+            await page.start(page_at[0], page_at[1], (name + ".local",) if on_lan else ())
         except (OSError, ConfigError) as e:
             busy = " (another program uses this port: choose another, or port 0 for any free one)"
             raise UsageError(
@@ -324,6 +337,12 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator,
             ) from e
         # Only now, with the port ours: a code typed at this address reaches this page and nothing else.
         narrator.say("The local privacy page: http://%s:%d/ (only on that address)" % (page_at[0], page.port))
+        if on_lan:
+            try:
+                responder = (await mdns_host.start(name, page_at[0], narrator.say))[0]
+                narrator.say("On this network also as http://%s.local:%d/ (mDNS)" % (name, page.port))
+            except OSError as e:
+                narrator.say("mDNS: cannot answer for %s.local (%s); the page is at its address only" % (name, e))
         if page_at[3]:
             narrator.say("Setup code of the demo device (printed on its label): " + page_at[3])
         loop = asyncio.get_running_loop()
@@ -335,6 +354,8 @@ async def _run_agent(agent: Agent, args: argparse.Namespace, narrator: Narrator,
     finally:
         if checkpoints is not None:
             checkpoints.cancel()
+        if responder is not None:
+            responder.close()
         if page is not None:
             await page.stop()
 

@@ -188,9 +188,11 @@ class PageKeeper:
     back between two looks may have taken the listening socket with it."""
 
     def __init__(self, page: "BoardPage", port: int, address: "Callable[[], str]",
-                 report: "Callable[[str], None]", joins: "Callable[[], int]" = lambda: 0) -> None:  # fmt: skip
+                 report: "Callable[[str], None]", joins: "Callable[[], int]" = lambda: 0,
+                 name: str = "") -> None:  # fmt: skip
         self.page = page
         self.port = port
+        self.name = name  # the board's name on the network (mDNS, answered by the Wi-Fi stack): "" for none
         self.address = address
         self.joins = joins
         self.report = report
@@ -206,9 +208,11 @@ class PageKeeper:
                         await self.page.stop()
                         self.serving = ""
                     if now:
-                        await self.page.start(now, self.port)
+                        await self.page.start(now, self.port, (self.name + ".local",) if self.name else ())
                         self.serving, self._joined = now, joined
                         self.report("page: serving on http://%s:%d/" % (now, self.port))
+                        if self.name:
+                            self.report("page: also as http://%s.local:%d/ (mDNS)" % (self.name, self.port))
                 await sleep_ms(check_ms)
         finally:
             if self.serving:
@@ -220,6 +224,7 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
     What it stored before (consent, learned state, sent log, pseudonym key, waiting messages)
     comes back first, any damage said and acted on before anything can be sent."""
     from agent.core import device as core_device
+    from agent.local_page import mdns
     from agent.local_page.board import BoardPage
     from agent.local_page.routes import StoredActions
     from firmware.board_data import BoardData
@@ -250,7 +255,8 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         say(message)
     del saved, messages, said
     page = BoardPage(agent, record, say, wall=clock.wall_s, actions=StoredActions(agent, data), **env.tuned("page"))
-    wifi = WifiLink(env.network, ssid, password, say, **env.tuned("wifi"))
+    name = mdns.local_name(prof["appliance"]["model"], config.device_id)
+    wifi = WifiLink(env.network, ssid, password, say, hostname=name, **env.tuned("wifi"))
     ntp = TimeSync(env.ntptime, clock, wifi.is_up, say, **env.tuned("ntp"))
     store = CredentialStore(env.root)
     forget = asyncio.Event()
@@ -267,7 +273,7 @@ async def operate(env: BoardEnv, ssid: str, password: str) -> dict:
         "wifi": asyncio.create_task(wifi.run()),
         "time": asyncio.create_task(ntp.run()),
         "page": asyncio.create_task(
-            PageKeeper(page, env.page_port, lambda: wifi.address, say, lambda: wifi.joins).run()
+            PageKeeper(page, env.page_port, lambda: wifi.address, say, lambda: wifi.joins, name).run()
         ),
         "button": asyncio.create_task(recovery.watch_long_press(_button(env), forget_wifi, **env.tuned("button"))),
         "page_clock": asyncio.create_task(page.keep_time()),

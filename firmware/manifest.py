@@ -56,6 +56,7 @@ freeze(
         "agent/local_page/intake.mpy",
         "agent/local_page/limits.mpy",
         "agent/local_page/localtime.mpy",
+        "agent/local_page/mdns.mpy",
         "agent/local_page/reorder_figures.mpy",
         "agent/local_page/routes.mpy",
         "agent/local_page/template.mpy",

@@ -35,8 +35,11 @@ class WifiLink:
 
     def __init__(self, network: "Any", ssid: str, password: str, report: "Callable[[str], None]",
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, retry_ms: int = RETRY_MS,
-                 retry_cap_ms: int = RETRY_CAP_MS, check_ms: int = CHECK_MS) -> None:  # fmt: skip
+                 retry_cap_ms: int = RETRY_CAP_MS, check_ms: int = CHECK_MS, hostname: str = "") -> None:  # fmt: skip
         self.network = network
+        if hostname:
+            # Before the interface starts: DHCP sends it, and the port's mDNS answers `<hostname>.local`.
+            network.hostname(hostname)
         self.wlan: WLAN = network.WLAN(network.STA_IF)
         self.ssid = ssid
         self._password = password

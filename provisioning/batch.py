@@ -108,7 +108,7 @@ class Builder:
             "serial": dev.serial,
             "device_id": dev.device_id,
             "setup_code": dev.setup_code,
-            "qr_payload": bundle.qr_payload(dev.serial, dev.setup_code),
+            "qr_payload": bundle.qr_payload(self.fleet.model, dev.device_id),
         }
         return label, dev.cert_pem
 

@@ -58,6 +58,7 @@ from agent.bundle import (
 from agent.bundle import (
     verify as verify,
 )
+from agent.local_page import mdns
 from provisioning import keys, pki
 
 PI = "pi"
@@ -85,6 +86,7 @@ class Fleet:
         self.prefix = str(profile["uplink"]["topic_prefix"])
         app = profile["appliance"]
         self.hardware_id = "%s/%s/%s" % (app["maker"], app["model"], app["hardware_revision"])
+        self.model = str(app["model"])
         self.broker_host = broker_host
         self.broker_port = broker_port
         self.chain_pem = chain_pem
@@ -117,9 +119,12 @@ class Device:
         return x509.load_pem_x509_certificate(self.cert_pem)
 
 
-def qr_payload(serial: str, code: str) -> str:
-    """The label's QR text: only QR alphanumeric characters, so the code stays small."""
-    return "WICHTEL:1:%s:%s" % (serial, setup_code.normalize(code))
+def qr_payload(model: str, device_id: str) -> str:
+    """The label's QR text: the page's address on the home network, which a phone's camera
+    opens (agent/local_page/mdns.py names it). Upper case: QR alphanumeric characters only,
+    so the code stays small; browsers read scheme and host in any case. The setup code is
+    printed beside it as text, never in the URL (it would end up in the browser's history)."""
+    return ("http://%s.local/" % mdns.local_name(model, device_id)).upper()
 
 
 def _where(layout: str) -> str:
@@ -203,7 +208,7 @@ def write_device(
         "serial": device.serial,
         "device_id": device.device_id,
         "setup_code": device.setup_code,
-        "qr_payload": qr_payload(device.serial, device.setup_code),
+        "qr_payload": qr_payload(fleet.model, device.device_id),
     }
     out = {LABEL_FILE: (json.dumps(label, sort_keys=True).encode(), 0o600)}
     for layout in layouts:

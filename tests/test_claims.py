@@ -194,9 +194,10 @@ def test_docs_privacy_says_what_the_page_says() -> None:
 
 
 def _privacy_html(profile: dict, lang: str) -> str:
+    """The privacy notice page, unescaped."""
     still = {ch["id"]: type("Still", (), {"read": lambda self, t: 0.0})() for ch in profile["channels"]}
     agent = Agent(profile, "dev-1", still, ManualClock(), None, None, ConsentLedger(profile["data_categories"]))
-    return html.unescape(views.privacy(agent, views.View(lang)))
+    return html.unescape(views.notice(agent, views.View(lang)))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -188,7 +188,8 @@ def test_a_batch_writes_verified_bundles_manifest_labels_and_a_summary(
         # The label's code opens the device's record; the device holds only the salted hash.
         record = setup_code.read_record(os.path.join(dev, "pi", "identity"))
         assert setup_code.verify(lab["setup_code"], record)
-        assert lab["qr_payload"] == "WICHTEL:1:%s:%s" % (m["serial"], setup_code.normalize(lab["setup_code"]))
+        assert lab["qr_payload"] == "HTTP://WM-8-ECO-%s.LOCAL/" % m["device_id"][:4].upper()
+        assert lab["setup_code"] not in lab["qr_payload"]  # the code is printed as text, never in a URL
         for layout in ("pi", "mpy"):
             for name in tree(os.path.join(dev, layout)):
                 assert setup_code.normalize(lab["setup_code"]) not in read_text(os.path.join(dev, layout, name))

@@ -36,6 +36,7 @@ PAGE_MODULES = tuple(
         "intake",
         "limits",
         "localtime",
+        "mdns",
         "reorder_figures",
         "routes",
         "template",

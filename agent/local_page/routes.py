@@ -329,6 +329,10 @@ class PageApp:
         async def privacy(req: Request) -> Response:
             return _html(views.privacy(self.agent, self._view(req, req.g.session)))
 
+        @app.get("/notice")
+        async def notice(req: Request) -> Response:
+            return _html(views.notice(self.agent, self._view(req, req.g.session)))
+
         @app.post("/privacy/<category>")
         async def set_consent(req: Request, category: str) -> Response:
             t = texts.TEXTS[self._lang(req)]

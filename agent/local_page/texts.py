@@ -158,6 +158,7 @@ TEXTS = {
         "what it has.",
         "device_clock": "day %d since start, %02d:%02d (the appliance does not know the date)",
         "notice": "Privacy notice",
+        "notice_link": "Who is responsible for your data, and your rights: the privacy notice.",
         "notice_missing": "The manufacturer has not given the details of its privacy notice in this appliance's "
         "profile. Ask the manufacturer for them; everything above is what the appliance itself does.",
         "controller": "Responsible for your data",
@@ -339,6 +340,7 @@ TEXTS = {
         "Empfänger wird gebeten, zu löschen, was er hat.",
         "device_clock": "Tag %d seit dem Start, %02d:%02d (das Gerät kennt das Datum nicht)",
         "notice": "Datenschutzhinweise",
+        "notice_link": "Wer für Ihre Daten verantwortlich ist, und Ihre Rechte: die Datenschutzhinweise.",
         "notice_missing": "Der Hersteller hat die Angaben für seine Datenschutzhinweise im Profil dieses Geräts "
         "nicht hinterlegt. Fragen Sie den Hersteller danach; alles oben beschreibt, was das Gerät selbst tut.",
         "controller": "Verantwortlich für Ihre Daten",

@@ -211,8 +211,22 @@ def privacy(agent: Agent, view: View) -> str:
          t["is_on"] if r["choice"] == "on" else t["is_off"])
         for r in reversed(snap.receipts)
     ]  # fmt: skip
-    return _render("privacy", view, frame=_frame(view, True, "privacy"), categories=categories, history=history,
-                   notice=_notice(snap.profile, categories, view))  # fmt: skip
+    return _render("privacy", view, frame=_frame(view, True, "privacy"), categories=categories, history=history)
+
+
+def notice(agent: Agent, view: View) -> str:
+    """The privacy notice (GDPR Art. 13), a page of its own linked from the privacy page: the
+    profile's privacy_notice with every category's purpose, legal basis, recipients and
+    retention as the privacy page says them."""
+    lang = view.lang
+    profile = agent.profile
+    every = claims.facts(profile)
+    categories = []
+    for i, cat in enumerate(profile["data_categories"]):
+        said = claims.words(every[i], lang)
+        categories.append({"title": cat["title"][lang], "purpose": cat["purpose"][lang], "to": said["to"],
+                           "kept": said["kept"]})  # fmt: skip
+    return _render("notice", view, frame=_frame(view, True, "privacy"), notice=_notice(profile, categories, view))
 
 
 def legal_basis(cat: dict) -> str:

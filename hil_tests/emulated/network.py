@@ -121,3 +121,17 @@ def WLAN(interface: int = STA_IF) -> _WLAN:  # the module's own name for its con
     if interface not in _IFACES:
         _IFACES[interface] = _WLAN(interface)
     return _IFACES[interface]  # type: ignore[no-any-return]
+
+
+_HOSTNAME = ["espressif"]
+
+
+def hostname(name: str | None = None) -> str | None:
+    """The board's network name, as the port's module-level hostname() keeps it (1.20 and
+    later: DHCP sends it and the port's mDNS answers `<name>.local`); at most 32 characters."""
+    if name is None:
+        return _HOSTNAME[0]
+    if not 0 < len(name) <= 32:
+        raise ValueError("hostname too long")
+    _HOSTNAME[0] = name
+    return None
