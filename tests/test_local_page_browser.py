@@ -9,6 +9,7 @@ tracked file, and a full-page screenshot costs the browser more than the page it
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +52,7 @@ def browser() -> object:
 class Device:
     """A `wichtel run --page` process on a data directory holding a setup-code record."""
 
-    def __init__(self, tmp: str, broker_args: list) -> None:
+    def __init__(self, tmp: str, broker_args: list, speed: float = SPEED, extra: tuple = ()) -> None:
         self.dir = os.path.join(tmp, "device")
         os.makedirs(os.path.join(self.dir, "identity"))
         setup_code.write_record(os.path.join(self.dir, "identity"), setup_code.hash_code(CODE))
@@ -59,8 +60,8 @@ class Device:
         self.url = "http://127.0.0.1:%d" % self.port
         self.log = open(os.path.join(tmp, "agent.log"), "w+")
         cmd = [sys.executable, "-m", "agent", "run", "--profile", profile_loader.example("washing_machine"),
-               "--simulate", "--speed", str(SPEED), "--hours", "2000", "--device-id", "dev-1",
-               "--data-dir", self.dir, "--page", "127.0.0.1:%d" % self.port, *broker_args]  # fmt: skip
+               "--simulate", "--speed", str(speed), "--hours", "2000", "--device-id", "dev-1",
+               "--data-dir", self.dir, "--page", "127.0.0.1:%d" % self.port, *broker_args, *extra]  # fmt: skip
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
@@ -180,7 +181,8 @@ def test_the_page_in_chromium_against_mosquitto(browser: object, broker: object,
         page.get_by_label("Shop (your choice)").fill("Corner shop")
         page.get_by_label("Delivery takes (days)").fill("5")
         page.get_by_role("button", name="Save").click()
-        assert page.get_by_role("status").inner_text() == "Saved."
+        # Saved; the reorder category is off, so the page says nothing can be shared yet.
+        assert page.get_by_role("status").inner_text() == "Saved, but nothing can be shared yet: see below."
         assert page.get_by_label("Brand or product (your choice)").input_value() == "EcoWash Sensitive"
         page.get_by_role("button", name="I refilled it").click()
         assert "is full again" in page.get_by_role("status").inner_text()
@@ -291,6 +293,82 @@ def test_every_function_works_with_the_broker_unreachable_and_by_keyboard(browse
         export = json.loads(context.request.get(dev.url + "/data/export.json").text())
         assert export["consent"]["history"] == [] and export["consent"]["current"]["maintenance"] == "off"
         assert any("erasure_request" in m["payload"] for m in export["outbox"])  # waits for the uplink
+        context.close()
+    finally:
+        code = dev.stop()
+    assert code == 0
+
+
+def test_claims_notice_reminders_advice_sharing_and_local_time_in_both_languages_and_on_a_phone(
+    browser: object, tmp_path: object
+) -> None:
+    """The page's newer parts in Chromium: a washer whose drain pump clogs, fast enough that
+    an alert and a reorder reminder come within seconds; every page fits a phone."""
+    dev = Device(str(tmp_path), [], speed=60_000, extra=("--fault", "pump_clog", "--fault-onset", "3"))
+    try:
+        context = browser.new_context(locale="en-GB")  # type: ignore[attr-defined]
+        page = context.new_page()
+        _login(page, dev.url, CODE)
+        deadline = time.monotonic() + 90
+        while not (page.locator(".advice").count() and page.locator(".reminders").count()):
+            assert time.monotonic() < deadline, page.content()[-3000:]
+            time.sleep(1)
+            page.reload()
+        # An alert: once per episode, what to do, a dismiss; a reminder with the days in words.
+        rows = page.locator("ul.alerts > li")
+        assert rows.count() == page.locator(".advice").count() >= 1  # what to do, once per alert
+        # The profile's advice for the check that raised it (the current's or the drain time's).
+        advice = page.locator(".advice").first.inner_text()
+        assert advice.startswith("What you can do:") and "If the alert stays, call customer service" in advice
+        assert "Time to reorder Liquid detergent: a delivery takes 3 days." in page.locator(".reminders").inner_text()
+        when = page.locator(".alerts .when").first.inner_text()  # a date in local time, not time since start
+        assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d", when), when
+        _shoot(page, "overview-reminder")
+
+        # The privacy section: claims in words, pseudonymous and not anonymous, the notice.
+        page.get_by_role("link", name="Privacy").click()
+        stats = page.locator("#cat-usage_statistics")
+        assert "the average" in stats.inner_text() and "Pseudonymous, not anonymous" in stats.inner_text()
+        assert "text_hash" not in page.locator("main").inner_text()  # no internal names on the page
+        _shoot(page, "privacy-claims")
+        page.get_by_role("link", name="the privacy notice").click()
+        assert "Bavarian State Office for Data Protection Supervision" in page.content()
+        assert "Legal basis: your consent (GDPR Art. 6(1)(a))" in page.content()
+        _shoot(page, "notice")
+
+        # Sharing while its category is off: said, and fixed in one click.
+        page.get_by_role("link", name="Consumables").click()
+        page.get_by_label("Share a reorder suggestion with my shop").check()
+        page.get_by_role("button", name="Save").click()
+        assert "nothing can be shared yet" in page.get_by_role("status").inner_text()
+        assert "Nothing is shared yet" in page.locator(".warning").inner_text()
+        _shoot(page, "consumables-share-off")
+        page.get_by_role("button", name="Switch on “Reorder suggestions”").click()
+        assert page.url.endswith("/consumables") and page.locator(".warning").count() == 0
+
+        # The time zone: chosen on the device section, every time follows.
+        page.get_by_role("link", name="Device").click()
+        page.get_by_label("Times on these pages are shown for").select_option("America/Los_Angeles")
+        page.get_by_role("button", name="Save").click()
+        assert "Times are now shown for US Pacific." in page.get_by_role("status").inner_text()
+        _shoot(page, "device-zone")
+
+        # The same in German.
+        de = browser.new_context(locale="de-DE")  # type: ignore[attr-defined]
+        de_page = de.new_page()
+        de_page.goto(dev.url + "/")
+        de_page.get_by_label("Einrichtungscode").fill(CODE)
+        de_page.get_by_role("button", name="Anmelden").click()
+        assert "Was Sie tun können:" in de_page.locator(".advice").first.inner_text()
+        assert "Zeit, Flüssigwaschmittel nachzubestellen" in de_page.locator(".reminders").inner_text()
+        _shoot(de_page, "overview-de")
+        de_page.get_by_role("link", name="Datenschutz").click()
+        assert "Pseudonym, nicht anonym" in de_page.locator("#cat-usage_statistics").inner_text()
+        _shoot(de_page, "privacy-claims-de")
+        de_page.get_by_role("link", name="die Datenschutzhinweise").click()
+        assert "Rechtsgrundlage: Ihre Einwilligung (Art. 6 Abs. 1 lit. a DSGVO)" in de_page.content()
+        _shoot(de_page, "notice-de")
+        de.close()
         context.close()
     finally:
         code = dev.stop()

@@ -47,6 +47,7 @@ TEXTS = {
         "alert_gone": "Nothing to mark: this alert is over or already marked as seen.",
         "level": "%s: %.0f%% left",
         "runs_out": "runs out in about %s (between %s and %s days)",
+        "runs_out_sure": "runs out in about %s",
         "learning": "still learning how much you use",
         "faulty": "the level sensor reads implausibly; the level is not trusted",
         "privacy_intro": "You decide what leaves your appliance. Everything optional is off until you "
@@ -228,6 +229,7 @@ TEXTS = {
         "alert_gone": "Nichts zu markieren: dieser Hinweis ist erledigt oder schon als gesehen markiert.",
         "level": "%s: noch %.0f %%",
         "runs_out": "reicht noch etwa %s (zwischen %s und %s Tagen)",
+        "runs_out_sure": "reicht noch etwa %s",
         "learning": "lernt noch, wie viel Sie verbrauchen",
         "faulty": "der Füllstandssensor misst unplausibel; der Füllstand gilt als unsicher",
         "privacy_intro": "Sie entscheiden, was Ihr Gerät verlässt. Alles Optionale ist aus, bis Sie es "

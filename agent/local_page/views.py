@@ -108,7 +108,12 @@ def _consumable_lines(snap: Snapshot, view: View) -> list:
             tail = t["faulty"]
         else:
             lo, hi = ("%.0f" % f.early, "%.0f" % f.late)
-            tail = t["learning"] if f.days_left < 0 else t["runs_out"] % (days_text(f.days_left, view.lang), lo, hi)
+            if f.days_left < 0:
+                tail = t["learning"]
+            elif lo == hi:  # "between 2 and 2 days" says nothing
+                tail = t["runs_out_sure"] % days_text(f.days_left, view.lang)
+            else:
+                tail = t["runs_out"] % (days_text(f.days_left, view.lang), lo, hi)
         lines.append((tr, {"head": head, "percent": "%.0f" % percent, "tail": tail}))
     return lines
 
