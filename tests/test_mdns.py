@@ -150,3 +150,77 @@ def test_the_board_sets_its_hostname_before_it_joins() -> None:
 
     link = WifiLink(network, "home", "secret", print, hostname=NAME)
     assert network.hostname() == NAME and link.ssid == "home"
+
+
+def _lan_address() -> str:
+    """This machine's IPv4 address on its network (not loopback)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: the route picks the interface
+        return str(probe.getsockname()[0])
+    finally:
+        probe.close()
+
+
+def test_run_with_the_page_on_the_network_answers_its_name_by_multicast(tmp_path: object) -> None:
+    """`wichtel run --page <address>:0` end to end: the name is printed, a multicast question
+    on the network is answered with the page's address, and the page answers to the name."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from agent import profile_loader, setup_code
+    from tests.test_local_page_browser import CODE
+
+    ip = _lan_address()
+    assert not ip.startswith("127."), ip
+    data = os.path.join(str(tmp_path), "device")
+    os.makedirs(os.path.join(data, "identity"))
+    setup_code.write_record(
+        os.path.join(data, "identity"), setup_code.hash_code(CODE, iterations=setup_code.MIN_ITERATIONS)
+    )
+    cmd = [sys.executable, "-m", "agent", "run", "--profile", profile_loader.example("washing_machine"), "--simulate",
+           "--speed", "60", "--hours", "2", "--device-id", "k3x7", "--data-dir", data, "--page", ip + ":0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ask = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        line = ""
+        deadline = time.monotonic() + 30
+        while "(mDNS)" not in line:
+            assert time.monotonic() < deadline and proc.poll() is None, line
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+        url = line.split("also as ")[1].split()[0]
+        assert url.startswith("http://wm-8-eco-k3x7.local:"), line
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        ask.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ask.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        ask.bind(("", mdns.MDNS_PORT))
+        ask.setsockopt(
+            socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton(mdns.MDNS_GROUP) + socket.inet_aton(ip)
+        )
+        ask.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ip))
+        ask.settimeout(0.5)
+        answers = []
+        for _ in range(20):  # multicast is best effort: ask again until answered
+            ask.sendto(_query("wm-8-eco-k3x7.local"), (mdns.MDNS_GROUP, mdns.MDNS_PORT))
+            try:
+                while not answers:
+                    packet = ask.recv(1500)
+                    if packet[2] & 0x80:
+                        answers.append(packet)
+            except TimeoutError:
+                continue
+            break
+        assert answers and _parse_answer(answers[0])[8] == socket.inet_aton(ip)
+        req = urllib.request.Request(
+            "http://%s:%d/login" % (ip, port), headers={"Host": "wm-8-eco-k3x7.local:%d" % port}
+        )
+        with urllib.request.urlopen(req, timeout=10) as res:
+            assert res.status == 200  # the page answers to its name
+    finally:
+        ask.close()
+        proc.terminate()
+        proc.wait(30)
+        proc.stdout.close()  # type: ignore[union-attr]
