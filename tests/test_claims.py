@@ -227,3 +227,21 @@ def test_without_a_notice_in_the_profile_the_page_says_so() -> None:
     profile["privacy_notice"] = None
     for lang in ("en", "de"):
         assert views.TEXTS[lang]["notice_missing"] in _privacy_html(profile, lang)
+
+
+def test_a_receipt_names_the_claims_the_user_saw() -> None:
+    """The consent receipt's text hash covers what the claims are made of: a profile that
+    lets one more field out (or drops the pseudonym) without touching its texts gets a
+    different hash, so a receipt never vouches for a text the user did not see."""
+    from agent.core.consent import CLAIMED, text_hash
+
+    cat = next(c for c in profile_loader.load(profile_loader.example("washing_machine"))["data_categories"]
+               if c["id"] == "usage_statistics")  # fmt: skip
+    before = text_hash(cat)
+    assert text_hash(copy.deepcopy(cat)) == before
+    changes = {"fields": cat["fields"] + ["count"], "pseudonymous": False, "time_grain_s": 3600,
+               "recipients": [], "upstream_retention_days": 3650, "legal_basis": "contract"}  # fmt: skip
+    assert set(changes) <= set(CLAIMED)
+    for key, value in changes.items():
+        changed = dict(cat, **{key: value})
+        assert text_hash(changed) != before, key

@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import json
 
+from agent.core.encoding import encode
 from agent.core.errors import ConfigError
 from agent.core.limits import CONSENT_HISTORY_LEN
 
@@ -17,14 +18,26 @@ ON = "on"
 OFF = "off"
 
 
+# What the local page's claims about a category are made of (agent/local_page/claims.py):
+# a change to any of them changes what the user is told, and so the receipt's hash.
+CLAIMED = ("fields", "time_grain_s", "round", "pseudonymous", "recipients", "retention_days",
+           "upstream_retention_days", "daily_budget_bytes", "legal_basis")  # fmt: skip
+
+
 def text_hash(category: dict) -> str:
-    """SHA-256 of the title and purpose texts the user is shown, in both languages."""
+    """SHA-256 of what the user is shown about the category: title and purpose in both
+    languages, and what the page's claims are made of (CLAIMED, encoded the same on CPython
+    and MicroPython)."""
     h = hashlib.sha256()
     for lang in ("en", "de"):
         h.update(category["title"][lang].encode())
         h.update(b"\n")
         h.update(category["purpose"][lang].encode())
         h.update(b"\n")
+    claimed = {}
+    for key in CLAIMED:
+        claimed[key] = category.get(key)
+    h.update(encode(claimed, 1 << 16))
     return binascii.hexlify(h.digest()).decode()
 
 
