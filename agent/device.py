@@ -45,7 +45,8 @@ def open_device(profile: dict, data_dir: str | None, device_id: str, drivers: di
     outbox = None
     if data is not None:
         saved, key, lost, messages = core_device.load(data, ledger)
-        outbox, said = core_device.outbox(FileStore(os.path.join(data.root, "outbox")), ledger, saved, board)
+        data.outbox_files = FileStore(os.path.join(data.root, "outbox"))
+        outbox, said = core_device.outbox(data.outbox_files, ledger, saved, board)
         messages += said
     drivers = drivers or {ch["id"]: _NoSensor() for ch in profile["channels"]}
     agent = Agent(profile, device_id, drivers, clock or ManualClock(), phases, None, ledger, observer,  # type: ignore[arg-type]
@@ -59,10 +60,9 @@ def close_device(agent: Agent, data: DeviceData | None) -> list:
     """Store what the device learned and logged (agent/core/device.py close), and close the
     outbox's open files (a later message opens them again)."""
     problems = core_device.close(agent, data)
-    store = agent.outbox.store
-    if isinstance(store, FileStore):
+    if data is not None and data.outbox_files is not None:
         try:
-            store.sync()  # durable, and every segment closed (an append opens its segment again)
+            data.outbox_files.sync()  # durable, and every segment closed (an append opens its segment again)
         except OSError as e:
             problems.append("Outbox: %s" % e)
     return problems

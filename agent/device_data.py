@@ -22,6 +22,7 @@ from agent.core.stored_data import (
     decode_key,
     encode_key,
 )
+from agent.outbox_files import FileStore
 
 __all__ = ["JOURNAL", "KEY", "KEY_BYTES", "KEY_FILE_BYTES", "KEY_MAGIC", "PROBLEMS_KEPT", "STATE", "DeviceData",
            "decode_key", "encode_key"]  # fmt: skip
@@ -31,6 +32,8 @@ class DeviceData(StoredData):
     def __init__(self, root: str) -> None:
         super().__init__()
         self.root = root
+        # The outbox's files, once open_device made them: closed with the device (close_device).
+        self.outbox_files: FileStore | None = None
         files.private_dir(root)
 
     # -- the host's file operations (agent/core/stored_data.py says what each promises) -----

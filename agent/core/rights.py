@@ -45,6 +45,10 @@ class DataRights:
     def _send(self, kind: str, data: dict, t_ms: int) -> None:
         self._queue(self._gate.control(kind, data, t_ms, self._outbox.next_id), kind)
 
+    def allows(self, category: str) -> bool:
+        """Whether the user's consent lets this category out now."""
+        return self._consent.allows(category)
+
     def set_consent(self, category: str, allowed: bool, t_ms: int, wall_s: int = 0) -> dict:
         """The user's choice, at once: a receipt goes upstream (essential); switching off
         purges that category's waiting messages and asks upstream to erase its data."""

@@ -403,7 +403,7 @@ class PageApp:
             except ConfigError as e:
                 raise RequestRefusedError(400, t["bad_form"] % e) from e
             self.actions.changed()
-            blocked = choice.mode == SHARE and not self.agent.consent.allows(self.agent.consumable(cid).category)
+            blocked = choice.mode == SHARE and not self.agent.rights.allows(self.agent.consumable(cid).category)
             req.g.session.notice = t["saved_not_shared"] if blocked else t["saved"]
             return _redirect("/consumables#c-" + cid)
 
