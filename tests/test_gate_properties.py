@@ -139,3 +139,34 @@ def test_encoding_refuses_what_is_not_json() -> None:
             assert "expected" in str(e)
         else:
             raise AssertionError("encoded %r" % (bad,))
+
+
+def _string_by_characters(text: str) -> str:
+    """The encoder's string as first written, character by character (what JSON asks)."""
+    escapes = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if 0x20 <= code < 0x7F and ch not in '"\\':
+            out.append(ch)
+        elif ch in escapes:
+            out.append(escapes[ch])
+        elif code > 0xFFFF:
+            code -= 0x10000
+            out.append("\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)))
+        else:
+            out.append("\\u%04x" % code)
+    return "".join(out) + '"'
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(max_size=60))
+def test_strings_encode_by_bytes_as_they_did_by_characters(text: str) -> None:
+    """_string walks UTF-8 bytes (no interned characters on MicroPython); what it writes is
+    what the character walk wrote, for every text, surrogates and astral characters too."""
+    from agent.core import encoding
+
+    out: list = []
+    encoding._string(text, out)
+    assert "".join(out) == _string_by_characters(text)
+    assert json.loads("".join(out)) == text or any(0xD800 <= ord(c) <= 0xDFFF for c in text)

@@ -22,33 +22,54 @@ def round_sig(x: float, digits: int = FLOAT_DIGITS) -> float:
 
 
 _FLOAT_FORMAT = "%." + str(FLOAT_DIGITS) + "g"
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+_ESCAPE_BYTES = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
 
 
 def _string(text: str, out: list) -> None:
     """A JSON string with everything outside printable ASCII as \\uXXXX escapes. Runs of
     plain characters go out as one slice: a list entry per character would grow the
-    list (and the heap blocks it needs) with every message, in the hot path."""
+    list (and the heap blocks it needs) with every message, in the hot path.
+
+    The text is walked as UTF-8 bytes, not as characters: on MicroPython each character
+    an iteration yields is interned, so every character not seen before would add to
+    the interned strings for good, and a pool of them grown late in a long run needs a
+    block a fragmented heap may not have (a 2-day run failed so in 460 KB)."""
     out.append('"')
+    try:
+        data = text.encode()
+    except UnicodeError:  # a lone surrogate (CPython only): escaped as its code, as JSON does
+        data = text.encode("utf-8", "surrogatepass")
+    n = len(data)
     start = 0
     i = 0
-    for ch in text:
-        code = ord(ch)
-        if 0x20 <= code < 0x7F and ch != '"' and ch != "\\":
+    while i < n:
+        b = data[i]
+        if 0x20 <= b < 0x7F and b != 0x22 and b != 0x5C:
             i += 1
             continue
         if start < i:
-            out.append(text[start:i])
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif code > 0xFFFF:
-            code -= 0x10000
-            out.append("\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)))
-        else:
-            out.append("\\u%04x" % code)
-        i += 1
+            out.append(data[start:i].decode())
+        if b in _ESCAPE_BYTES:
+            out.append(_ESCAPE_BYTES[b])
+            i += 1
+        elif b < 0x80:
+            out.append("\\u%04x" % b)
+            i += 1
+        else:  # a UTF-8 sequence of 2 to 4 bytes: its code point
+            size = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+            code = b & (0x3F >> (size - 1))
+            for k in range(1, size):
+                code = (code << 6) | (data[i + k] & 0x3F)
+            if code > 0xFFFF:
+                code -= 0x10000
+                out.append("\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)))
+            else:
+                out.append("\\u%04x" % code)
+            i += size
         start = i
-    out.append(text[start:] if start else text)
+    out.append(data[start:].decode() if start else text)
     out.append('"')
 
 
