@@ -368,6 +368,11 @@ def test_claims_notice_reminders_advice_sharing_and_local_time_in_both_languages
         de_page.get_by_role("link", name="die Datenschutzhinweise").click()
         assert "Rechtsgrundlage: Ihre Einwilligung (Art. 6 Abs. 1 lit. a DSGVO)" in de_page.content()
         _shoot(de_page, "notice-de")
+        de_page.get_by_role("link", name="Gerät").click()
+        de_page.get_by_label("Zeiten auf diesen Seiten gelten für").select_option("Europe/London")
+        de_page.get_by_role("button", name="Speichern").click()
+        assert "Zeiten gelten jetzt für Vereinigtes Königreich (GMT/BST)." in de_page.get_by_role("status").inner_text()
+        _shoot(de_page, "device-zone-de")
         de.close()
         context.close()
     finally:

@@ -12,13 +12,14 @@ from bench import micropython as bench
 from tests import micropython_unix
 
 # The heap a simulated week of the washer agent with .mpy modules completes in (the
-# target, 192 KB, is not reached: bench/micropython.py finds the smallest heap, 260 KB
-# since the alert lifecycle and the references came (232 KB before), and
-# docs/architecture.md has the figures). The test holds one 8 KB step above it: the
+# target, 192 KB, is not reached: bench/micropython.py finds the smallest heap, 280 KB
+# for the week since the page's claims and notice came (2026-12-02; 260 KB for two days
+# before them, 232 KB before the alert lifecycle), and docs/architecture.md has the
+# figures). The test holds one 8 KB step above it: the
 # agent's log lines pass a rate limit in real time, so a busy machine changes what is
 # allocated between the long-lived objects, and a run at the smallest heap ran out of it
 # once in a full suite on two busy cores.
-REACHED_HEAP = 268 * 1024
+REACHED_HEAP = 288 * 1024
 # Heaps in which each board's sizes are filled to their bound with the largest messages
 # (the code itself takes about 120 KB of these on the 64-bit unix port).
 BOUND_HEAPS = {"esp32": 256 * 1024, "pi": 1024 * 1024}
