@@ -160,7 +160,7 @@ def _string_by_characters(text: str) -> str:
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.text(max_size=60))
+@given(st.text(max_size=600))
 def test_strings_encode_by_bytes_as_they_did_by_characters(text: str) -> None:
     """_string walks UTF-8 bytes (no interned characters on MicroPython); what it writes is
     what the character walk wrote, for every text, surrogates and astral characters too."""

@@ -27,6 +27,9 @@ _FLOAT_FORMAT = "%." + str(FLOAT_DIGITS) + "g"
 _ESCAPE_BYTES = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
 
 
+_CHUNK = 256  # characters walked at a time: no byte copy of a long text in one piece
+
+
 def _string(text: str, out: list) -> None:
     """A JSON string with everything outside printable ASCII as \\uXXXX escapes. Runs of
     plain characters go out as one slice: a list entry per character would grow the
@@ -35,8 +38,18 @@ def _string(text: str, out: list) -> None:
     The text is walked as UTF-8 bytes, not as characters: on MicroPython each character
     an iteration yields is interned, so every character not seen before would add to
     the interned strings for good, and a pool of them grown late in a long run needs a
-    block a fragmented heap may not have (a 2-day run failed so in 460 KB)."""
+    block a fragmented heap may not have (a 2-day run failed so in 460 KB). A long text
+    is walked _CHUNK characters at a time, so its bytes never need one large block."""
     out.append('"')
+    if len(text) <= _CHUNK:
+        _plain_or_escaped(text, out)
+    else:
+        for j in range(0, len(text), _CHUNK):
+            _plain_or_escaped(text[j : j + _CHUNK], out)
+    out.append('"')
+
+
+def _plain_or_escaped(text: str, out: list) -> None:
     try:
         data = text.encode()
     except UnicodeError:  # a lone surrogate (CPython only): escaped as its code, as JSON does
@@ -69,8 +82,8 @@ def _string(text: str, out: list) -> None:
                 out.append("\\u%04x" % code)
             i += size
         start = i
-    out.append(data[start:].decode() if start else text)
-    out.append('"')
+    if start < n:
+        out.append(data[start:].decode() if start else text)
 
 
 def _encode(value: object, out: list) -> None:

@@ -5,6 +5,8 @@ sets must be equal (tests/test_portable.py). Cases may be coroutines: the WebAss
 port has no asyncio.run, so the runner itself is awaited.
 """
 
+import gc
+
 
 def case_names(module: object) -> list:
     return sorted(name for name in dir(module) if name.startswith("case_"))
@@ -23,5 +25,6 @@ async def run_one(module: object, name: str, data_dir: str) -> dict:
 async def run_all(module: object, data_dir: str) -> dict:
     results = {}
     for name in case_names(module):
+        gc.collect()  # each case from a collected heap, as if it ran alone
         results[name] = await run_one(module, name, data_dir)
     return results
