@@ -27,6 +27,9 @@ _BUSY = b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: te
 _END = b"\r\n\r\n"
 
 
+_JOIN_TRIES = 3  # tries to find one block for a request head read in pieces
+
+
 class Uptime:
     """Seconds since start from ticks_ms, which wraps (every 12.4 days on an ESP32): each call
     adds the ticks since the one before, so it stays monotonic if called at least once per
@@ -205,9 +208,20 @@ class BoardPage(PageApp):
             elif size > limits.MAX_HEAD_BYTES:
                 raise intake.HeadError(431, "the request head is over %d bytes" % limits.MAX_HEAD_BYTES)
             seam = (seam + piece)[-3:]
+        data: bytes = pieces[0]
         if len(pieces) > 1:
-            gc.collect()  # a head in several pieces needs one block for them all: garbage out of its way first
-        data = b"".join(pieces) if len(pieces) > 1 else pieces[0]
+            # A head in several pieces needs one block for them all: garbage out of its way
+            # first, and when the heap has no such block right now, once more after the
+            # agent's other tasks ran a little (what they held briefly is garbage then).
+            for attempt in range(_JOIN_TRIES):
+                gc.collect()
+                try:
+                    data = b"".join(pieces)
+                    break
+                except MemoryError:
+                    if attempt == _JOIN_TRIES - 1:
+                        raise
+                    await asyncio.sleep(0.05)
         pieces = []
         parsed = intake.parse_head(data if end == len(data) else data[:end], self.allowed_hosts)
         missing = parsed.content_length - (len(data) - end)
