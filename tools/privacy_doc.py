@@ -41,7 +41,6 @@ def section(lang: str) -> str:
     t = TEXTS[lang]
     app = profile["appliance"]
     lines = [INTRO[lang] % (app["maker"], app["model"]), ""]
-    shown = []  # the categories as the page's notice reads them
     for cat, facts in zip(profile["data_categories"], claims.facts(profile), strict=True):
         said = claims.words(facts, lang)
         title = cat["title"][lang] + (" (%s)" % ALWAYS[lang] if cat["essential"] else "")
@@ -50,17 +49,14 @@ def section(lang: str) -> str:
         lines.append("- %s: %s." % (t["what_sent"], "; ".join(said["what"])))
         lines.append("- %s: %s" % (t["how_often"], said["when"]))
         lines.append("- %s %s" % (t["identified"], said["identity"]))
-        coarse = " ".join(x for x in (said["grain"], said["rounded"]) if x)
-        if coarse:
-            lines.append("- %s: %s" % (t["how_coarse"], coarse))
+        if said["coarse"]:
+            lines.append("- %s: %s" % (t["how_coarse"], said["coarse"]))
         lines.append("- %s: %s" % (t["to_whom"], said["to"]))
         lines.append("- %s: %s" % (t["kept"], said["kept"]))
         lines.append("")
-        shown.append({"title": cat["title"][lang], "purpose": cat["purpose"][lang], "to": said["to"],
-                      "kept": said["kept"]})  # fmt: skip
     lines.append("**%s** (%s)" % (t["notice"], NOTICE_AS[lang]))
     lines.append("")
-    for label, value in views._notice(profile, shown, views.View(lang)) or []:
+    for label, value in views.notice_rows(profile, views.View(lang)) or []:
         if isinstance(value, list):
             lines.append("- %s:" % label)
             lines.extend("  - " + item for item in value)

@@ -186,7 +186,7 @@ def days(n: int, lang: str) -> str:
 
 def words(f: dict, lang: str) -> dict:
     """The facts of one category in plain words: what (list of field words), when, identity,
-    grain, rounding, to whom, kept."""
+    grain, rounding, both together (coarse), to whom, kept."""
     w = _WORDS[lang]
     i = 0 if lang == "en" else 1
     what = [FIELD_WORDS[name][i] if name in FIELD_WORDS else name for name in f["fields"]]
@@ -211,5 +211,6 @@ def words(f: dict, lang: str) -> dict:
     names = ", ".join(r[lang] for r in f["recipients"])
     to = w["to"] % (f["server"], names) if names else w["to_nobody"] % f["server"]
     kept = w["kept"] % (days(f["kept_days"], lang), days(f["kept_upstream_days"], lang))
+    coarse = (grain + " " + rounded) if grain and rounded else (grain or rounded)
     return {"what": what, "when": when, "identity": w["pseudonym" if f["pseudonymous"] else "device"],
-            "grain": grain, "rounded": rounded, "to": to, "kept": kept}  # fmt: skip
+            "grain": grain, "rounded": rounded, "coarse": coarse, "to": to, "kept": kept}  # fmt: skip

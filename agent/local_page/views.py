@@ -207,7 +207,7 @@ def privacy(agent: Agent, view: View) -> str:
             "id": cat["id"], "title": cat["title"][lang], "essential": cat["essential"], "on": on,
             "switch": t["switch_off" if on else "switch_on"], "purpose": cat["purpose"][lang], "facts": facts,
             "what": said["what"], "when": said["when"], "identity": said["identity"],
-            "coarse": " ".join(x for x in (said["grain"], said["rounded"]) if x), "to": said["to"],
+            "coarse": said["coarse"], "to": said["to"],
             "kept": said["kept"],
         })  # fmt: skip
     titles = {c["id"]: c["title"][lang] for c in snap.profile["data_categories"]}
@@ -220,18 +220,8 @@ def privacy(agent: Agent, view: View) -> str:
 
 
 def notice(agent: Agent, view: View) -> str:
-    """The privacy notice (GDPR Art. 13), a page of its own linked from the privacy page: the
-    profile's privacy_notice with every category's purpose, legal basis, recipients and
-    retention as the privacy page says them."""
-    lang = view.lang
-    profile = agent.profile
-    every = claims.facts(profile)
-    categories = []
-    for i, cat in enumerate(profile["data_categories"]):
-        said = claims.words(every[i], lang)
-        categories.append({"title": cat["title"][lang], "purpose": cat["purpose"][lang], "to": said["to"],
-                           "kept": said["kept"]})  # fmt: skip
-    return _render("notice", view, frame=_frame(view, True, "privacy"), notice=_notice(profile, categories, view))
+    """The privacy notice (GDPR Art. 13), a page of its own linked from the privacy page."""
+    return _render("notice", view, frame=_frame(view, True, "privacy"), notice=notice_rows(agent.profile, view))
 
 
 def legal_basis(cat: dict) -> str:
@@ -240,9 +230,11 @@ def legal_basis(cat: dict) -> str:
     return cat["legal_basis"] or ("legitimate_interest" if cat["essential"] else "consent")
 
 
-def _notice(profile: dict, categories: list, view: View) -> list | None:
+def notice_rows(profile: dict, view: View) -> list | None:
     """The privacy notice as (label, text or list of texts) rows, from the profile's
-    privacy_notice and the categories' claims; None when the profile gives no notice."""
+    privacy_notice with every category's purpose, legal basis, recipients and retention as
+    the privacy page says them (claims.py); None when the profile gives no notice. The page
+    and docs/privacy.md (tools/privacy_doc.py) both show these rows."""
     notice = profile.get("privacy_notice")
     if not notice:
         return None
@@ -251,14 +243,18 @@ def _notice(profile: dict, categories: list, view: View) -> list | None:
     rows = [(t["controller"], notice["controller"]), (t["privacy_contact"], notice["contact"])]
     if notice["dpo"]:
         rows.append((t["dpo"], notice["dpo"]))
-    purposes = []
+    every = claims.facts(profile)
+    purposes, to_whom, kept = [], [], []
     for i, cat in enumerate(profile["data_categories"]):
-        c = categories[i]
-        purposes.append("%s: %s %s %s." % (c["title"], c["purpose"], t["basis"], t["basis_" + legal_basis(cat)]))
+        title = cat["title"][lang]
+        said = claims.words(every[i], lang)
+        purposes.append("%s: %s %s %s." % (title, cat["purpose"][lang], t["basis"], t["basis_" + legal_basis(cat)]))
+        to_whom.append("%s: %s" % (title, said["to"]))
+        kept.append("%s: %s" % (title, said["kept"]))
     rows.append((t["purposes"], purposes))
-    rows.append((t["to_whom"], ["%s: %s" % (c["title"], c["to"]) for c in categories]))
+    rows.append((t["to_whom"], to_whom))
     rows.append((t["stored_where"], notice["storage"][lang]))
-    rows.append((t["kept"], ["%s: %s" % (c["title"], c["kept"]) for c in categories]))
+    rows.append((t["kept"], kept))
     rows.append((t["rights"], t["rights_v"] % notice["contact"]))
     rows.append((t["complain"], t["complain_v"] % notice["authority"][lang]))
     return rows
